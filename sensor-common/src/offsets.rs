@@ -1,0 +1,115 @@
+//! Byte offsets of the kernel struct fields and tracepoint fields the programs read.
+//!
+//! Rust eBPF has no CO-RE field relocations, so userspace computes every offset at startup
+//! from the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and from tracefs format files,
+//! and hands them to the programs as the read-only global `OFFSETS`. The kernel-facing
+//! assumptions (which field, which kernel source) are listed with permalinks in
+//! `sensor/src/kernel/offsets.rs`; this struct is only the wire shape.
+//!
+//! [`MISSING`] marks a field the running kernel does not have. The programs test for it before
+//! use; because the global is frozen, the verifier prunes the dead branch.
+
+/// Offset value of a field the running kernel lacks.
+pub const MISSING: u32 = u32::MAX;
+
+macro_rules! offsets {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident,)* }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name { $($(#[$fm])* pub $field: u32,)* }
+
+        impl $name {
+            /// Every field set to [`MISSING`].
+            pub const fn missing() -> Self { Self { $($field: MISSING,)* } }
+            /// Field names and values, in declaration order (for diagnostics and tests).
+            pub fn fields(&self) -> [(&'static str, u32); [$(stringify!($field)),*].len()] {
+                [$((stringify!($field), self.$field)),*]
+            }
+            /// Sets a field by name; `false` when no such field exists.
+            pub fn set(&mut self, name: &str, value: u32) -> bool {
+                match name { $(stringify!($field) => { self.$field = value; true })* _ => false }
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self { Self::missing() }
+        }
+    };
+}
+
+offsets! {
+    /// Offsets in bytes, named `<struct>_<field>` (tracepoint fields `tp_<event>_<field>`).
+    pub struct KernelOffsets {
+        task_struct_pid,
+        task_struct_tgid,
+        task_struct_real_parent,
+        task_struct_cred,
+        task_struct_loginuid,
+        task_struct_sessionid,
+        task_struct_files,
+        task_struct_fs,
+        task_struct_mm,
+        task_struct_exit_code,
+        task_struct_signal,
+        signal_struct_live,
+        cred_uid,
+        cred_gid,
+        cred_euid,
+        cred_egid,
+        mm_struct_arg_start,
+        mm_struct_arg_end,
+        linux_binprm_file,
+        fs_struct_pwd,
+        files_struct_fdt,
+        fdtable_max_fds,
+        fdtable_fd,
+        file_f_path,
+        file_f_inode,
+        file_f_flags,
+        file_f_mode,
+        file_private_data,
+        path_mnt,
+        path_dentry,
+        dentry_d_parent,
+        dentry_d_name,
+        dentry_d_inode,
+        qstr_name,
+        inode_i_ino,
+        inode_i_sb,
+        super_block_s_dev,
+        mount_mnt,
+        mount_mnt_parent,
+        mount_mnt_mountpoint,
+        vfsmount_mnt_root,
+        socket_sk,
+        sock_common_skc_family,
+        sock_common_skc_daddr,
+        sock_common_skc_rcv_saddr,
+        sock_common_skc_dport,
+        sock_common_skc_num,
+        sock_common_skc_v6_daddr,
+        sock_common_skc_v6_rcv_saddr,
+        sock_sk_protocol,
+        sock_sk_type,
+        sock_sk_flags,
+        tcp_sock_bytes_sent,
+        tcp_sock_bytes_received,
+        tp_sys_exit_ret,
+        tp_inet_sock_set_state_skaddr,
+        tp_inet_sock_set_state_oldstate,
+        tp_inet_sock_set_state_newstate,
+        tp_inet_sock_set_state_sport,
+        tp_inet_sock_set_state_dport,
+        tp_inet_sock_set_state_family,
+        tp_inet_sock_set_state_protocol,
+        tp_inet_sock_set_state_saddr,
+        tp_inet_sock_set_state_daddr,
+        tp_inet_sock_set_state_saddr_v6,
+        tp_inet_sock_set_state_daddr_v6,
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only u32 fields.
+unsafe impl aya::Pod for KernelOffsets {}

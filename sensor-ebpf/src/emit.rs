@@ -1,0 +1,72 @@
+//! The ring buffer to the daemon, with batched wakeups and per-kind loss counters.
+//!
+//! Waking the consumer for every record costs the traced process more than the record
+//! itself (shared/reference/performance.md §4.3), so records are submitted with
+//! `BPF_RB_NO_WAKEUP` and the daemon drains on a short timer; only when more than
+//! `CONFIG.wakeup_bytes` wait is the consumer woken. A record that does not fit is counted
+//! in `LOST[kind]`, which the daemon reports as `sensor.event_loss`.
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::generated::bpf_ktime_get_boot_ns,
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use sensor_common::event::{Header, KIND_SLOTS, Kind, Task};
+
+use crate::kread::{config, current_task, fill_task};
+
+/// Records for the daemon. Userspace sets the size at load (`--ring-buffer-bytes`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Records dropped because `EVENTS` was full, per CPU, indexed by [`Kind`].
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+/// Nanoseconds since boot (CLOCK_BOOTTIME), the time base of every record.
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// Fills a record header for the current task. Returns `false` for the daemon's own
+/// activity, which is never reported.
+#[inline(always)]
+pub fn header_for_current(kind: Kind, header: &mut Header) -> bool {
+    header.kind = kind as u32;
+    header.time_ns = now();
+    header.flags = fill_task(current_task(), &mut header.task);
+    header.task.tgid != config!(self_tgid)
+}
+
+/// Fills a header for a task remembered earlier (the owner of a connection).
+#[inline(always)]
+pub fn header_for(kind: Kind, task: &Task, header: &mut Header) {
+    header.kind = kind as u32;
+    header.time_ns = now();
+    header.flags = 0;
+    header.task = *task;
+}
+
+/// Sends the first `len` bytes at `record` (`len` must be bounded by the caller) or counts
+/// the loss.
+#[inline(always)]
+pub fn send(kind: Kind, record: *const u8, len: usize) {
+    // SAFETY: the caller passes a pointer into a map value that holds at least `len` bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(record, len) };
+    let waiting = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
+    let flags = if waiting >= config!(wakeup_bytes) { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    if EVENTS.output::<[u8]>(bytes, u64::from(flags)).is_err() {
+        count_loss(kind);
+    }
+}
+
+/// Counts a record that could not be delivered.
+#[inline(always)]
+pub fn count_loss(kind: Kind) {
+    if let Some(counter) = LOST.get_ptr_mut(kind as u32) {
+        // SAFETY: per-CPU slot; no other writer on this CPU while we run.
+        unsafe { *counter += 1 };
+    }
+}

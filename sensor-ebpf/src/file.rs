@@ -1,0 +1,99 @@
+//! Opens of protected files (wire type: `sensor_common::event::file`; user half:
+//! `sensor/src/event/file.rs`).
+//!
+//! One program per open syscall's exit tracepoint. The decision and the path come from the
+//! `struct file` the syscall installed at the returned descriptor, never from the
+//! user-supplied name: `task->files->fdt->fd[ret]`.
+use core::mem::offset_of;
+
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::PerCpuArray,
+    programs::TracePointContext,
+};
+use sensor_common::{
+    event::{Kind, file::Open},
+    path::PATH_MAX,
+};
+
+use crate::{
+    emit::{header_for_current, send},
+    kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
+    path::{find_protected, write_path},
+};
+
+#[map]
+static OPEN_SCRATCH: PerCpuArray<Open> = PerCpuArray::with_max_entries(1, 0);
+
+const PATH_MASK: u32 = PATH_MAX as u32 - 1;
+
+/// Syscall numbers reported in `Open::syscall` (x86_64 numbering,
+/// <https://github.com/torvalds/linux/blob/v6.12/arch/x86/entry/syscalls/syscall_64.tbl>).
+const NR_OPEN: u32 = 2;
+const NR_CREAT: u32 = 85;
+const NR_OPENAT: u32 = 257;
+const NR_OPEN_BY_HANDLE_AT: u32 = 304;
+const NR_OPENAT2: u32 = 437;
+
+#[tracepoint(category = "syscalls", name = "sys_exit_open")]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, NR_OPEN)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, NR_OPENAT)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, NR_OPENAT2)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_creat")]
+pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, NR_CREAT)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_open_by_handle_at")]
+pub fn sys_exit_open_by_handle_at(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, NR_OPEN_BY_HANDLE_AT)
+}
+
+#[inline(always)]
+fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
+    if config!(file_events) == 0 {
+        return 0;
+    }
+    // SAFETY: reads the tracepoint record through the probe-read helper.
+    let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else { return 0 };
+    if fd < 0 {
+        return 0;
+    }
+    let task = current_task();
+    let Ok(file) = file_of_fd(task, fd) else { return 0 };
+    let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) else { return 0 };
+    let Some((key, _)) = find_protected(mnt, dentry) else { return 0 };
+
+    let Some(ev) = OPEN_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU scratch, exclusively ours while the program runs.
+    let ev = unsafe { &mut *ev };
+    if !header_for_current(Kind::FileOpen, &mut ev.header) {
+        return 0;
+    }
+    ev.fd = fd as i32;
+    ev.syscall = syscall;
+    ev.match_dev = key.dev;
+    ev.match_ino = key.ino;
+    ev.flags = read(file, off!(file_f_flags)).unwrap_or(0);
+    ev.fmode = read(file, off!(file_f_mode)).unwrap_or(0);
+    let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
+    ev.ino = ino;
+    ev.dev = dev;
+    ev.cursor = 0;
+    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    let n = ev.cursor & PATH_MASK;
+    ev.path_len = n as u16;
+    send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
+    0
+}

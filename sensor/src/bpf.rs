@@ -1,0 +1,189 @@
+//! Loading and attaching the kernel programs, and access to their maps.
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint},
+};
+use sensor_common::{
+    config::KernelConfig,
+    event::KIND_SLOTS,
+    offsets::KernelOffsets,
+    path::{InodeKey, Protected},
+};
+
+use crate::{kernel::tracefs::TraceFs, protect::ProtectSet};
+
+/// The kernel object, built by build.rs and embedded in the binary.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
+
+/// Raw tracepoint programs: (program, tracepoint).
+const RAW_TRACEPOINTS: [(&str, &str); 3] = [
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+];
+
+/// Tracepoint programs: (program, category, event, family). A syscall tracepoint the kernel
+/// does not have (e.g. `open` on arm64) is skipped with a log line.
+const TRACEPOINTS: [(&str, &str, &str, Family); 8] = [
+    ("sys_exit_open", "syscalls", "sys_exit_open", Family::File),
+    ("sys_exit_openat", "syscalls", "sys_exit_openat", Family::File),
+    ("sys_exit_openat2", "syscalls", "sys_exit_openat2", Family::File),
+    ("sys_exit_creat", "syscalls", "sys_exit_creat", Family::File),
+    ("sys_exit_open_by_handle_at", "syscalls", "sys_exit_open_by_handle_at", Family::File),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept", Family::Network),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4", Family::Network),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state", Family::Network),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    File,
+    Network,
+}
+
+/// Loading or attaching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// The object could not be loaded (maps created, globals set).
+    #[error("cannot load the kernel object: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// The object has no program of that name (a build mismatch).
+    #[error("kernel program {0} is missing from the embedded object")]
+    MissingProgram(&'static str),
+    /// The verifier rejected a program, or attaching failed.
+    #[error("kernel program {program}: {source}{}", verifier_log(.source))]
+    Program { program: &'static str, source: ProgramError },
+    /// A map is missing or has the wrong type.
+    #[error("kernel map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    /// The object is empty because the build skipped the kernel programs.
+    #[error("this binary was built with AYA_BUILD_SKIP=1 and contains no kernel programs")]
+    NoObject,
+}
+
+fn verifier_log(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError { verifier_log, .. } => format!("\nverifier log:\n{verifier_log}"),
+        _ => String::new(),
+    }
+}
+
+/// The loaded and attached programs. Dropping it detaches and unloads everything; the maps
+/// taken out with `take_*` stay usable, so the daemon drains what was produced before.
+pub struct Programs {
+    ebpf: Ebpf,
+    /// `program@hook` of everything attached.
+    pub attached: Vec<String>,
+    /// Kernel ids of the loaded programs.
+    pub ids: Vec<u32>,
+    /// Whether file programs are attached.
+    pub file_events: bool,
+}
+
+impl Programs {
+    /// Loads the object with the resolved offsets and settings, fills the protected set and
+    /// attaches every program.
+    pub fn load(
+        offsets: &KernelOffsets,
+        ring_buffer_bytes: u32,
+        protect: &ProtectSet,
+        tracefs: &TraceFs,
+    ) -> Result<Self, BpfError> {
+        if OBJECT.is_empty() {
+            return Err(BpfError::NoObject);
+        }
+        let file_events = !protect.is_empty();
+        let config = KernelConfig {
+            self_tgid: std::process::id(),
+            file_events: u32::from(file_events),
+            wakeup_bytes: u64::from(ring_buffer_bytes / 4),
+        };
+        let protected_entries = protect.entries().len().max(1) as u32;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", offsets, true)
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .map_max_entries("PROTECTED", protected_entries.max(16))
+            .load(OBJECT)
+            .map_err(BpfError::Load)?;
+
+        let mut map: HashMap<_, InodeKey, Protected> = HashMap::try_from(
+            ebpf.map_mut("PROTECTED").ok_or(BpfError::Map { name: "PROTECTED", source: missing_map() })?,
+        )
+        .map_err(|source| BpfError::Map { name: "PROTECTED", source })?;
+        for e in protect.entries() {
+            map.insert(e.key, e.value, 0).map_err(|source| BpfError::Map { name: "PROTECTED", source })?;
+        }
+
+        let mut attached = Vec::new();
+        let mut ids = Vec::new();
+        for (name, tp) in RAW_TRACEPOINTS {
+            let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+            prog.attach(tp).map_err(|source| BpfError::Program { program: name, source })?;
+            ids.extend(prog.info().ok().map(|i| i.id()));
+            attached.push(format!("{name}@raw_tracepoint/{tp}"));
+        }
+        for (name, category, event, family) in TRACEPOINTS {
+            if family == Family::File && !file_events {
+                continue;
+            }
+            if !tracefs.event_exists(category, event) {
+                tracing::info!(program = name, category, event, "Tracepoint absent on this kernel; skipped.");
+                continue;
+            }
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+            prog.attach(category, event).map_err(|source| BpfError::Program { program: name, source })?;
+            ids.extend(prog.info().ok().map(|i| i.id()));
+            attached.push(format!("{name}@tracepoint/{category}/{event}"));
+        }
+        Ok(Self { ebpf, attached, ids, file_events })
+    }
+
+    /// Takes the ring buffer (once).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(BpfError::Map { name: "EVENTS", source: missing_map() })?;
+        RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "EVENTS", source })
+    }
+
+    /// Takes the loss counters (once).
+    pub fn take_loss_counters(&mut self) -> Result<LossCounters, BpfError> {
+        let map = self.ebpf.take_map("LOST").ok_or(BpfError::Map { name: "LOST", source: missing_map() })?;
+        let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map { name: "LOST", source })?;
+        Ok(LossCounters { map })
+    }
+}
+
+fn missing_map() -> aya::maps::MapError {
+    aya::maps::MapError::InvalidName { name: "not in object".to_owned() }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or(BpfError::MissingProgram(name))?;
+    prog.try_into().map_err(|source| BpfError::Program { program: name, source })
+}
+
+/// The per-CPU, per-kind counters of records the kernel could not deliver.
+pub struct LossCounters {
+    map: PerCpuArray<MapData, u64>,
+}
+
+impl LossCounters {
+    /// Totals over all CPUs, indexed by kind number.
+    pub fn totals(&self) -> Result<[u64; KIND_SLOTS as usize], BpfError> {
+        let mut out = [0u64; KIND_SLOTS as usize];
+        for (kind, slot) in out.iter_mut().enumerate() {
+            let values = self
+                .map
+                .get(&(kind as u32), 0)
+                .map_err(|source| BpfError::Map { name: "LOST", source })?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,235 @@
+//! The running sensor: load, consume the ring buffer, write records, stop cleanly.
+use std::{path::PathBuf, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use sensor_common::event::KIND_SLOTS;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+    time::{MissedTickBehavior, interval},
+};
+
+use crate::{
+    bpf::{BpfError, LossCounters, Programs},
+    config::Config,
+    event::{self, Decoder, Record, time::Clock},
+    kernel::{self, KernelError},
+    output::{Output, OutputError},
+    proctable::ProcTable,
+    protect::{ProtectError, ProtectSet},
+    seq::{Seq, SeqError},
+    users::Names,
+};
+
+/// Why the sensor could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Protect(#[from] ProtectError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error(transparent)]
+    Seq(#[from] SeqError),
+    /// Signal handlers or the ring buffer's readiness could not be set up.
+    #[error("cannot set up {what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+}
+
+/// A configuration ready to run.
+pub struct RunSpec {
+    pub config: Config,
+    /// `embedded` or the configuration file's path.
+    pub config_source: String,
+}
+
+/// Runs until SIGINT or SIGTERM. Everything is detached when this returns, also on error.
+pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
+    let config = spec.config;
+    // Bad input first, before anything touches the kernel.
+    let outputs = config.outputs.iter().map(|s| Output::open(s)).collect::<Result<Vec<_>, _>>()?;
+    let protect = ProtectSet::resolve(&config.protect)?;
+    let preflight = kernel::preflight::check().map_err(KernelError::from)?;
+    let resolved = kernel::load_offsets(&preflight)?;
+    for field in &resolved.missing_optional {
+        tracing::warn!(field, "Kernel field absent; the attributes that need it are left out.");
+    }
+    let io_err = |what| move |source| DaemonError::Io { what, source };
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("the SIGINT handler"))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("the SIGTERM handler"))?;
+    let seq = Seq::open(&config.state_dir)?;
+
+    let mut programs = Programs::load(&resolved.offsets, config.ring_buffer_bytes, &protect, &preflight.tracefs)?;
+    let ring = programs.take_ring()?;
+    let losses = programs.take_loss_counters()?;
+    let mut procs = ProcTable::default();
+    let seeded = procs.seed();
+    let info = event::sensor::StartInfo {
+        kernel_release: preflight.kernel_release.clone(),
+        programs: programs.attached.clone(),
+        program_ids: programs.ids.clone(),
+        file_events: programs.file_events,
+        config_source: spec.config_source,
+        protect: protect.paths(),
+        outputs: outputs.iter().map(|o| o.spec().to_owned()).collect(),
+        ring_buffer_bytes: config.ring_buffer_bytes,
+        processes_seeded: seeded,
+    };
+    let decoder = Decoder { procs, names: Names::default(), clock: Clock::now(), protect };
+    let mut sink = Sink::new(outputs, seq);
+    sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
+    sink.flush();
+    tracing::info!(programs = info.programs.len(), protected = info.protect.len(), "Sensor started.");
+
+    let mut consumer = Consumer {
+        // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until dropped.
+        ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| DaemonError::Io { what: "ring buffer polling", source: e.into() })?,
+        losses,
+        decoder,
+        sink,
+        delivered: 0,
+        lost_total: 0,
+        lost_seen: [0; KIND_SLOTS as usize],
+        loss_since: Clock::realtime_ns(),
+        decode_errors: 0,
+    };
+    let mut drain_tick = interval(Duration::from_millis(config.drain_interval_ms));
+    drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut second = interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    let reason = loop {
+        tokio::select! {
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break "SIGTERM",
+            guard = consumer.ring.readable_mut() => {
+                let mut guard = guard.map_err(io_err("ring buffer polling"))?;
+                guard.clear_ready();
+                consumer.drain()?;
+            }
+            _ = drain_tick.tick() => consumer.drain()?,
+            _ = second.tick() => {
+                consumer.report_loss()?;
+                consumer.decoder.clock = Clock::now();
+                consumer.sink.flush();
+            }
+        }
+    };
+
+    // Stop producing, then collect everything that was produced.
+    drop(programs);
+    consumer.drain()?;
+    consumer.report_loss()?;
+    let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
+    consumer.sink.emit(&stop)?;
+    consumer.sink.flush();
+    tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
+    Ok(())
+}
+
+/// Numbers and writes records to every output.
+struct Sink {
+    outputs: Vec<Output>,
+    seq: Seq,
+    host: String,
+    failing: Vec<bool>,
+}
+
+impl Sink {
+    fn new(outputs: Vec<Output>, seq: Seq) -> Self {
+        let failing = vec![false; outputs.len()];
+        Self { outputs, seq, host: host_name(), failing }
+    }
+
+    fn emit(&mut self, rec: &Record) -> Result<(), DaemonError> {
+        let line = rec.to_json(self.seq.next()?, &self.host);
+        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
+            report(out.write_line(&line), failing);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
+            report(out.flush(), failing);
+        }
+    }
+}
+
+/// Logs an output failure once per failure period (not per record).
+fn report(r: Result<(), OutputError>, failing: &mut bool) {
+    match r {
+        Err(e) if !*failing => {
+            tracing::error!(error = %e, "Output failing; records are not reaching it.");
+            *failing = true;
+        }
+        Ok(()) if *failing => {
+            tracing::info!("Output recovered.");
+            *failing = false;
+        }
+        _ => {}
+    }
+}
+
+struct Consumer {
+    ring: AsyncFd<RingBuf<MapData>>,
+    losses: LossCounters,
+    decoder: Decoder,
+    sink: Sink,
+    delivered: u64,
+    lost_total: u64,
+    lost_seen: [u64; KIND_SLOTS as usize],
+    loss_since: i128,
+    decode_errors: u64,
+}
+
+impl Consumer {
+    /// Decodes and writes everything waiting in the ring buffer.
+    fn drain(&mut self) -> Result<(), DaemonError> {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            self.delivered += 1;
+            match self.decoder.decode(&item) {
+                Ok(rec) => self.sink.emit(&rec)?,
+                Err(e) => {
+                    self.decode_errors += 1;
+                    if self.decode_errors.is_power_of_two() {
+                        tracing::error!(error = %e, count = self.decode_errors, "Undecodable kernel record.");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `sensor.event_loss` when the kernel counted new losses.
+    fn report_loss(&mut self) -> Result<(), DaemonError> {
+        let totals = self.losses.totals()?;
+        let mut delta = [0u64; KIND_SLOTS as usize];
+        for (i, d) in delta.iter_mut().enumerate() {
+            *d = totals[i].saturating_sub(self.lost_seen[i]);
+        }
+        let now = Clock::realtime_ns();
+        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta) {
+            self.lost_total += delta.iter().sum::<u64>();
+            tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
+            self.sink.emit(&rec)?;
+        }
+        self.lost_seen = totals;
+        self.loss_since = now;
+        Ok(())
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())
+}
+
+/// The configuration file path as shown in `sensor.start`.
+pub fn source_name(path: Option<&PathBuf>) -> String {
+    path.map_or_else(|| "embedded".to_owned(), |p| p.display().to_string())
+}

@@ -1,0 +1,120 @@
+//! Every attribute key the sensor writes. docs/events.md documents each one; the test at the
+//! bottom fails when a key here is missing from that page.
+
+pub const EVENT_NAME: &str = "event.name";
+pub const TIME: &str = "time";
+pub const SEQ: &str = "mnsensor.seq";
+pub const HOST_NAME: &str = "host.name";
+
+pub const PROCESS_PID: &str = "process.pid";
+pub const PROCESS_THREAD_ID: &str = "process.thread.id";
+pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
+pub const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
+pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
+pub const PROCESS_COMMAND_ARGS: &str = "process.command_args";
+pub const PROCESS_WORKING_DIRECTORY: &str = "process.working_directory";
+pub const PROCESS_USER_ID: &str = "process.user.id";
+pub const PROCESS_USER_NAME: &str = "process.user.name";
+pub const PROCESS_REAL_USER_ID: &str = "process.real_user.id";
+pub const PROCESS_REAL_USER_NAME: &str = "process.real_user.name";
+pub const PROCESS_GROUP_ID: &str = "mnsensor.process.group.id";
+pub const PROCESS_GROUP_NAME: &str = "mnsensor.process.group.name";
+pub const PROCESS_REAL_GROUP_ID: &str = "mnsensor.process.real_group.id";
+pub const PROCESS_COMM: &str = "mnsensor.process.comm";
+pub const LOGIN_USER_ID: &str = "mnsensor.login_user.id";
+pub const LOGIN_USER_NAME: &str = "mnsensor.login_user.name";
+pub const SESSION_ID: &str = "mnsensor.session.id";
+pub const PROCESS_ATTRIBUTION: &str = "mnsensor.process.attribution";
+pub const PROCESS_PREVIOUS_PID: &str = "mnsensor.process.previous_pid";
+pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+pub const PROCESS_EXIT_SIGNAL: &str = "mnsensor.process.exit.signal";
+pub const PROCESS_EXIT_CORE_DUMPED: &str = "mnsensor.process.exit.core_dumped";
+
+pub const PATH_TRUNCATED: &str = "mnsensor.path.truncated";
+pub const ARGV_TRUNCATED: &str = "mnsensor.argv.truncated";
+pub const READ_ERROR: &str = "mnsensor.read_error";
+
+pub const FILE_PATH: &str = "file.path";
+pub const FILE_NAME: &str = "file.name";
+pub const FILE_DIRECTORY: &str = "file.directory";
+pub const FILE_INODE: &str = "file.inode";
+pub const FILE_DEVICE: &str = "mnsensor.file.device";
+pub const FILE_ACCESS: &str = "mnsensor.file.access";
+pub const FILE_FLAGS: &str = "mnsensor.file.flags";
+pub const FILE_CREATED: &str = "mnsensor.file.created";
+pub const FILE_FD: &str = "mnsensor.file.fd";
+pub const SYSCALL: &str = "mnsensor.syscall";
+pub const PROTECTED_PATH: &str = "mnsensor.protected.path";
+
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+pub const NETWORK_TYPE: &str = "network.type";
+pub const NETWORK_LOCAL_ADDRESS: &str = "network.local.address";
+pub const NETWORK_LOCAL_PORT: &str = "network.local.port";
+pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
+pub const NETWORK_PEER_PORT: &str = "network.peer.port";
+pub const NETWORK_IO_DIRECTION: &str = "network.io.direction";
+pub const NETWORK_IPV4_MAPPED: &str = "mnsensor.network.ipv4_mapped";
+pub const NETWORK_TCP_PREVIOUS_STATE: &str = "mnsensor.network.tcp.previous_state";
+pub const BYTES_SENT: &str = "mnsensor.bytes_sent";
+pub const BYTES_RECEIVED: &str = "mnsensor.bytes_received";
+
+pub const SERVICE_NAME: &str = "service.name";
+pub const SERVICE_VERSION: &str = "service.version";
+pub const KERNEL_RELEASE: &str = "mnsensor.kernel.release";
+pub const BACKEND_PROCESS: &str = "mnsensor.backend.process";
+pub const BACKEND_FILE: &str = "mnsensor.backend.file";
+pub const BACKEND_NETWORK: &str = "mnsensor.backend.network";
+pub const BPF_PROGRAMS: &str = "mnsensor.bpf.programs";
+pub const BPF_PROGRAM_IDS: &str = "mnsensor.bpf.program_ids";
+pub const CONFIG_SOURCE: &str = "mnsensor.config.source";
+pub const CONFIG_PROTECT: &str = "mnsensor.config.protect";
+pub const CONFIG_OUTPUTS: &str = "mnsensor.config.outputs";
+pub const CONFIG_RING_BUFFER_BYTES: &str = "mnsensor.config.ring_buffer_bytes";
+pub const PROCESSES_SEEDED: &str = "mnsensor.processes.seeded";
+pub const STOP_REASON: &str = "mnsensor.stop.reason";
+pub const EVENTS_DELIVERED: &str = "mnsensor.events.delivered";
+pub const EVENTS_LOST: &str = "mnsensor.events.lost";
+pub const LOSS_COUNT: &str = "mnsensor.loss.count";
+pub const LOSS_INTERVAL_START: &str = "mnsensor.loss.interval.start";
+pub const LOSS_INTERVAL_END: &str = "mnsensor.loss.interval.end";
+
+/// Per-kind loss keys, `mnsensor.loss.<event.name>`, indexed like `event::name_of`.
+pub const LOSS_BY_EVENT: [(&str, &str); 7] = [
+    ("process.exec", "mnsensor.loss.process.exec"),
+    ("process.fork", "mnsensor.loss.process.fork"),
+    ("process.exit", "mnsensor.loss.process.exit"),
+    ("file.open", "mnsensor.loss.file.open"),
+    ("network.connect", "mnsensor.loss.network.connect"),
+    ("network.accept", "mnsensor.loss.network.accept"),
+    ("network.close", "mnsensor.loss.network.close"),
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Keys documented in the first column of docs/events.md's tables.
+    fn documented() -> BTreeSet<String> {
+        let doc = include_str!("../../../docs/events.md");
+        doc.lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let src = include_str!("attr.rs");
+        let documented = documented();
+        let keys: Vec<&str> = src
+            .lines()
+            .filter(|l| l.starts_with("pub const") || l.trim_start().starts_with("(\""))
+            .filter_map(|l| l.rsplit('"').nth(1))
+            .collect();
+        assert!(keys.len() > 60, "parsed only {} keys", keys.len());
+        let missing: Vec<_> = keys.iter().filter(|k| !documented.contains(**k)).collect();
+        assert!(missing.is_empty(), "keys missing from docs/events.md: {missing:?}");
+    }
+}

@@ -1,0 +1,88 @@
+//! The sensor's own records: start, stop, event loss.
+use sensor_common::event::{KIND_SLOTS, Kind};
+
+use super::{Record, attr, name_of, time::rfc3339};
+
+/// What `sensor.start` reports.
+pub struct StartInfo {
+    pub kernel_release: String,
+    pub programs: Vec<String>,
+    pub program_ids: Vec<u32>,
+    pub file_events: bool,
+    pub config_source: String,
+    pub protect: Vec<String>,
+    pub outputs: Vec<String>,
+    pub ring_buffer_bytes: u32,
+    pub processes_seeded: usize,
+}
+
+/// `sensor.start`.
+pub fn start(time_ns: i128, info: &StartInfo) -> Record {
+    let mut rec = Record::new("sensor.start", time_ns);
+    rec.set(attr::SERVICE_NAME, "mnsensor")
+        .set(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION"))
+        .set(attr::PROCESS_PID, std::process::id())
+        .set(attr::KERNEL_RELEASE, info.kernel_release.as_str())
+        .set(attr::BACKEND_PROCESS, "tracepoint")
+        .set(attr::BACKEND_FILE, if info.file_events { "tracepoint" } else { "off" })
+        .set(attr::BACKEND_NETWORK, "tracepoint")
+        .set(attr::BPF_PROGRAMS, info.programs.clone())
+        .set(attr::BPF_PROGRAM_IDS, info.program_ids.clone())
+        .set(attr::CONFIG_SOURCE, info.config_source.as_str())
+        .set(attr::CONFIG_PROTECT, info.protect.clone())
+        .set(attr::CONFIG_OUTPUTS, info.outputs.clone())
+        .set(attr::CONFIG_RING_BUFFER_BYTES, info.ring_buffer_bytes)
+        .set(attr::PROCESSES_SEEDED, info.processes_seeded);
+    rec
+}
+
+/// `sensor.stop`.
+pub fn stop(time_ns: i128, reason: &str, delivered: u64, lost: u64) -> Record {
+    let mut rec = Record::new("sensor.stop", time_ns);
+    rec.set(attr::STOP_REASON, reason)
+        .set(attr::EVENTS_DELIVERED, delivered)
+        .set(attr::EVENTS_LOST, lost);
+    rec
+}
+
+/// `sensor.event_loss` for per-kind `lost` counts over `[from_ns, to_ns]`, or `None` when
+/// nothing was lost.
+pub fn event_loss(from_ns: i128, to_ns: i128, lost: &[u64; KIND_SLOTS as usize]) -> Option<Record> {
+    let total: u64 = lost.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut rec = Record::new("sensor.event_loss", to_ns);
+    rec.set(attr::LOSS_COUNT, total)
+        .set(attr::LOSS_INTERVAL_START, rfc3339(from_ns))
+        .set(attr::LOSS_INTERVAL_END, rfc3339(to_ns));
+    for kind in Kind::ALL {
+        let n = lost[kind as usize];
+        if n > 0 {
+            let key = attr::LOSS_BY_EVENT
+                .iter()
+                .find(|(name, _)| *name == name_of(kind))
+                .map_or(attr::LOSS_COUNT, |(_, key)| key);
+            rec.set(key, n);
+        }
+    }
+    Some(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_loss;
+
+    #[test]
+    fn loss_record_counts_per_kind() {
+        assert!(event_loss(0, 1, &[0; 8]).is_none());
+        let mut lost = [0u64; 8];
+        lost[4] = 12;
+        lost[1] = 3;
+        let rec = event_loss(0, 1_000_000_000, &lost).unwrap();
+        assert_eq!(rec.get("mnsensor.loss.count"), Some(&15.into()));
+        assert_eq!(rec.get("mnsensor.loss.file.open"), Some(&12.into()));
+        assert_eq!(rec.get("mnsensor.loss.process.exec"), Some(&3.into()));
+        assert_eq!(rec.get("mnsensor.loss.network.close"), None);
+    }
+}

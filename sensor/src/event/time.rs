@@ -1,0 +1,80 @@
+//! Kernel timestamps (CLOCK_BOOTTIME) to RFC 3339 UTC strings.
+
+/// Reads a clock in nanoseconds.
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; the clocks used always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Converts CLOCK_BOOTTIME nanoseconds to wall-clock nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    offset_ns: i128,
+}
+
+impl Clock {
+    /// Measures the current offset between wall clock and boot time.
+    pub fn now() -> Self {
+        Self { offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME) }
+    }
+
+    /// Wall-clock time of a kernel timestamp.
+    pub fn wall_ns(&self, boot_ns: u64) -> i128 {
+        i128::from(boot_ns) + self.offset_ns
+    }
+
+    /// The current wall-clock time.
+    pub fn realtime_ns() -> i128 {
+        clock_ns(libc::CLOCK_REALTIME)
+    }
+
+    /// Current CLOCK_BOOTTIME in nanoseconds.
+    pub fn boottime_ns() -> u64 {
+        u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).unwrap_or(0)
+    }
+}
+
+/// `2026-11-22T05:36:31.123456789Z` for nanoseconds since the epoch.
+pub fn rfc3339(epoch_ns: i128) -> String {
+    let secs = epoch_ns.div_euclid(1_000_000_000);
+    let nanos = epoch_ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i128) -> (i128, i128, i128) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i128::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        // 2000-02-29T12:34:56.000000789Z (leap day)
+        assert_eq!(rfc3339(951_827_696_000_000_789), "2000-02-29T12:34:56.000000789Z");
+        // 2026-11-22T05:36:31.5Z
+        assert_eq!(rfc3339(1_795_325_791_500_000_000), "2026-11-22T05:36:31.500000000Z");
+    }
+}

@@ -1,0 +1,14 @@
+//! mnsensor: an eBPF host sensor for Linux file servers that hold My Number data.
+//!
+//! Architecture: docs/architecture.md. Event schema: docs/events.md.
+pub mod bpf;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod event;
+pub mod kernel;
+pub mod output;
+pub mod proctable;
+pub mod protect;
+pub mod seq;
+pub mod users;

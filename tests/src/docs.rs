@@ -1,0 +1,84 @@
+//! Parsing of `docs/events.md`, the event schema.
+
+use std::{collections::BTreeSet, fs, sync::OnceLock};
+
+use crate::util::workspace_root;
+
+/// One row of a table in the schema: its backticked key and where it is.
+#[derive(Clone, Debug)]
+pub struct DocKey {
+    pub key: String,
+    /// The nearest heading above the table (without `#`s).
+    pub section: String,
+    /// 1-based line number in the file.
+    pub line: usize,
+}
+
+/// The text of `docs/events.md`.
+pub fn events_md() -> &'static str {
+    static MD: OnceLock<String> = OnceLock::new();
+    MD.get_or_init(|| {
+        let p = workspace_root().join("docs/events.md");
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+    })
+}
+
+/// The first-column backticked keys of every markdown table row, in order (duplicates kept).
+pub fn table_keys(md: &str) -> Vec<DocKey> {
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for (i, line) in md.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('#') {
+            section = h.trim_start_matches('#').trim().to_owned();
+            continue;
+        }
+        if !t.starts_with('|') {
+            continue;
+        }
+        let Some(first) = t.split('|').nth(1).map(str::trim) else {
+            continue;
+        };
+        if first.len() >= 2 && first.starts_with('`') && first.ends_with('`') {
+            let key = &first[1..first.len() - 1];
+            assert!(
+                !key.is_empty() && !key.contains('`'),
+                "docs/events.md line {}: malformed key cell {first:?}",
+                i + 1
+            );
+            keys.push(DocKey {
+                key: key.to_owned(),
+                section: section.clone(),
+                line: i + 1,
+            });
+        }
+    }
+    keys
+}
+
+/// The set of documented keys (what an event may contain).
+pub fn documented_keys() -> &'static BTreeSet<String> {
+    static KEYS: OnceLock<BTreeSet<String>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let keys: BTreeSet<String> = table_keys(events_md()).into_iter().map(|k| k.key).collect();
+        assert!(!keys.is_empty(), "no keys found in docs/events.md tables");
+        keys
+    })
+}
+
+/// Event names documented as `###` headings of the form ``### `a`, `b` ``, in order.
+pub fn event_names(md: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in md.lines() {
+        let Some(h) = line.strip_prefix("### ") else {
+            continue;
+        };
+        for (i, part) in h.split('`').enumerate() {
+            // Odd parts are inside backticks.
+            if i % 2 == 1 && !part.is_empty() {
+                names.push(part.to_owned());
+            }
+        }
+    }
+    names
+}

@@ -1,0 +1,178 @@
+//! Accessors for records and the schema check every record read goes through.
+
+use serde_json::Value;
+
+use crate::docs::documented_keys;
+
+/// The kernel event names (the kinds with loss counters), as in the contract.
+pub const KERNEL_EVENTS: [&str; 7] = [
+    "process.exec",
+    "process.fork",
+    "process.exit",
+    "file.open",
+    "network.connect",
+    "network.accept",
+    "network.close",
+];
+
+/// Every event name of the contract.
+pub const ALL_EVENTS: [&str; 10] = [
+    "process.exec",
+    "process.fork",
+    "process.exit",
+    "file.open",
+    "network.connect",
+    "network.accept",
+    "network.close",
+    "sensor.start",
+    "sensor.stop",
+    "sensor.event_loss",
+];
+
+/// A record on one line (for messages).
+pub fn show(ev: &Value) -> String {
+    serde_json::to_string(ev).unwrap_or_else(|_| format!("{ev:?}"))
+}
+
+/// `event.name` of a record ("" when missing).
+pub fn name(ev: &Value) -> &str {
+    ev.get("event.name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Whether the record is a `name` event.
+pub fn is(ev: &Value, name: &str) -> bool {
+    self::name(ev) == name
+}
+
+/// Whether the record has the key.
+pub fn has(ev: &Value, key: &str) -> bool {
+    ev.get(key).is_some()
+}
+
+/// `process.pid` of the record, if any.
+pub fn pid_of(ev: &Value) -> Option<u32> {
+    ev.get("process.pid")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+/// A string attribute; panics (showing the record) if missing or not a string.
+pub fn get_str<'a>(ev: &'a Value, key: &str) -> &'a str {
+    ev.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("record has no string {key:?}: {}", show(ev)))
+}
+
+/// A non-negative integer attribute; panics (showing the record) if missing or not one.
+pub fn get_u64(ev: &Value, key: &str) -> u64 {
+    ev.get(key)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("record has no unsigned number {key:?}: {}", show(ev)))
+}
+
+/// A boolean attribute, `None` when absent; panics if present but not a boolean.
+pub fn get_bool(ev: &Value, key: &str) -> Option<bool> {
+    ev.get(key).map(|v| {
+        v.as_bool()
+            .unwrap_or_else(|| panic!("{key:?} is not a boolean: {}", show(ev)))
+    })
+}
+
+/// An array-of-strings attribute; panics (showing the record) if missing or not one.
+pub fn get_str_array(ev: &Value, key: &str) -> Vec<String> {
+    let arr = ev
+        .get(key)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("record has no array {key:?}: {}", show(ev)));
+    arr.iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("{key:?} has a non-string element: {}", show(ev)))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Whether any string value of the record (or string in an array) contains `needle`.
+pub fn mentions(ev: &Value, needle: &str) -> bool {
+    fn walk(v: &Value, needle: &str) -> bool {
+        match v {
+            Value::String(s) => s.contains(needle),
+            Value::Array(a) => a.iter().any(|v| walk(v, needle)),
+            Value::Object(o) => o.values().any(|v| walk(v, needle)),
+            _ => false,
+        }
+    }
+    walk(ev, needle)
+}
+
+/// Whether `s` is RFC 3339 UTC with nanoseconds: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+pub fn is_rfc3339_nanos(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 30 {
+        return false;
+    }
+    b.iter().enumerate().all(|(i, &c)| match i {
+        4 | 7 => c == b'-',
+        10 => c == b'T',
+        13 | 16 => c == b':',
+        19 => c == b'.',
+        29 => c == b'Z',
+        _ => c.is_ascii_digit(),
+    })
+}
+
+/// Checks one record against the schema; returns its `mnsensor.seq`. Panics naming the line.
+///
+/// * it is a JSON object with flat keys, every key documented in `docs/events.md`;
+/// * values are strings, numbers, booleans or arrays of those (never `null`);
+/// * `event.name` (a contract event name), `time` (RFC 3339 UTC ns) and `mnsensor.seq`
+///   are present.
+pub fn check_record(ev: &Value, line_no: usize, line: &str) -> u64 {
+    let ctx = || format!("events line {line_no}: {line}");
+    let obj = ev
+        .as_object()
+        .unwrap_or_else(|| panic!("not a JSON object: {}", ctx()));
+    let documented = documented_keys();
+    let undocumented: Vec<&String> = obj.keys().filter(|k| !documented.contains(*k)).collect();
+    assert!(
+        undocumented.is_empty(),
+        "undocumented keys {undocumented:?} (not in docs/events.md): {}",
+        ctx()
+    );
+    for (k, v) in obj {
+        let ok = match v {
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => true,
+            Value::Array(a) => a
+                .iter()
+                .all(|e| matches!(e, Value::String(_) | Value::Number(_) | Value::Bool(_))),
+            Value::Null | Value::Object(_) => false,
+        };
+        assert!(
+            ok,
+            "key {k:?} has a value that is not a string/number/boolean/array of those: {}",
+            ctx()
+        );
+    }
+    let name = obj
+        .get("event.name")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string event.name: {}", ctx()));
+    assert!(
+        ALL_EVENTS.contains(&name),
+        "unknown event.name {name:?}: {}",
+        ctx()
+    );
+    let time = obj
+        .get("time")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string time: {}", ctx()));
+    assert!(
+        is_rfc3339_nanos(time),
+        "time {time:?} is not RFC 3339 UTC with nanoseconds: {}",
+        ctx()
+    );
+    obj.get("mnsensor.seq")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no unsigned mnsensor.seq: {}", ctx()))
+}

@@ -1,0 +1,29 @@
+//! Harness for the root integration tests: runs the real `mnsensor` binary (as root, with
+//! its kernel programs) against real syscalls made by the tests, and checks its output
+//! against the contract in `docs/events.md`.
+//!
+//! * [`Sensor`] starts one sensor with a private temp dir and a `jsonl:` output, reads and
+//!   validates every record it writes, waits for records, stops it and checks that its
+//!   kernel programs are gone.
+//! * [`event`] has accessors for records and the per-record schema check.
+//! * [`docs`] parses `docs/events.md`.
+//! * [`util`] has deadlines, temp dirs, child processes and small syscall helpers.
+//!
+//! Everything panics with context on failure: tests do not return `Result`.
+//!
+//! Deadlines scale with `MNSENSOR_TEST_TIMEOUT_SCALE` (float, default 1). They are
+//! deadlines, never performance assertions.
+
+pub mod bpf;
+pub mod docs;
+pub mod event;
+pub mod sensor;
+pub mod util;
+
+pub use event::{get_bool, get_str, get_str_array, get_u64, has, is, mentions, pid_of, show};
+pub use sensor::Sensor;
+pub use util::{
+    ChildGuard, Output, TempDir, canonical, dev_string, find_tool, fork_and_exit, gettid, in_vm,
+    kernel_release, loginuid, path_str, run_capture, scaled, sensor_bin, test_pid, waitpid_status,
+    workspace_root,
+};

@@ -1,0 +1,154 @@
+//! Loss accounting: with the smallest ring buffer, an open storm overflows it, and delivered
+//! plus counted-lost `file.open` records equal the opens made.
+
+use std::{io, time::Duration};
+
+use mnsensor_tests::{
+    Sensor, TempDir, event::KERNEL_EVENTS, get_str, get_u64, has, is, path_str, pid_of, scaled,
+    show, test_pid, util::c_path,
+};
+use serde_json::Value;
+
+/// Opens made by the storm.
+const STORM: u64 = 200_000;
+
+/// (delivered file.open records of `path`, sum of `mnsensor.loss.file.open`).
+fn tally(events: &[Value], path: &str) -> (u64, u64) {
+    let delivered = events
+        .iter()
+        .filter(|e| is(e, "file.open") && e.get("file.path").and_then(Value::as_str) == Some(path))
+        .count() as u64;
+    let lost = events
+        .iter()
+        .filter(|e| is(e, "sensor.event_loss"))
+        .map(|e| {
+            e.get("mnsensor.loss.file.open")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        })
+        .sum();
+    (delivered, lost)
+}
+
+#[test]
+fn delivered_plus_lost_equals_generated() {
+    let tree = TempDir::new("loss");
+    let p = tree.mkdir("protected");
+    let storm = tree.write("protected/storm.txt", "storm\n");
+    let storm_str = path_str(&storm).to_owned();
+    let mut sensor = Sensor::start(&["--ring-buffer-bytes", "4096", "--protect", path_str(&p)]);
+    assert_eq!(
+        get_u64(sensor.start_event(), "mnsensor.config.ring_buffer_bytes"),
+        4096,
+        "{}",
+        show(sensor.start_event())
+    );
+
+    let c = c_path(&storm);
+    let mut generated = 0u64;
+    for _ in 0..STORM {
+        // SAFETY: valid NUL-terminated path; we close what we open.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        assert!(
+            fd >= 0,
+            "open {}: {}",
+            storm.display(),
+            io::Error::last_os_error()
+        );
+        // SAFETY: we own fd.
+        unsafe { libc::close(fd) };
+        generated += 1;
+    }
+    assert_eq!(generated, STORM);
+
+    // Loss records come within ~1 s and the output is flushed every second; allow a long
+    // deadline for delivered records to drain under emulation.
+    let reached = sensor.try_wait_until(scaled(Duration::from_secs(60)), |evs| {
+        let (d, l) = tally(evs, &storm_str);
+        d + l >= generated
+    });
+    let (delivered, lost) = tally(sensor.events(), &storm_str);
+    if !reached || delivered + lost != generated {
+        sensor.fail(&format!(
+            "delivered {delivered} + lost {lost} = {} file.open records, generated {generated}",
+            delivered + lost
+        ));
+    }
+    // Nothing more may trickle in.
+    std::thread::sleep(scaled(Duration::from_secs(3)));
+    let (d2, l2) = tally(sensor.events(), &storm_str);
+    assert_eq!(
+        (d2, l2),
+        (delivered, lost),
+        "records of the storm changed after delivered+lost reached {generated}"
+    );
+    assert!(
+        lost > 0,
+        "a {STORM}-open storm did not overflow a 4096-byte ring buffer (delivered {delivered})"
+    );
+    assert!(delivered > 0, "no storm record delivered at all");
+
+    let me = test_pid();
+    let foreign: Vec<String> = sensor
+        .matching(|e| {
+            is(e, "file.open")
+                && e.get("file.path").and_then(Value::as_str) == Some(&storm_str)
+                && pid_of(e) != Some(me)
+        })
+        .iter()
+        .take(5)
+        .map(show)
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "storm records not attributed to the test pid {me}:\n{}",
+        foreign.join("\n")
+    );
+
+    let stop = sensor.stop();
+    let events = sensor.events().to_vec();
+    let mut total_lost = 0;
+    for ev in events.iter().filter(|e| is(e, "sensor.event_loss")) {
+        let count = get_u64(ev, "mnsensor.loss.count");
+        let per_kind: u64 = KERNEL_EVENTS
+            .iter()
+            .filter_map(|k| ev.get(format!("mnsensor.loss.{k}")).and_then(Value::as_u64))
+            .sum();
+        assert_eq!(
+            count,
+            per_kind,
+            "loss.count is not the sum of the per-kind counts: {}",
+            show(ev)
+        );
+        assert!(count > 0, "a loss record with nothing lost: {}", show(ev));
+        for k in KERNEL_EVENTS {
+            if let Some(n) = ev.get(format!("mnsensor.loss.{k}")) {
+                assert!(
+                    n.as_u64().is_some_and(|n| n > 0),
+                    "per-kind loss {k} present but not > 0: {}",
+                    show(ev)
+                );
+            }
+        }
+        get_str(ev, "mnsensor.loss.interval.start");
+        get_str(ev, "mnsensor.loss.interval.end");
+        total_lost += count;
+    }
+    assert_eq!(
+        get_u64(&stop, "mnsensor.events.lost"),
+        total_lost,
+        "sensor.stop events.lost vs. the sum of sensor.event_loss counts: {}",
+        show(&stop)
+    );
+    let kernel_records = events
+        .iter()
+        .filter(|e| KERNEL_EVENTS.iter().any(|k| is(e, k)))
+        .count() as u64;
+    assert!(has(&stop, "mnsensor.events.delivered"), "{}", show(&stop));
+    assert_eq!(
+        get_u64(&stop, "mnsensor.events.delivered"),
+        kernel_records,
+        "sensor.stop events.delivered vs. kernel records in the output: {}",
+        show(&stop)
+    );
+}

@@ -1,0 +1,64 @@
+//! `cargo xtask`: build, run, test and lint mnsensor (docs/building.md).
+mod apt;
+mod build;
+mod cmd;
+mod lint;
+mod run;
+mod setup;
+mod test;
+mod vm;
+
+use std::{ffi::OsString, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Developer and CI tasks for mnsensor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: Debian's Rust and LLVM 22, bpf-linker, tracefs mount.
+    Setup {
+        /// Also qemu and a static busybox, for `vm-test`.
+        #[arg(long)]
+        vm: bool,
+    },
+    /// Build the daemon (target/{debug,release}/mnsensor) with its kernel programs.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build the release daemon and run `mnsensor run ARGS…` in the foreground (as root).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// The whole suite, as CI runs it: unit tests, host integration tests, vm-test.
+    Test,
+    /// Run the integration tests inside Debian kernels under qemu.
+    VmTest(vm::Args),
+    /// rustfmt and clippy with warnings denied.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Task::Setup { vm } => setup::setup(vm),
+        Task::Build { release } => build::build(release),
+        Task::Run { args } => run::run(&args),
+        Task::Test => test::test(),
+        Task::VmTest(args) => vm::vm_test(&args),
+        Task::Lint => lint::lint(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Booting one kernel under qemu, and reading the verdict from its console.
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::cmd::{display, step};
+
+/// Host-side limit for one VM (boot, all tests, power-off).
+pub const TIMEOUT: Duration = Duration::from_secs(20 * 60);
+const APPEND: &str =
+    "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf";
+
+/// Boots `vmlinuz` with `initrd`, console to `log`; returns qemu's exit code (124: timeout)
+/// and the wall time. qemu exits 0 on `poweroff -f` whether or not the tests passed.
+pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<(Option<i32>, Duration)> {
+    let console = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let console2 = console
+        .try_clone()
+        .context("duplicating the console log handle")?;
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "--kill-after=10",
+        &TIMEOUT.as_secs().to_string(),
+        "qemu-system-x86_64",
+    ])
+    .args(accel())
+    .args([
+        "-smp",
+        "1",
+        "-m",
+        "2G",
+        "-nographic",
+        "-nic",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(vmlinuz)
+    .arg("-initrd")
+    .arg(initrd)
+    .args(["-append", APPEND])
+    .stdin(Stdio::null())
+    .stdout(console)
+    .stderr(console2);
+    let line = display(&cmd);
+    step(format!("$ {line} > {}", log.display()));
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
+    Ok((status.code(), start.elapsed()))
+}
+
+/// KVM only where the CPU has vmx/svm: a `/dev/kvm` alone can be a PVM host that fails.
+fn accel() -> [&'static str; 4] {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hw = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if hw {
+        ["-accel", "kvm", "-cpu", "host"]
+    } else {
+        ["-accel", "tcg", "-cpu", "max"]
+    }
+}
+
+/// What the guest's init.sh printed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Console {
+    /// `VMTEST <name> exit=<code>`, in order.
+    pub exits: Vec<(String, i32)>,
+    /// `VMTEST DONE` was seen.
+    pub done: bool,
+    /// Sums over the `test result:` lines of libtest.
+    pub passed: u64,
+    pub failed: u64,
+}
+
+/// Parses a console log. Lines may start with terminal escape codes, so markers are found
+/// anywhere in a line.
+pub fn parse(log: &str) -> Console {
+    let mut console = Console::default();
+    for line in log.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(i) = line.find("VMTEST ") {
+            let marker = line[i + "VMTEST ".len()..].trim_end();
+            if marker == "DONE" {
+                console.done = true;
+            } else if let Some((name, code)) = marker.rsplit_once(" exit=")
+                && let Ok(code) = code.parse()
+            {
+                console.exits.push((name.to_owned(), code));
+            }
+        } else if let Some(i) = line.find("test result: ") {
+            // "test result: ok. 3 passed; 0 failed; 0 ignored; …"
+            for part in line[i..].split(['.', ';']) {
+                match part.split_whitespace().collect::<Vec<_>>()[..] {
+                    [n, "passed"] => console.passed += n.parse::<u64>().unwrap_or(0),
+                    [n, "failed"] => console.failed += n.parse::<u64>().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+    }
+    console
+}
+
+impl Console {
+    /// `Ok` when every expected executable exited 0 and the run finished; else why not.
+    pub fn verdict(&self, expected: &[String]) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for name in expected {
+            match self.exits.iter().find(|(n, _)| n == name) {
+                Some((_, 0)) => {}
+                Some((_, code)) => problems.push(format!("{name} exit={code}")),
+                None => problems.push(format!("{name}: no marker")),
+            }
+        }
+        if !self.done {
+            problems.push("no VMTEST DONE".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_markers_and_results() {
+        let log = "\x1bc\x1b[?7lVMINFO kernel=6.1.0\r\n\
+            running 2 tests\r\n\
+            test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s\r\n\
+            \r\nVMTEST exec exit=0\r\n\
+            test result: FAILED. 1 passed; 3 failed; 0 ignored\n\
+            \x1b[0mVMTEST file exit=101\n\
+            \nVMTEST DONE\n";
+        let console = parse(log);
+        assert_eq!(
+            console,
+            Console {
+                exits: vec![("exec".into(), 0), ("file".into(), 101)],
+                done: true,
+                passed: 3,
+                failed: 3
+            }
+        );
+        assert_eq!(console.verdict(&["exec".into()]), Ok(()));
+        assert_eq!(
+            console.verdict(&["exec".into(), "file".into(), "net".into()]),
+            Err("file exit=101, net: no marker".into())
+        );
+        assert_eq!(
+            parse("VMTEST exec exit=0\n").verdict(&["exec".into()]),
+            Err("no VMTEST DONE".into())
+        );
+    }
+}
