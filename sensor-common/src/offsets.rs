@@ -93,6 +93,7 @@ offsets! {
         sock_sk_protocol,
         sock_sk_type,
         sock_sk_flags,
+        sock_common_skc_flags,
         tcp_sock_bytes_sent,
         tcp_sock_bytes_received,
         tp_sys_exit_ret,

@@ -16,9 +16,12 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use sensor_common::event::{
-    Kind,
-    net::{AF_INET, AF_INET6, Conn, ConnOwner, IPPROTO_TCP, TCP_CLOSE, TCP_SYN_SENT},
+use sensor_common::{
+    event::{
+        Kind,
+        net::{AF_INET, AF_INET6, Conn, ConnOwner, IPPROTO_TCP, TCP_CLOSE, TCP_SYN_SENT},
+    },
+    offsets::MISSING,
 };
 
 use crate::{
@@ -98,7 +101,11 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         ev.bytes_sent = read(sk, off!(tcp_sock_bytes_sent)).unwrap_or(0);
         // bytes_received counts the peer's FIN as one byte; SOCK_DONE says it arrived.
         let received: u64 = read(sk, off!(tcp_sock_bytes_received)).unwrap_or(0);
-        let fin = read::<u64>(sk, off!(sock_sk_flags)).map_or(0, |f| (f >> SOCK_DONE) & 1);
+        let flags_off = match off!(sock_sk_flags) {
+            MISSING => off!(sock_common_skc_flags),
+            o => o,
+        };
+        let fin = read::<u64>(sk, flags_off).map_or(0, |f| (f >> SOCK_DONE) & 1);
         ev.bytes_received = received.saturating_sub(fin);
         header_for(Kind::NetClose, &owner.task, &mut ev.header);
         send(Kind::NetClose, (ev as *const Conn).cast(), size_of::<Conn>());

@@ -264,10 +264,13 @@ pub const SPECS: &[Spec] = &[
     // https://github.com/torvalds/linux/blob/v6.12/include/net/sock.h#L509
     member("sock_sk_type", "sock", &["sk_type"]),
     // `unsigned long sk_flags`; bit SOCK_DONE (1) is set by tcp_fin() when the peer's FIN
-    // arrives, which tcp_sock.bytes_received counts as one byte of sequence space.
+    // arrives, which tcp_sock.bytes_received counts as one byte of sequence space. Newer
+    // kernels moved it into sock_common as skc_flags (`#define sk_flags
+    // __sk_common.skc_flags`); the programs use whichever this kernel has.
     // https://github.com/torvalds/linux/blob/v6.12/include/net/sock.h#L455
     // https://github.com/torvalds/linux/blob/v6.12/net/ipv4/tcp_input.c#L4570
-    member("sock_sk_flags", "sock", &["sk_flags"]),
+    optional(member("sock_sk_flags", "sock", &["sk_flags"])),
+    optional(member("sock_common_skc_flags", "sock_common", &["skc_flags"])),
     // Optional: without them close records carry 0 bytes.
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/tcp.h#L258
     optional(member("tcp_sock_bytes_sent", "tcp_sock", &["bytes_sent"])),
