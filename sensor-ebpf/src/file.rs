@@ -66,16 +66,26 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
         return 0;
     }
     // SAFETY: reads the tracepoint record through the probe-read helper.
-    let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else { return 0 };
+    let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else {
+        return 0;
+    };
     if fd < 0 {
         return 0;
     }
     let task = current_task();
-    let Ok(file) = file_of_fd(task, fd) else { return 0 };
-    let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) else { return 0 };
-    let Some((key, _)) = find_protected(mnt, dentry) else { return 0 };
+    let Ok(file) = file_of_fd(task, fd) else {
+        return 0;
+    };
+    let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) else {
+        return 0;
+    };
+    let Some((key, _)) = find_protected(mnt, dentry) else {
+        return 0;
+    };
 
-    let Some(ev) = OPEN_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let Some(ev) = OPEN_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU scratch, exclusively ours while the program runs.
     let ev = unsafe { &mut *ev };
     if !header_for_current(Kind::FileOpen, &mut ev.header) {
@@ -91,9 +101,14 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
     ev.ino = ino;
     ev.dev = dev;
     ev.cursor = 0;
-    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    ev.header.flags |=
+        write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
     let n = ev.cursor & PATH_MASK;
     ev.path_len = n as u16;
-    send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
+    send(
+        Kind::FileOpen,
+        (ev as *const Open).cast(),
+        offset_of!(Open, data) + n as usize,
+    );
     0
 }

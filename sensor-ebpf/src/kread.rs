@@ -15,31 +15,31 @@ use sensor_common::{
 pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::missing();
 
 #[unsafe(no_mangle)]
-pub(crate) static CONFIG: KernelConfig = KernelConfig { self_tgid: 0, file_events: 0, wakeup_bytes: 0 };
+pub(crate) static CONFIG: KernelConfig = KernelConfig {
+    self_tgid: 0,
+    file_events: 0,
+    wakeup_bytes: 0,
+};
 
 /// The offset of a field, read so that the compiler cannot fold the placeholder value.
 macro_rules! off {
-    ($field:ident) => {
-        {
-            // SAFETY: OFFSETS is a valid static; the volatile read keeps the load in the program.
-            #[allow(unused_unsafe, reason = "the macro is also used inside unsafe blocks")]
-            let v = unsafe { core::ptr::read_volatile(&raw const $crate::kread::OFFSETS.$field) };
-            v
-        }
-    };
+    ($field:ident) => {{
+        // SAFETY: OFFSETS is a valid static; the volatile read keeps the load in the program.
+        #[allow(unused_unsafe, reason = "the macro is also used inside unsafe blocks")]
+        let v = unsafe { core::ptr::read_volatile(&raw const $crate::kread::OFFSETS.$field) };
+        v
+    }};
 }
 pub(crate) use off;
 
 /// A runtime setting from the daemon.
 macro_rules! config {
-    ($field:ident) => {
-        {
-            // SAFETY: as for `off!`.
-            #[allow(unused_unsafe, reason = "the macro is also used inside unsafe blocks")]
-            let v = unsafe { core::ptr::read_volatile(&raw const $crate::kread::CONFIG.$field) };
-            v
-        }
-    };
+    ($field:ident) => {{
+        // SAFETY: as for `off!`.
+        #[allow(unused_unsafe, reason = "the macro is also used inside unsafe blocks")]
+        let v = unsafe { core::ptr::read_volatile(&raw const $crate::kread::CONFIG.$field) };
+        v
+    }};
 }
 pub(crate) use config;
 

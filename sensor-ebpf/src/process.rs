@@ -35,7 +35,9 @@ const EXEC_MASK: u32 = EXEC_DATA as u32 - 1;
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
-    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU scratch, exclusively ours while the program runs.
     let ev = unsafe { &mut *ev };
     if !header_for_current(Kind::Exec, &mut ev.header) {
@@ -77,7 +79,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         let at = u32::from(ev.exe_len) & EXEC_MASK;
         if start != 0 && len > 0 {
             // SAFETY: `at + ARGV_MAX` stays inside `data` (EXEC_DATA + EXEC_SLACK).
-            let dst = unsafe { core::slice::from_raw_parts_mut(data.add(at as usize), len as usize) };
+            let dst =
+                unsafe { core::slice::from_raw_parts_mut(data.add(at as usize), len as usize) };
             // SAFETY: the helper checks the user address.
             match unsafe { bpf_probe_read_user_buf(start as *const u8, dst) } {
                 Ok(()) => ev.argv_len = len as u16,
@@ -98,7 +101,11 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     }
 
     let used = (u32::from(ev.exe_len) + u32::from(ev.argv_len) + u32::from(ev.cwd_len)) & EXEC_MASK;
-    send(Kind::Exec, (ev as *const Exec).cast(), offset_of!(Exec, data) + used as usize);
+    send(
+        Kind::Exec,
+        (ev as *const Exec).cast(),
+        offset_of!(Exec, data) + used as usize,
+    );
     0
 }
 
@@ -111,7 +118,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if tid != tgid {
         return 0; // a new thread, not a new process
     }
-    let Some(ev) = FORK_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let Some(ev) = FORK_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
     if !header_for_current(Kind::Fork, &mut ev.header) {
@@ -134,7 +143,9 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     if live != 0 {
         return 0;
     }
-    let Some(ev) = EXIT_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let Some(ev) = EXIT_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
     if !header_for_current(Kind::Exit, &mut ev.header) {

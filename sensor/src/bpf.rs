@@ -27,13 +27,43 @@ const RAW_TRACEPOINTS: [(&str, &str); 3] = [
 /// does not have (e.g. `open` on arm64) is skipped with a log line.
 const TRACEPOINTS: [(&str, &str, &str, Family); 8] = [
     ("sys_exit_open", "syscalls", "sys_exit_open", Family::File),
-    ("sys_exit_openat", "syscalls", "sys_exit_openat", Family::File),
-    ("sys_exit_openat2", "syscalls", "sys_exit_openat2", Family::File),
+    (
+        "sys_exit_openat",
+        "syscalls",
+        "sys_exit_openat",
+        Family::File,
+    ),
+    (
+        "sys_exit_openat2",
+        "syscalls",
+        "sys_exit_openat2",
+        Family::File,
+    ),
     ("sys_exit_creat", "syscalls", "sys_exit_creat", Family::File),
-    ("sys_exit_open_by_handle_at", "syscalls", "sys_exit_open_by_handle_at", Family::File),
-    ("sys_exit_accept", "syscalls", "sys_exit_accept", Family::Network),
-    ("sys_exit_accept4", "syscalls", "sys_exit_accept4", Family::Network),
-    ("inet_sock_set_state", "sock", "inet_sock_set_state", Family::Network),
+    (
+        "sys_exit_open_by_handle_at",
+        "syscalls",
+        "sys_exit_open_by_handle_at",
+        Family::File,
+    ),
+    (
+        "sys_exit_accept",
+        "syscalls",
+        "sys_exit_accept",
+        Family::Network,
+    ),
+    (
+        "sys_exit_accept4",
+        "syscalls",
+        "sys_exit_accept4",
+        Family::Network,
+    ),
+    (
+        "inet_sock_set_state",
+        "sock",
+        "inet_sock_set_state",
+        Family::Network,
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,10 +83,16 @@ pub enum BpfError {
     MissingProgram(&'static str),
     /// The verifier rejected a program, or attaching failed.
     #[error("kernel program {program}: {source}{}", verifier_log(.source))]
-    Program { program: &'static str, source: ProgramError },
+    Program {
+        program: &'static str,
+        source: ProgramError,
+    },
     /// A map is missing or has the wrong type.
     #[error("kernel map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     /// The object is empty because the build skipped the kernel programs.
     #[error("this binary was built with AYA_BUILD_SKIP=1 and contains no kernel programs")]
     NoObject,
@@ -108,20 +144,35 @@ impl Programs {
             .load(OBJECT)
             .map_err(BpfError::Load)?;
 
-        let mut map: HashMap<_, InodeKey, Protected> = HashMap::try_from(
-            ebpf.map_mut("PROTECTED").ok_or(BpfError::Map { name: "PROTECTED", source: missing_map() })?,
-        )
-        .map_err(|source| BpfError::Map { name: "PROTECTED", source })?;
+        let mut map: HashMap<_, InodeKey, Protected> =
+            HashMap::try_from(ebpf.map_mut("PROTECTED").ok_or(BpfError::Map {
+                name: "PROTECTED",
+                source: missing_map(),
+            })?)
+            .map_err(|source| BpfError::Map {
+                name: "PROTECTED",
+                source,
+            })?;
         for e in protect.entries() {
-            map.insert(e.key, e.value, 0).map_err(|source| BpfError::Map { name: "PROTECTED", source })?;
+            map.insert(e.key, e.value, 0)
+                .map_err(|source| BpfError::Map {
+                    name: "PROTECTED",
+                    source,
+                })?;
         }
 
         let mut attached = Vec::new();
         let mut ids = Vec::new();
         for (name, tp) in RAW_TRACEPOINTS {
             let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
-            prog.attach(tp).map_err(|source| BpfError::Program { program: name, source })?;
+            prog.load().map_err(|source| BpfError::Program {
+                program: name,
+                source,
+            })?;
+            prog.attach(tp).map_err(|source| BpfError::Program {
+                program: name,
+                source,
+            })?;
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@raw_tracepoint/{tp}"));
         }
@@ -130,42 +181,78 @@ impl Programs {
                 continue;
             }
             if !tracefs.event_exists(category, event) {
-                tracing::info!(program = name, category, event, "Tracepoint absent on this kernel; skipped.");
+                tracing::info!(
+                    program = name,
+                    category,
+                    event,
+                    "Tracepoint absent on this kernel; skipped."
+                );
                 continue;
             }
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
-            prog.attach(category, event).map_err(|source| BpfError::Program { program: name, source })?;
+            prog.load().map_err(|source| BpfError::Program {
+                program: name,
+                source,
+            })?;
+            prog.attach(category, event)
+                .map_err(|source| BpfError::Program {
+                    program: name,
+                    source,
+                })?;
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
-        Ok(Self { ebpf, attached, ids, file_events })
+        Ok(Self {
+            ebpf,
+            attached,
+            ids,
+            file_events,
+        })
     }
 
     /// Takes the ring buffer (once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, BpfError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(BpfError::Map { name: "EVENTS", source: missing_map() })?;
-        RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "EVENTS", source })
+        let map = self.ebpf.take_map("EVENTS").ok_or(BpfError::Map {
+            name: "EVENTS",
+            source: missing_map(),
+        })?;
+        RingBuf::try_from(map).map_err(|source| BpfError::Map {
+            name: "EVENTS",
+            source,
+        })
     }
 
     /// Takes the loss counters (once).
     pub fn take_loss_counters(&mut self) -> Result<LossCounters, BpfError> {
-        let map = self.ebpf.take_map("LOST").ok_or(BpfError::Map { name: "LOST", source: missing_map() })?;
-        let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map { name: "LOST", source })?;
+        let map = self.ebpf.take_map("LOST").ok_or(BpfError::Map {
+            name: "LOST",
+            source: missing_map(),
+        })?;
+        let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map {
+            name: "LOST",
+            source,
+        })?;
         Ok(LossCounters { map })
     }
 }
 
 fn missing_map() -> aya::maps::MapError {
-    aya::maps::MapError::InvalidName { name: "not in object".to_owned() }
+    aya::maps::MapError::InvalidName {
+        name: "not in object".to_owned(),
+    }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    let prog = ebpf.program_mut(name).ok_or(BpfError::MissingProgram(name))?;
-    prog.try_into().map_err(|source| BpfError::Program { program: name, source })
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(BpfError::MissingProgram(name))?;
+    prog.try_into().map_err(|source| BpfError::Program {
+        program: name,
+        source,
+    })
 }
 
 /// The per-CPU, per-kind counters of records the kernel could not deliver.
@@ -181,7 +268,10 @@ impl LossCounters {
             let values = self
                 .map
                 .get(&(kind as u32), 0)
-                .map_err(|source| BpfError::Map { name: "LOST", source })?;
+                .map_err(|source| BpfError::Map {
+                    name: "LOST",
+                    source,
+                })?;
             *slot = values.iter().sum();
         }
         Ok(out)

@@ -36,7 +36,10 @@ pub enum DaemonError {
     Seq(#[from] SeqError),
     /// Signal handlers or the ring buffer's readiness could not be set up.
     #[error("cannot set up {what}: {source}")]
-    Io { what: &'static str, source: std::io::Error },
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// A configuration ready to run.
@@ -50,19 +53,31 @@ pub struct RunSpec {
 pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let config = spec.config;
     // Bad input first, before anything touches the kernel.
-    let outputs = config.outputs.iter().map(|s| Output::open(s)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = config
+        .outputs
+        .iter()
+        .map(|s| Output::open(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let protect = ProtectSet::resolve(&config.protect)?;
     let preflight = kernel::preflight::check().map_err(KernelError::from)?;
     let resolved = kernel::load_offsets(&preflight)?;
     for field in &resolved.missing_optional {
-        tracing::warn!(field, "Kernel field absent; the attributes that need it are left out.");
+        tracing::warn!(
+            field,
+            "Kernel field absent; the attributes that need it are left out."
+        );
     }
     let io_err = |what| move |source| DaemonError::Io { what, source };
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("the SIGINT handler"))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("the SIGTERM handler"))?;
     let seq = Seq::open(&config.state_dir)?;
 
-    let mut programs = Programs::load(&resolved.offsets, config.ring_buffer_bytes, &protect, &preflight.tracefs)?;
+    let mut programs = Programs::load(
+        &resolved.offsets,
+        config.ring_buffer_bytes,
+        &protect,
+        &preflight.tracefs,
+    )?;
     let ring = programs.take_ring()?;
     let losses = programs.take_loss_counters()?;
     let mut procs = ProcTable::default();
@@ -78,16 +93,29 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         ring_buffer_bytes: config.ring_buffer_bytes,
         processes_seeded: seeded,
     };
-    let decoder = Decoder { procs, names: Names::default(), clock: Clock::now(), protect };
+    let decoder = Decoder {
+        procs,
+        names: Names::default(),
+        clock: Clock::now(),
+        protect,
+    };
     let mut sink = Sink::new(outputs, seq);
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
     sink.flush();
-    tracing::info!(programs = info.programs.len(), protected = info.protect.len(), "Sensor started.");
+    tracing::info!(
+        programs = info.programs.len(),
+        protected = info.protect.len(),
+        "Sensor started."
+    );
 
     let mut consumer = Consumer {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until dropped.
-        ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| DaemonError::Io { what: "ring buffer polling", source: e.into() })?,
+        ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(
+            |e| DaemonError::Io {
+                what: "ring buffer polling",
+                source: e.into(),
+            },
+        )?,
         losses,
         decoder,
         sink,
@@ -124,10 +152,20 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     drop(programs);
     consumer.drain()?;
     consumer.report_loss()?;
-    let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
+    let stop = event::sensor::stop(
+        Clock::realtime_ns(),
+        reason,
+        consumer.delivered,
+        consumer.lost_total,
+    );
     consumer.sink.emit(&stop)?;
     consumer.sink.flush();
-    tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
+    tracing::info!(
+        reason,
+        delivered = consumer.delivered,
+        lost = consumer.lost_total,
+        "Sensor stopped."
+    );
     Ok(())
 }
 
@@ -142,11 +180,16 @@ struct Sink {
 impl Sink {
     fn new(outputs: Vec<Output>, seq: Seq) -> Self {
         let failing = vec![false; outputs.len()];
-        Self { outputs, seq, host: host_name(), failing }
+        Self {
+            outputs,
+            seq,
+            host: host_name(),
+            failing,
+        }
     }
 
     fn emit(&mut self, rec: &Record) -> Result<(), DaemonError> {
-        let line = rec.to_json(self.seq.next()?, &self.host);
+        let line = rec.to_json(self.seq.take()?, &self.host);
         for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
             report(out.write_line(&line), failing);
         }
@@ -216,7 +259,10 @@ impl Consumer {
         let now = Clock::realtime_ns();
         if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta) {
             self.lost_total += delta.iter().sum::<u64>();
-            tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
+            tracing::warn!(
+                lost = delta.iter().sum::<u64>(),
+                "Kernel records lost: ring buffer full."
+            );
             self.sink.emit(&rec)?;
         }
         self.lost_seen = totals;
@@ -226,7 +272,8 @@ impl Consumer {
 }
 
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())
 }
 
 /// The configuration file path as shown in `sensor.start`.

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,7 +42,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.ring_buffer_bytes = bytes;
             }
             config.validate("the command line")?;
-            let spec = RunSpec { config, config_source: daemon::source_name(args.config.as_ref()) };
+            let spec = RunSpec {
+                config,
+                config_source: daemon::source_name(args.config.as_ref()),
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -45,14 +45,18 @@ pub struct ProcTable {
 
 impl Default for ProcTable {
     fn default() -> Self {
-        Self { procs: LruCache::new(CAPACITY) }
+        Self {
+            procs: LruCache::new(CAPACITY),
+        }
     }
 }
 
 impl ProcTable {
     /// Reads every process in `/proc`; returns how many were recorded.
     pub fn seed(&mut self) -> usize {
-        let Ok(all) = procfs::process::all_processes() else { return 0 };
+        let Ok(all) = procfs::process::all_processes() else {
+            return 0;
+        };
         let mut n = 0;
         for p in all.flatten() {
             if let Some(info) = read_proc(&p) {
@@ -65,7 +69,14 @@ impl ProcTable {
 
     /// A process exec'd.
     pub fn exec(&mut self, tgid: u32, exe: Arc<str>, args: Arc<[String]>) {
-        self.procs.put(tgid, ProcInfo { exe: Some(exe), args, attribution: Attribution::Exec });
+        self.procs.put(
+            tgid,
+            ProcInfo {
+                exe: Some(exe),
+                args,
+                attribution: Attribution::Exec,
+            },
+        );
     }
 
     /// `child` was forked from `parent` and runs the same program.
@@ -78,7 +89,9 @@ impl ProcTable {
     /// What is known about `tgid`; reads `/proc/<tgid>` on a miss.
     pub fn get(&mut self, tgid: u32) -> Option<&ProcInfo> {
         if !self.procs.contains(&tgid) {
-            let info = procfs::process::Process::new(tgid as i32).ok().and_then(|p| read_proc(&p))?;
+            let info = procfs::process::Process::new(tgid as i32)
+                .ok()
+                .and_then(|p| read_proc(&p))?;
             self.procs.put(tgid, info);
         }
         self.procs.get(&tgid)
@@ -86,10 +99,17 @@ impl ProcTable {
 }
 
 fn read_proc(p: &procfs::process::Process) -> Option<ProcInfo> {
-    let exe = p.exe().ok().map(|e| Arc::from(e.to_string_lossy().as_ref()));
+    let exe = p
+        .exe()
+        .ok()
+        .map(|e| Arc::from(e.to_string_lossy().as_ref()));
     let args: Arc<[String]> = p.cmdline().unwrap_or_default().into();
     // Kernel threads have neither; they are still attributed by their kernel fields.
-    (exe.is_some() || !args.is_empty()).then_some(ProcInfo { exe, args, attribution: Attribution::Procfs })
+    (exe.is_some() || !args.is_empty()).then_some(ProcInfo {
+        exe,
+        args,
+        attribution: Attribution::Procfs,
+    })
 }
 
 #[cfg(test)]
@@ -106,6 +126,9 @@ mod tests {
         assert_eq!(info.exe.as_deref(), exe.to_str());
         assert_eq!(info.attribution, Attribution::Procfs);
         table.fork(me, u32::MAX - 1);
-        assert_eq!(table.get(u32::MAX - 1).unwrap().exe.as_deref(), exe.to_str());
+        assert_eq!(
+            table.get(u32::MAX - 1).unwrap().exe.as_deref(),
+            exe.to_str()
+        );
     }
 }

@@ -1,8 +1,5 @@
 //! The protected set: paths resolved to kernel identities (device, inode).
-use std::{
-    os::unix::fs::MetadataExt as _,
-    path::PathBuf,
-};
+use std::{os::unix::fs::MetadataExt as _, path::PathBuf};
 
 use sensor_common::path::{InodeKey, PROTECT_TREE, Protected};
 
@@ -39,16 +36,27 @@ impl ProtectSet {
     pub fn resolve(paths: &[PathBuf]) -> Result<Self, ProtectError> {
         let mut entries: Vec<Entry> = Vec::with_capacity(paths.len());
         for p in paths {
-            let err = |source| ProtectError { path: p.clone(), source };
+            let err = |source| ProtectError {
+                path: p.clone(),
+                source,
+            };
             let path = p.canonicalize().map_err(err)?;
             let meta = std::fs::metadata(&path).map_err(err)?;
-            let key = InodeKey { ino: meta.ino(), dev: kernel_dev(meta.dev()), _pad: 0 };
+            let key = InodeKey {
+                ino: meta.ino(),
+                dev: kernel_dev(meta.dev()),
+                _pad: 0,
+            };
             if entries.iter().any(|e| e.key == key) {
                 continue;
             }
             let rule = entries.len() as u32;
             let flags = if meta.is_dir() { PROTECT_TREE } else { 0 };
-            entries.push(Entry { path, key, value: Protected { rule, flags } });
+            entries.push(Entry {
+                path,
+                key,
+                value: Protected { rule, flags },
+            });
         }
         Ok(Self { entries })
     }
@@ -68,7 +76,10 @@ impl ProtectSet {
 
     /// Canonical paths, for `sensor.start`.
     pub fn paths(&self) -> Vec<String> {
-        self.entries.iter().map(|e| e.path.display().to_string()).collect()
+        self.entries
+            .iter()
+            .map(|e| e.path.display().to_string())
+            .collect()
     }
 
     /// Whether nothing is protected.

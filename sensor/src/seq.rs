@@ -33,17 +33,26 @@ impl Seq {
     /// Opens (or creates) the state in `dir` and reserves the first block.
     pub fn open(dir: &Path) -> Result<Self, SeqError> {
         let path = dir.join("seq");
-        let err = |source| SeqError { path: path.clone(), source };
+        let err = |source| SeqError {
+            path: path.clone(),
+            source,
+        };
         fs::create_dir_all(dir).map_err(err)?;
         let start = reserve(&path, None).map_err(err)?;
-        Ok(Self { next: start, reserved_until: start + BLOCK, path })
+        Ok(Self {
+            next: start,
+            reserved_until: start + BLOCK,
+            path,
+        })
     }
 
     /// The next number.
-    pub fn next(&mut self) -> Result<u64, SeqError> {
+    pub fn take(&mut self) -> Result<u64, SeqError> {
         if self.next >= self.reserved_until {
-            let start = reserve(&self.path, Some(self.next))
-                .map_err(|source| SeqError { path: self.path.clone(), source })?;
+            let start = reserve(&self.path, Some(self.next)).map_err(|source| SeqError {
+                path: self.path.clone(),
+                source,
+            })?;
             self.next = self.next.max(start);
             self.reserved_until = self.next + BLOCK;
         }
@@ -56,7 +65,12 @@ impl Seq {
 /// Under an exclusive lock: reads the reserved end `r` (0 when new), writes
 /// `max(r, from) + BLOCK`, returns `max(r, from)`.
 fn reserve(path: &Path, from: Option<u64>) -> std::io::Result<u64> {
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
     // SAFETY: valid fd for the duration of the call.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -81,14 +95,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mnsensor-seq-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut a = Seq::open(&dir).unwrap();
-        assert_eq!(a.next().unwrap(), 0);
-        assert_eq!(a.next().unwrap(), 1);
+        assert_eq!(a.take().unwrap(), 0);
+        assert_eq!(a.take().unwrap(), 1);
         // A second run (or a restart after a crash) starts after the first run's reservation.
         let mut b = Seq::open(&dir).unwrap();
-        assert_eq!(b.next().unwrap(), BLOCK);
+        assert_eq!(b.take().unwrap(), BLOCK);
         // Crossing a block boundary reserves the next block beyond both runs.
         a.next = a.reserved_until;
-        let n = a.next().unwrap();
+        let n = a.take().unwrap();
         assert!(n >= 2 * BLOCK, "{n}");
         std::fs::remove_dir_all(dir).unwrap();
     }

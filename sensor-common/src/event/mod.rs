@@ -49,8 +49,6 @@ pub const FLAG_PATH_TRUNCATED: u32 = 1 << 0;
 pub const FLAG_ARGV_TRUNCATED: u32 = 1 << 1;
 /// A kernel read failed while filling this record; some fields may be zero.
 pub const FLAG_READ_ERROR: u32 = 1 << 2;
-/// The file's dentry was unlinked when the record was made.
-pub const FLAG_PATH_DELETED: u32 = 1 << 3;
 
 /// The task a record is about, read in the kernel when the record was made.
 #[repr(C)]

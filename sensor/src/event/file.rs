@@ -29,7 +29,10 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
         .set(attr::FILE_CREATED, ev.fmode & FMODE_CREATED != 0)
         .set(attr::FILE_FD, ev.fd)
         .set(attr::SYSCALL, syscall_name(ev.syscall))
-        .set_opt(attr::PROTECTED_PATH, d.protect.path_of(ev.match_dev, ev.match_ino));
+        .set_opt(
+            attr::PROTECTED_PATH,
+            d.protect.path_of(ev.match_dev, ev.match_ino),
+        );
     Ok(())
 }
 
@@ -64,9 +67,14 @@ pub fn flag_names(flags: u32) -> Vec<&'static str> {
     if flags & libc::O_SYNC == libc::O_SYNC {
         out.push("O_SYNC");
     }
-    out.extend(NAMED.iter().filter(|(bit, name)| {
-        flags & bit != 0 && !(*name == "O_DSYNC" && flags & libc::O_SYNC == libc::O_SYNC)
-    }).map(|(_, name)| *name));
+    out.extend(
+        NAMED
+            .iter()
+            .filter(|(bit, name)| {
+                flags & bit != 0 && !(*name == "O_DSYNC" && flags & libc::O_SYNC == libc::O_SYNC)
+            })
+            .map(|(_, name)| *name),
+    );
     out
 }
 
@@ -88,8 +96,14 @@ mod tests {
     #[test]
     fn names_flags_and_devices() {
         assert_eq!(flag_names(0), ["O_RDONLY"]);
-        assert_eq!(flag_names((libc::O_WRONLY | libc::O_APPEND) as u32), ["O_WRONLY", "O_APPEND"]);
-        assert_eq!(flag_names((libc::O_RDWR | libc::O_SYNC) as u32), ["O_RDWR", "O_SYNC"]);
+        assert_eq!(
+            flag_names((libc::O_WRONLY | libc::O_APPEND) as u32),
+            ["O_WRONLY", "O_APPEND"]
+        );
+        assert_eq!(
+            flag_names((libc::O_RDWR | libc::O_SYNC) as u32),
+            ["O_RDWR", "O_SYNC"]
+        );
         assert_eq!(device((8 << 20) | 1), "8:1");
     }
 }

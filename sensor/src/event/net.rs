@@ -9,14 +9,22 @@ use sensor_common::event::{
 use super::{DecodeError, Decoder, Record, attr, read_struct};
 
 /// `network.connect`, `network.accept`, `network.close`.
-pub fn conn(d: &mut Decoder, kind: Kind, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
+pub fn conn(
+    d: &mut Decoder,
+    kind: Kind,
+    bytes: &[u8],
+    rec: &mut Record,
+) -> Result<(), DecodeError> {
     let ev: Conn = read_struct(bytes, 0)?;
     d.add_task(&ev.header.task, rec);
     d.add_program(ev.header.task.tgid, rec);
     let (local, mapped_l) = address(ev.family, ev.saddr);
     let (peer, mapped_p) = address(ev.family, ev.daddr);
     rec.set(attr::NETWORK_TRANSPORT, "tcp")
-        .set(attr::NETWORK_TYPE, if local.is_ipv4() { "ipv4" } else { "ipv6" })
+        .set(
+            attr::NETWORK_TYPE,
+            if local.is_ipv4() { "ipv4" } else { "ipv6" },
+        )
         .set(attr::NETWORK_LOCAL_ADDRESS, local.to_string())
         .set(attr::NETWORK_LOCAL_PORT, ev.sport)
         .set(attr::NETWORK_PEER_ADDRESS, peer.to_string())
@@ -27,7 +35,8 @@ pub fn conn(d: &mut Decoder, kind: Kind, bytes: &[u8], rec: &mut Record) -> Resu
             rec.set(attr::NETWORK_IO_DIRECTION, "transmit");
         }
         Kind::NetAccept => {
-            rec.set(attr::NETWORK_IO_DIRECTION, "receive").set(attr::FILE_FD, ev.fd);
+            rec.set(attr::NETWORK_IO_DIRECTION, "receive")
+                .set(attr::FILE_FD, ev.fd);
         }
         _ => {
             rec.set(attr::NETWORK_TCP_PREVIOUS_STATE, tcp_state(ev.oldstate))
@@ -41,7 +50,10 @@ pub fn conn(d: &mut Decoder, kind: Kind, bytes: &[u8], rec: &mut Record) -> Resu
 /// The address of a socket; IPv4-mapped IPv6 addresses become IPv4 (second value `true`).
 pub fn address(family: u16, raw: [u8; 16]) -> (IpAddr, bool) {
     if family == AF_INET {
-        return (IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])), false);
+        return (
+            IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
+            false,
+        );
     }
     let v6 = Ipv6Addr::from(raw);
     match v6.to_ipv4_mapped() {
@@ -80,7 +92,10 @@ mod tests {
         raw[11] = 0xff;
         raw[12..].copy_from_slice(&[127, 0, 0, 1]);
         assert_eq!(address(10, raw), ("127.0.0.1".parse().unwrap(), true));
-        assert_eq!(address(2, [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ("127.0.0.1".parse().unwrap(), false));
+        assert_eq!(
+            address(2, [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            ("127.0.0.1".parse().unwrap(), false)
+        );
         let mut lo6 = [0u8; 16];
         lo6[15] = 1;
         assert_eq!(address(10, lo6), ("::1".parse().unwrap(), false));

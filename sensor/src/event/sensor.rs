@@ -24,7 +24,14 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::PROCESS_PID, std::process::id())
         .set(attr::KERNEL_RELEASE, info.kernel_release.as_str())
         .set(attr::BACKEND_PROCESS, "tracepoint")
-        .set(attr::BACKEND_FILE, if info.file_events { "tracepoint" } else { "off" })
+        .set(
+            attr::BACKEND_FILE,
+            if info.file_events {
+                "tracepoint"
+            } else {
+                "off"
+            },
+        )
         .set(attr::BACKEND_NETWORK, "tracepoint")
         .set(attr::BPF_PROGRAMS, info.programs.clone())
         .set(attr::BPF_PROGRAM_IDS, info.program_ids.clone())
