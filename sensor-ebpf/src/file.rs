@@ -12,14 +12,18 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use sensor_common::{
-    event::{Kind, file::Open},
-    path::PATH_MAX,
+    event::{
+        Kind,
+        file::{FMODE_CREATED, Open, Tracked},
+    },
+    path::{InodeKey, PATH_MAX, Protected},
 };
 
 use crate::{
-    emit::{header_for_current, send},
+    emit::{count_loss, header_for_current, send},
+    io::track,
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
-    path::{find_protected, write_path},
+    path::{PROTECTED, find_protected, write_path},
 };
 
 #[map]
@@ -79,7 +83,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
     let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) else {
         return 0;
     };
-    let Some((key, _)) = find_protected(mnt, dentry) else {
+    let Some((_, rule)) = find_protected(mnt, dentry) else {
         return 0;
     };
 
@@ -93,8 +97,8 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
     }
     ev.fd = fd as i32;
     ev.syscall = syscall;
-    ev.match_dev = key.dev;
-    ev.match_ino = key.ino;
+    ev.file = file;
+    ev.rule = rule.rule;
     ev.flags = read(file, off!(file_f_flags)).unwrap_or(0);
     ev.fmode = read(file, off!(file_f_mode)).unwrap_or(0);
     let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
@@ -105,10 +109,17 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
         write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
     let n = ev.cursor & PATH_MASK;
     ev.path_len = n as u16;
-    send(
-        Kind::FileOpen,
-        (ev as *const Open).cast(),
-        offset_of!(Open, data) + n as usize,
-    );
+    send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
+
+    // A file created in a protected tree is protected itself: it stays protected when it is
+    // renamed out of the tree or linked from elsewhere.
+    if ev.fmode & FMODE_CREATED != 0 {
+        let own = InodeKey { ino, dev, _pad: 0 };
+        let _ = PROTECTED.insert(&own, &Protected { rule: rule.rule, flags: 0 }, 0);
+    }
+    let stats = Tracked { opener: ev.header.task, ino, dev, opened_ns: ev.header.time_ns, ..Tracked::default() };
+    if !track(file, &stats) {
+        count_loss(Kind::FileClose);
+    }
     0
 }

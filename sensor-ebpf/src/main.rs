@@ -1,14 +1,16 @@
 //! mnsensor kernel programs.
 //!
 //! One file per hook family: [`process`] (exec, fork, exit), [`file`] (opens of protected
-//! files), [`net`] (TCP connect, accept, close). Shared plumbing: [`kread`] (every read of a
+//! files), [`io`] (bytes read and written through them, close), [`net`] (TCP connect, accept, close). Shared plumbing: [`kread`] (every read of a
 //! kernel struct, at offsets userspace resolved from BTF), [`path`] (in-kernel path walk) and
 //! [`emit`] (ring buffer with batched wakeups and loss counters).
 #![no_std]
 #![no_main]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod emit;
 mod file;
+mod io;
 mod kread;
 mod net;
 mod path;

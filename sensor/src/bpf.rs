@@ -6,7 +6,7 @@ use aya::{
 };
 use sensor_common::{
     config::KernelConfig,
-    event::KIND_SLOTS,
+    event::{KIND_SLOTS, file::Tracked},
     offsets::KernelOffsets,
     path::{InodeKey, Protected},
 };
@@ -23,47 +23,33 @@ const RAW_TRACEPOINTS: [(&str, &str); 3] = [
     ("sched_process_exit", "sched_process_exit"),
 ];
 
-/// Tracepoint programs: (program, category, event, family). A syscall tracepoint the kernel
-/// does not have (e.g. `open` on arm64) is skipped with a log line.
-const TRACEPOINTS: [(&str, &str, &str, Family); 8] = [
-    ("sys_exit_open", "syscalls", "sys_exit_open", Family::File),
-    (
-        "sys_exit_openat",
-        "syscalls",
-        "sys_exit_openat",
-        Family::File,
-    ),
-    (
-        "sys_exit_openat2",
-        "syscalls",
-        "sys_exit_openat2",
-        Family::File,
-    ),
-    ("sys_exit_creat", "syscalls", "sys_exit_creat", Family::File),
-    (
-        "sys_exit_open_by_handle_at",
-        "syscalls",
-        "sys_exit_open_by_handle_at",
-        Family::File,
-    ),
-    (
-        "sys_exit_accept",
-        "syscalls",
-        "sys_exit_accept",
-        Family::Network,
-    ),
-    (
-        "sys_exit_accept4",
-        "syscalls",
-        "sys_exit_accept4",
-        Family::Network,
-    ),
-    (
-        "inet_sock_set_state",
-        "sock",
-        "inet_sock_set_state",
-        Family::Network,
-    ),
+/// Tracepoint programs: (program, category, event, family). Each program is attached to the
+/// tracepoint of its own name; one the kernel does not have (e.g. `open` on arm64) is skipped
+/// with a log line. File programs are attached only when something is protected.
+const TRACEPOINTS: &[(&str, &str, Family)] = &[
+    ("sys_exit_open", "syscalls", Family::File),
+    ("sys_exit_openat", "syscalls", Family::File),
+    ("sys_exit_openat2", "syscalls", Family::File),
+    ("sys_exit_creat", "syscalls", Family::File),
+    ("sys_exit_open_by_handle_at", "syscalls", Family::File),
+    ("sys_exit_read", "syscalls", Family::File),
+    ("sys_exit_readv", "syscalls", Family::File),
+    ("sys_exit_pread64", "syscalls", Family::File),
+    ("sys_exit_preadv", "syscalls", Family::File),
+    ("sys_exit_preadv2", "syscalls", Family::File),
+    ("sys_exit_write", "syscalls", Family::File),
+    ("sys_exit_writev", "syscalls", Family::File),
+    ("sys_exit_pwrite64", "syscalls", Family::File),
+    ("sys_exit_pwritev", "syscalls", Family::File),
+    ("sys_exit_pwritev2", "syscalls", Family::File),
+    ("sys_exit_sendfile64", "syscalls", Family::File),
+    ("sys_exit_splice", "syscalls", Family::File),
+    ("sys_exit_copy_file_range", "syscalls", Family::File),
+    ("sys_exit_mmap", "syscalls", Family::File),
+    ("sys_enter_close", "syscalls", Family::File),
+    ("sys_exit_accept", "syscalls", Family::Network),
+    ("sys_exit_accept4", "syscalls", Family::Network),
+    ("inet_sock_set_state", "sock", Family::Network),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +110,7 @@ impl Programs {
         offsets: &KernelOffsets,
         ring_buffer_bytes: u32,
         protect: &ProtectSet,
+        max_protected_inodes: u32,
         tracefs: &TraceFs,
     ) -> Result<Self, BpfError> {
         if OBJECT.is_empty() {
@@ -135,30 +122,20 @@ impl Programs {
             file_events: u32::from(file_events),
             wakeup_bytes: u64::from(ring_buffer_bytes / 4),
         };
-        let protected_entries = protect.entries().len().max(1) as u32;
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
-            .map_max_entries("PROTECTED", protected_entries.max(16))
+            .map_max_entries("PROTECTED", max_protected_inodes.max(16))
             .load(OBJECT)
             .map_err(BpfError::Load)?;
 
-        let mut map: HashMap<_, InodeKey, Protected> =
-            HashMap::try_from(ebpf.map_mut("PROTECTED").ok_or(BpfError::Map {
-                name: "PROTECTED",
-                source: missing_map(),
-            })?)
-            .map_err(|source| BpfError::Map {
-                name: "PROTECTED",
-                source,
-            })?;
-        for e in protect.entries() {
-            map.insert(e.key, e.value, 0)
-                .map_err(|source| BpfError::Map {
-                    name: "PROTECTED",
-                    source,
-                })?;
+        let mut map: HashMap<_, InodeKey, Protected> = HashMap::try_from(
+            ebpf.map_mut("PROTECTED").ok_or(BpfError::Map { name: "PROTECTED", source: missing_map() })?,
+        )
+        .map_err(|source| BpfError::Map { name: "PROTECTED", source })?;
+        for (key, value) in protect.kernel_entries() {
+            map.insert(key, value, 0).map_err(|source| BpfError::Map { name: "PROTECTED", source })?;
         }
 
         let mut attached = Vec::new();
@@ -176,7 +153,8 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@raw_tracepoint/{tp}"));
         }
-        for (name, category, event, family) in TRACEPOINTS {
+        for &(name, category, family) in TRACEPOINTS {
+            let event = name;
             if family == Family::File && !file_events {
                 continue;
             }
@@ -220,6 +198,12 @@ impl Programs {
             name: "EVENTS",
             source,
         })
+    }
+
+    /// Takes the map of open protected files (once).
+    pub fn take_tracked(&mut self) -> Result<HashMap<MapData, u64, Tracked>, BpfError> {
+        let map = self.ebpf.take_map("TRACKED").ok_or(BpfError::Map { name: "TRACKED", source: missing_map() })?;
+        HashMap::try_from(map).map_err(|source| BpfError::Map { name: "TRACKED", source })
     }
 
     /// Takes the loss counters (once).

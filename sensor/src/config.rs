@@ -24,6 +24,9 @@ pub struct Config {
     pub drain_interval_ms: u64,
     /// Runtime state directory.
     pub state_dir: PathBuf,
+    /// Capacity of the kernel's protected-inode map: protected paths plus the files found
+    /// below protected directories at start plus files created in them while running.
+    pub max_protected_inodes: u32,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             ring_buffer_bytes: 8 << 20,
             drain_interval_ms: 20,
             state_dir: PathBuf::from("/run/mnsensor"),
+            max_protected_inodes: 65_536,
         }
     }
 }
@@ -114,6 +118,12 @@ impl Config {
             return Err(invalid(format!(
                 "drain_interval_ms must be 1..=1000, got {}",
                 self.drain_interval_ms
+            )));
+        }
+        if !(16..=1 << 22).contains(&self.max_protected_inodes) {
+            return Err(invalid(format!(
+                "max_protected_inodes must be 16..=4194304, got {}",
+                self.max_protected_inodes
             )));
         }
         if self.outputs.is_empty() {

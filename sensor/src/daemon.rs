@@ -2,7 +2,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use sensor_common::event::KIND_SLOTS;
+use sensor_common::event::{KIND_SLOTS, file::Tracked};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -12,7 +12,7 @@ use tokio::{
 use crate::{
     bpf::{BpfError, LossCounters, Programs},
     config::Config,
-    event::{self, Decoder, Record, time::Clock},
+    event::{self, Decoder, Record, attr, time::Clock},
     kernel::{self, KernelError},
     output::{Output, OutputError},
     proctable::ProcTable,
@@ -58,7 +58,14 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         .iter()
         .map(|s| Output::open(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let protect = ProtectSet::resolve(&config.protect)?;
+    let protect = ProtectSet::resolve(&config.protect, config.max_protected_inodes as usize)?;
+    if protect.overflow > 0 {
+        tracing::warn!(
+            files = protect.overflow,
+            max = config.max_protected_inodes,
+            "Protected trees hold more files than max_protected_inodes; those are matched by their directory only."
+        );
+    }
     let preflight = kernel::preflight::check().map_err(KernelError::from)?;
     let resolved = kernel::load_offsets(&preflight)?;
     for field in &resolved.missing_optional {
@@ -76,10 +83,12 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         &resolved.offsets,
         config.ring_buffer_bytes,
         &protect,
+        config.max_protected_inodes,
         &preflight.tracefs,
     )?;
     let ring = programs.take_ring()?;
     let losses = programs.take_loss_counters()?;
+    let tracked = programs.take_tracked()?;
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
     let info = event::sensor::StartInfo {
@@ -94,6 +103,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         processes_seeded: seeded,
     };
     let decoder = Decoder {
+        open_files: std::collections::HashMap::new(),
         procs,
         names: Names::default(),
         clock: Clock::now(),
@@ -117,6 +127,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             },
         )?,
         losses,
+        tracked,
         decoder,
         sink,
         delivered: 0,
@@ -152,6 +163,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     drop(programs);
     consumer.drain()?;
     consumer.report_loss()?;
+    consumer.close_tracked(None, "sensor_stop")?;
     let stop = event::sensor::stop(
         Clock::realtime_ns(),
         reason,
@@ -221,6 +233,7 @@ fn report(r: Result<(), OutputError>, failing: &mut bool) {
 struct Consumer {
     ring: AsyncFd<RingBuf<MapData>>,
     losses: LossCounters,
+    tracked: aya::maps::HashMap<MapData, u64, Tracked>,
     decoder: Decoder,
     sink: Sink,
     delivered: u64,
@@ -234,10 +247,18 @@ impl Consumer {
     /// Decodes and writes everything waiting in the ring buffer.
     fn drain(&mut self) -> Result<(), DaemonError> {
         let ring = self.ring.get_mut();
+        let mut exited = Vec::new();
         while let Some(item) = ring.next() {
             self.delivered += 1;
             match self.decoder.decode(&item) {
-                Ok(rec) => self.sink.emit(&rec)?,
+                Ok(rec) => {
+                    if rec.name == "process.exit"
+                        && let Some(pid) = rec.get(attr::PROCESS_PID).and_then(serde_json::Value::as_u64)
+                    {
+                        exited.push(pid as u32);
+                    }
+                    self.sink.emit(&rec)?;
+                }
                 Err(e) => {
                     self.decode_errors += 1;
                     if self.decode_errors.is_power_of_two() {
@@ -245,6 +266,29 @@ impl Consumer {
                     }
                 }
             }
+        }
+        for tgid in exited {
+            if self.decoder.open_files.values().any(|f| f.opener == tgid) {
+                self.close_tracked(Some(tgid), "exit")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `file.close` for tracked files the kernel will not report: those opened by
+    /// `opener` (which exited), or all of them (`None`, the sensor is stopping).
+    fn close_tracked(&mut self, opener: Option<u32>, reason: &'static str) -> Result<(), DaemonError> {
+        let entries: Vec<(u64, Tracked)> = self
+            .tracked
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, t)| opener.is_none_or(|o| t.opener.tgid == o))
+            .collect();
+        let now = Clock::realtime_ns();
+        for (file, stats) in entries {
+            let _ = self.tracked.remove(&file);
+            let rec = event::file::close_untracked(&mut self.decoder, file, &stats, reason, now);
+            self.sink.emit(&rec)?;
         }
         Ok(())
     }

@@ -20,10 +20,16 @@ pub struct Entry {
     pub value: Protected,
 }
 
-/// Every protected entry, in the order given.
+/// Every protected entry, in the order given, and the files found inside protected
+/// directories at start.
 #[derive(Clone, Debug, Default)]
 pub struct ProtectSet {
     entries: Vec<Entry>,
+    /// Files below protected directories: protected by their own identity too, so that a
+    /// hard link made elsewhere or a rename out of the tree still matches.
+    members: Vec<(InodeKey, Protected)>,
+    /// Files that did not fit in `max_inodes`.
+    pub overflow: usize,
 }
 
 /// The kernel's internal encoding of a userspace `dev_t` (`MKDEV`: major << 20 | minor).
@@ -32,8 +38,9 @@ pub fn kernel_dev(st_dev: u64) -> u32 {
 }
 
 impl ProtectSet {
-    /// Resolves paths (which must exist) to identities.
-    pub fn resolve(paths: &[PathBuf]) -> Result<Self, ProtectError> {
+    /// Resolves paths (which must exist) to identities, and records up to `max_inodes`
+    /// entries in all (paths first, then the files found below protected directories).
+    pub fn resolve(paths: &[PathBuf], max_inodes: usize) -> Result<Self, ProtectError> {
         let mut entries: Vec<Entry> = Vec::with_capacity(paths.len());
         for p in paths {
             let err = |source| ProtectError {
@@ -52,26 +59,50 @@ impl ProtectSet {
             }
             let rule = entries.len() as u32;
             let flags = if meta.is_dir() { PROTECT_TREE } else { 0 };
-            entries.push(Entry {
-                path,
-                key,
-                value: Protected { rule, flags },
-            });
+            entries.push(Entry { path, key, value: Protected { rule, flags } });
         }
-        Ok(Self { entries })
+        let mut set = Self { entries, members: Vec::new(), overflow: 0 };
+        let mut budget = max_inodes.saturating_sub(set.entries.len());
+        for e in set.entries.clone() {
+            if e.value.flags & PROTECT_TREE != 0 {
+                set.walk(&e.path, e.key.dev, e.value.rule, &mut budget);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Adds the regular files below `dir` (same device; symlinks not followed).
+    fn walk(&mut self, dir: &std::path::Path, dev: u32, rule: u32, budget: &mut usize) {
+        let Ok(read) = std::fs::read_dir(dir) else { return };
+        for entry in read.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let key = InodeKey { ino: meta.ino(), dev: kernel_dev(meta.dev()), _pad: 0 };
+            if meta.is_dir() && key.dev == dev {
+                self.walk(&entry.path(), dev, rule, budget);
+            } else if meta.is_file() && !self.entries.iter().any(|e| e.key == key) {
+                if *budget == 0 {
+                    self.overflow += 1;
+                    continue;
+                }
+                *budget -= 1;
+                self.members.push((key, Protected { rule, flags: 0 }));
+            }
+        }
+    }
+
+    /// What goes into the kernel's `PROTECTED` map.
+    pub fn kernel_entries(&self) -> impl Iterator<Item = (InodeKey, Protected)> + '_ {
+        self.entries.iter().map(|e| (e.key, e.value)).chain(self.members.iter().copied())
+    }
+
+    /// The configured path of protection rule `rule`.
+    pub fn rule_path(&self, rule: u32) -> Option<String> {
+        self.entries.get(rule as usize).map(|e| e.path.display().to_string())
     }
 
     /// The entries.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
-    }
-
-    /// The configured path of the entry with this identity.
-    pub fn path_of(&self, dev: u32, ino: u64) -> Option<String> {
-        self.entries
-            .iter()
-            .find(|e| e.key.dev == dev && e.key.ino == ino)
-            .map(|e| e.path.display().to_string())
     }
 
     /// Canonical paths, for `sensor.start`.

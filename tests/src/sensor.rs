@@ -465,6 +465,10 @@ impl Drop for Sensor {
             }
             let _ = child.wait();
         }
+        if thread::panicking() && std::env::var_os("MNSENSOR_TEST_KEEP_FAILED").is_some() {
+            let kept = self.dir.keep();
+            eprintln!("MNSENSOR_TEST_KEEP_FAILED: kept {}", kept.display());
+        }
         if thread::panicking() && !self.reported.get() {
             eprintln!(
                 "--- sensor pid {} ({}) stderr ---\n{}",

@@ -192,8 +192,19 @@ impl TempDir {
     }
 }
 
+impl TempDir {
+    /// Keeps the directory (no removal on drop); returns its path. For debugging only
+    /// (`MNSENSOR_TEST_KEEP_FAILED`).
+    pub fn keep(&mut self) -> PathBuf {
+        std::mem::take(&mut self.path)
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
         match fs::remove_dir_all(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

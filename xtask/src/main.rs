@@ -62,3 +62,23 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Task};
+
+    #[test]
+    fn run_passes_its_arguments_through() {
+        for argv in [
+            &["xtask", "run", "--", "--protect", "/srv"][..],
+            &["xtask", "run", "--protect", "/srv"],
+        ] {
+            let Task::Run { args } = Cli::try_parse_from(argv).expect("parses").command else {
+                panic!("not run");
+            };
+            assert_eq!(args, ["--protect", "/srv"]);
+        }
+    }
+}

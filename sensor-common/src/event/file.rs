@@ -23,9 +23,11 @@ pub struct Open {
     pub fd: i32,
     /// Syscall number of the open (open, openat, openat2, creat, open_by_handle_at).
     pub syscall: u32,
-    /// Device and inode of the protected ancestor (or the file itself) that matched.
-    pub match_dev: u32,
-    pub match_ino: u64,
+    /// Kernel address of the `struct file` (joins the open with its `file.close`).
+    pub file: u64,
+    /// Index of the protection rule that matched (`Protected::rule`).
+    pub rule: u32,
+    pub _pad0: u32,
     pub path_len: u16,
     pub _pad: u16,
     /// Kernel-side write position while the record is built (not meaningful to readers).
@@ -36,3 +38,53 @@ pub struct Open {
 /// `FMODE_CREATED`: the open created the file
 /// (<https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L168>).
 pub const FMODE_CREATED: u32 = 0x0010_0000;
+
+/// Per open file (`struct file`) of a protected file: who opened it and what went through it.
+/// Lives in the `TRACKED` map from the open until the last reference is closed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tracked {
+    pub opener: crate::event::Task,
+    pub ino: u64,
+    pub dev: u32,
+    /// `IO_*` bits: which paths moved bytes.
+    pub io: u32,
+    pub opened_ns: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub read_calls: u64,
+    pub write_calls: u64,
+    /// Bytes mapped with mmap (what is read through the mapping is not counted).
+    pub mmap_bytes: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain repr(C) data.
+unsafe impl aya::Pod for Tracked {}
+
+/// read, readv, pread64, preadv, preadv2.
+pub const IO_READ: u32 = 1 << 0;
+/// write, writev, pwrite64, pwritev, pwritev2.
+pub const IO_WRITE: u32 = 1 << 1;
+pub const IO_SENDFILE: u32 = 1 << 2;
+pub const IO_SPLICE: u32 = 1 << 3;
+pub const IO_COPY_FILE_RANGE: u32 = 1 << 4;
+pub const IO_MMAP: u32 = 1 << 5;
+
+/// `file.close`: the last reference to a tracked open file was closed by `close(2)`. (When the
+/// opener exits with the file open, the daemon writes the record from the `TRACKED` map.)
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Close {
+    pub header: Header,
+    /// Kernel address of the `struct file`.
+    pub file: u64,
+    pub stats: Tracked,
+    pub fd: i32,
+    pub path_len: u16,
+    pub _pad: u16,
+    /// Kernel-side write position while the record is built.
+    pub cursor: u32,
+    pub _pad2: u32,
+    pub data: [u8; FILE_DATA],
+}

@@ -19,14 +19,15 @@ pub enum Kind {
     NetConnect = 5,
     NetAccept = 6,
     NetClose = 7,
+    FileClose = 8,
 }
 
 /// One more than the largest [`Kind`]: the size of the loss-counter map.
-pub const KIND_SLOTS: u32 = 8;
+pub const KIND_SLOTS: u32 = 9;
 
 impl Kind {
     /// Every kind, in number order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Exec,
         Self::Fork,
         Self::Exit,
@@ -34,6 +35,7 @@ impl Kind {
         Self::NetConnect,
         Self::NetAccept,
         Self::NetClose,
+        Self::FileClose,
     ];
 
     /// The kind with this wire number.

@@ -46,6 +46,16 @@ pub const FILE_CREATED: &str = "mnsensor.file.created";
 pub const FILE_FD: &str = "mnsensor.file.fd";
 pub const SYSCALL: &str = "mnsensor.syscall";
 pub const PROTECTED_PATH: &str = "mnsensor.protected.path";
+pub const FILE_BYTES_READ: &str = "mnsensor.file.bytes_read";
+pub const FILE_BYTES_WRITTEN: &str = "mnsensor.file.bytes_written";
+pub const FILE_READ_CALLS: &str = "mnsensor.file.read_calls";
+pub const FILE_WRITE_CALLS: &str = "mnsensor.file.write_calls";
+pub const FILE_MMAP_BYTES: &str = "mnsensor.file.mmap_bytes";
+pub const FILE_IO: &str = "mnsensor.file.io";
+pub const FILE_OPENED_AT: &str = "mnsensor.file.opened_at";
+pub const FILE_OPENER_PID: &str = "mnsensor.file.opener.pid";
+pub const FILE_OPENER_USER_ID: &str = "mnsensor.file.opener.user.id";
+pub const CLOSE_REASON: &str = "mnsensor.close.reason";
 
 pub const NETWORK_TRANSPORT: &str = "network.transport";
 pub const NETWORK_TYPE: &str = "network.type";
@@ -80,7 +90,7 @@ pub const LOSS_INTERVAL_START: &str = "mnsensor.loss.interval.start";
 pub const LOSS_INTERVAL_END: &str = "mnsensor.loss.interval.end";
 
 /// Per-kind loss keys, `mnsensor.loss.<event.name>`, indexed like `event::name_of`.
-pub const LOSS_BY_EVENT: [(&str, &str); 7] = [
+pub const LOSS_BY_EVENT: [(&str, &str); 8] = [
     ("process.exec", "mnsensor.loss.process.exec"),
     ("process.fork", "mnsensor.loss.process.fork"),
     ("process.exit", "mnsensor.loss.process.exit"),
@@ -88,6 +98,7 @@ pub const LOSS_BY_EVENT: [(&str, &str); 7] = [
     ("network.connect", "mnsensor.loss.network.connect"),
     ("network.accept", "mnsensor.loss.network.accept"),
     ("network.close", "mnsensor.loss.network.close"),
+    ("file.close", "mnsensor.loss.file.close"),
 ];
 
 #[cfg(test)]

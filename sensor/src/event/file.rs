@@ -1,9 +1,27 @@
 //! File records (kernel half: `sensor-ebpf/src/file.rs`).
 use std::mem::offset_of;
 
-use sensor_common::event::file::{FMODE_CREATED, Open};
+use sensor_common::event::{
+    Task,
+    file::{
+        Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_WRITE, Open,
+        Tracked,
+    },
+};
 
 use super::{DecodeError, Decoder, Record, attr, path, read_struct_prefix};
+
+/// What the daemon remembers about a tracked open file.
+#[derive(Clone, Debug)]
+pub struct OpenFile {
+    pub path: String,
+    pub protected: Option<String>,
+    /// tgid of the opener.
+    pub opener: u32,
+}
+
+/// Most open protected files remembered (the kernel's `TRACKED` map holds 65,536).
+const MAX_OPEN_FILES: usize = 65_536;
 
 /// `major:minor` of a kernel-encoded device number (`major << 20 | minor`).
 pub fn device(dev: u32) -> String {
@@ -13,27 +31,86 @@ pub fn device(dev: u32) -> String {
 /// `file.open`.
 pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
     let ev: Box<Open> = read_struct_prefix(bytes, offset_of!(Open, data))?;
-    let avail = bytes.len() - offset_of!(Open, data);
-    let raw = &ev.data[..avail.min(ev.data.len()).min(ev.path_len as usize)];
-    let path = path::from_kernel(raw);
-    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+    let path = kernel_path(bytes, offset_of!(Open, data), &ev.data, ev.path_len);
+    let protected = d.protect.rule_path(ev.rule);
     d.add_task(&ev.header.task, rec);
     d.add_program(ev.header.task.tgid, rec);
-    rec.set(attr::FILE_PATH, path.as_str())
-        .set(attr::FILE_NAME, name)
-        .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir })
-        .set(attr::FILE_INODE, ev.ino)
-        .set(attr::FILE_DEVICE, device(ev.dev))
-        .set(attr::FILE_ACCESS, access(ev.flags))
+    add_file(rec, &path, ev.ino, ev.dev);
+    rec.set(attr::FILE_ACCESS, access(ev.flags))
         .set(attr::FILE_FLAGS, flag_names(ev.flags))
         .set(attr::FILE_CREATED, ev.fmode & FMODE_CREATED != 0)
         .set(attr::FILE_FD, ev.fd)
         .set(attr::SYSCALL, syscall_name(ev.syscall))
-        .set_opt(
-            attr::PROTECTED_PATH,
-            d.protect.path_of(ev.match_dev, ev.match_ino),
-        );
+        .set_opt(attr::PROTECTED_PATH, protected.as_deref());
+    if d.open_files.len() < MAX_OPEN_FILES {
+        d.open_files.insert(ev.file, OpenFile { path, protected, opener: ev.header.task.tgid });
+    }
     Ok(())
+}
+
+/// `file.close` from the kernel: the last reference was closed with close(2).
+pub fn close(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
+    let ev: Box<Close> = read_struct_prefix(bytes, offset_of!(Close, data))?;
+    let path = kernel_path(bytes, offset_of!(Close, data), &ev.data, ev.path_len);
+    let known = d.open_files.remove(&ev.file);
+    d.add_task(&ev.header.task, rec);
+    d.add_program(ev.header.task.tgid, rec);
+    add_file(rec, &path, ev.stats.ino, ev.stats.dev);
+    rec.set(attr::FILE_FD, ev.fd).set(attr::CLOSE_REASON, "close");
+    add_stats(d, rec, &ev.stats, known.and_then(|k| k.protected));
+    Ok(())
+}
+
+/// A `file.close` the daemon writes for a tracked file whose opener exited (`reason` `exit`)
+/// or that is still open when the sensor stops (`sensor_stop`).
+pub fn close_untracked(d: &mut Decoder, file: u64, stats: &Tracked, reason: &'static str, time_ns: i128) -> Record {
+    let mut rec = Record::new("file.close", time_ns);
+    let known = d.open_files.remove(&file);
+    let task: Task = stats.opener;
+    d.add_task(&task, &mut rec);
+    d.add_program(task.tgid, &mut rec);
+    let path = known.as_ref().map_or_else(String::new, |k| k.path.clone());
+    add_file(&mut rec, &path, stats.ino, stats.dev);
+    rec.set(attr::CLOSE_REASON, reason);
+    add_stats(d, &mut rec, stats, known.and_then(|k| k.protected));
+    rec
+}
+
+fn kernel_path(bytes: &[u8], data_at: usize, data: &[u8], len: u16) -> String {
+    let avail = bytes.len() - data_at;
+    path::from_kernel(&data[..avail.min(data.len()).min(len as usize)])
+}
+
+fn add_file(rec: &mut Record, path: &str, ino: u64, dev: u32) {
+    if !path.is_empty() {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        rec.set(attr::FILE_PATH, path)
+            .set(attr::FILE_NAME, name)
+            .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir });
+    }
+    rec.set(attr::FILE_INODE, ino).set(attr::FILE_DEVICE, device(dev));
+}
+
+fn add_stats(d: &Decoder, rec: &mut Record, s: &Tracked, protected: Option<String>) {
+    const IO: [(u32, &str); 6] = [
+        (IO_READ, "read"),
+        (IO_WRITE, "write"),
+        (IO_SENDFILE, "sendfile"),
+        (IO_SPLICE, "splice"),
+        (IO_COPY_FILE_RANGE, "copy_file_range"),
+        (IO_MMAP, "mmap"),
+    ];
+    let io: Vec<&str> = IO.iter().filter(|(bit, _)| s.io & bit != 0).map(|(_, n)| *n).collect();
+    rec.set(attr::FILE_BYTES_READ, s.bytes_read)
+        .set(attr::FILE_BYTES_WRITTEN, s.bytes_written)
+        .set(attr::FILE_READ_CALLS, s.read_calls)
+        .set(attr::FILE_WRITE_CALLS, s.write_calls)
+        .set(attr::FILE_MMAP_BYTES, s.mmap_bytes)
+        .set(attr::FILE_IO, io)
+        .set(attr::FILE_OPENED_AT, super::time::rfc3339(d.clock.wall_ns(s.opened_ns)))
+        .set(attr::FILE_OPENER_PID, s.opener.tgid)
+        .set(attr::FILE_OPENER_USER_ID, s.opener.euid)
+        .set_opt(attr::PROTECTED_PATH, protected);
 }
 
 fn access(flags: u32) -> &'static str {

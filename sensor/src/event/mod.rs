@@ -29,12 +29,16 @@ pub const fn name_of(kind: Kind) -> &'static str {
         Kind::NetConnect => "network.connect",
         Kind::NetAccept => "network.accept",
         Kind::NetClose => "network.close",
+        Kind::FileClose => "file.close",
     }
 }
 
 /// What decoding needs besides the record: the process table, names, clock, protected set.
 pub struct Decoder {
     pub procs: ProcTable,
+    /// Path and protection rule of each tracked open file, by `struct file` address, for
+    /// `file.close` records the daemon writes itself (opener exited, sensor stopping).
+    pub open_files: std::collections::HashMap<u64, file::OpenFile>,
     pub names: Names,
     pub clock: time::Clock,
     pub protect: ProtectSet,
@@ -62,6 +66,7 @@ impl Decoder {
             Kind::Fork => process::fork(self, bytes, &mut rec)?,
             Kind::Exit => process::exit(self, bytes, &mut rec)?,
             Kind::FileOpen => file::open(self, bytes, &mut rec)?,
+            Kind::FileClose => file::close(self, bytes, &mut rec)?,
             Kind::NetConnect | Kind::NetAccept | Kind::NetClose => {
                 net::conn(self, kind, bytes, &mut rec)?
             }

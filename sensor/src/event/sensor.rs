@@ -82,8 +82,8 @@ mod tests {
 
     #[test]
     fn loss_record_counts_per_kind() {
-        assert!(event_loss(0, 1, &[0; 8]).is_none());
-        let mut lost = [0u64; 8];
+        assert!(event_loss(0, 1, &[0; 9]).is_none());
+        let mut lost = [0u64; 9];
         lost[4] = 12;
         lost[1] = 3;
         let rec = event_loss(0, 1_000_000_000, &lost).unwrap();

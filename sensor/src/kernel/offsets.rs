@@ -140,6 +140,20 @@ pub const SYS_EXIT_EVENTS: &[&str] = &[
     "sys_exit_open_by_handle_at",
     "sys_exit_accept",
     "sys_exit_accept4",
+    "sys_exit_read",
+    "sys_exit_readv",
+    "sys_exit_pread64",
+    "sys_exit_preadv",
+    "sys_exit_preadv2",
+    "sys_exit_write",
+    "sys_exit_writev",
+    "sys_exit_pwrite64",
+    "sys_exit_pwritev",
+    "sys_exit_pwritev2",
+    "sys_exit_sendfile64",
+    "sys_exit_splice",
+    "sys_exit_copy_file_range",
+    "sys_exit_mmap",
 ];
 
 /// One entry per [`KernelOffsets`] field.
@@ -208,6 +222,19 @@ pub const SPECS: &[Spec] = &[
     member("file_f_mode", "file", &["f_mode"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1083
     member("file_private_data", "file", &["private_data"]),
+    // Reference count of the open file: `atomic_long_t f_count` (1 = one reference) until
+    // 6.12, `file_ref_t f_ref` (refcnt 0 = one reference) from 6.13. One of them must exist.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1040
+    // https://github.com/torvalds/linux/blob/v6.13/include/linux/file_ref.h#L61
+    optional(member("file_f_count", "file", &["f_count"])),
+    optional(member("file_f_ref", "file", &["f_ref"])),
+    // Syscall arguments as saved at entry (x86_64: di, si, dx, r10, r8, r9 = args 1..6);
+    // read at syscall exit through bpf_task_pt_regs().
+    // https://github.com/torvalds/linux/blob/v6.12/arch/x86/include/asm/ptrace.h#L59
+    member("pt_regs_di", "pt_regs", &["di"]),
+    member("pt_regs_si", "pt_regs", &["si"]),
+    member("pt_regs_dx", "pt_regs", &["dx"]),
+    member("pt_regs_r8", "pt_regs", &["r8"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/path.h#L9
     member("path_mnt", "path", &["mnt"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/path.h#L10
@@ -280,6 +307,8 @@ pub const SPECS: &[Spec] = &[
     // that every event in SYS_EXIT_EVENTS agrees.
     // https://github.com/torvalds/linux/blob/v6.12/kernel/trace/trace_syscalls.c#L509
     tracepoint("tp_sys_exit_ret", "syscalls", SYS_EXIT_REFERENCE, "ret"),
+    // https://github.com/torvalds/linux/blob/v6.12/fs/open.c#L1575 (SYSCALL_DEFINE1(close, unsigned int, fd))
+    tracepoint("tp_sys_enter_close_fd", "syscalls", "sys_enter_close", "fd"),
     // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/sock.h#L148
     tracepoint("tp_inet_sock_set_state_skaddr", "sock", INET_SOCK_SET_STATE, "skaddr"),
     // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/sock.h#L149
@@ -313,6 +342,9 @@ pub enum Reason {
     /// The struct has none of the member spellings.
     #[error("not in this kernel's BTF{}", also_tried(.0))]
     NoMember(&'static [&'static str]),
+    /// Neither spelling of a field that changed name between kernels exists.
+    #[error("neither spelling is in this kernel's BTF")]
+    NoAlternative,
     /// The member's type lacks the expected inner member (e.g. `kuid_t` without `val`).
     #[error("its type has no member `{0}`")]
     NoInner(&'static str),
@@ -436,6 +468,7 @@ pub fn resolve(btf: &Btf, tracefs: &TraceFs) -> Result<Resolved, OffsetsError> {
         }
     }
     check_sk_common(btf, &mut problems);
+    check_alternatives(&mut missing_optional, &mut problems);
     if offsets.tp_sys_exit_ret != sensor_common::offsets::MISSING {
         check_sys_exit(tracefs, offsets.tp_sys_exit_ret, &mut problems);
     }
@@ -446,6 +479,27 @@ pub fn resolve(btf: &Btf, tracefs: &TraceFs) -> Result<Resolved, OffsetsError> {
         offsets,
         missing_optional,
     })
+}
+
+/// Optional fields that are spellings of one thing across kernel versions: the programs use
+/// whichever exists. (first, second, whether one of them is required)
+const ALTERNATIVES: &[(&str, &str, bool)] = &[
+    ("file_f_count", "file_f_ref", true),
+    ("sock_sk_flags", "sock_common_skc_flags", false),
+];
+
+/// Drops an alternative spelling from `missing` when the other one resolved; both absent is
+/// a problem when one is required.
+fn check_alternatives(missing: &mut Vec<&'static str>, problems: &mut Vec<Problem>) {
+    for &(a, b, required) in ALTERNATIVES {
+        let both = missing.contains(&a) && missing.contains(&b);
+        if both && required {
+            problems.push(Problem { location: format!("{a} or {b}"), reason: Reason::NoAlternative });
+        }
+        if !both {
+            missing.retain(|m| *m != a && *m != b);
+        }
+    }
 }
 
 fn resolve_member(

@@ -71,7 +71,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
     let expected: Vec<String> = tests.into_iter().map(|(name, _)| name).collect();
 
     step(format!(
-        "booting {} kernel(s), {PARALLEL} at a time (TCG: minutes each)",
+        "booting {} kernel(s), {PARALLEL} at a time",
         kernels.len()
     ));
     let next = AtomicUsize::new(0);

@@ -1,0 +1,278 @@
+//! Bytes moved through open protected files (wire types: `sensor_common::event::file`;
+//! user half: `sensor/src/event/file.rs`).
+//!
+//! An open of a protected file (`file.rs`) puts its `struct file *` in `TRACKED` and the
+//! opener's tgid in `TRACKED_TGIDS`. The exit tracepoints of the read, write, sendfile,
+//! splice, copy_file_range and mmap syscalls first look the current tgid up in
+//! `TRACKED_TGIDS` (one hash lookup is all an unrelated process pays), then take the file
+//! descriptor from the syscall's saved registers (`bpf_task_pt_regs`) and add the result to
+//! the file's counters. So reading 1 GB is one record, written at the last close.
+//!
+//! Syscall argument registers: <https://github.com/torvalds/linux/blob/v6.12/arch/x86/entry/entry_64.S#L89>.
+use core::mem::offset_of;
+
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    macros::{map, tracepoint},
+    maps::{HashMap, PerCpuArray},
+    programs::TracePointContext,
+};
+use sensor_common::{
+    event::{
+        Kind,
+        file::{Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_WRITE, Tracked},
+    },
+    offsets::MISSING,
+    path::PATH_MAX,
+};
+
+use crate::{
+    emit::{header_for_current, send},
+    kread::{current_task, file_of_fd, off, path_of, read},
+    path::write_path,
+};
+
+/// Open protected files by `struct file *`.
+#[map]
+pub static TRACKED: HashMap<u64, Tracked> = HashMap::with_max_entries(65536, 0);
+
+/// Processes that may hold a tracked file (openers and their forked children).
+#[map]
+pub static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+
+#[map]
+static CLOSE_SCRATCH: PerCpuArray<Close> = PerCpuArray::with_max_entries(1, 0);
+
+const PATH_MASK: u32 = PATH_MAX as u32 - 1;
+
+/// Which saved register holds a file descriptor.
+#[derive(Clone, Copy)]
+enum Arg {
+    /// First argument.
+    Di,
+    /// Second argument.
+    Si,
+    /// Third argument.
+    Dx,
+}
+
+/// The current tgid, when it may hold a tracked file.
+#[inline(always)]
+fn tracked_tgid() -> bool {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: presence check only.
+    unsafe { TRACKED_TGIDS.get(&tgid) }.is_some()
+}
+
+/// A syscall argument of the current task, read from its saved registers.
+#[inline(always)]
+fn arg(which: Arg) -> Result<u64, i32> {
+    // SAFETY: both helpers take the current task; pt_regs is read through probe-read.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    let off = match which {
+        Arg::Di => off!(pt_regs_di),
+        Arg::Si => off!(pt_regs_si),
+        Arg::Dx => off!(pt_regs_dx),
+    };
+    read(regs, off)
+}
+
+/// The tracked entry of the current task's descriptor in register `which`.
+#[inline(always)]
+fn tracked_fd(which: Arg) -> Option<*mut Tracked> {
+    let fd = arg(which).ok()? as i64;
+    let file = file_of_fd(current_task(), fd).ok()?;
+    TRACKED.get_ptr_mut(&file)
+}
+
+/// `*counter += n` as one BPF atomic add (`lock *(u64 *)(r + 0) += n`), so two CPUs moving
+/// bytes through the same open file never lose an update. (`AtomicU64::fetch_add` is not
+/// available: the BPF target declares no compare-and-swap.)
+#[inline(always)]
+fn add(counter: &mut u64, n: u64) {
+    // SAFETY: `counter` points into a map value for the duration of the program.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({p} + 0) += {n}",
+            p = in(reg) counter as *mut u64,
+            n = in(reg) n,
+        );
+    }
+}
+
+#[inline(always)]
+fn account(t: *mut Tracked, bytes: u64, write: bool, io: u32) {
+    // SAFETY: `t` points into a TRACKED value; concurrent updaters only add.
+    let t = unsafe { &mut *t };
+    if write {
+        add(&mut t.bytes_written, bytes);
+        add(&mut t.write_calls, 1);
+    } else {
+        add(&mut t.bytes_read, bytes);
+        add(&mut t.read_calls, 1);
+    }
+    t.io |= io;
+}
+
+/// The syscall's return value (bytes moved), when positive.
+#[inline(always)]
+fn moved(ctx: &TracePointContext) -> Option<u64> {
+    // SAFETY: probe-read of the tracepoint record.
+    let ret = unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.ok()?;
+    (ret > 0).then_some(ret as u64)
+}
+
+#[inline(always)]
+fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
+    if !tracked_tgid() {
+        return 0;
+    }
+    let Some(n) = moved(ctx) else { return 0 };
+    if let Some(t) = tracked_fd(Arg::Di) {
+        account(t, n, write, if write { IO_WRITE } else { IO_READ });
+    }
+    0
+}
+
+/// Both ends of sendfile, splice and copy_file_range: `in_reg` is read, `out_reg` written.
+#[inline(always)]
+fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32) -> u32 {
+    if !tracked_tgid() {
+        return 0;
+    }
+    let Some(n) = moved(ctx) else { return 0 };
+    if let Some(t) = tracked_fd(in_reg) {
+        account(t, n, false, io);
+    }
+    if let Some(t) = tracked_fd(out_reg) {
+        account(t, n, true, io);
+    }
+    0
+}
+
+/// One program per syscall; the daemon attaches each to `syscalls/<name>`.
+macro_rules! rw_exit {
+    ($($name:ident => $write:expr,)*) => {$(
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            on_rw_exit(&ctx, $write)
+        }
+    )*};
+}
+
+rw_exit! {
+    sys_exit_read => false,
+    sys_exit_readv => false,
+    sys_exit_pread64 => false,
+    sys_exit_preadv => false,
+    sys_exit_preadv2 => false,
+    sys_exit_write => true,
+    sys_exit_writev => true,
+    sys_exit_pwrite64 => true,
+    sys_exit_pwritev => true,
+    sys_exit_pwritev2 => true,
+}
+
+/// `sendfile(out_fd, in_fd, …)`.
+#[tracepoint(category = "syscalls", name = "sys_exit_sendfile64")]
+pub fn sys_exit_sendfile64(ctx: TracePointContext) -> u32 {
+    on_transfer_exit(&ctx, Arg::Si, Arg::Di, IO_SENDFILE)
+}
+
+/// `splice(fd_in, off_in, fd_out, …)`: fd_out is the third argument.
+#[tracepoint(category = "syscalls", name = "sys_exit_splice")]
+pub fn sys_exit_splice(ctx: TracePointContext) -> u32 {
+    on_transfer_exit(&ctx, Arg::Di, Arg::Dx, IO_SPLICE)
+}
+
+/// `copy_file_range(fd_in, off_in, fd_out, …)`.
+#[tracepoint(category = "syscalls", name = "sys_exit_copy_file_range")]
+pub fn sys_exit_copy_file_range(ctx: TracePointContext) -> u32 {
+    on_transfer_exit(&ctx, Arg::Di, Arg::Dx, IO_COPY_FILE_RANGE)
+}
+
+/// `mmap(addr, len, prot, flags, fd, off)`: counts the mapped length.
+#[tracepoint(category = "syscalls", name = "sys_exit_mmap")]
+pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+    if !tracked_tgid() {
+        return 0;
+    }
+    // SAFETY: probe-read of the tracepoint record.
+    let Ok(ret) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else { return 0 };
+    if ret < 0 && ret > -4096 {
+        return 0;
+    }
+    // SAFETY: as in `arg`.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    let Ok(fd) = read::<i64>(regs, off!(pt_regs_r8)) else { return 0 };
+    let Ok(len) = read::<u64>(regs, off!(pt_regs_si)) else { return 0 };
+    let Ok(file) = file_of_fd(current_task(), fd) else { return 0 };
+    if let Some(t) = TRACKED.get_ptr_mut(&file) {
+        // SAFETY: points into a TRACKED value.
+        let t = unsafe { &mut *t };
+        add(&mut t.mmap_bytes, len);
+        t.io |= IO_MMAP;
+    }
+    0
+}
+
+/// `close(fd)`: at entry the file is still installed; if this is its last reference, the
+/// totals become a `file.close` record.
+#[tracepoint(category = "syscalls", name = "sys_enter_close")]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    if !tracked_tgid() {
+        return 0;
+    }
+    // SAFETY: probe-read of the tracepoint record.
+    let Ok(fd) = (unsafe { ctx.read_at::<u64>(off!(tp_sys_enter_close_fd) as usize) }) else { return 0 };
+    let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
+    // SAFETY: the value is copied before the map can change.
+    let Some(stats) = (unsafe { TRACKED.get(&file) }).copied() else { return 0 };
+    if !last_reference(file) {
+        return 0;
+    }
+    let _ = TRACKED.remove(&file);
+    let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU scratch.
+    let ev = unsafe { &mut *ev };
+    if !header_for_current(Kind::FileClose, &mut ev.header) {
+        return 0;
+    }
+    ev.stats = stats;
+    ev.file = file;
+    ev.fd = fd as i32;
+    ev.cursor = 0;
+    if let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) {
+        ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    }
+    let n = ev.cursor & PATH_MASK;
+    ev.path_len = n as u16;
+    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);
+    0
+}
+
+/// Whether the caller holds the only reference to `file`.
+#[inline(always)]
+fn last_reference(file: u64) -> bool {
+    match off!(file_f_ref) {
+        // file_ref_t counts references minus one.
+        MISSING => read::<i64>(file, off!(file_f_count)).is_ok_and(|c| c == 1),
+        f_ref => read::<i64>(file, f_ref).is_ok_and(|c| c == 0),
+    }
+}
+
+/// Starts tracking an opened protected file (called by `file.rs`); `false` when the maps are
+/// full (the caller counts it as a lost `file.close`).
+#[inline(always)]
+pub fn track(file: u64, stats: &Tracked) -> bool {
+    TRACKED.insert(&file, stats, 0).is_ok() && TRACKED_TGIDS.insert(&stats.opener.tgid, &1, 0).is_ok()
+}
+
+/// A forked child of a tracking process shares its descriptors (called by `process.rs`).
+#[inline(always)]
+pub fn inherit(parent_tgid: u32, child_tgid: u32) {
+    // SAFETY: presence check only.
+    if unsafe { TRACKED_TGIDS.get(&parent_tgid) }.is_some() {
+        let _ = TRACKED_TGIDS.insert(&child_tgid, &1, 0);
+    }
+}
