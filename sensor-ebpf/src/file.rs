@@ -73,6 +73,13 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
     let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else {
         return 0;
     };
+    opened(fd, syscall)
+}
+
+/// Reports and starts tracking the file at descriptor `fd` of the current task when it is
+/// protected. Also called for io_uring open requests (`io.rs`).
+#[inline(always)]
+pub fn opened(fd: i64, syscall: u32) -> u32 {
     if fd < 0 {
         return 0;
     }

@@ -20,7 +20,10 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         Kind,
-        file::{Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_WRITE, Tracked},
+        file::{
+            Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING,
+            Tracked,
+        },
     },
     offsets::MISSING,
     path::PATH_MAX,
@@ -28,7 +31,7 @@ use sensor_common::{
 
 use crate::{
     emit::{header_for_current, send},
-    kread::{current_task, file_of_fd, off, path_of, read},
+    kread::{config, current_task, file_of_fd, off, path_of, read},
     path::write_path,
 };
 
@@ -248,6 +251,48 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let n = ev.cursor & PATH_MASK;
     ev.path_len = n as u16;
     send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);
+    0
+}
+
+/// io_uring opcodes (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/io_uring.h#L206>).
+const IORING_OP_READV: u8 = 1;
+const IORING_OP_WRITEV: u8 = 2;
+const IORING_OP_READ_FIXED: u8 = 4;
+const IORING_OP_WRITE_FIXED: u8 = 5;
+const IORING_OP_OPENAT: u8 = 18;
+const IORING_OP_READ: u8 = 22;
+const IORING_OP_WRITE: u8 = 23;
+const IORING_OP_OPENAT2: u8 = 28;
+const IORING_OP_READ_MULTISHOT: u8 = 49;
+
+/// `io_uring:io_uring_complete`: reads and writes submitted through io_uring never pass the
+/// read/write syscalls; the completion carries the request (`struct io_kiocb`) and its
+/// result. Completions run in the submitter's thread group (task work or its io-wq
+/// workers), so an io_uring open's descriptor is in the current task's table.
+#[tracepoint]
+pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
+    // SAFETY: probe-reads of the tracepoint record.
+    let Ok(req) = (unsafe { ctx.read_at::<u64>(off!(tp_io_uring_complete_req) as usize) }) else { return 0 };
+    let Ok(res) = (unsafe { ctx.read_at::<i32>(off!(tp_io_uring_complete_res) as usize) }) else { return 0 };
+    let Ok(opcode) = read::<u8>(req, off!(io_kiocb_opcode)) else { return 0 };
+    if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
+        if config!(file_events) != 0 {
+            crate::file::opened(i64::from(res), OPEN_IO_URING);
+        }
+        return 0;
+    }
+    if res <= 0 {
+        return 0;
+    }
+    let write = match opcode {
+        IORING_OP_READV | IORING_OP_READ_FIXED | IORING_OP_READ | IORING_OP_READ_MULTISHOT => false,
+        IORING_OP_WRITEV | IORING_OP_WRITE_FIXED | IORING_OP_WRITE => true,
+        _ => return 0,
+    };
+    let Ok(file) = read::<u64>(req, off!(io_kiocb_file)) else { return 0 };
+    if let Some(t) = TRACKED.get_ptr_mut(&file) {
+        account(t, res as u64, write, IO_URING);
+    }
     0
 }
 

@@ -47,6 +47,7 @@ const TRACEPOINTS: &[(&str, &str, Family)] = &[
     ("sys_exit_copy_file_range", "syscalls", Family::File),
     ("sys_exit_mmap", "syscalls", Family::File),
     ("sys_enter_close", "syscalls", Family::File),
+    ("io_uring_complete", "io_uring", Family::File),
     ("sys_exit_accept", "syscalls", Family::Network),
     ("sys_exit_accept4", "syscalls", Family::Network),
     ("inet_sock_set_state", "sock", Family::Network),

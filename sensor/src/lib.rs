@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod event;
 pub mod kernel;
 pub mod output;
+pub mod policy;
 pub mod proctable;
 pub mod protect;
 pub mod seq;

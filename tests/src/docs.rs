@@ -82,3 +82,9 @@ pub fn event_names(md: &str) -> Vec<String> {
     }
     names
 }
+
+/// The set of documented event names (what `event.name` may be).
+pub fn documented_event_names() -> &'static BTreeSet<String> {
+    static NAMES: OnceLock<BTreeSet<String>> = OnceLock::new();
+    NAMES.get_or_init(|| event_names(events_md()).into_iter().collect())
+}

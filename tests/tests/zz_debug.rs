@@ -3,7 +3,7 @@ use mnsensor_tests::*;
 use serde_json::Value;
 
 fn run(steps: &str) -> usize {
-    let tree = TempDir::new("dbg");
+    let tree = TempDir::new(&std::env::var("LABEL").unwrap());
     let p = tree.mkdir("protected");
     let _p2 = tree.mkdir("protected2");
     let outside = tree.mkdir("outside");

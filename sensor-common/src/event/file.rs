@@ -21,7 +21,8 @@ pub struct Open {
     pub fmode: u32,
     /// The returned file descriptor.
     pub fd: i32,
-    /// Syscall number of the open (open, openat, openat2, creat, open_by_handle_at).
+    /// Syscall number of the open (open, openat, openat2, creat, open_by_handle_at), or
+    /// [`OPEN_IO_URING`] for an io_uring open request.
     pub syscall: u32,
     /// Kernel address of the `struct file` (joins the open with its `file.close`).
     pub file: u64,
@@ -70,6 +71,8 @@ pub const IO_SENDFILE: u32 = 1 << 2;
 pub const IO_SPLICE: u32 = 1 << 3;
 pub const IO_COPY_FILE_RANGE: u32 = 1 << 4;
 pub const IO_MMAP: u32 = 1 << 5;
+/// io_uring read and write requests.
+pub const IO_URING: u32 = 1 << 6;
 
 /// `file.close`: the last reference to a tracked open file was closed by `close(2)`. (When the
 /// opener exits with the file open, the daemon writes the record from the `TRACKED` map.)
@@ -88,3 +91,6 @@ pub struct Close {
     pub _pad2: u32,
     pub data: [u8; FILE_DATA],
 }
+
+/// `Open::syscall` of a file opened by an io_uring `IORING_OP_OPENAT`/`OPENAT2` request.
+pub const OPEN_IO_URING: u32 = 0x1_0000;

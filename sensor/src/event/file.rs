@@ -4,7 +4,7 @@ use std::mem::offset_of;
 use sensor_common::event::{
     Task,
     file::{
-        Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_WRITE, Open,
+        Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Open,
         Tracked,
     },
 };
@@ -92,13 +92,14 @@ fn add_file(rec: &mut Record, path: &str, ino: u64, dev: u32) {
 }
 
 fn add_stats(d: &Decoder, rec: &mut Record, s: &Tracked, protected: Option<String>) {
-    const IO: [(u32, &str); 6] = [
+    const IO: [(u32, &str); 7] = [
         (IO_READ, "read"),
         (IO_WRITE, "write"),
         (IO_SENDFILE, "sendfile"),
         (IO_SPLICE, "splice"),
         (IO_COPY_FILE_RANGE, "copy_file_range"),
         (IO_MMAP, "mmap"),
+        (IO_URING, "io_uring"),
     ];
     let io: Vec<&str> = IO.iter().filter(|(bit, _)| s.io & bit != 0).map(|(_, n)| *n).collect();
     rec.set(attr::FILE_BYTES_READ, s.bytes_read)
@@ -162,6 +163,7 @@ fn syscall_name(nr: u32) -> &'static str {
         257 => "openat",
         304 => "open_by_handle_at",
         437 => "openat2",
+        OPEN_IO_URING => "io_uring_openat",
         _ => "unknown",
     }
 }

@@ -256,6 +256,11 @@ pub const SPECS: &[Spec] = &[
     // Kernel-internal dev_t encoding (major << 20 | minor).
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1308
     member("super_block_s_dev", "super_block", &["s_dev"]),
+    // io_uring requests (optional: kernels without CONFIG_IO_URING).
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/io_uring_types.h#L589
+    optional(member("io_kiocb_file", "io_kiocb", &["file"])),
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/io_uring_types.h#L594
+    optional(member("io_kiocb_opcode", "io_kiocb", &["opcode"])),
     // `struct mount` is private to fs/ but is in BTF.
     // https://github.com/torvalds/linux/blob/v6.12/fs/mount.h#L39
     member("mount_mnt", "mount", &["mnt"]),
@@ -309,6 +314,9 @@ pub const SPECS: &[Spec] = &[
     tracepoint("tp_sys_exit_ret", "syscalls", SYS_EXIT_REFERENCE, "ret"),
     // https://github.com/torvalds/linux/blob/v6.12/fs/open.c#L1575 (SYSCALL_DEFINE1(close, unsigned int, fd))
     tracepoint("tp_sys_enter_close_fd", "syscalls", "sys_enter_close", "fd"),
+    // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/io_uring.h#L305
+    optional(tracepoint("tp_io_uring_complete_req", "io_uring", "io_uring_complete", "req")),
+    optional(tracepoint("tp_io_uring_complete_res", "io_uring", "io_uring_complete", "res")),
     // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/sock.h#L148
     tracepoint("tp_inet_sock_set_state_skaddr", "sock", INET_SOCK_SET_STATE, "skaddr"),
     // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/sock.h#L149

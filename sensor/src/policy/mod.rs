@@ -1,0 +1,2 @@
+//! Per-user access policies (docs/policy.md).
+pub mod yaml;
