@@ -109,8 +109,12 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         clock: Clock::now(),
         protect,
     };
+    let mut decoder = decoder;
     let mut sink = Sink::new(outputs, seq);
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
+    for rec in crate::scan::open_files(&mut decoder) {
+        sink.emit(&rec)?;
+    }
     sink.flush();
     tracing::info!(
         programs = info.programs.len(),

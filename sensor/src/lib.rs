@@ -11,5 +11,6 @@ pub mod output;
 pub mod policy;
 pub mod proctable;
 pub mod protect;
+pub mod scan;
 pub mod seq;
 pub mod users;

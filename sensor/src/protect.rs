@@ -95,6 +95,20 @@ impl ProtectSet {
         self.entries.iter().map(|e| (e.key, e.value)).chain(self.members.iter().copied())
     }
 
+    /// The protection rule covering a file, by identity (a protected file, or a file found in
+    /// a protected tree at start) or by path (below a protected directory).
+    pub fn rule_for(&self, key: InodeKey, path: &std::path::Path) -> Option<u32> {
+        self.kernel_entries()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.rule)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .find(|e| e.value.flags & PROTECT_TREE != 0 && path.starts_with(&e.path))
+                    .map(|e| e.value.rule)
+            })
+    }
+
     /// The configured path of protection rule `rule`.
     pub fn rule_path(&self, rule: u32) -> Option<String> {
         self.entries.get(rule as usize).map(|e| e.path.display().to_string())

@@ -20,10 +20,7 @@ struct GetFdById {
 /// Uses `BPF_PROG_GET_FD_BY_ID`: `ENOENT` means the program is gone. Any fd obtained is
 /// closed at once. Panics on other errors (e.g. `EPERM` when not root).
 pub fn prog_loaded(id: u32) -> bool {
-    let attr = GetFdById {
-        prog_id: id,
-        ..Default::default()
-    };
+    let attr = GetFdById { prog_id: id, ..Default::default() };
     // SAFETY: `attr` is a valid, fully initialized buffer of the size passed.
     let fd = unsafe {
         libc::syscall(

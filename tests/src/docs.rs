@@ -46,11 +46,7 @@ pub fn table_keys(md: &str) -> Vec<DocKey> {
                 "docs/events.md line {}: malformed key cell {first:?}",
                 i + 1
             );
-            keys.push(DocKey {
-                key: key.to_owned(),
-                section: section.clone(),
-                line: i + 1,
-            });
+            keys.push(DocKey { key: key.to_owned(), section: section.clone(), line: i + 1 });
         }
     }
     keys

@@ -51,9 +51,7 @@ pub fn has(ev: &Value, key: &str) -> bool {
 
 /// `process.pid` of the record, if any.
 pub fn pid_of(ev: &Value) -> Option<u32> {
-    ev.get("process.pid")
-        .and_then(Value::as_u64)
-        .and_then(|p| u32::try_from(p).ok())
+    ev.get("process.pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
 }
 
 /// A string attribute; panics (showing the record) if missing or not a string.
@@ -72,10 +70,7 @@ pub fn get_u64(ev: &Value, key: &str) -> u64 {
 
 /// A boolean attribute, `None` when absent; panics if present but not a boolean.
 pub fn get_bool(ev: &Value, key: &str) -> Option<bool> {
-    ev.get(key).map(|v| {
-        v.as_bool()
-            .unwrap_or_else(|| panic!("{key:?} is not a boolean: {}", show(ev)))
-    })
+    ev.get(key).map(|v| v.as_bool().unwrap_or_else(|| panic!("{key:?} is not a boolean: {}", show(ev))))
 }
 
 /// An array-of-strings attribute; panics (showing the record) if missing or not one.
@@ -86,9 +81,7 @@ pub fn get_str_array(ev: &Value, key: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("record has no array {key:?}: {}", show(ev)));
     arr.iter()
         .map(|v| {
-            v.as_str()
-                .unwrap_or_else(|| panic!("{key:?} has a non-string element: {}", show(ev)))
-                .to_owned()
+            v.as_str().unwrap_or_else(|| panic!("{key:?} has a non-string element: {}", show(ev))).to_owned()
         })
         .collect()
 }
@@ -130,49 +123,27 @@ pub fn is_rfc3339_nanos(s: &str) -> bool {
 ///   are present.
 pub fn check_record(ev: &Value, line_no: usize, line: &str) -> u64 {
     let ctx = || format!("events line {line_no}: {line}");
-    let obj = ev
-        .as_object()
-        .unwrap_or_else(|| panic!("not a JSON object: {}", ctx()));
-    if std::env::var_os("TMPDBG").is_some() { return obj.get("mnsensor.seq").and_then(Value::as_u64).unwrap(); }
+    let obj = ev.as_object().unwrap_or_else(|| panic!("not a JSON object: {}", ctx()));
     let documented = documented_keys();
     let undocumented: Vec<&String> = obj.keys().filter(|k| !documented.contains(*k)).collect();
-    assert!(
-        undocumented.is_empty(),
-        "undocumented keys {undocumented:?} (not in docs/events.md): {}",
-        ctx()
-    );
+    assert!(undocumented.is_empty(), "undocumented keys {undocumented:?} (not in docs/events.md): {}", ctx());
     for (k, v) in obj {
         let ok = match v {
             Value::String(_) | Value::Number(_) | Value::Bool(_) => true,
-            Value::Array(a) => a
-                .iter()
-                .all(|e| matches!(e, Value::String(_) | Value::Number(_) | Value::Bool(_))),
+            Value::Array(a) => {
+                a.iter().all(|e| matches!(e, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+            }
             Value::Null | Value::Object(_) => false,
         };
-        assert!(
-            ok,
-            "key {k:?} has a value that is not a string/number/boolean/array of those: {}",
-            ctx()
-        );
+        assert!(ok, "key {k:?} has a value that is not a string/number/boolean/array of those: {}", ctx());
     }
     let name = obj
         .get("event.name")
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("no string event.name: {}", ctx()));
-    assert!(
-        ALL_EVENTS.contains(&name),
-        "unknown event.name {name:?}: {}",
-        ctx()
-    );
-    let time = obj
-        .get("time")
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string time: {}", ctx()));
-    assert!(
-        is_rfc3339_nanos(time),
-        "time {time:?} is not RFC 3339 UTC with nanoseconds: {}",
-        ctx()
-    );
+    assert!(ALL_EVENTS.contains(&name), "unknown event.name {name:?}: {}", ctx());
+    let time = obj.get("time").and_then(Value::as_str).unwrap_or_else(|| panic!("no string time: {}", ctx()));
+    assert!(is_rfc3339_nanos(time), "time {time:?} is not RFC 3339 UTC with nanoseconds: {}", ctx());
     obj.get("mnsensor.seq")
         .and_then(Value::as_u64)
         .unwrap_or_else(|| panic!("no unsigned mnsensor.seq: {}", ctx()))

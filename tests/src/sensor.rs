@@ -16,8 +16,8 @@ use crate::{
     bpf::prog_loaded,
     event::{check_record, get_str, is, show},
     util::{
-        EVENT_TIMEOUT, POLL_INTERVAL, START_TIMEOUT, STOP_TIMEOUT, TempDir, path_str, read_lossy,
-        scaled, send_signal, sensor_bin,
+        EVENT_TIMEOUT, POLL_INTERVAL, START_TIMEOUT, STOP_TIMEOUT, TempDir, path_str, read_lossy, scaled,
+        send_signal, sensor_bin,
     },
 };
 
@@ -33,13 +33,7 @@ pub struct EventReader {
 
 impl EventReader {
     pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            offset: 0,
-            partial: Vec::new(),
-            events: Vec::new(),
-            last_seq: None,
-        }
+        Self { path, offset: 0, partial: Vec::new(), events: Vec::new(), last_seq: None }
     }
 
     /// Reads what was appended since the last call; returns how many records were added.
@@ -49,8 +43,7 @@ impl EventReader {
         let Ok(mut f) = fs::File::open(&self.path) else {
             return 0;
         };
-        f.seek(SeekFrom::Start(self.offset))
-            .expect("seek events file");
+        f.seek(SeekFrom::Start(self.offset)).expect("seek events file");
         let mut buf = Vec::new();
         f.read_to_end(&mut buf).expect("read events file");
         self.offset += buf.len() as u64;
@@ -59,16 +52,11 @@ impl EventReader {
         while let Some(nl) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=nl).collect();
             let line = &line[..line.len() - 1];
-            let line = String::from_utf8(line.to_vec()).unwrap_or_else(|_| {
-                panic!("{}: a line is not UTF-8: {line:?}", self.path.display())
-            });
+            let line = String::from_utf8(line.to_vec())
+                .unwrap_or_else(|_| panic!("{}: a line is not UTF-8: {line:?}", self.path.display()));
             let line_no = self.events.len() + 1;
-            let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-                panic!(
-                    "{} line {line_no}: not JSON ({e}): {line}",
-                    self.path.display()
-                )
-            });
+            let ev: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{} line {line_no}: not JSON ({e}): {line}", self.path.display()));
             let seq = check_record(&ev, line_no, &line);
             if let Some(prev) = self.last_seq {
                 assert!(
@@ -78,15 +66,9 @@ impl EventReader {
             }
             self.last_seq = Some(seq);
             if line_no == 1 {
-                assert!(
-                    is(&ev, "sensor.start"),
-                    "first record is not sensor.start: {line}"
-                );
+                assert!(is(&ev, "sensor.start"), "first record is not sensor.start: {line}");
             } else {
-                assert!(
-                    !is(&ev, "sensor.start"),
-                    "sensor.start again at line {line_no}: {line}"
-                );
+                assert!(!is(&ev, "sensor.start"), "sensor.start again at line {line_no}: {line}");
             }
             self.events.push(ev);
         }
@@ -142,9 +124,7 @@ impl Sensor {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         let pid = child.id();
         let mut sensor = Self {
             child: Some(child),
@@ -169,27 +149,17 @@ impl Sensor {
                 if !sensor.reader.events().is_empty() {
                     break;
                 }
-                sensor.fail(&format!(
-                    "sensor exited ({status}) before writing sensor.start; args {args:?}"
-                ));
+                sensor.fail(&format!("sensor exited ({status}) before writing sensor.start; args {args:?}"));
             }
             if Instant::now() >= deadline {
-                sensor.fail(&format!(
-                    "no sensor.start within {timeout:?}; args {args:?}"
-                ));
+                sensor.fail(&format!("no sensor.start within {timeout:?}; args {args:?}"));
             }
             thread::sleep(POLL_INTERVAL);
         }
         let start = sensor.reader.events()[0].clone();
-        let ids = start
-            .get("mnsensor.bpf.program_ids")
-            .and_then(Value::as_array)
-            .unwrap_or_else(|| {
-                panic!(
-                    "sensor.start has no mnsensor.bpf.program_ids array: {}",
-                    show(&start)
-                )
-            });
+        let ids = start.get("mnsensor.bpf.program_ids").and_then(Value::as_array).unwrap_or_else(|| {
+            panic!("sensor.start has no mnsensor.bpf.program_ids array: {}", show(&start))
+        });
         sensor.program_ids = ids
             .iter()
             .map(|v| {
@@ -265,12 +235,7 @@ impl Sensor {
     /// Waits up to `timeout` for the first record matching `pred`. Panics with `what`, the
     /// sensor's stderr and its last records if none comes or the sensor exits.
     #[track_caller]
-    pub fn wait_for_within(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub fn wait_for_within(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
         let mut checked = 0;
         loop {
@@ -285,9 +250,7 @@ impl Sensor {
                 if let Some(ev) = self.reader.events()[checked..].iter().find(|e| pred(e)) {
                     return ev.clone();
                 }
-                self.fail(&format!(
-                    "sensor exited ({status}) while waiting for {what}"
-                ));
+                self.fail(&format!("sensor exited ({status}) while waiting for {what}"));
             }
             if Instant::now() >= deadline {
                 self.fail(&format!("no record within {timeout:?}: {what}"));
@@ -299,11 +262,7 @@ impl Sensor {
     /// Polls until `cond(all records so far)` holds or `timeout` passes; returns whether it
     /// held. Panics if the sensor exits.
     #[track_caller]
-    pub fn try_wait_until(
-        &mut self,
-        timeout: Duration,
-        mut cond: impl FnMut(&[Value]) -> bool,
-    ) -> bool {
+    pub fn try_wait_until(&mut self, timeout: Duration, mut cond: impl FnMut(&[Value]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             self.reader.poll();
@@ -326,12 +285,7 @@ impl Sensor {
 
     /// Like [`Self::try_wait_until`] but panics with `what` on the deadline.
     #[track_caller]
-    pub fn wait_until(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        cond: impl FnMut(&[Value]) -> bool,
-    ) {
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, cond: impl FnMut(&[Value]) -> bool) {
         if !self.try_wait_until(timeout, cond) {
             self.fail(&format!("not reached within {timeout:?}: {what}"));
         }
@@ -354,11 +308,7 @@ impl Sensor {
             libc::SIGTERM => "SIGTERM",
             _ => panic!("stop_with: unsupported signal {sig}"),
         };
-        assert!(
-            self.check_exited().is_none(),
-            "sensor exited before stop: {}",
-            self.stderr()
-        );
+        assert!(self.check_exited().is_none(), "sensor exited before stop: {}", self.stderr());
         send_signal(self.pid, sig);
         let timeout = scaled(STOP_TIMEOUT);
         let deadline = Instant::now() + timeout;
@@ -367,17 +317,13 @@ impl Sensor {
                 break status;
             }
             if Instant::now() >= deadline {
-                self.fail(&format!(
-                    "sensor did not exit within {timeout:?} of {reason}"
-                ));
+                self.fail(&format!("sensor did not exit within {timeout:?} of {reason}"));
             }
             thread::sleep(POLL_INTERVAL);
         };
         self.reader.poll();
         if !status.success() {
-            self.fail(&format!(
-                "sensor exited with {status} after {reason}, expected 0"
-            ));
+            self.fail(&format!("sensor exited with {status} after {reason}, expected 0"));
         }
         if !self.reader.partial().is_empty() {
             let tail = String::from_utf8_lossy(self.reader.partial()).into_owned();
@@ -392,12 +338,7 @@ impl Sensor {
         if stops != 1 {
             self.fail(&format!("{stops} sensor.stop records, expected 1"));
         }
-        assert_eq!(
-            get_str(&last, "mnsensor.stop.reason"),
-            reason,
-            "stop reason: {}",
-            show(&last)
-        );
+        assert_eq!(get_str(&last, "mnsensor.stop.reason"), reason, "stop reason: {}", show(&last));
         self.assert_programs_gone();
         last
     }
@@ -409,12 +350,7 @@ impl Sensor {
         let timeout = scaled(Duration::from_secs(5));
         let deadline = Instant::now() + timeout;
         loop {
-            let loaded: Vec<u32> = self
-                .program_ids
-                .iter()
-                .copied()
-                .filter(|&id| prog_loaded(id))
-                .collect();
+            let loaded: Vec<u32> = self.program_ids.iter().copied().filter(|&id| prog_loaded(id)).collect();
             if loaded.is_empty() {
                 return;
             }

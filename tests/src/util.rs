@@ -42,10 +42,7 @@ pub fn scaled(base: Duration) -> Duration {
 
 /// The Cargo workspace (parent of this package's manifest dir).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The sensor binary: `MNSENSOR_BIN` (absolute) or `<workspace>/target/debug/mnsensor`.
@@ -53,11 +50,7 @@ pub fn sensor_bin() -> PathBuf {
     let bin = match env::var_os("MNSENSOR_BIN") {
         Some(p) => {
             let p = PathBuf::from(p);
-            assert!(
-                p.is_absolute(),
-                "MNSENSOR_BIN must be an absolute path, got {}",
-                p.display()
-            );
+            assert!(p.is_absolute(), "MNSENSOR_BIN must be an absolute path, got {}", p.display());
             p
         }
         None => workspace_root().join("target/debug/mnsensor"),
@@ -134,8 +127,7 @@ pub fn canonical(p: impl AsRef<Path>) -> PathBuf {
 
 /// A path as `&str` (all test paths are UTF-8).
 pub fn path_str(p: &Path) -> &str {
-    p.to_str()
-        .unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
+    p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
 }
 
 /// A path as a C string.
@@ -184,8 +176,7 @@ impl TempDir {
     pub fn write(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
         let p = self.path.join(rel);
         if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent)
-                .unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
         }
         fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
         p
@@ -224,13 +215,8 @@ impl ChildGuard {
     /// Spawns `cmd` (stdin from /dev/null unless the caller set it).
     pub fn spawn(cmd: &mut Command) -> Self {
         let what = format!("{cmd:?}");
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
-        Self {
-            child: Some(child),
-            what,
-        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+        Self { child: Some(child), what }
     }
 
     pub fn pid(&self) -> u32 {
@@ -251,12 +237,8 @@ impl ChildGuard {
     /// SIGKILLs the child and reaps it.
     pub fn kill(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("child already waited for");
-        child
-            .kill()
-            .unwrap_or_else(|e| panic!("killing {}: {e}", self.what));
-        child
-            .wait()
-            .unwrap_or_else(|e| panic!("reaping {}: {e}", self.what))
+        child.kill().unwrap_or_else(|e| panic!("killing {}: {e}", self.what));
+        child.wait().unwrap_or_else(|e| panic!("reaping {}: {e}", self.what))
     }
 }
 
@@ -309,9 +291,7 @@ pub fn run_capture(cmd: &mut Command, timeout: Duration) -> Output {
     let err = fs::File::create(&err_path).expect("create stderr file");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     let what = format!("{cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
     let status = {
         let deadline = Instant::now() + timeout;
         loop {
@@ -327,11 +307,7 @@ pub fn run_capture(cmd: &mut Command, timeout: Duration) -> Output {
             thread::sleep(POLL_INTERVAL);
         }
     };
-    Output {
-        status,
-        stdout: read_lossy(&out_path),
-        stderr: read_lossy(&err_path),
-    }
+    Output { status, stdout: read_lossy(&out_path), stderr: read_lossy(&err_path) }
 }
 
 /// A file's contents as (lossy) UTF-8; empty if it cannot be read.
@@ -385,11 +361,5 @@ pub fn mkfifo(p: &Path) {
     let c = c_path(p);
     // SAFETY: valid NUL-terminated path.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    assert_eq!(
-        rc,
-        0,
-        "mkfifo {}: {}",
-        p.display(),
-        io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "mkfifo {}: {}", p.display(), io::Error::last_os_error());
 }

@@ -7,17 +7,11 @@ use mnsensor_tests::{
 };
 
 fn run(args: &[&str]) -> Output {
-    run_capture(
-        Command::new(sensor_bin()).args(args),
-        scaled(COMMAND_TIMEOUT),
-    )
+    run_capture(Command::new(sensor_bin()).args(args), scaled(COMMAND_TIMEOUT))
 }
 
 fn describe(o: &Output) -> String {
-    format!(
-        "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status, o.stdout, o.stderr
-    )
+    format!("status {}\n--- stdout ---\n{}\n--- stderr ---\n{}", o.status, o.stdout, o.stderr)
 }
 
 /// A path under /nonexistent-… that certainly does not exist.
@@ -30,22 +24,9 @@ fn missing_path(label: &str) -> String {
 #[test]
 fn unknown_flag_is_a_usage_error() {
     let o = run(&["run", "--no-such-flag"]);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "exit code of an unknown flag: {}",
-        describe(&o)
-    );
-    assert!(
-        o.stderr.contains("unexpected argument"),
-        "usage message: {}",
-        describe(&o)
-    );
-    assert!(
-        o.stderr.contains("--no-such-flag"),
-        "usage message names the flag: {}",
-        describe(&o)
-    );
+    assert_eq!(o.status.code(), Some(2), "exit code of an unknown flag: {}", describe(&o));
+    assert!(o.stderr.contains("unexpected argument"), "usage message: {}", describe(&o));
+    assert!(o.stderr.contains("--no-such-flag"), "usage message names the flag: {}", describe(&o));
 }
 
 #[test]
@@ -58,11 +39,7 @@ fn missing_protect_path_is_an_error() {
         describe(&o)
     );
     assert!(o.stderr.contains(&p), "stderr names {p}: {}", describe(&o));
-    assert!(
-        !o.stdout.contains("sensor.start"),
-        "started despite the bad path: {}",
-        describe(&o)
-    );
+    assert!(!o.stdout.contains("sensor.start"), "started despite the bad path: {}", describe(&o));
 }
 
 #[test]
@@ -86,16 +63,8 @@ fn bad_ring_buffer_size_is_an_error() {
             "--ring-buffer-bytes {bad}: {}",
             describe(&o)
         );
-        assert!(
-            !o.stderr.trim().is_empty(),
-            "--ring-buffer-bytes {bad} fails silently: {}",
-            describe(&o)
-        );
-        assert!(
-            !o.stdout.contains("sensor.start"),
-            "--ring-buffer-bytes {bad} started: {}",
-            describe(&o)
-        );
+        assert!(!o.stderr.trim().is_empty(), "--ring-buffer-bytes {bad} fails silently: {}", describe(&o));
+        assert!(!o.stdout.contains("sensor.start"), "--ring-buffer-bytes {bad} started: {}", describe(&o));
     }
 }
 
@@ -104,11 +73,7 @@ fn version_is_printed() {
     let o = run(&["--version"]);
     assert!(o.status.success(), "--version: {}", describe(&o));
     let version = env!("CARGO_PKG_VERSION");
-    assert!(
-        o.stdout.contains(version),
-        "--version prints {version}: {}",
-        describe(&o)
-    );
+    assert!(o.stdout.contains(version), "--version prints {version}: {}", describe(&o));
 }
 
 #[test]
@@ -121,41 +86,23 @@ fn non_root_gets_one_clear_error_line() {
             .gid(65534),
         scaled(COMMAND_TIMEOUT),
     );
-    assert!(
-        !o.status.success() && o.status.code().is_some(),
-        "running as uid 65534: {}",
-        describe(&o)
-    );
+    assert!(!o.status.success() && o.status.code().is_some(), "running as uid 65534: {}", describe(&o));
     let lines: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "exactly one stderr line as uid 65534: {}",
-        describe(&o)
-    );
+    assert_eq!(lines.len(), 1, "exactly one stderr line as uid 65534: {}", describe(&o));
     let l = lines[0].to_lowercase();
     assert!(
         l.contains("root") || l.contains("capabilit"),
         "the line mentions root or a capability: {}",
         describe(&o)
     );
-    assert!(
-        !o.stdout.contains("sensor.start"),
-        "started as uid 65534: {}",
-        describe(&o)
-    );
+    assert!(!o.stdout.contains("sensor.start"), "started as uid 65534: {}", describe(&o));
 }
 
 #[test]
 fn sigterm_stops_cleanly() {
     let mut sensor = Sensor::start(&[]);
     let stop = sensor.stop_with(libc::SIGTERM);
-    assert_eq!(
-        get_str(&stop, "mnsensor.stop.reason"),
-        "SIGTERM",
-        "{}",
-        show(&stop)
-    );
+    assert_eq!(get_str(&stop, "mnsensor.stop.reason"), "SIGTERM", "{}", show(&stop));
 }
 
 #[test]
@@ -167,17 +114,10 @@ fn stdout_output_carries_start_and_stop() {
     let events = sensor.events().to_vec();
     let lines: Vec<serde_json::Value> = stdout
         .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line not JSON ({e}): {l}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line not JSON ({e}): {l}")))
         .collect();
     assert_eq!(lines, events, "stdout and jsonl outputs differ");
     let outputs: Vec<String> = mnsensor_tests::get_str_array(&events[0], "mnsensor.config.outputs");
     let jsonl = format!("jsonl:{}", path_str(sensor.events_path()));
-    assert_eq!(
-        outputs,
-        vec![jsonl, "stdout".to_owned()],
-        "config.outputs as given: {}",
-        show(&events[0])
-    );
+    assert_eq!(outputs, vec![jsonl, "stdout".to_owned()], "config.outputs as given: {}", show(&events[0]));
 }

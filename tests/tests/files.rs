@@ -11,8 +11,8 @@ use std::{
 };
 
 use mnsensor_tests::{
-    ChildGuard, Sensor, TempDir, canonical, dev_string, find_tool, get_bool, get_str,
-    get_str_array, get_u64, is, mentions, path_str, pid_of, scaled, show, test_pid, util::c_path,
+    ChildGuard, Sensor, TempDir, canonical, dev_string, find_tool, get_bool, get_str, get_str_array, get_u64,
+    is, mentions, path_str, pid_of, scaled, show, test_pid, util::c_path,
 };
 use serde_json::Value;
 
@@ -28,77 +28,31 @@ fn is_open_of(ev: &Value, path: &Path, pid: u32) -> bool {
 /// Checks the file attributes of a `file.open` record against the file on disk.
 fn assert_file_attrs(ev: &Value, path: &Path, access: &str, protected: &Path) {
     let meta = fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
-    assert_eq!(
-        get_str(ev, "file.path"),
-        path_str(path),
-        "path: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_str(ev, "file.name"),
-        path.file_name().unwrap().to_str().unwrap(),
-        "name: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_str(ev, "file.directory"),
-        path_str(path.parent().unwrap()),
-        "directory: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_u64(ev, "file.inode"),
-        meta.ino(),
-        "inode of {}: {}",
-        path.display(),
-        show(ev)
-    );
-    assert_eq!(
-        get_str(ev, "mnsensor.file.device"),
-        dev_string(meta.dev()),
-        "device: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_str(ev, "mnsensor.file.access"),
-        access,
-        "access: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_str(ev, "mnsensor.protected.path"),
-        path_str(protected),
-        "protected path: {}",
-        show(ev)
-    );
+    assert_eq!(get_str(ev, "file.path"), path_str(path), "path: {}", show(ev));
+    assert_eq!(get_str(ev, "file.name"), path.file_name().unwrap().to_str().unwrap(), "name: {}", show(ev));
+    assert_eq!(get_str(ev, "file.directory"), path_str(path.parent().unwrap()), "directory: {}", show(ev));
+    assert_eq!(get_u64(ev, "file.inode"), meta.ino(), "inode of {}: {}", path.display(), show(ev));
+    assert_eq!(get_str(ev, "mnsensor.file.device"), dev_string(meta.dev()), "device: {}", show(ev));
+    assert_eq!(get_str(ev, "mnsensor.file.access"), access, "access: {}", show(ev));
+    assert_eq!(get_str(ev, "mnsensor.protected.path"), path_str(protected), "protected path: {}", show(ev));
     // Flags may be left out when none apply; when present O_CREAT is not among them.
     if ev.get("mnsensor.file.flags").is_some() {
         let flags = get_str_array(ev, "mnsensor.file.flags");
-        assert!(
-            !flags.iter().any(|f| f == "O_CREAT"),
-            "O_CREAT is consumed by the kernel: {}",
-            show(ev)
-        );
+        assert!(!flags.iter().any(|f| f == "O_CREAT"), "O_CREAT is consumed by the kernel: {}", show(ev));
     }
 }
 
 fn wait_open(sensor: &mut Sensor, path: &Path, pid: u32, how: &str) -> Value {
-    sensor.wait_for(
-        &format!("file.open of {} by pid {pid} ({how})", path.display()),
-        |e| is_open_of(e, path, pid),
-    )
+    sensor.wait_for(&format!("file.open of {} by pid {pid} ({how})", path.display()), |e| {
+        is_open_of(e, path, pid)
+    })
 }
 
 fn sys_open(path: &Path, flags: i32) -> i32 {
     let c = c_path(path);
     // SAFETY: valid NUL-terminated path.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-    assert!(
-        fd >= 0,
-        "open {}: {}",
-        path.display(),
-        io::Error::last_os_error()
-    );
+    assert!(fd >= 0, "open {}: {}", path.display(), io::Error::last_os_error());
     fd
 }
 
@@ -126,31 +80,15 @@ fn open_paths_resolve_to_canonical_path() {
 
     // 1. Relative path from a changed cwd, in a child shell (chdir would affect other tests).
     let sh = find_tool("sh");
-    let mut child = ChildGuard::spawn(
-        Command::new(&sh)
-            .args(["-c", "cd sub && read x < rel.txt"])
-            .current_dir(&p),
-    );
+    let mut child =
+        ChildGuard::spawn(Command::new(&sh).args(["-c", "cd sub && read x < rel.txt"]).current_dir(&p));
     let sh_pid = child.pid();
     let status = child.wait_timeout(scaled(CHILD_TIMEOUT));
-    assert!(
-        status.success(),
-        "sh -c 'cd sub && read x < rel.txt': {status}"
-    );
+    assert!(status.success(), "sh -c 'cd sub && read x < rel.txt': {status}");
     let ev = wait_open(&mut sensor, &rel, sh_pid, "relative path after cd");
     assert_file_attrs(&ev, &rel, "read", &p);
-    assert_eq!(
-        get_str(&ev, "process.executable.path"),
-        path_str(&canonical(&sh)),
-        "{}",
-        show(&ev)
-    );
-    assert_eq!(
-        get_u64(&ev, "process.parent_pid"),
-        u64::from(me),
-        "{}",
-        show(&ev)
-    );
+    assert_eq!(get_str(&ev, "process.executable.path"), path_str(&canonical(&sh)), "{}", show(&ev));
+    assert_eq!(get_u64(&ev, "process.parent_pid"), u64::from(me), "{}", show(&ev));
 
     // 2. openat with a directory fd, read-write.
     let dirfd = sys_open(&sub, libc::O_RDONLY | libc::O_DIRECTORY);
@@ -160,20 +98,9 @@ fn open_paths_resolve_to_canonical_path() {
     sys_close(fd);
     let ev = wait_open(&mut sensor, &dirfd_file, me, "openat(dirfd)");
     assert_file_attrs(&ev, &dirfd_file, "read_write", &p);
-    assert_eq!(
-        get_u64(&ev, "mnsensor.file.fd"),
-        fd as u64,
-        "fd: {}",
-        show(&ev)
-    );
+    assert_eq!(get_u64(&ev, "mnsensor.file.fd"), fd as u64, "fd: {}", show(&ev));
     assert_eq!(get_str(&ev, "mnsensor.syscall"), "openat", "{}", show(&ev));
-    assert!(
-        get_str_array(&ev, "mnsensor.file.flags")
-            .iter()
-            .any(|f| f == "O_RDWR"),
-        "flags: {}",
-        show(&ev)
-    );
+    assert!(get_str_array(&ev, "mnsensor.file.flags").iter().any(|f| f == "O_RDWR"), "flags: {}", show(&ev));
 
     // 3. openat2 with a dirfd and `..`, write-only append.
     #[repr(C)]
@@ -182,11 +109,8 @@ fn open_paths_resolve_to_canonical_path() {
         mode: u64,
         resolve: u64,
     }
-    let how = OpenHow {
-        flags: (libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: 0,
-    };
+    let how =
+        OpenHow { flags: (libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC) as u64, mode: 0, resolve: 0 };
     // SAFETY: valid fd, NUL-terminated path and open_how of the size passed.
     let fd = unsafe {
         libc::syscall(
@@ -215,58 +139,30 @@ fn open_paths_resolve_to_canonical_path() {
     drop(f);
     let ev = wait_open(&mut sensor, &sym_target, me, "symlink outside -> inside");
     assert_file_attrs(&ev, &sym_target, "read", &p);
-    assert!(
-        !mentions(&ev, path_str(&link)),
-        "path copied from the syscall argument: {}",
-        show(&ev)
-    );
+    assert!(!mentions(&ev, path_str(&link)), "path copied from the syscall argument: {}", show(&ev));
 
     // 5. A path with `..`, write-only.
     let spelled = sub.join("..").join("dotdot.txt");
-    let f = OpenOptions::new()
-        .write(true)
-        .open(&spelled)
-        .expect("open with ..");
+    let f = OpenOptions::new().write(true).open(&spelled).expect("open with ..");
     let fd = f.as_raw_fd();
     drop(f);
     let ev = wait_open(&mut sensor, &dotdot, me, "path with ..");
     assert_file_attrs(&ev, &dotdot, "write", &p);
-    assert_eq!(
-        get_u64(&ev, "mnsensor.file.fd"),
-        fd as u64,
-        "fd: {}",
-        show(&ev)
-    );
+    assert_eq!(get_u64(&ev, "mnsensor.file.fd"), fd as u64, "fd: {}", show(&ev));
     assert!(
-        get_str_array(&ev, "mnsensor.file.flags")
-            .iter()
-            .any(|f| f == "O_WRONLY"),
+        get_str_array(&ev, "mnsensor.file.flags").iter().any(|f| f == "O_WRONLY"),
         "flags: {}",
         show(&ev)
     );
 
     // Every test-process open is attributed to the test binary (it predates the sensor).
     let me_exe = canonical(std::env::current_exe().expect("current_exe"));
-    assert_eq!(
-        get_str(&ev, "process.executable.path"),
-        path_str(&me_exe),
-        "{}",
-        show(&ev)
-    );
-    assert_eq!(
-        get_str(&ev, "mnsensor.process.attribution"),
-        "procfs",
-        "{}",
-        show(&ev)
-    );
+    assert_eq!(get_str(&ev, "process.executable.path"), path_str(&me_exe), "{}", show(&ev));
+    assert_eq!(get_str(&ev, "mnsensor.process.attribution"), "procfs", "{}", show(&ev));
 
-    for (path, pid) in [
-        (&rel, sh_pid),
-        (&dirfd_file, me),
-        (&openat2_file, me),
-        (&sym_target, me),
-        (&dotdot, me),
-    ] {
+    for (path, pid) in
+        [(&rel, sh_pid), (&dirfd_file, me), (&openat2_file, me), (&sym_target, me), (&dotdot, me)]
+    {
         let n = sensor.matching(|e| is_open_of(e, path, pid)).len();
         assert_eq!(n, 1, "file.open records of {} by {pid}", path.display());
     }
@@ -282,27 +178,14 @@ fn create_inside_protected_tree_is_flagged() {
     let me = test_pid();
 
     let created = p.join("created.txt");
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&created)
-        .expect("create");
+    let f = OpenOptions::new().write(true).create_new(true).open(&created).expect("create");
     drop(f);
     let ev = wait_open(&mut sensor, &created, me, "O_CREAT|O_EXCL of a new file");
     assert_file_attrs(&ev, &created, "write", &p);
-    assert_eq!(
-        get_bool(&ev, "mnsensor.file.created"),
-        Some(true),
-        "created: {}",
-        show(&ev)
-    );
+    assert_eq!(get_bool(&ev, "mnsensor.file.created"), Some(true), "created: {}", show(&ev));
 
     // O_CREAT of an existing file does not create it.
-    let f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&existing)
-        .expect("open existing with O_CREAT");
+    let f = OpenOptions::new().append(true).create(true).open(&existing).expect("open existing with O_CREAT");
     drop(f);
     let ev = wait_open(&mut sensor, &existing, me, "O_CREAT of an existing file");
     assert_file_attrs(&ev, &existing, "write", &p);
@@ -341,18 +224,11 @@ fn opens_outside_protected_tree_are_not_reported() {
     sys_close(fd);
     // A child process too.
     let cat = find_tool("cat");
-    let mut child = ChildGuard::spawn(
-        Command::new(&cat)
-            .arg(&b)
-            .stdout(std::process::Stdio::null()),
-    );
-    assert!(
-        child.wait_timeout(scaled(CHILD_TIMEOUT)).success(),
-        "cat {}",
-        b.display()
-    );
+    let mut child = ChildGuard::spawn(Command::new(&cat).arg(&b).stdout(std::process::Stdio::null()));
+    assert!(child.wait_timeout(scaled(CHILD_TIMEOUT)).success(), "cat {}", b.display());
 
     // Sync point: a later protected open is delivered, so the earlier ones would have been.
+    drop(fs::File::open(&sync).expect("open sync"));
     let ev = wait_open(&mut sensor, &sync, me, "sync point");
     assert_file_attrs(&ev, &sync, "read", &p);
     for dir in [&prefix_sibling, &outside] {
@@ -382,13 +258,7 @@ fn protecting_a_single_file() {
 
     drop(fs::File::open(&sibling).expect("open sibling"));
     drop(fs::File::open(tree.path()).expect("open the directory"));
-    drop(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&doc)
-            .expect("open doc"),
-    );
+    drop(OpenOptions::new().read(true).write(true).open(&doc).expect("open doc"));
     let ev = wait_open(&mut sensor, &doc, me, "the protected file itself");
     assert_file_attrs(&ev, &doc, "read_write", &doc);
     sensor.assert_none("file.open of anything but the protected file", |e| {

@@ -1,8 +1,7 @@
 //! Start and stop: the `sensor.start` record, program ids, and clean detach.
 
 use mnsensor_tests::{
-    Sensor, TempDir, bpf::prog_loaded, get_str, get_str_array, get_u64, kernel_release, path_str,
-    show,
+    Sensor, TempDir, bpf::prog_loaded, get_str, get_str_array, get_u64, kernel_release, path_str, show,
 };
 use serde_json::Value;
 
@@ -24,69 +23,30 @@ fn start_record_describes_the_run_and_stop_detaches() {
         "65536",
     ]);
     let start = sensor.start_event().clone();
-    assert_eq!(
-        get_str(&start, "service.name"),
-        "mnsensor",
-        "{}",
-        show(&start)
-    );
-    assert_eq!(
-        get_str(&start, "service.version"),
-        env!("CARGO_PKG_VERSION"),
-        "{}",
-        show(&start)
-    );
-    assert_eq!(
-        get_u64(&start, "process.pid"),
-        u64::from(sensor.pid()),
-        "sensor pid: {}",
-        show(&start)
-    );
-    assert_eq!(
-        get_str(&start, "mnsensor.kernel.release"),
-        kernel_release(),
-        "{}",
-        show(&start)
-    );
+    assert_eq!(get_str(&start, "service.name"), "mnsensor", "{}", show(&start));
+    assert_eq!(get_str(&start, "service.version"), env!("CARGO_PKG_VERSION"), "{}", show(&start));
+    assert_eq!(get_u64(&start, "process.pid"), u64::from(sensor.pid()), "sensor pid: {}", show(&start));
+    assert_eq!(get_str(&start, "mnsensor.kernel.release"), kernel_release(), "{}", show(&start));
     let mut protect = get_str_array(&start, "mnsensor.config.protect");
     protect.sort();
     let mut want = vec![path_str(&a).to_owned(), path_str(&b).to_owned()];
     want.sort();
     assert_eq!(protect, want, "canonical protected paths: {}", show(&start));
-    assert_eq!(
-        get_u64(&start, "mnsensor.config.ring_buffer_bytes"),
-        65536,
-        "{}",
-        show(&start)
-    );
-    assert_eq!(
-        get_str(&start, "mnsensor.backend.file"),
-        "tracepoint",
-        "{}",
-        show(&start)
-    );
+    assert_eq!(get_u64(&start, "mnsensor.config.ring_buffer_bytes"), 65536, "{}", show(&start));
+    assert_eq!(get_str(&start, "mnsensor.backend.file"), "tracepoint", "{}", show(&start));
     assert_eq!(
         get_str_array(&start, "mnsensor.config.outputs"),
         vec![format!("jsonl:{}", path_str(sensor.events_path()))],
         "{}",
         show(&start)
     );
-    assert!(
-        !get_str_array(&start, "mnsensor.bpf.programs").is_empty(),
-        "{}",
-        show(&start)
-    );
+    assert!(!get_str_array(&start, "mnsensor.bpf.programs").is_empty(), "{}", show(&start));
     let ids = sensor.program_ids().to_vec();
     assert!(!ids.is_empty(), "no program ids: {}", show(&start));
     let mut dedup = ids.clone();
     dedup.sort_unstable();
     dedup.dedup();
-    assert_eq!(
-        dedup.len(),
-        ids.len(),
-        "duplicate program ids: {}",
-        show(&start)
-    );
+    assert_eq!(dedup.len(), ids.len(), "duplicate program ids: {}", show(&start));
     for id in &ids {
         assert!(
             prog_loaded(*id),
@@ -99,43 +59,20 @@ fn start_record_describes_the_run_and_stop_detaches() {
     for id in &ids {
         assert!(!prog_loaded(*id), "program {id} still loaded after stop");
     }
-    assert!(
-        stop.get("mnsensor.events.delivered")
-            .and_then(Value::as_u64)
-            .is_some(),
-        "{}",
-        show(&stop)
-    );
-    assert!(
-        stop.get("mnsensor.events.lost")
-            .and_then(Value::as_u64)
-            .is_some(),
-        "{}",
-        show(&stop)
-    );
+    assert!(stop.get("mnsensor.events.delivered").and_then(Value::as_u64).is_some(), "{}", show(&stop));
+    assert!(stop.get("mnsensor.events.lost").and_then(Value::as_u64).is_some(), "{}", show(&stop));
 }
 
 #[test]
 fn without_protect_file_backend_is_off() {
     let mut sensor = Sensor::start(&[]);
     let start = sensor.start_event().clone();
-    assert_eq!(
-        get_str(&start, "mnsensor.backend.file"),
-        "off",
-        "{}",
-        show(&start)
-    );
+    assert_eq!(get_str(&start, "mnsensor.backend.file"), "off", "{}", show(&start));
     if start.get("mnsensor.config.protect").is_some() {
-        assert!(
-            get_str_array(&start, "mnsensor.config.protect").is_empty(),
-            "{}",
-            show(&start)
-        );
+        assert!(get_str_array(&start, "mnsensor.config.protect").is_empty(), "{}", show(&start));
     }
     sensor.stop();
-    sensor.assert_none("file.open without protected paths", |e| {
-        mnsensor_tests::is(e, "file.open")
-    });
+    sensor.assert_none("file.open without protected paths", |e| mnsensor_tests::is(e, "file.open"));
 }
 
 #[test]

@@ -52,13 +52,7 @@ fn exchange(listener: TcpListener, target: SocketAddr) -> Exchange {
     assert_eq!(back.len(), REPLIED, "client received");
     drop(c);
     let (accepted_fd, accepted_local, accepted_peer) = server.join().expect("server thread");
-    Exchange {
-        listener: listener_addr,
-        client,
-        accepted_local,
-        accepted_peer,
-        accepted_fd,
-    }
+    Exchange { listener: listener_addr, client, accepted_local, accepted_peer, accepted_fd }
 }
 
 /// The textual address the sensor reports: IPv4-mapped IPv6 shown as plain IPv4.
@@ -74,47 +68,18 @@ fn reported_ip(a: &SocketAddr) -> String {
 
 fn ports(ev: &Value) -> (u64, u64) {
     (
-        ev.get("network.local.port")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-        ev.get("network.peer.port")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        ev.get("network.local.port").and_then(Value::as_u64).unwrap_or(0),
+        ev.get("network.peer.port").and_then(Value::as_u64).unwrap_or(0),
     )
 }
 
 fn assert_endpoints(ev: &Value, local: &SocketAddr, peer: &SocketAddr, net_type: &str) {
     assert_eq!(get_str(ev, "network.transport"), "tcp", "{}", show(ev));
-    assert_eq!(
-        get_str(ev, "network.type"),
-        net_type,
-        "network.type: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_str(ev, "network.local.address"),
-        reported_ip(local),
-        "local address: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_u64(ev, "network.local.port"),
-        u64::from(local.port()),
-        "local port: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_str(ev, "network.peer.address"),
-        reported_ip(peer),
-        "peer address: {}",
-        show(ev)
-    );
-    assert_eq!(
-        get_u64(ev, "network.peer.port"),
-        u64::from(peer.port()),
-        "peer port: {}",
-        show(ev)
-    );
+    assert_eq!(get_str(ev, "network.type"), net_type, "network.type: {}", show(ev));
+    assert_eq!(get_str(ev, "network.local.address"), reported_ip(local), "local address: {}", show(ev));
+    assert_eq!(get_u64(ev, "network.local.port"), u64::from(local.port()), "local port: {}", show(ev));
+    assert_eq!(get_str(ev, "network.peer.address"), reported_ip(peer), "peer address: {}", show(ev));
+    assert_eq!(get_u64(ev, "network.peer.port"), u64::from(peer.port()), "peer port: {}", show(ev));
 }
 
 /// Runs one exchange under a fresh sensor and checks connect, accept and both closes.
@@ -133,93 +98,43 @@ fn check_connection(
     let (cport, lport) = (u64::from(x.client.port()), u64::from(x.listener.port()));
     let mapped = |ev: &Value| get_bool(ev, "mnsensor.network.ipv4_mapped").unwrap_or(false);
 
-    let connect = sensor.wait_for(
-        &format!("network.connect {} -> {}", x.client, x.listener),
-        |e| is(e, "network.connect") && ports(e) == (cport, lport),
-    );
+    let connect = sensor.wait_for(&format!("network.connect {} -> {}", x.client, x.listener), |e| {
+        is(e, "network.connect") && ports(e) == (cport, lport)
+    });
     assert_endpoints(&connect, &x.client, &x.listener, client_type);
-    assert_eq!(
-        pid_of(&connect),
-        Some(me),
-        "connect pid: {}",
-        show(&connect)
-    );
-    assert_eq!(
-        get_str(&connect, "network.io.direction"),
-        "transmit",
-        "{}",
-        show(&connect)
-    );
-    assert_eq!(
-        mapped(&connect),
-        client_mapped,
-        "ipv4_mapped: {}",
-        show(&connect)
-    );
+    assert_eq!(pid_of(&connect), Some(me), "connect pid: {}", show(&connect));
+    assert_eq!(get_str(&connect, "network.io.direction"), "transmit", "{}", show(&connect));
+    assert_eq!(mapped(&connect), client_mapped, "ipv4_mapped: {}", show(&connect));
 
-    let accept = sensor.wait_for(
-        &format!("network.accept {} <- {}", x.accepted_local, x.accepted_peer),
-        |e| is(e, "network.accept") && ports(e) == (lport, cport),
-    );
+    let accept = sensor
+        .wait_for(&format!("network.accept {} <- {}", x.accepted_local, x.accepted_peer), |e| {
+            is(e, "network.accept") && ports(e) == (lport, cport)
+        });
     assert_endpoints(&accept, &x.accepted_local, &x.accepted_peer, server_type);
     assert_eq!(pid_of(&accept), Some(me), "accept pid: {}", show(&accept));
-    assert_eq!(
-        get_str(&accept, "network.io.direction"),
-        "receive",
-        "{}",
-        show(&accept)
-    );
-    assert_eq!(
-        get_u64(&accept, "mnsensor.file.fd"),
-        x.accepted_fd as u64,
-        "accepted fd: {}",
-        show(&accept)
-    );
-    assert!(
-        !mapped(&accept),
-        "accept on an IPv4/IPv6 listener is not mapped: {}",
-        show(&accept)
-    );
+    assert_eq!(get_str(&accept, "network.io.direction"), "receive", "{}", show(&accept));
+    assert_eq!(get_u64(&accept, "mnsensor.file.fd"), x.accepted_fd as u64, "accepted fd: {}", show(&accept));
+    assert!(!mapped(&accept), "accept on an IPv4/IPv6 listener is not mapped: {}", show(&accept));
 
     let close = sensor.wait_for(&format!("network.close of the client {}", x.client), |e| {
         is(e, "network.close") && ports(e) == (cport, lport)
     });
     assert_endpoints(&close, &x.client, &x.listener, client_type);
-    assert_eq!(
-        get_u64(&close, "mnsensor.bytes_sent"),
-        SENT as u64,
-        "client bytes_sent: {}",
-        show(&close)
-    );
+    assert_eq!(get_u64(&close, "mnsensor.bytes_sent"), SENT as u64, "client bytes_sent: {}", show(&close));
     assert_eq!(
         get_u64(&close, "mnsensor.bytes_received"),
         REPLIED as u64,
         "client bytes_received: {}",
         show(&close)
     );
-    assert!(
-        has(&close, "mnsensor.network.tcp.previous_state"),
-        "{}",
-        show(&close)
-    );
-    assert_eq!(
-        mapped(&close),
-        client_mapped,
-        "ipv4_mapped: {}",
-        show(&close)
-    );
+    assert!(has(&close, "mnsensor.network.tcp.previous_state"), "{}", show(&close));
+    assert_eq!(mapped(&close), client_mapped, "ipv4_mapped: {}", show(&close));
 
-    let close = sensor.wait_for(
-        &format!("network.close of the accepted {}", x.accepted_local),
-        |e| is(e, "network.close") && ports(e) == (lport, cport),
-    );
+    let close = sensor.wait_for(&format!("network.close of the accepted {}", x.accepted_local), |e| {
+        is(e, "network.close") && ports(e) == (lport, cport)
+    });
     assert_endpoints(&close, &x.accepted_local, &x.accepted_peer, server_type);
-    assert_eq!(
-        get_u64(&close, "mnsensor.bytes_sent"),
-        REPLIED as u64,
-        "server bytes_sent: {}",
-        show(&close)
-    );
+    assert_eq!(get_u64(&close, "mnsensor.bytes_sent"), REPLIED as u64, "server bytes_sent: {}", show(&close));
     assert_eq!(
         get_u64(&close, "mnsensor.bytes_received"),
         SENT as u64,
@@ -266,10 +181,7 @@ fn ipv4_mapped_connection_is_reported_as_ipv4() {
     // SAFETY: socket/close have no memory-safety preconditions.
     let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        eprintln!(
-            "SKIPPED: no AF_INET6 sockets here ({})",
-            std::io::Error::last_os_error()
-        );
+        eprintln!("SKIPPED: no AF_INET6 sockets here ({})", std::io::Error::last_os_error());
         return;
     }
     // SAFETY: we own fd.

@@ -56,6 +56,8 @@ pub const FILE_OPENED_AT: &str = "mnsensor.file.opened_at";
 pub const FILE_OPENER_PID: &str = "mnsensor.file.opener.pid";
 pub const FILE_OPENER_USER_ID: &str = "mnsensor.file.opener.user.id";
 pub const CLOSE_REASON: &str = "mnsensor.close.reason";
+pub const FILE_MAPPED: &str = "mnsensor.file.mapped";
+pub const OBSERVED_BY: &str = "mnsensor.observed_by";
 
 pub const NETWORK_TRANSPORT: &str = "network.transport";
 pub const NETWORK_TYPE: &str = "network.type";

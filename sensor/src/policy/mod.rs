@@ -1,2 +1,3 @@
 //! Per-user access policies (docs/policy.md).
 pub mod yaml;
+pub mod calendar;
