@@ -56,11 +56,7 @@ pub fn send(kind: Kind, record: *const u8, len: usize) {
     // SAFETY: the caller passes a pointer into a map value that holds at least `len` bytes.
     let bytes = unsafe { core::slice::from_raw_parts(record, len) };
     let waiting = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let flags = if waiting >= config!(wakeup_bytes) {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
+    let flags = if waiting >= config!(wakeup_bytes) { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
     if EVENTS.output::<[u8]>(bytes, u64::from(flags)).is_err() {
         count_loss(kind);
     }

@@ -7,14 +7,14 @@
 use core::mem::offset_of;
 
 use aya_ebpf::{
-    macros::{map, tracepoint},
+    macros::{fentry, map, tracepoint},
     maps::PerCpuArray,
-    programs::TracePointContext,
+    programs::{FEntryContext, TracePointContext},
 };
 use sensor_common::{
     event::{
         Kind,
-        file::{FMODE_CREATED, Open, Tracked},
+        file::{FMODE_CREATED, OPEN_FENTRY, Open, Tracked},
     },
     path::{InodeKey, PATH_MAX, Protected},
 };
@@ -83,10 +83,27 @@ pub fn opened(fd: i64, syscall: u32) -> u32 {
     if fd < 0 {
         return 0;
     }
-    let task = current_task();
-    let Ok(file) = file_of_fd(task, fd) else {
+    let Ok(file) = file_of_fd(current_task(), fd) else {
         return 0;
     };
+    opened_file(file, fd, syscall)
+}
+
+/// `security_file_open(struct file *)`, where fentry programs load (not on every kernel; the
+/// daemon falls back to the syscall exit tracepoints): sees every open the kernel performs,
+/// including io_uring, open_by_handle_at and the in-kernel NFS server, before a descriptor
+/// exists (`fd` -1). <https://github.com/torvalds/linux/blob/v6.12/security/security.c#L3020>
+#[fentry(function = "security_file_open")]
+pub fn security_file_open(ctx: FEntryContext) -> u32 {
+    if config!(file_events) == 0 {
+        return 0;
+    }
+    opened_file(ctx.arg::<u64>(0), -1, OPEN_FENTRY)
+}
+
+/// Reports and tracks `file` when it is protected.
+#[inline(always)]
+fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
     let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) else {
         return 0;
     };
@@ -112,8 +129,7 @@ pub fn opened(fd: i64, syscall: u32) -> u32 {
     ev.ino = ino;
     ev.dev = dev;
     ev.cursor = 0;
-    ev.header.flags |=
-        write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
     let n = ev.cursor & PATH_MASK;
     ev.path_len = n as u16;
     send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
@@ -124,7 +140,8 @@ pub fn opened(fd: i64, syscall: u32) -> u32 {
         let own = InodeKey { ino, dev, _pad: 0 };
         let _ = PROTECTED.insert(&own, &Protected { rule: rule.rule, flags: 0 }, 0);
     }
-    let stats = Tracked { opener: ev.header.task, ino, dev, opened_ns: ev.header.time_ns, ..Tracked::default() };
+    let stats =
+        Tracked { opener: ev.header.task, ino, dev, opened_ns: ev.header.time_ns, ..Tracked::default() };
     if !track(file, &stats) {
         count_loss(Kind::FileClose);
     }

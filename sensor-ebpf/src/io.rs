@@ -21,8 +21,8 @@ use sensor_common::{
     event::{
         Kind,
         file::{
-            Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING,
-            Tracked,
+            Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE,
+            OPEN_IO_URING, Tracked,
         },
     },
     offsets::MISSING,

@@ -15,11 +15,7 @@ use sensor_common::{
 pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::missing();
 
 #[unsafe(no_mangle)]
-pub(crate) static CONFIG: KernelConfig = KernelConfig {
-    self_tgid: 0,
-    file_events: 0,
-    wakeup_bytes: 0,
-};
+pub(crate) static CONFIG: KernelConfig = KernelConfig { self_tgid: 0, file_events: 0, wakeup_bytes: 0 };
 
 /// The offset of a field, read so that the compiler cannot fold the placeholder value.
 macro_rules! off {
@@ -80,8 +76,8 @@ pub fn fill_task(task: u64, out: &mut Task) -> u32 {
     };
     out.tgid = ok(read(task, off!(task_struct_tgid)));
     out.tid = ok(read(task, off!(task_struct_pid)));
-    out.ppid = ok(ptr(task, off!(task_struct_real_parent))
-        .and_then(|parent| read(parent, off!(task_struct_tgid))));
+    out.ppid =
+        ok(ptr(task, off!(task_struct_real_parent)).and_then(|parent| read(parent, off!(task_struct_tgid))));
     match ptr(task, off!(task_struct_cred)) {
         Ok(cred) => {
             out.uid = ok(read(cred, off!(cred_uid)));

@@ -50,18 +50,14 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     if protocol != IPPROTO_TCP {
         return 0;
     }
-    let Ok(sk) = (unsafe { ctx.read_at::<u64>(off!(tp_inet_sock_set_state_skaddr) as usize) })
-    else {
+    let Ok(sk) = (unsafe { ctx.read_at::<u64>(off!(tp_inet_sock_set_state_skaddr) as usize) }) else {
         return 0;
     };
     let old = read_state(&ctx, off!(tp_inet_sock_set_state_oldstate));
     let new = read_state(&ctx, off!(tp_inet_sock_set_state_newstate));
 
     if new == TCP_SYN_SENT {
-        let mut owner = ConnOwner {
-            kind: Kind::NetConnect as u32,
-            ..ConnOwner::default()
-        };
+        let mut owner = ConnOwner { kind: Kind::NetConnect as u32, ..ConnOwner::default() };
         fill_task(current_task(), &mut owner.task);
         if owner.task.tgid != config!(self_tgid) {
             let _ = CONNS.insert(&sk, &owner, 0);
@@ -92,32 +88,20 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     ev.daddr = [0; 16];
     unsafe {
         if ev.family == AF_INET {
-            let s = ctx
-                .read_at::<[u8; 4]>(off!(tp_inet_sock_set_state_saddr) as usize)
-                .unwrap_or_default();
-            let d = ctx
-                .read_at::<[u8; 4]>(off!(tp_inet_sock_set_state_daddr) as usize)
-                .unwrap_or_default();
+            let s = ctx.read_at::<[u8; 4]>(off!(tp_inet_sock_set_state_saddr) as usize).unwrap_or_default();
+            let d = ctx.read_at::<[u8; 4]>(off!(tp_inet_sock_set_state_daddr) as usize).unwrap_or_default();
             ev.saddr[..4].copy_from_slice(&s);
             ev.daddr[..4].copy_from_slice(&d);
         } else {
-            ev.saddr = ctx
-                .read_at(off!(tp_inet_sock_set_state_saddr_v6) as usize)
-                .unwrap_or_default();
-            ev.daddr = ctx
-                .read_at(off!(tp_inet_sock_set_state_daddr_v6) as usize)
-                .unwrap_or_default();
+            ev.saddr = ctx.read_at(off!(tp_inet_sock_set_state_saddr_v6) as usize).unwrap_or_default();
+            ev.daddr = ctx.read_at(off!(tp_inet_sock_set_state_daddr_v6) as usize).unwrap_or_default();
         }
     }
     ev.bytes_sent = 0;
     ev.bytes_received = 0;
     if old == TCP_SYN_SENT && owner.kind == Kind::NetConnect as u32 {
         header_for(Kind::NetConnect, &owner.task, &mut ev.header);
-        send(
-            Kind::NetConnect,
-            (ev as *const Conn).cast(),
-            size_of::<Conn>(),
-        );
+        send(Kind::NetConnect, (ev as *const Conn).cast(), size_of::<Conn>());
     }
     if new == TCP_CLOSE {
         ev.bytes_sent = read(sk, off!(tcp_sock_bytes_sent)).unwrap_or(0);
@@ -130,11 +114,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         let fin = read::<u64>(sk, flags_off).map_or(0, |f| (f >> SOCK_DONE) & 1);
         ev.bytes_received = received.saturating_sub(fin);
         header_for(Kind::NetClose, &owner.task, &mut ev.header);
-        send(
-            Kind::NetClose,
-            (ev as *const Conn).cast(),
-            size_of::<Conn>(),
-        );
+        send(Kind::NetClose, (ev as *const Conn).cast(), size_of::<Conn>());
         let _ = CONNS.remove(&sk);
     }
     0
@@ -209,16 +189,8 @@ fn on_accept_exit(ctx: &TracePointContext) -> u32 {
         ev.saddr = read(sk, off!(sock_common_skc_v6_rcv_saddr)).unwrap_or_default();
         ev.daddr = read(sk, off!(sock_common_skc_v6_daddr)).unwrap_or_default();
     }
-    let owner = ConnOwner {
-        task: ev.header.task,
-        kind: Kind::NetAccept as u32,
-        _pad: 0,
-    };
+    let owner = ConnOwner { task: ev.header.task, kind: Kind::NetAccept as u32, _pad: 0 };
     let _ = CONNS.insert(&sk, &owner, 0);
-    send(
-        Kind::NetAccept,
-        (ev as *const Conn).cast(),
-        size_of::<Conn>(),
-    );
+    send(Kind::NetAccept, (ev as *const Conn).cast(), size_of::<Conn>());
     0
 }

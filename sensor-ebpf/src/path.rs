@@ -85,12 +85,7 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
 /// (masked) scalar, so the states of different iterations can be pruned; a register offset
 /// would be tracked precisely and blow the 1M-instruction budget.
 #[inline(always)]
-pub fn write_path<const MASK: u32>(
-    buf: *mut u8,
-    cursor: *mut u32,
-    vfsmount: u64,
-    dentry: u64,
-) -> u32 {
+pub fn write_path<const MASK: u32>(buf: *mut u8, cursor: *mut u32, vfsmount: u64, dentry: u64) -> u32 {
     // SAFETY (volatile accesses below): `cursor` is valid for the whole call.
     let limit = unsafe { core::ptr::read_volatile(cursor) } + (PATH_MAX - NAME_MAX) as u32;
     let mut mount = real_mount(vfsmount);

@@ -61,9 +61,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         }
         if let Ok(inode) = ptr(file, off!(file_f_inode)) {
             ev.exe_ino = read(inode, off!(inode_i_ino)).unwrap_or(0);
-            ev.exe_dev = ptr(inode, off!(inode_i_sb))
-                .and_then(|sb| read(sb, off!(super_block_s_dev)))
-                .unwrap_or(0);
+            ev.exe_dev =
+                ptr(inode, off!(inode_i_sb)).and_then(|sb| read(sb, off!(super_block_s_dev))).unwrap_or(0);
         }
     }
 
@@ -80,8 +79,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         let at = u32::from(ev.exe_len) & EXEC_MASK;
         if start != 0 && len > 0 {
             // SAFETY: `at + ARGV_MAX` stays inside `data` (EXEC_DATA + EXEC_SLACK).
-            let dst =
-                unsafe { core::slice::from_raw_parts_mut(data.add(at as usize), len as usize) };
+            let dst = unsafe { core::slice::from_raw_parts_mut(data.add(at as usize), len as usize) };
             // SAFETY: the helper checks the user address.
             match unsafe { bpf_probe_read_user_buf(start as *const u8, dst) } {
                 Ok(()) => ev.argv_len = len as u16,
@@ -102,11 +100,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     }
 
     let used = (u32::from(ev.exe_len) + u32::from(ev.argv_len) + u32::from(ev.cwd_len)) & EXEC_MASK;
-    send(
-        Kind::Exec,
-        (ev as *const Exec).cast(),
-        offset_of!(Exec, data) + used as usize,
-    );
+    send(Kind::Exec, (ev as *const Exec).cast(), offset_of!(Exec, data) + used as usize);
     0
 }
 

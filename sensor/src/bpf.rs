@@ -2,7 +2,7 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{FEntry, ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{
     config::KernelConfig,
@@ -27,11 +27,11 @@ const RAW_TRACEPOINTS: [(&str, &str); 3] = [
 /// tracepoint of its own name; one the kernel does not have (e.g. `open` on arm64) is skipped
 /// with a log line. File programs are attached only when something is protected.
 const TRACEPOINTS: &[(&str, &str, Family)] = &[
-    ("sys_exit_open", "syscalls", Family::File),
-    ("sys_exit_openat", "syscalls", Family::File),
-    ("sys_exit_openat2", "syscalls", Family::File),
-    ("sys_exit_creat", "syscalls", Family::File),
-    ("sys_exit_open_by_handle_at", "syscalls", Family::File),
+    ("sys_exit_open", "syscalls", Family::FileOpen),
+    ("sys_exit_openat", "syscalls", Family::FileOpen),
+    ("sys_exit_openat2", "syscalls", Family::FileOpen),
+    ("sys_exit_creat", "syscalls", Family::FileOpen),
+    ("sys_exit_open_by_handle_at", "syscalls", Family::FileOpen),
     ("sys_exit_read", "syscalls", Family::File),
     ("sys_exit_readv", "syscalls", Family::File),
     ("sys_exit_pread64", "syscalls", Family::File),
@@ -55,6 +55,9 @@ const TRACEPOINTS: &[(&str, &str, Family)] = &[
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
+    /// Opens of protected files: replaced by the fentry program where it loads.
+    FileOpen,
+    /// Bytes through protected files, close.
     File,
     Network,
 }
@@ -70,16 +73,10 @@ pub enum BpfError {
     MissingProgram(&'static str),
     /// The verifier rejected a program, or attaching failed.
     #[error("kernel program {program}: {source}{}", verifier_log(.source))]
-    Program {
-        program: &'static str,
-        source: ProgramError,
-    },
+    Program { program: &'static str, source: ProgramError },
     /// A map is missing or has the wrong type.
     #[error("kernel map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: aya::maps::MapError,
-    },
+    Map { name: &'static str, source: aya::maps::MapError },
     /// The object is empty because the build skipped the kernel programs.
     #[error("this binary was built with AYA_BUILD_SKIP=1 and contains no kernel programs")]
     NoObject,
@@ -102,6 +99,8 @@ pub struct Programs {
     pub ids: Vec<u32>,
     /// Whether file programs are attached.
     pub file_events: bool,
+    /// How opens of protected files are observed: `fentry`, `tracepoint` or `off`.
+    pub file_backend: &'static str,
 }
 
 impl Programs {
@@ -143,101 +142,90 @@ impl Programs {
         let mut ids = Vec::new();
         for (name, tp) in RAW_TRACEPOINTS {
             let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| BpfError::Program {
-                program: name,
-                source,
-            })?;
-            prog.attach(tp).map_err(|source| BpfError::Program {
-                program: name,
-                source,
-            })?;
+            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+            prog.attach(tp).map_err(|source| BpfError::Program { program: name, source })?;
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@raw_tracepoint/{tp}"));
         }
+        let file_backend = match file_events {
+            false => "off",
+            true => match attach_fentry(&mut ebpf, "security_file_open", "security_file_open") {
+                Ok(id) => {
+                    ids.extend(id);
+                    attached.push("security_file_open@fentry/security_file_open".to_owned());
+                    "fentry"
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "fentry programs do not load here; opens are traced at syscall exit.");
+                    "tracepoint"
+                }
+            },
+        };
         for &(name, category, family) in TRACEPOINTS {
             let event = name;
-            if family == Family::File && !file_events {
+            let wanted = match family {
+                Family::FileOpen => file_backend == "tracepoint",
+                Family::File => file_events,
+                Family::Network => true,
+            };
+            if !wanted {
                 continue;
             }
             if !tracefs.event_exists(category, event) {
-                tracing::info!(
-                    program = name,
-                    category,
-                    event,
-                    "Tracepoint absent on this kernel; skipped."
-                );
+                tracing::info!(program = name, category, event, "Tracepoint absent on this kernel; skipped.");
                 continue;
             }
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| BpfError::Program {
-                program: name,
-                source,
-            })?;
-            prog.attach(category, event)
-                .map_err(|source| BpfError::Program {
-                    program: name,
-                    source,
-                })?;
+            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+            prog.attach(category, event).map_err(|source| BpfError::Program { program: name, source })?;
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
-        Ok(Self {
-            ebpf,
-            attached,
-            ids,
-            file_events,
-        })
+        Ok(Self { ebpf, attached, ids, file_events, file_backend })
     }
 
     /// Takes the ring buffer (once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, BpfError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(BpfError::Map {
-            name: "EVENTS",
-            source: missing_map(),
-        })?;
-        RingBuf::try_from(map).map_err(|source| BpfError::Map {
-            name: "EVENTS",
-            source,
-        })
+        let map =
+            self.ebpf.take_map("EVENTS").ok_or(BpfError::Map { name: "EVENTS", source: missing_map() })?;
+        RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "EVENTS", source })
     }
 
     /// Takes the map of open protected files (once).
     pub fn take_tracked(&mut self) -> Result<HashMap<MapData, u64, Tracked>, BpfError> {
-        let map = self.ebpf.take_map("TRACKED").ok_or(BpfError::Map { name: "TRACKED", source: missing_map() })?;
+        let map =
+            self.ebpf.take_map("TRACKED").ok_or(BpfError::Map { name: "TRACKED", source: missing_map() })?;
         HashMap::try_from(map).map_err(|source| BpfError::Map { name: "TRACKED", source })
     }
 
     /// Takes the loss counters (once).
     pub fn take_loss_counters(&mut self) -> Result<LossCounters, BpfError> {
-        let map = self.ebpf.take_map("LOST").ok_or(BpfError::Map {
-            name: "LOST",
-            source: missing_map(),
-        })?;
-        let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map {
-            name: "LOST",
-            source,
-        })?;
+        let map = self.ebpf.take_map("LOST").ok_or(BpfError::Map { name: "LOST", source: missing_map() })?;
+        let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map { name: "LOST", source })?;
         Ok(LossCounters { map })
     }
 }
 
+/// Loads and attaches an fentry program; the error says why it cannot run on this kernel.
+fn attach_fentry(ebpf: &mut Ebpf, name: &'static str, function: &str) -> Result<Option<u32>, BpfError> {
+    let btf = aya::Btf::from_sys_fs()
+        .map_err(|e| BpfError::Program { program: name, source: ProgramError::Btf(e) })?;
+    let prog: &mut FEntry = program(ebpf, name)?;
+    prog.load(function, &btf).map_err(|source| BpfError::Program { program: name, source })?;
+    prog.attach().map_err(|source| BpfError::Program { program: name, source })?;
+    Ok(prog.info().ok().map(|i| i.id()))
+}
+
 fn missing_map() -> aya::maps::MapError {
-    aya::maps::MapError::InvalidName {
-        name: "not in object".to_owned(),
-    }
+    aya::maps::MapError::InvalidName { name: "not in object".to_owned() }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    let prog = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::MissingProgram(name))?;
-    prog.try_into().map_err(|source| BpfError::Program {
-        program: name,
-        source,
-    })
+    let prog = ebpf.program_mut(name).ok_or(BpfError::MissingProgram(name))?;
+    prog.try_into().map_err(|source| BpfError::Program { program: name, source })
 }
 
 /// The per-CPU, per-kind counters of records the kernel could not deliver.
@@ -250,13 +238,8 @@ impl LossCounters {
     pub fn totals(&self) -> Result<[u64; KIND_SLOTS as usize], BpfError> {
         let mut out = [0u64; KIND_SLOTS as usize];
         for (kind, slot) in out.iter_mut().enumerate() {
-            let values = self
-                .map
-                .get(&(kind as u32), 0)
-                .map_err(|source| BpfError::Map {
-                    name: "LOST",
-                    source,
-                })?;
+            let values =
+                self.map.get(&(kind as u32), 0).map_err(|source| BpfError::Map { name: "LOST", source })?;
             *slot = values.iter().sum();
         }
         Ok(out)

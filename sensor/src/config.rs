@@ -47,25 +47,16 @@ impl Default for Config {
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read configuration {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// The file is larger than [`MAX_CONFIG_BYTES`].
     #[error("configuration {path} is {size} bytes, more than the {max}-byte limit")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
     /// YAML syntax or schema error (with line and column).
     #[error("invalid configuration {source_name}: {message}")]
-    Parse {
-        source_name: String,
-        message: String,
-    },
+    Parse { source_name: String, message: String },
     /// A value is out of range.
     #[error("invalid configuration {source_name}: {message}")]
-    Invalid {
-        source_name: String,
-        message: String,
-    },
+    Invalid { source_name: String, message: String },
 }
 
 impl Config {
@@ -81,17 +72,10 @@ impl Config {
 
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read_err = |source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        };
+        let read_err = |source| ConfigError::Read { path: path.to_owned(), source };
         let size = std::fs::metadata(path).map_err(read_err)?.len();
         if size > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
-                path: path.to_owned(),
-                size,
-                max: MAX_CONFIG_BYTES,
-            });
+            return Err(ConfigError::TooLarge { path: path.to_owned(), size, max: MAX_CONFIG_BYTES });
         }
         let text = std::fs::read_to_string(path).map_err(read_err)?;
         Self::parse(&text, &path.display().to_string())
@@ -104,15 +88,10 @@ impl Config {
 
     /// Checks value ranges.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            source_name: source_name.to_owned(),
-            message,
-        };
+        let invalid = |message: String| ConfigError::Invalid { source_name: source_name.to_owned(), message };
         let rb = self.ring_buffer_bytes;
         if rb < 4096 || !rb.is_power_of_two() {
-            return Err(invalid(format!(
-                "ring_buffer_bytes must be a power of two ≥ 4096, got {rb}"
-            )));
+            return Err(invalid(format!("ring_buffer_bytes must be a power of two ≥ 4096, got {rb}")));
         }
         if !(1..=1000).contains(&self.drain_interval_ms) {
             return Err(invalid(format!(
@@ -144,21 +123,12 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_and_bad_values_with_location() {
-        let err = Config::parse("protect: []\nring_bufer_bytes: 4096\n", "t.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("ring_bufer_bytes") && err.contains("t.yaml"),
-            "{err}"
-        );
+        let err = Config::parse("protect: []\nring_bufer_bytes: 4096\n", "t.yaml").unwrap_err().to_string();
+        assert!(err.contains("ring_bufer_bytes") && err.contains("t.yaml"), "{err}");
         assert!(err.contains('2'), "no line number in: {err}");
-        let err = Config::parse("ring_buffer_bytes: 5000\n", "t.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse("ring_buffer_bytes: 5000\n", "t.yaml").unwrap_err().to_string();
         assert!(err.contains("power of two"), "{err}");
-        let err = Config::parse("outputs: 3\n", "t.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse("outputs: 3\n", "t.yaml").unwrap_err().to_string();
         assert!(err.contains("outputs"), "{err}");
     }
 }

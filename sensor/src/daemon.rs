@@ -36,10 +36,7 @@ pub enum DaemonError {
     Seq(#[from] SeqError),
     /// Signal handlers or the ring buffer's readiness could not be set up.
     #[error("cannot set up {what}: {source}")]
-    Io {
-        what: &'static str,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, source: std::io::Error },
 }
 
 /// A configuration ready to run.
@@ -53,11 +50,7 @@ pub struct RunSpec {
 pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let config = spec.config;
     // Bad input first, before anything touches the kernel.
-    let outputs = config
-        .outputs
-        .iter()
-        .map(|s| Output::open(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = config.outputs.iter().map(|s| Output::open(s)).collect::<Result<Vec<_>, _>>()?;
     let protect = ProtectSet::resolve(&config.protect, config.max_protected_inodes as usize)?;
     if protect.overflow > 0 {
         tracing::warn!(
@@ -69,10 +62,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let preflight = kernel::preflight::check().map_err(KernelError::from)?;
     let resolved = kernel::load_offsets(&preflight)?;
     for field in &resolved.missing_optional {
-        tracing::warn!(
-            field,
-            "Kernel field absent; the attributes that need it are left out."
-        );
+        tracing::warn!(field, "Kernel field absent; the attributes that need it are left out.");
     }
     let io_err = |what| move |source| DaemonError::Io { what, source };
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("the SIGINT handler"))?;
@@ -95,7 +85,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         kernel_release: preflight.kernel_release.clone(),
         programs: programs.attached.clone(),
         program_ids: programs.ids.clone(),
-        file_events: programs.file_events,
+        file_backend: programs.file_backend,
         config_source: spec.config_source,
         protect: protect.paths(),
         outputs: outputs.iter().map(|o| o.spec().to_owned()).collect(),
@@ -116,20 +106,12 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         sink.emit(&rec)?;
     }
     sink.flush();
-    tracing::info!(
-        programs = info.programs.len(),
-        protected = info.protect.len(),
-        "Sensor started."
-    );
+    tracing::info!(programs = info.programs.len(), protected = info.protect.len(), "Sensor started.");
 
     let mut consumer = Consumer {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until dropped.
-        ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(
-            |e| DaemonError::Io {
-                what: "ring buffer polling",
-                source: e.into(),
-            },
-        )?,
+        ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| DaemonError::Io { what: "ring buffer polling", source: e.into() })?,
         losses,
         tracked,
         decoder,
@@ -168,20 +150,10 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.drain()?;
     consumer.report_loss()?;
     consumer.close_tracked(None, "sensor_stop")?;
-    let stop = event::sensor::stop(
-        Clock::realtime_ns(),
-        reason,
-        consumer.delivered,
-        consumer.lost_total,
-    );
+    let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
     consumer.sink.emit(&stop)?;
     consumer.sink.flush();
-    tracing::info!(
-        reason,
-        delivered = consumer.delivered,
-        lost = consumer.lost_total,
-        "Sensor stopped."
-    );
+    tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
     Ok(())
 }
 
@@ -196,12 +168,7 @@ struct Sink {
 impl Sink {
     fn new(outputs: Vec<Output>, seq: Seq) -> Self {
         let failing = vec![false; outputs.len()];
-        Self {
-            outputs,
-            seq,
-            host: host_name(),
-            failing,
-        }
+        Self { outputs, seq, host: host_name(), failing }
     }
 
     fn emit(&mut self, rec: &Record) -> Result<(), DaemonError> {
@@ -307,10 +274,7 @@ impl Consumer {
         let now = Clock::realtime_ns();
         if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta) {
             self.lost_total += delta.iter().sum::<u64>();
-            tracing::warn!(
-                lost = delta.iter().sum::<u64>(),
-                "Kernel records lost: ring buffer full."
-            );
+            tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
             self.sink.emit(&rec)?;
         }
         self.lost_seen = totals;

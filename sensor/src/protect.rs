@@ -43,17 +43,10 @@ impl ProtectSet {
     pub fn resolve(paths: &[PathBuf], max_inodes: usize) -> Result<Self, ProtectError> {
         let mut entries: Vec<Entry> = Vec::with_capacity(paths.len());
         for p in paths {
-            let err = |source| ProtectError {
-                path: p.clone(),
-                source,
-            };
+            let err = |source| ProtectError { path: p.clone(), source };
             let path = p.canonicalize().map_err(err)?;
             let meta = std::fs::metadata(&path).map_err(err)?;
-            let key = InodeKey {
-                ino: meta.ino(),
-                dev: kernel_dev(meta.dev()),
-                _pad: 0,
-            };
+            let key = InodeKey { ino: meta.ino(), dev: kernel_dev(meta.dev()), _pad: 0 };
             if entries.iter().any(|e| e.key == key) {
                 continue;
             }
@@ -98,15 +91,12 @@ impl ProtectSet {
     /// The protection rule covering a file, by identity (a protected file, or a file found in
     /// a protected tree at start) or by path (below a protected directory).
     pub fn rule_for(&self, key: InodeKey, path: &std::path::Path) -> Option<u32> {
-        self.kernel_entries()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.rule)
-            .or_else(|| {
-                self.entries
-                    .iter()
-                    .find(|e| e.value.flags & PROTECT_TREE != 0 && path.starts_with(&e.path))
-                    .map(|e| e.value.rule)
-            })
+        self.kernel_entries().find(|(k, _)| *k == key).map(|(_, v)| v.rule).or_else(|| {
+            self.entries
+                .iter()
+                .find(|e| e.value.flags & PROTECT_TREE != 0 && path.starts_with(&e.path))
+                .map(|e| e.value.rule)
+        })
     }
 
     /// The configured path of protection rule `rule`.
@@ -121,10 +111,7 @@ impl ProtectSet {
 
     /// Canonical paths, for `sensor.start`.
     pub fn paths(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .map(|e| e.path.display().to_string())
-            .collect()
+        self.entries.iter().map(|e| e.path.display().to_string()).collect()
     }
 
     /// Whether nothing is protected.

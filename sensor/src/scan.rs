@@ -25,7 +25,9 @@ pub fn open_files(d: &mut Decoder) -> Vec<Record> {
         let Some(task) = task_of(&p) else { continue };
         for fd in p.fd().into_iter().flatten().flatten() {
             let link = Path::new("/proc").join(p.pid.to_string()).join("fd").join(fd.fd.to_string());
-            let (Ok(meta), Ok(target)) = (std::fs::metadata(&link), std::fs::read_link(&link)) else { continue };
+            let (Ok(meta), Ok(target)) = (std::fs::metadata(&link), std::fs::read_link(&link)) else {
+                continue;
+            };
             if let Some(rec) = record(d, &protect, &task, &target, &meta, Some(fd.fd)) {
                 out.push(rec);
             }

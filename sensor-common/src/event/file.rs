@@ -94,3 +94,5 @@ pub struct Close {
 
 /// `Open::syscall` of a file opened by an io_uring `IORING_OP_OPENAT`/`OPENAT2` request.
 pub const OPEN_IO_URING: u32 = 0x1_0000;
+/// `Open::syscall` of a file seen by the fentry program on `security_file_open`.
+pub const OPEN_FENTRY: u32 = 0x2_0000;

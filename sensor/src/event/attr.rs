@@ -128,9 +128,6 @@ mod tests {
             .collect();
         assert!(keys.len() > 60, "parsed only {} keys", keys.len());
         let missing: Vec<_> = keys.iter().filter(|k| !documented.contains(**k)).collect();
-        assert!(
-            missing.is_empty(),
-            "keys missing from docs/events.md: {missing:?}"
-        );
+        assert!(missing.is_empty(), "keys missing from docs/events.md: {missing:?}");
     }
 }

@@ -4,8 +4,8 @@ use std::mem::offset_of;
 use sensor_common::event::{
     Task,
     file::{
-        Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Open,
-        Tracked,
+        Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING,
+        IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
     },
 };
 
@@ -39,8 +39,8 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
     rec.set(attr::FILE_ACCESS, access(ev.flags))
         .set(attr::FILE_FLAGS, flag_names(ev.flags))
         .set(attr::FILE_CREATED, ev.fmode & FMODE_CREATED != 0)
-        .set(attr::FILE_FD, ev.fd)
-        .set(attr::SYSCALL, syscall_name(ev.syscall))
+        .set_opt(attr::FILE_FD, (ev.fd >= 0).then_some(ev.fd))
+        .set_opt(attr::SYSCALL, syscall_name(ev.syscall))
         .set_opt(attr::PROTECTED_PATH, protected.as_deref());
     if d.open_files.len() < MAX_OPEN_FILES {
         d.open_files.insert(ev.file, OpenFile { path, protected, opener: ev.header.task.tgid });
@@ -63,7 +63,13 @@ pub fn close(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Deco
 
 /// A `file.close` the daemon writes for a tracked file whose opener exited (`reason` `exit`)
 /// or that is still open when the sensor stops (`sensor_stop`).
-pub fn close_untracked(d: &mut Decoder, file: u64, stats: &Tracked, reason: &'static str, time_ns: i128) -> Record {
+pub fn close_untracked(
+    d: &mut Decoder,
+    file: u64,
+    stats: &Tracked,
+    reason: &'static str,
+    time_ns: i128,
+) -> Record {
     let mut rec = Record::new("file.close", time_ns);
     let known = d.open_files.remove(&file);
     let task: Task = stats.opener;
@@ -156,16 +162,18 @@ pub fn flag_names(flags: u32) -> Vec<&'static str> {
     out
 }
 
-fn syscall_name(nr: u32) -> &'static str {
-    match nr {
+/// The syscall of an open; `None` when the fentry program saw it (any open path).
+fn syscall_name(nr: u32) -> Option<&'static str> {
+    Some(match nr {
         2 => "open",
         85 => "creat",
         257 => "openat",
         304 => "open_by_handle_at",
         437 => "openat2",
         OPEN_IO_URING => "io_uring_openat",
+        OPEN_FENTRY => return None,
         _ => "unknown",
-    }
+    })
 }
 
 #[cfg(test)]
@@ -175,14 +183,8 @@ mod tests {
     #[test]
     fn names_flags_and_devices() {
         assert_eq!(flag_names(0), ["O_RDONLY"]);
-        assert_eq!(
-            flag_names((libc::O_WRONLY | libc::O_APPEND) as u32),
-            ["O_WRONLY", "O_APPEND"]
-        );
-        assert_eq!(
-            flag_names((libc::O_RDWR | libc::O_SYNC) as u32),
-            ["O_RDWR", "O_SYNC"]
-        );
+        assert_eq!(flag_names((libc::O_WRONLY | libc::O_APPEND) as u32), ["O_WRONLY", "O_APPEND"]);
+        assert_eq!(flag_names((libc::O_RDWR | libc::O_SYNC) as u32), ["O_RDWR", "O_SYNC"]);
         assert_eq!(device((8 << 20) | 1), "8:1");
     }
 }

@@ -12,9 +12,7 @@ pub mod record;
 pub mod sensor;
 pub mod time;
 
-use sensor_common::event::{
-    FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, FLAG_READ_ERROR, Header, Kind, Task,
-};
+use sensor_common::event::{FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, FLAG_READ_ERROR, Header, Kind, Task};
 
 pub use self::record::Record;
 use crate::{proctable::ProcTable, protect::ProtectSet, users::Names};
@@ -67,19 +65,11 @@ impl Decoder {
             Kind::Exit => process::exit(self, bytes, &mut rec)?,
             Kind::FileOpen => file::open(self, bytes, &mut rec)?,
             Kind::FileClose => file::close(self, bytes, &mut rec)?,
-            Kind::NetConnect | Kind::NetAccept | Kind::NetClose => {
-                net::conn(self, kind, bytes, &mut rec)?
-            }
+            Kind::NetConnect | Kind::NetAccept | Kind::NetClose => net::conn(self, kind, bytes, &mut rec)?,
         }
-        rec.flag(
-            attr::PATH_TRUNCATED,
-            header.flags & FLAG_PATH_TRUNCATED != 0,
-        )
-        .flag(
-            attr::ARGV_TRUNCATED,
-            header.flags & FLAG_ARGV_TRUNCATED != 0,
-        )
-        .flag(attr::READ_ERROR, header.flags & FLAG_READ_ERROR != 0);
+        rec.flag(attr::PATH_TRUNCATED, header.flags & FLAG_PATH_TRUNCATED != 0)
+            .flag(attr::ARGV_TRUNCATED, header.flags & FLAG_ARGV_TRUNCATED != 0)
+            .flag(attr::READ_ERROR, header.flags & FLAG_READ_ERROR != 0);
         Ok(rec)
     }
 
@@ -89,20 +79,11 @@ impl Decoder {
             .set(attr::PROCESS_THREAD_ID, task.tid)
             .set(attr::PROCESS_PARENT_PID, task.ppid)
             .set(attr::PROCESS_USER_ID, task.euid)
-            .set_opt(
-                attr::PROCESS_USER_NAME,
-                self.names.user(task.euid).as_deref(),
-            )
+            .set_opt(attr::PROCESS_USER_NAME, self.names.user(task.euid).as_deref())
             .set(attr::PROCESS_REAL_USER_ID, task.uid)
-            .set_opt(
-                attr::PROCESS_REAL_USER_NAME,
-                self.names.user(task.uid).as_deref(),
-            )
+            .set_opt(attr::PROCESS_REAL_USER_NAME, self.names.user(task.uid).as_deref())
             .set(attr::PROCESS_GROUP_ID, task.egid)
-            .set_opt(
-                attr::PROCESS_GROUP_NAME,
-                self.names.group(task.egid).as_deref(),
-            )
+            .set_opt(attr::PROCESS_GROUP_NAME, self.names.group(task.egid).as_deref())
             .set(attr::PROCESS_REAL_GROUP_ID, task.gid)
             .set(attr::PROCESS_COMM, cstr(&task.comm));
         if task.auid != u32::MAX {
@@ -150,11 +131,7 @@ pub fn cstr(bytes: &[u8]) -> String {
 pub fn read_struct_prefix<T: Copy>(bytes: &[u8], min: usize) -> Result<Box<T>, DecodeError> {
     let size = size_of::<T>();
     if bytes.len() < min {
-        return Err(DecodeError::Short {
-            kind: kind_of(bytes),
-            len: bytes.len(),
-            need: min,
-        });
+        return Err(DecodeError::Short { kind: kind_of(bytes), len: bytes.len(), need: min });
     }
     // SAFETY: T is a plain-data repr(C) wire type for which all-zero bytes are valid.
     let mut out: Box<T> = Box::new(unsafe { std::mem::zeroed() });
@@ -168,18 +145,12 @@ pub fn read_struct_prefix<T: Copy>(bytes: &[u8], min: usize) -> Result<Box<T>, D
 pub fn read_struct<T: Copy>(bytes: &[u8], offset: usize) -> Result<T, DecodeError> {
     let size = size_of::<T>();
     if bytes.len() < offset + size {
-        return Err(DecodeError::Short {
-            kind: kind_of(bytes),
-            len: bytes.len(),
-            need: offset + size,
-        });
+        return Err(DecodeError::Short { kind: kind_of(bytes), len: bytes.len(), need: offset + size });
     }
     // SAFETY: bounds checked above; T is plain data; unaligned read.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(offset).cast::<T>()) })
 }
 
 fn kind_of(bytes: &[u8]) -> u32 {
-    bytes
-        .get(..4)
-        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    bytes.get(..4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }

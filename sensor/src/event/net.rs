@@ -9,22 +9,14 @@ use sensor_common::event::{
 use super::{DecodeError, Decoder, Record, attr, read_struct};
 
 /// `network.connect`, `network.accept`, `network.close`.
-pub fn conn(
-    d: &mut Decoder,
-    kind: Kind,
-    bytes: &[u8],
-    rec: &mut Record,
-) -> Result<(), DecodeError> {
+pub fn conn(d: &mut Decoder, kind: Kind, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
     let ev: Conn = read_struct(bytes, 0)?;
     d.add_task(&ev.header.task, rec);
     d.add_program(ev.header.task.tgid, rec);
     let (local, mapped_l) = address(ev.family, ev.saddr);
     let (peer, mapped_p) = address(ev.family, ev.daddr);
     rec.set(attr::NETWORK_TRANSPORT, "tcp")
-        .set(
-            attr::NETWORK_TYPE,
-            if local.is_ipv4() { "ipv4" } else { "ipv6" },
-        )
+        .set(attr::NETWORK_TYPE, if local.is_ipv4() { "ipv4" } else { "ipv6" })
         .set(attr::NETWORK_LOCAL_ADDRESS, local.to_string())
         .set(attr::NETWORK_LOCAL_PORT, ev.sport)
         .set(attr::NETWORK_PEER_ADDRESS, peer.to_string())
@@ -35,8 +27,7 @@ pub fn conn(
             rec.set(attr::NETWORK_IO_DIRECTION, "transmit");
         }
         Kind::NetAccept => {
-            rec.set(attr::NETWORK_IO_DIRECTION, "receive")
-                .set(attr::FILE_FD, ev.fd);
+            rec.set(attr::NETWORK_IO_DIRECTION, "receive").set(attr::FILE_FD, ev.fd);
         }
         _ => {
             rec.set(attr::NETWORK_TCP_PREVIOUS_STATE, tcp_state(ev.oldstate))
@@ -50,10 +41,7 @@ pub fn conn(
 /// The address of a socket; IPv4-mapped IPv6 addresses become IPv4 (second value `true`).
 pub fn address(family: u16, raw: [u8; 16]) -> (IpAddr, bool) {
     if family == AF_INET {
-        return (
-            IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
-            false,
-        );
+        return (IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])), false);
     }
     let v6 = Ipv6Addr::from(raw);
     match v6.to_ipv4_mapped() {

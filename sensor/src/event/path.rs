@@ -24,9 +24,6 @@ mod tests {
         assert_eq!(from_kernel(b"a.txt\0share\0srv\0"), "/srv/share/a.txt");
         assert_eq!(from_kernel(b""), "/");
         assert_eq!(from_kernel(b"tmp\0"), "/tmp");
-        assert_eq!(
-            from_kernel("給与.xlsx\0人事\0".as_bytes()),
-            "/人事/給与.xlsx"
-        );
+        assert_eq!(from_kernel("給与.xlsx\0人事\0".as_bytes()), "/人事/給与.xlsx");
     }
 }

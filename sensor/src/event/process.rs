@@ -10,11 +10,7 @@ pub fn exec(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
     let ev: Box<Exec> = read_struct_prefix(bytes, offset_of!(Exec, data))?;
     let avail = bytes.len() - offset_of!(Exec, data);
     let data = &ev.data[..avail.min(ev.data.len())];
-    let (exe_len, argv_len, cwd_len) = (
-        ev.exe_len as usize,
-        ev.argv_len as usize,
-        ev.cwd_len as usize,
-    );
+    let (exe_len, argv_len, cwd_len) = (ev.exe_len as usize, ev.argv_len as usize, ev.cwd_len as usize);
     let exe = path::from_kernel(data.get(..exe_len).unwrap_or_default());
     let argv = data.get(exe_len..exe_len + argv_len).unwrap_or_default();
     let args: Vec<String> = argv
@@ -24,9 +20,7 @@ pub fn exec(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
         .filter(|_| !argv.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let cwd_bytes = data
-        .get(exe_len + argv_len..exe_len + argv_len + cwd_len)
-        .unwrap_or_default();
+    let cwd_bytes = data.get(exe_len + argv_len..exe_len + argv_len + cwd_len).unwrap_or_default();
     let task = ev.header.task;
     let exe: Arc<str> = exe.into();
     d.procs.exec(task.tgid, exe.clone(), args.clone().into());
@@ -35,10 +29,7 @@ pub fn exec(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
         .set(attr::PROCESS_EXECUTABLE_NAME, basename(&exe))
         .set(attr::PROCESS_COMMAND_LINE, args.join(" "))
         .set(attr::PROCESS_COMMAND_ARGS, args)
-        .set(
-            attr::PROCESS_WORKING_DIRECTORY,
-            path::from_kernel(cwd_bytes),
-        )
+        .set(attr::PROCESS_WORKING_DIRECTORY, path::from_kernel(cwd_bytes))
         .set(attr::PROCESS_ATTRIBUTION, "exec")
         .set(attr::FILE_DEVICE, super::file::device(ev.exe_dev))
         .set(attr::FILE_INODE, ev.exe_ino);

@@ -16,11 +16,7 @@ pub struct Record {
 impl Record {
     /// A record with no attributes yet.
     pub fn new(name: &'static str, time_ns: i128) -> Self {
-        Self {
-            name,
-            time_ns,
-            attrs: Vec::with_capacity(24),
-        }
+        Self { name, time_ns, attrs: Vec::with_capacity(24) }
     }
 
     /// Adds an attribute.

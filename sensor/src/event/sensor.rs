@@ -8,7 +8,8 @@ pub struct StartInfo {
     pub kernel_release: String,
     pub programs: Vec<String>,
     pub program_ids: Vec<u32>,
-    pub file_events: bool,
+    /// `fentry`, `tracepoint` or `off`.
+    pub file_backend: &'static str,
     pub config_source: String,
     pub protect: Vec<String>,
     pub outputs: Vec<String>,
@@ -24,14 +25,7 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::PROCESS_PID, std::process::id())
         .set(attr::KERNEL_RELEASE, info.kernel_release.as_str())
         .set(attr::BACKEND_PROCESS, "tracepoint")
-        .set(
-            attr::BACKEND_FILE,
-            if info.file_events {
-                "tracepoint"
-            } else {
-                "off"
-            },
-        )
+        .set(attr::BACKEND_FILE, info.file_backend)
         .set(attr::BACKEND_NETWORK, "tracepoint")
         .set(attr::BPF_PROGRAMS, info.programs.clone())
         .set(attr::BPF_PROGRAM_IDS, info.program_ids.clone())
@@ -46,9 +40,7 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
 /// `sensor.stop`.
 pub fn stop(time_ns: i128, reason: &str, delivered: u64, lost: u64) -> Record {
     let mut rec = Record::new("sensor.stop", time_ns);
-    rec.set(attr::STOP_REASON, reason)
-        .set(attr::EVENTS_DELIVERED, delivered)
-        .set(attr::EVENTS_LOST, lost);
+    rec.set(attr::STOP_REASON, reason).set(attr::EVENTS_DELIVERED, delivered).set(attr::EVENTS_LOST, lost);
     rec
 }
 

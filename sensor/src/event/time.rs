@@ -2,10 +2,7 @@
 
 /// Reads a clock in nanoseconds.
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a timespec; the clocks used always exist on Linux.
     unsafe { libc::clock_gettime(clock, &raw mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -20,9 +17,7 @@ pub struct Clock {
 impl Clock {
     /// Measures the current offset between wall clock and boot time.
     pub fn now() -> Self {
-        Self {
-            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
-        }
+        Self { offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME) }
     }
 
     /// Wall-clock time of a kernel timestamp.
@@ -48,12 +43,7 @@ pub fn rfc3339(epoch_ns: i128) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", sod / 3600, sod / 60 % 60, sod % 60)
 }
 
 /// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
@@ -78,14 +68,8 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         // 2000-02-29T12:34:56.000000789Z (leap day)
-        assert_eq!(
-            rfc3339(951_827_696_000_000_789),
-            "2000-02-29T12:34:56.000000789Z"
-        );
+        assert_eq!(rfc3339(951_827_696_000_000_789), "2000-02-29T12:34:56.000000789Z");
         // 2026-11-22T05:36:31.5Z
-        assert_eq!(
-            rfc3339(1_795_325_791_500_000_000),
-            "2026-11-22T05:36:31.500000000Z"
-        );
+        assert_eq!(rfc3339(1_795_325_791_500_000_000), "2026-11-22T05:36:31.500000000Z");
     }
 }

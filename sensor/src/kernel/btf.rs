@@ -71,8 +71,7 @@ pub enum BtfError {
 }
 
 fn origin(path: Option<&Path>) -> String {
-    path.map(|p| format!(" in {}", p.display()))
-        .unwrap_or_default()
+    path.map(|p| format!(" in {}", p.display())).unwrap_or_default()
 }
 
 /// Where a struct member lives, relative to the start of the outermost struct.
@@ -147,10 +146,7 @@ impl Btf {
     /// Reads and parses a BTF file such as `/sys/kernel/btf/vmlinux`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, BtfError> {
         let path = path.as_ref();
-        let data = std::fs::read(path).map_err(|source| BtfError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Io { path: path.to_path_buf(), source })?;
         Self::parse_from(data, Some(path.to_path_buf()))
     }
 
@@ -169,10 +165,7 @@ impl Btf {
             composites: HashMap::new(),
         };
         if let Err(reason) = btf.index() {
-            return Err(BtfError::Malformed {
-                path: btf.path,
-                reason,
-            });
+            return Err(BtfError::Malformed { path: btf.path, reason });
         }
         Ok(btf)
     }
@@ -203,12 +196,7 @@ impl Btf {
         let (mut pos, types_end) = section(8, "type")?;
         self.strings = section(16, "string")?;
 
-        self.types.push(Type {
-            name_off: 0,
-            info: 0,
-            size_or_type: 0,
-            data: 0,
-        });
+        self.types.push(Type { name_off: 0, info: 0, size_or_type: 0, data: 0 });
         while pos < types_end {
             let ty = Type {
                 name_off: self.u32_at(pos)?,
@@ -224,18 +212,12 @@ impl Btf {
                 KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
                 | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
                 kind => {
-                    return Err(format!(
-                        "type id {} has unknown kind {kind}",
-                        self.types.len()
-                    ));
+                    return Err(format!("type id {} has unknown kind {kind}", self.types.len()));
                 }
             };
             pos = ty.data + extra;
             if pos > types_end {
-                return Err(format!(
-                    "type id {} runs past the type section",
-                    self.types.len()
-                ));
+                return Err(format!("type id {} runs past the type section", self.types.len()));
             }
             if ty.is_composite() && ty.name_off != 0 {
                 let name = std::str::from_utf8(self.str_at(ty.name_off)?)
@@ -262,21 +244,12 @@ impl Btf {
     /// struct/union members too. `Ok(None)` when the struct or the member does not exist.
     ///
     /// Among several structs or unions with this name, the first one with members is used.
-    pub fn member_offset(
-        &self,
-        struct_name: &str,
-        member: &str,
-    ) -> Result<Option<MemberOffset>, BtfError> {
+    pub fn member_offset(&self, struct_name: &str, member: &str) -> Result<Option<MemberOffset>, BtfError> {
         let Some(ids) = self.composites.get(struct_name) else {
             return Ok(None);
         };
-        let id = ids
-            .iter()
-            .copied()
-            .find(|&id| self.types[id as usize].vlen() > 0)
-            .unwrap_or(ids[0]);
-        self.find_member(id, member, 0, 0)
-            .map_err(|reason| self.resolve_error(struct_name, member, reason))
+        let id = ids.iter().copied().find(|&id| self.types[id as usize].vlen() > 0).unwrap_or(ids[0]);
+        self.find_member(id, member, 0, 0).map_err(|reason| self.resolve_error(struct_name, member, reason))
     }
 
     /// Like [`Btf::member_offset`], but inside the type `type_id` (after following typedefs
@@ -321,8 +294,7 @@ impl Btf {
         let ty = self.ty(id)?;
         for i in 0..ty.vlen() {
             let at = ty.data + i * 12;
-            let (name_off, type_id, raw) =
-                (self.u32_at(at)?, self.u32_at(at + 4)?, self.u32_at(at + 8)?);
+            let (name_off, type_id, raw) = (self.u32_at(at)?, self.u32_at(at + 4)?, self.u32_at(at + 8)?);
             let (bits, bitfield_size) = match ty.kind_flag() {
                 true => (raw & 0xff_ffff, raw >> 24),
                 false => (raw, 0),
@@ -364,11 +336,7 @@ impl Btf {
         }
         let encoding = self.u32_at(ty.data)?;
         let (bits, offset) = (encoding & 0xff, (encoding >> 16) & 0xff);
-        Ok(if offset != 0 || bits != ty.size_or_type * 8 {
-            bits
-        } else {
-            0
-        })
+        Ok(if offset != 0 || bits != ty.size_or_type * 8 { bits } else { 0 })
     }
 
     /// Follows typedef, const, volatile, restrict and type-tag chains to the underlying type.
@@ -382,16 +350,11 @@ impl Btf {
                 _ => return Ok(id),
             }
         }
-        Err(format!(
-            "typedef/qualifier chain from type id {id} is longer than {MAX_DEPTH}"
-        ))
+        Err(format!("typedef/qualifier chain from type id {id} is longer than {MAX_DEPTH}"))
     }
 
     fn ty(&self, id: u32) -> Result<Type, String> {
-        self.types
-            .get(id as usize)
-            .copied()
-            .ok_or_else(|| format!("type id {id} does not exist"))
+        self.types.get(id as usize).copied().ok_or_else(|| format!("type id {id} does not exist"))
     }
 
     fn u32_at(&self, off: usize) -> Result<u32, String> {
@@ -456,11 +419,7 @@ pub(crate) mod testing {
 
     impl Builder {
         pub fn new() -> Self {
-            Self {
-                types: Vec::new(),
-                strings: vec![0],
-                next_id: 1,
-            }
+            Self { types: Vec::new(), strings: vec![0], next_id: 1 }
         }
 
         /// Adds a string and returns its offset ("" is offset 0).
@@ -505,13 +464,7 @@ pub(crate) mod testing {
 
         /// A struct or union; members are (name, type id, bit offset, bitfield size). Uses
         /// `kind_flag` encoding when any member has a bitfield size.
-        pub fn composite(
-            &mut self,
-            kind: u32,
-            name: &str,
-            size: u32,
-            members: &[Member<'_>],
-        ) -> u32 {
+        pub fn composite(&mut self, kind: u32, name: &str, size: u32, members: &[Member<'_>]) -> u32 {
             let kflag = members.iter().any(|m| m.3 != 0);
             let mut extra = Vec::new();
             for &(member, ty, bits, bitfield) in members {
@@ -524,13 +477,7 @@ pub(crate) mod testing {
             let mut out = Vec::new();
             out.extend_from_slice(&0xeb9f_u16.to_le_bytes());
             out.extend_from_slice(&[1, 0]);
-            let words = [
-                24,
-                0,
-                self.types.len() as u32,
-                self.types.len() as u32,
-                self.strings.len() as u32,
-            ];
+            let words = [24, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32];
             for word in words {
                 out.extend_from_slice(&word.to_le_bytes());
             }
@@ -550,13 +497,7 @@ mod tests {
     fn every_kind(b: &mut Builder, int: u32) {
         b.modifier(PTR, "", int);
         b.raw("", ARRAY, false, 0, 0, &[int, int, 4]);
-        let (a, bb, x, y, c) = (
-            b.string("A"),
-            b.string("B"),
-            b.string("x"),
-            b.string("y"),
-            b.string("C"),
-        );
+        let (a, bb, x, y, c) = (b.string("A"), b.string("B"), b.string("x"), b.string("y"), b.string("C"));
         b.raw("e", ENUM, false, 2, 4, &[a, 0, bb, 1]);
         b.raw("fwd", FWD, false, 0, 0, &[]);
         let proto = b.raw("", FUNC_PROTO, false, 2, int, &[x, int, y, int]);
@@ -601,19 +542,12 @@ mod tests {
         );
         // An old-style bitfield: no kind_flag, the INT encoding says 5 bits.
         let int5 = b.int("int", 4, 5);
-        b.composite(
-            STRUCT,
-            "old",
-            8,
-            &[("plain", int, 0, 0), ("bits", int5, 32, 0)],
-        );
+        b.composite(STRUCT, "old", 8, &[("plain", int, 0, 0), ("bits", int5, 32, 0)]);
         Btf::parse(b.build()).expect("sample BTF parses")
     }
 
     fn offset(btf: &Btf, s: &str, m: &str) -> Option<u32> {
-        btf.member_offset(s, m)
-            .expect("no BTF error")
-            .map(|o| o.byte_offset)
+        btf.member_offset(s, m).expect("no BTF error").map(|o| o.byte_offset)
     }
 
     #[test]
@@ -640,12 +574,7 @@ mod tests {
         assert_eq!((flags.byte_offset, flags.bitfield_size), (20, 3));
         let bits = btf.member_offset("old", "bits").unwrap().unwrap();
         assert!(bits.is_bitfield());
-        assert!(
-            !btf.member_offset("old", "plain")
-                .unwrap()
-                .unwrap()
-                .is_bitfield()
-        );
+        assert!(!btf.member_offset("old", "plain").unwrap().unwrap().is_bitfield());
     }
 
     #[test]
@@ -654,24 +583,13 @@ mod tests {
         let uint = b.int("unsigned int", 4, 32);
         let anon = b.composite(STRUCT, "", 4, &[("val", uint, 0, 0)]);
         let kuid = b.modifier(TYPEDEF, "kuid_t", anon);
-        b.composite(
-            STRUCT,
-            "cred",
-            8,
-            &[("usage", uint, 0, 0), ("uid", kuid, 32, 0)],
-        );
+        b.composite(STRUCT, "cred", 8, &[("usage", uint, 0, 0), ("uid", kuid, 32, 0)]);
         let btf = Btf::parse(b.build()).unwrap();
         let uid = btf.member_offset("cred", "uid").unwrap().unwrap();
         assert_eq!(uid.byte_offset, 4);
-        let val = btf
-            .member_offset_in_type(uid.type_id, "val")
-            .unwrap()
-            .unwrap();
+        let val = btf.member_offset_in_type(uid.type_id, "val").unwrap().unwrap();
         assert_eq!(val.byte_offset, 0);
-        assert_eq!(
-            btf.member_offset_in_type(uid.type_id, "nope").unwrap(),
-            None
-        );
+        assert_eq!(btf.member_offset_in_type(uid.type_id, "nope").unwrap(), None);
         assert_eq!(btf.member_offset_in_type(uint, "val").unwrap(), None);
     }
 
@@ -684,16 +602,10 @@ mod tests {
 
         let mut bad_magic = good.clone();
         bad_magic[0] = 0;
-        assert!(matches!(
-            Btf::parse(bad_magic),
-            Err(BtfError::Malformed { .. })
-        ));
+        assert!(matches!(Btf::parse(bad_magic), Err(BtfError::Malformed { .. })));
 
         let truncated = good[..good.len() - 8].to_vec();
-        assert!(matches!(
-            Btf::parse(truncated),
-            Err(BtfError::Malformed { .. })
-        ));
+        assert!(matches!(Btf::parse(truncated), Err(BtfError::Malformed { .. })));
 
         let mut b = Builder::new();
         b.raw("", 31, false, 0, 0, &[]);
@@ -706,15 +618,9 @@ mod tests {
         b.composite(STRUCT, "t", 4, &[("", int + 100, 0, 0)]);
         let btf = Btf::parse(b.build()).unwrap();
         let err = btf.member_offset("s", "m").unwrap_err();
-        assert!(
-            err.to_string().contains("s.m: type id 101 does not exist"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("s.m: type id 101 does not exist"), "{err}");
         let err = btf.member_offset("t", "m").unwrap_err();
-        assert!(
-            err.to_string().contains("t.m: type id 101 does not exist"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("t.m: type id 101 does not exist"), "{err}");
     }
 
     #[test]
@@ -726,17 +632,11 @@ mod tests {
         }
         let btf = Btf::from_file(path).unwrap();
         assert!(btf.type_count() > 10_000);
-        for (s, m) in [
-            ("task_struct", "tgid"),
-            ("file", "f_path"),
-            ("dentry", "d_name"),
-            ("mm_struct", "arg_start"),
-        ] {
+        for (s, m) in
+            [("task_struct", "tgid"), ("file", "f_path"), ("dentry", "d_name"), ("mm_struct", "arg_start")]
+        {
             let found = btf.member_offset(s, m).unwrap();
-            assert!(
-                found.is_some_and(|o| !o.is_bitfield()),
-                "{s}.{m}: {found:?}"
-            );
+            assert!(found.is_some_and(|o| !o.is_bitfield()), "{s}.{m}: {found:?}");
         }
         // pid_t pid; pid_t tgid; have been adjacent in task_struct since 2.6.
         let pid = offset(&btf, "task_struct", "pid").unwrap();

@@ -49,39 +49,16 @@ impl Spec {
     /// `struct.member` or `category/event.field`, for messages.
     pub fn location(&self) -> String {
         match self.source {
-            Source::Member {
-                struct_name,
-                members,
-                ..
-            } => {
-                format!(
-                    "{struct_name}.{}",
-                    members.first().copied().unwrap_or_default()
-                )
+            Source::Member { struct_name, members, .. } => {
+                format!("{struct_name}.{}", members.first().copied().unwrap_or_default())
             }
-            Source::Tracepoint {
-                category,
-                event,
-                name,
-            } => format!("{category}/{event}.{name}"),
+            Source::Tracepoint { category, event, name } => format!("{category}/{event}.{name}"),
         }
     }
 }
 
-const fn member(
-    field: &'static str,
-    struct_name: &'static str,
-    members: &'static [&'static str],
-) -> Spec {
-    Spec {
-        field,
-        source: Source::Member {
-            struct_name,
-            members,
-            inner: None,
-        },
-        required: true,
-    }
+const fn member(field: &'static str, struct_name: &'static str, members: &'static [&'static str]) -> Spec {
+    Spec { field, source: Source::Member { struct_name, members, inner: None }, required: true }
 }
 
 /// A member whose value sits in a wrapper struct (`kuid_t`, `atomic_t`) at `inner`.
@@ -91,22 +68,11 @@ const fn wrapped(
     members: &'static [&'static str],
     inner: &'static str,
 ) -> Spec {
-    Spec {
-        field,
-        source: Source::Member {
-            struct_name,
-            members,
-            inner: Some(inner),
-        },
-        required: true,
-    }
+    Spec { field, source: Source::Member { struct_name, members, inner: Some(inner) }, required: true }
 }
 
 const fn optional(spec: Spec) -> Spec {
-    Spec {
-        required: false,
-        ..spec
-    }
+    Spec { required: false, ..spec }
 }
 
 const fn tracepoint(
@@ -115,15 +81,7 @@ const fn tracepoint(
     event: &'static str,
     name: &'static str,
 ) -> Spec {
-    Spec {
-        field,
-        source: Source::Tracepoint {
-            category,
-            event,
-            name,
-        },
-        required: true,
-    }
+    Spec { field, source: Source::Tracepoint { category, event, name }, required: true }
 }
 
 const INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
@@ -422,11 +380,7 @@ pub enum OffsetsError {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(Problem::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// The resolved offsets.
@@ -445,19 +399,12 @@ pub fn resolve(btf: &Btf, tracefs: &TraceFs) -> Result<Resolved, OffsetsError> {
     let mut problems = Vec::new();
     for spec in SPECS {
         let resolved = match spec.source {
-            Source::Member {
-                struct_name,
-                members,
-                inner,
-            } => resolve_member(btf, struct_name, members, inner),
-            Source::Tracepoint {
-                category,
-                event,
-                name,
-            } => tracefs
-                .field(category, event, name)
-                .map(|f| f.offset)
-                .map_err(Reason::from),
+            Source::Member { struct_name, members, inner } => {
+                resolve_member(btf, struct_name, members, inner)
+            }
+            Source::Tracepoint { category, event, name } => {
+                tracefs.field(category, event, name).map(|f| f.offset).map_err(Reason::from)
+            }
         };
         match resolved {
             Ok(offset) => {
@@ -469,10 +416,7 @@ pub fn resolve(btf: &Btf, tracefs: &TraceFs) -> Result<Resolved, OffsetsError> {
             Err(reason) if !spec.required && reason.is_absent() => {
                 missing_optional.push(spec.field);
             }
-            Err(reason) => problems.push(Problem {
-                location: spec.location(),
-                reason,
-            }),
+            Err(reason) => problems.push(Problem { location: spec.location(), reason }),
         }
     }
     check_sk_common(btf, &mut problems);
@@ -483,18 +427,13 @@ pub fn resolve(btf: &Btf, tracefs: &TraceFs) -> Result<Resolved, OffsetsError> {
     if !problems.is_empty() {
         return Err(OffsetsError::Unresolved { problems });
     }
-    Ok(Resolved {
-        offsets,
-        missing_optional,
-    })
+    Ok(Resolved { offsets, missing_optional })
 }
 
 /// Optional fields that are spellings of one thing across kernel versions: the programs use
 /// whichever exists. (first, second, whether one of them is required)
-const ALTERNATIVES: &[(&str, &str, bool)] = &[
-    ("file_f_count", "file_f_ref", true),
-    ("sock_sk_flags", "sock_common_skc_flags", false),
-];
+const ALTERNATIVES: &[(&str, &str, bool)] =
+    &[("file_f_count", "file_f_ref", true), ("sock_sk_flags", "sock_common_skc_flags", false)];
 
 /// Drops an alternative spelling from `missing` when the other one resolved; both absent is
 /// a problem when one is required.
@@ -529,9 +468,7 @@ fn resolve_member(
         let Some(inner) = inner else {
             return Ok(found.byte_offset);
         };
-        let inside = btf
-            .member_offset_in_type(found.type_id, inner)?
-            .ok_or(Reason::NoInner(inner))?;
+        let inside = btf.member_offset_in_type(found.type_id, inner)?.ok_or(Reason::NoInner(inner))?;
         if inside.is_bitfield() {
             return Err(Reason::Bitfield(inside.bitfield_size));
         }
@@ -547,10 +484,7 @@ fn check_sk_common(btf: &Btf, problems: &mut Vec<Problem>) {
         Ok(offset) => Reason::NotAtZero(offset),
         Err(reason) => reason,
     };
-    problems.push(Problem {
-        location: "sock.__sk_common".to_owned(),
-        reason,
-    });
+    problems.push(Problem { location: "sock.__sk_common".to_owned(), reason });
 }
 
 /// Every exit tracepoint the programs attach to must have `ret` where the reference has it.
@@ -562,16 +496,10 @@ fn check_sys_exit(tracefs: &TraceFs, expected: u32, problems: &mut Vec<Problem>)
         }
         let reason = match tracefs.field("syscalls", event, "ret") {
             Ok(field) if field.offset == expected => continue,
-            Ok(field) => Reason::Mismatch {
-                offset: field.offset,
-                expected,
-            },
+            Ok(field) => Reason::Mismatch { offset: field.offset, expected },
             Err(err) => err.into(),
         };
-        problems.push(Problem {
-            location: format!("syscalls/{event}.ret"),
-            reason,
-        });
+        problems.push(Problem { location: format!("syscalls/{event}.ret"), reason });
     }
 }
 
@@ -587,11 +515,7 @@ mod tests {
 
     #[test]
     fn table_covers_every_field_once() {
-        let fields: Vec<_> = KernelOffsets::missing()
-            .fields()
-            .iter()
-            .map(|f| f.0)
-            .collect();
+        let fields: Vec<_> = KernelOffsets::missing().fields().iter().map(|f| f.0).collect();
         let specs: Vec<_> = SPECS.iter().map(|s| s.field).collect();
         assert_eq!(specs, fields);
     }
@@ -627,12 +551,7 @@ mod tests {
         let mut expected = KernelOffsets::missing();
         let mut structs: Vec<(&str, Vec<Member<'_>>)> = Vec::new();
         for spec in SPECS {
-            let Source::Member {
-                struct_name,
-                members,
-                inner,
-            } = spec.source
-            else {
+            let Source::Member { struct_name, members, inner } = spec.source else {
                 continue;
             };
             if !structs.iter().any(|s| s.0 == struct_name) {
@@ -649,17 +568,12 @@ mod tests {
             let offset = 8 * (entry.1.len() as u32 + 1);
             let ty = match inner {
                 Some(inner) => {
-                    let wrapper =
-                        b.composite(STRUCT, "", 8, &[("pad", int, 0, 0), (inner, int, 32, 0)]);
+                    let wrapper = b.composite(STRUCT, "", 8, &[("pad", int, 0, 0), (inner, int, 32, 0)]);
                     b.modifier(TYPEDEF, "wrapper_t", wrapper)
                 }
                 None => long,
             };
-            let bits = if tweaks.bitfield.contains(&spec.field) {
-                3
-            } else {
-                0
-            };
+            let bits = if tweaks.bitfield.contains(&spec.field) { 3 } else { 0 };
             entry.1.push((members[0], ty, offset * 8, bits));
             expected.set(spec.field, offset + if inner.is_some() { 4 } else { 0 });
         }
@@ -669,19 +583,11 @@ mod tests {
         }
         let btf = Btf::parse(b.build()).unwrap();
 
-        let dir =
-            std::env::temp_dir().join(format!("mnsensor-offsets-{}-{name}", std::process::id()));
-        let mut events: Vec<(&str, &str, Vec<&str>)> = SYS_EXIT_EVENTS
-            .iter()
-            .map(|e| ("syscalls", *e, vec!["ret"]))
-            .collect();
+        let dir = std::env::temp_dir().join(format!("mnsensor-offsets-{}-{name}", std::process::id()));
+        let mut events: Vec<(&str, &str, Vec<&str>)> =
+            SYS_EXIT_EVENTS.iter().map(|e| ("syscalls", *e, vec!["ret"])).collect();
         for spec in SPECS {
-            let Source::Tracepoint {
-                category,
-                event,
-                name,
-            } = spec.source
-            else {
+            let Source::Tracepoint { category, event, name } = spec.source else {
                 continue;
             };
             if !events.iter().any(|e| e.1 == event) {
@@ -693,35 +599,23 @@ mod tests {
             }
         }
         for (category, event, names) in &events {
-            let mut text = String::from(
-                "format:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n",
-            );
+            let mut text =
+                String::from("format:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n");
             for (i, name) in names.iter().enumerate() {
                 let mut offset = 8 * (i as u32 + 1);
                 if *event == "sys_exit_accept" {
                     offset = tweaks.accept_ret_offset.unwrap_or(offset);
                 }
                 text += &format!("\tfield:long {name};\toffset:{offset};\tsize:8;\tsigned:1;\n");
-                let field = format!(
-                    "tp_{}_{name}",
-                    if *event == SYS_EXIT_REFERENCE {
-                        "sys_exit"
-                    } else {
-                        event
-                    }
-                );
+                let field =
+                    format!("tp_{}_{name}", if *event == SYS_EXIT_REFERENCE { "sys_exit" } else { event });
                 expected.set(&field, offset);
             }
             let path = dir.join("events").join(category).join(event);
             std::fs::create_dir_all(&path).unwrap();
             std::fs::write(path.join("format"), text).unwrap();
         }
-        Synthetic {
-            btf,
-            tracefs: TraceFs::at(&dir),
-            expected,
-            dir,
-        }
+        Synthetic { btf, tracefs: TraceFs::at(&dir), expected, dir }
     }
 
     fn error(s: &Synthetic) -> String {
@@ -734,11 +628,7 @@ mod tests {
         let resolved = resolve(&s.btf, &s.tracefs).unwrap();
         assert_eq!(resolved.offsets, s.expected);
         assert!(resolved.missing_optional.is_empty());
-        assert_eq!(
-            resolved.offsets.cred_euid % 8,
-            4,
-            "inner member offset added"
-        );
+        assert_eq!(resolved.offsets.cred_euid % 8, 4, "inner member offset added");
         assert!(resolved.offsets.fields().iter().all(|f| f.1 != MISSING));
     }
 
@@ -754,40 +644,23 @@ mod tests {
             ..Tweaks::default()
         };
         let err = error(&synthetic("missing", &tweaks));
-        assert!(
-            err.contains("task_struct.tgid: not in this kernel's BTF"),
-            "{err}"
-        );
-        assert!(
-            err.contains("dentry.d_name: not in this kernel's BTF"),
-            "{err}"
-        );
+        assert!(err.contains("task_struct.tgid: not in this kernel's BTF"), "{err}");
+        assert!(err.contains("dentry.d_name: not in this kernel's BTF"), "{err}");
         assert!(err.contains("sock/inet_sock_set_state.saddr_v6: "), "{err}");
-        assert!(
-            !err.contains("loginuid"),
-            "optional fields are not errors: {err}"
-        );
+        assert!(!err.contains("loginuid"), "optional fields are not errors: {err}");
     }
 
     #[test]
     fn optional_fields_may_be_missing() {
         let tweaks = Tweaks {
-            omit: &[
-                "task_struct_loginuid",
-                "task_struct_sessionid",
-                "tcp_sock_bytes_sent",
-            ],
+            omit: &["task_struct_loginuid", "task_struct_sessionid", "tcp_sock_bytes_sent"],
             ..Tweaks::default()
         };
         let s = synthetic("optional", &tweaks);
         let resolved = resolve(&s.btf, &s.tracefs).unwrap();
         assert_eq!(
             resolved.missing_optional,
-            [
-                "task_struct_loginuid",
-                "task_struct_sessionid",
-                "tcp_sock_bytes_sent"
-            ]
+            ["task_struct_loginuid", "task_struct_sessionid", "tcp_sock_bytes_sent"]
         );
         assert_eq!(resolved.offsets.task_struct_loginuid, MISSING);
         assert_eq!(resolved.offsets, s.expected);
@@ -795,32 +668,17 @@ mod tests {
 
     #[test]
     fn rejects_layouts_the_programs_cannot_read() {
-        let tweaks = Tweaks {
-            bitfield: &["sock_sk_protocol"],
-            ..Tweaks::default()
-        };
+        let tweaks = Tweaks { bitfield: &["sock_sk_protocol"], ..Tweaks::default() };
         let err = error(&synthetic("bitfield", &tweaks));
-        assert!(
-            err.contains("sock.sk_protocol: is a 3-bit bitfield"),
-            "{err}"
-        );
+        assert!(err.contains("sock.sk_protocol: is a 3-bit bitfield"), "{err}");
 
-        let tweaks = Tweaks {
-            sk_common_offset: 8,
-            ..Tweaks::default()
-        };
+        let tweaks = Tweaks { sk_common_offset: 8, ..Tweaks::default() };
         let err = error(&synthetic("sk_common", &tweaks));
         assert!(err.contains("sock.__sk_common: is at offset 8"), "{err}");
 
-        let tweaks = Tweaks {
-            accept_ret_offset: Some(24),
-            ..Tweaks::default()
-        };
+        let tweaks = Tweaks { accept_ret_offset: Some(24), ..Tweaks::default() };
         let err = error(&synthetic("accept", &tweaks));
-        assert!(
-            err.contains("syscalls/sys_exit_accept.ret: is at offset 24, but at 8"),
-            "{err}"
-        );
+        assert!(err.contains("syscalls/sys_exit_accept.ret: is at offset 24, but at 8"), "{err}");
     }
 
     #[test]
@@ -845,12 +703,7 @@ mod tests {
         let offsets = resolved.offsets;
         eprintln!("{:?}", offsets.fields());
         for spec in SPECS.iter().filter(|s| s.required) {
-            let value = offsets
-                .fields()
-                .iter()
-                .find(|f| f.0 == spec.field)
-                .unwrap()
-                .1;
+            let value = offsets.fields().iter().find(|f| f.0 == spec.field).unwrap().1;
             assert_ne!(value, MISSING, "{}", spec.field);
         }
         let task: Vec<u32> = offsets
@@ -859,11 +712,7 @@ mod tests {
             .filter(|f| f.0.starts_with("task_struct_") && f.1 != MISSING)
             .map(|f| f.1)
             .collect();
-        assert_eq!(
-            task.len(),
-            task.iter().collect::<HashSet<_>>().len(),
-            "{task:?}"
-        );
+        assert_eq!(task.len(), task.iter().collect::<HashSet<_>>().len(), "{task:?}");
         assert_eq!(offsets.task_struct_tgid, offsets.task_struct_pid + 4);
         assert_eq!(offsets.path_dentry, offsets.path_mnt + 8);
         assert_eq!(offsets.tp_sys_exit_ret, 16);

@@ -83,10 +83,10 @@ pub fn check() -> Result<Preflight, PreflightError> {
     let kernel_release = kernel_release()?;
     let version = parse_version(&kernel_release);
 
-    let status = fs::read_to_string("/proc/self/status")
-        .map_err(|e| PreflightError::CapEff(e.to_string()))?;
-    let cap_eff = parse_cap_eff(&status)
-        .ok_or_else(|| PreflightError::CapEff("no CapEff line".to_owned()))?;
+    let status =
+        fs::read_to_string("/proc/self/status").map_err(|e| PreflightError::CapEff(e.to_string()))?;
+    let cap_eff =
+        parse_cap_eff(&status).ok_or_else(|| PreflightError::CapEff("no CapEff line".to_owned()))?;
     let missing = missing_capabilities(cap_eff, version);
     if !missing.is_empty() {
         return Err(PreflightError::Capabilities(missing));
@@ -104,11 +104,7 @@ pub fn check() -> Result<Preflight, PreflightError> {
     let tracefs = TraceFs::locate()?;
     raise_memlock(&kernel_release, version)?;
     tracing::debug!(kernel_release, tracefs = %tracefs.root().display(), "Preflight checks passed.");
-    Ok(Preflight {
-        kernel_release,
-        btf_path,
-        tracefs,
-    })
+    Ok(Preflight { kernel_release, btf_path, tracefs })
 }
 
 /// The active LSMs in initialisation order (`/sys/kernel/security/lsm`), mounting securityfs
@@ -121,13 +117,7 @@ pub fn lsm_list() -> Option<Vec<String>> {
         tracing::debug!(%err, "Could not mount securityfs.");
     }
     let text = fs::read_to_string(dir.join("lsm")).ok()?;
-    Some(
-        text.trim()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    )
+    Some(text.trim().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
 }
 
 fn kernel_release() -> Result<String, PreflightError> {
@@ -163,8 +153,8 @@ fn has(cap_eff: u64, cap: u32) -> bool {
 fn missing_capabilities(cap_eff: u64, version: Option<(u32, u32)>) -> Vec<&'static str> {
     let mut missing = Vec::new();
     let split_caps = version >= Some((5, 8));
-    let can_load = has(cap_eff, CAP_SYS_ADMIN)
-        || (split_caps && has(cap_eff, CAP_BPF) && has(cap_eff, CAP_PERFMON));
+    let can_load =
+        has(cap_eff, CAP_SYS_ADMIN) || (split_caps && has(cap_eff, CAP_BPF) && has(cap_eff, CAP_PERFMON));
     if !can_load {
         missing.push(match split_caps {
             true => "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)",
@@ -178,10 +168,7 @@ fn missing_capabilities(cap_eff: u64, version: Option<(u32, u32)>) -> Vec<&'stat
 }
 
 fn raise_memlock(release: &str, version: Option<(u32, u32)>) -> Result<(), PreflightError> {
-    let limit = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: limit is a valid rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } == 0 {
         return Ok(());
@@ -192,10 +179,7 @@ fn raise_memlock(release: &str, version: Option<(u32, u32)>) -> Result<(), Prefl
         tracing::debug!(%source, "Could not raise RLIMIT_MEMLOCK; not needed on 5.11+.");
         return Ok(());
     }
-    Err(PreflightError::Memlock {
-        release: release.to_owned(),
-        source,
-    })
+    Err(PreflightError::Memlock { release: release.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -212,8 +196,7 @@ mod tests {
 
     #[test]
     fn parses_cap_eff() {
-        let status =
-            "Name:\tcat\nCapPrm:\t0000000000000000\nCapEff:\t000001fffeffffff\nCapBnd:\t1\n";
+        let status = "Name:\tcat\nCapPrm:\t0000000000000000\nCapEff:\t000001fffeffffff\nCapBnd:\t1\n";
         assert_eq!(parse_cap_eff(status), Some(0x1ff_feff_ffff));
         assert_eq!(parse_cap_eff("Name:\tcat\n"), None);
     }
@@ -223,27 +206,23 @@ mod tests {
         let caps = |list: &[u32]| list.iter().fold(0_u64, |acc, c| acc | 1 << c);
         let new = Some((6, 18));
         assert!(missing_capabilities(0x1ff_feff_ffff, new).is_empty());
-        assert!(
-            missing_capabilities(caps(&[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH]), new)
-                .is_empty()
-        );
+        assert!(missing_capabilities(caps(&[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH]), new).is_empty());
         assert!(missing_capabilities(caps(&[CAP_SYS_ADMIN, CAP_DAC_OVERRIDE]), new).is_empty());
         assert_eq!(
             missing_capabilities(caps(&[CAP_BPF, CAP_DAC_READ_SEARCH]), new),
             ["CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"]
         );
-        assert_eq!(
-            missing_capabilities(caps(&[CAP_SYS_ADMIN]), new),
-            ["CAP_DAC_READ_SEARCH"]
-        );
+        assert_eq!(missing_capabilities(caps(&[CAP_SYS_ADMIN]), new), ["CAP_DAC_READ_SEARCH"]);
         let old = Some((5, 4));
-        assert_eq!(
-            missing_capabilities(caps(&[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH]), old).len(),
-            1
-        );
+        assert_eq!(missing_capabilities(caps(&[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH]), old).len(), 1);
         assert_eq!(missing_capabilities(0, None).len(), 2);
         let err = PreflightError::Capabilities(missing_capabilities(0, new)).to_string();
-        assert!(err.starts_with("missing capabilities CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), CAP_DAC_READ_SEARCH: "), "{err}");
+        assert!(
+            err.starts_with(
+                "missing capabilities CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), CAP_DAC_READ_SEARCH: "
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -256,11 +235,7 @@ mod tests {
         let preflight = check().unwrap_or_else(|e| panic!("{e}"));
         let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         assert_eq!(preflight.kernel_release, release.trim());
-        assert!(
-            preflight
-                .tracefs
-                .event_exists("syscalls", "sys_exit_openat")
-        );
+        assert!(preflight.tracefs.event_exists("syscalls", "sys_exit_openat"));
         if let Some(lsms) = lsm_list() {
             assert!(lsms.iter().any(|l| l == "capability"), "{lsms:?}");
         }

@@ -124,14 +124,10 @@ impl TraceFs {
     pub fn fields(&self, category: &str, event: &str) -> Result<Vec<Field>, TraceFsError> {
         let path = self.event_dir(category, event).join("format");
         let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => TraceFsError::NoEvent {
-                category: category.to_owned(),
-                event: event.to_owned(),
-            },
-            _ => TraceFsError::Io {
-                path: path.clone(),
-                source,
-            },
+            io::ErrorKind::NotFound => {
+                TraceFsError::NoEvent { category: category.to_owned(), event: event.to_owned() }
+            }
+            _ => TraceFsError::Io { path: path.clone(), source },
         })?;
         parse_format(&text).map_err(|(line, reason)| TraceFsError::Parse {
             path,
@@ -142,14 +138,13 @@ impl TraceFs {
 
     /// The field `name` of the tracepoint `category/event`.
     pub fn field(&self, category: &str, event: &str, name: &str) -> Result<Field, TraceFsError> {
-        self.fields(category, event)?
-            .into_iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| TraceFsError::NoField {
+        self.fields(category, event)?.into_iter().find(|f| f.name == name).ok_or_else(|| {
+            TraceFsError::NoField {
                 category: category.to_owned(),
                 event: event.to_owned(),
                 field: name.to_owned(),
-            })
+            }
+        })
     }
 }
 
@@ -179,11 +174,7 @@ pub fn parse_format(text: &str) -> Result<Vec<Field>, (&str, &'static str)> {
         };
         // The name is the last word of the declaration: `__u8 saddr[4]`, `void *p`.
         let last = decl.rsplit([' ', '\t']).next().unwrap_or_default();
-        let name = last
-            .split('[')
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches('*');
+        let name = last.split('[').next().unwrap_or_default().trim_start_matches('*');
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err((line, "no field name"));
         }
@@ -212,25 +203,14 @@ pub(crate) fn fs_magic(path: &Path) -> Option<i64> {
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
         return None;
     }
-    #[allow(
-        clippy::unnecessary_cast,
-        reason = "f_type is i64 or u32 depending on the target"
-    )]
+    #[allow(clippy::unnecessary_cast, reason = "f_type is i64 or u32 depending on the target")]
     Some(stat.f_type as i64)
 }
 
 /// Mounts a pseudo filesystem whose source and type are both `fstype` (tracefs, securityfs).
 pub(crate) fn mount_pseudo_fs(fstype: &CStr, target: &CStr) -> io::Result<()> {
     // SAFETY: both strings are NUL-terminated; no mount data is passed.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     match rc {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
@@ -238,8 +218,7 @@ pub(crate) fn mount_pseudo_fs(fstype: &CStr, target: &CStr) -> io::Result<()> {
 }
 
 fn mount_tracefs() -> Result<(), TraceFsError> {
-    mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing")
-        .map_err(|source| TraceFsError::Mount { source })
+    mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing").map_err(|source| TraceFsError::Mount { source })
 }
 
 #[cfg(test)]
@@ -288,17 +267,9 @@ print fmt: \"family=%s\", __print_symbolic(REC->family, { 2, \"AF_INET\" })
             field("p", 72, 8, false),
         ] {
             let f = get(&fields, name);
-            assert_eq!(
-                (f.offset, f.size, f.signed),
-                (offset, size, signed),
-                "{name}"
-            );
+            assert_eq!((f.offset, f.size, f.signed), (offset, size, signed), "{name}");
         }
-        let data_loc: Vec<_> = fields
-            .iter()
-            .filter(|f| f.data_loc)
-            .map(|f| &f.name)
-            .collect();
+        let data_loc: Vec<_> = fields.iter().filter(|f| f.data_loc).map(|f| &f.name).collect();
         assert_eq!(data_loc, ["parent_comm"]);
     }
 
@@ -318,22 +289,11 @@ print fmt: \"family=%s\", __print_symbolic(REC->family, { 2, \"AF_INET\" })
         let fs = TraceFs::at(&dir);
         assert!(fs.event_exists("syscalls", "sys_exit_openat"));
         assert!(!fs.event_exists("syscalls", "sys_exit_nope"));
-        assert_eq!(
-            fs.field("syscalls", "sys_exit_openat", "ret")
-                .unwrap()
-                .offset,
-            64
-        );
+        assert_eq!(fs.field("syscalls", "sys_exit_openat", "ret").unwrap().offset, 64);
         let no_field = fs.field("syscalls", "sys_exit_openat", "nope");
-        assert!(
-            matches!(no_field, Err(TraceFsError::NoField { .. })),
-            "{no_field:?}"
-        );
+        assert!(matches!(no_field, Err(TraceFsError::NoField { .. })), "{no_field:?}");
         let no_event = fs.field("syscalls", "sys_exit_nope", "ret");
-        assert!(
-            matches!(no_event, Err(TraceFsError::NoEvent { .. })),
-            "{no_event:?}"
-        );
+        assert!(matches!(no_event, Err(TraceFsError::NoEvent { .. })), "{no_event:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
