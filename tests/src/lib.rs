@@ -11,8 +11,13 @@
 //!
 //! Everything panics with context on failure: tests do not return `Result`.
 //!
-//! Deadlines scale with `MNSENSOR_TEST_TIMEOUT_SCALE` (float, default 1). They are
-//! deadlines, never performance assertions.
+//! Environment:
+//! * `MNSENSOR_BIN`: absolute path of the sensor (default `<workspace>/target/debug/mnsensor`);
+//! * `MNSENSOR_TEST_TIMEOUT_SCALE` (float, default 1) multiplies every deadline. They are
+//!   deadlines, never performance assertions;
+//! * `MNSENSOR_VM=1` inside the minimal busybox VM;
+//! * `MNSENSOR_TEST_KEEP_FAILED`: keep a failed test's sensor dir (events, stderr) for
+//!   debugging instead of removing it.
 
 pub mod bpf;
 pub mod docs;

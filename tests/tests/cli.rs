@@ -1,9 +1,13 @@
 //! Command line and bad input: usage errors, missing paths, version, non-root, SIGTERM.
 
-use std::{os::unix::process::CommandExt as _, process::Command};
+use std::{
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    path::Path,
+    process::Command,
+};
 
 use mnsensor_tests::{
-    Output, Sensor, get_str, path_str, run_capture, scaled, sensor_bin, show, util::COMMAND_TIMEOUT,
+    Output, Sensor, TempDir, get_str, path_str, run_capture, scaled, sensor_bin, show, util::COMMAND_TIMEOUT,
 };
 
 fn run(args: &[&str]) -> Output {
@@ -17,7 +21,7 @@ fn describe(o: &Output) -> String {
 /// A path under /nonexistent-… that certainly does not exist.
 fn missing_path(label: &str) -> String {
     let p = format!("/nonexistent-mnsensor-test.{}/{label}", std::process::id());
-    assert!(!std::path::Path::new(&p).exists());
+    assert!(!Path::new(&p).exists());
     p
 }
 
@@ -78,10 +82,24 @@ fn version_is_printed() {
 
 #[test]
 fn non_root_gets_one_clear_error_line() {
+    // uid 65534 must be able to execute the binary; if a directory on the way is closed to
+    // others (e.g. under /root in a VM), run a copy from a temp dir instead.
+    let bin = sensor_bin();
+    let copy_dir = TempDir::new("non-root-bin");
+    let bin = if others_can_exec(&bin) {
+        bin
+    } else {
+        let copy = copy_dir.join("mnsensor");
+        std::fs::copy(&bin, &copy).expect("copy the sensor binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(others_can_exec(&copy), "{} is not executable by others", copy.display());
+        copy
+    };
     let o = run_capture(
-        Command::new(sensor_bin())
+        Command::new(&bin)
             .args(["run", "--output", "stdout"])
-            .current_dir(std::path::Path::new("/"))
+            .current_dir(Path::new("/"))
             .uid(65534)
             .gid(65534),
         scaled(COMMAND_TIMEOUT),
@@ -96,6 +114,12 @@ fn non_root_gets_one_clear_error_line() {
         describe(&o)
     );
     assert!(!o.stdout.contains("sensor.start"), "started as uid 65534: {}", describe(&o));
+}
+
+/// Whether a user other than the owner can execute `p` (o+x on it and every directory above).
+fn others_can_exec(p: &Path) -> bool {
+    let x = |q: &Path| std::fs::metadata(q).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    x(p) && p.ancestors().skip(1).all(x)
 }
 
 #[test]

@@ -64,6 +64,7 @@ fn delivered_plus_lost_equals_generated() {
             delivered + lost
         ));
     }
+    eprintln!("storm: generated {generated}, delivered {delivered}, lost {lost}");
     // Nothing more may trickle in.
     std::thread::sleep(scaled(Duration::from_secs(3)));
     let (d2, l2) = tally(sensor.events(), &storm_str);
