@@ -45,15 +45,9 @@ pub fn install_missing(packages: &[&str]) -> Result<Vec<String>> {
     if missing.is_empty() {
         return Ok(missing);
     }
-    ensure!(
-        cmd::is_root()?,
-        "packages missing ({}); run as root to install them",
-        missing.join(" ")
-    );
+    ensure!(cmd::is_root()?, "packages missing ({}); run as root to install them", missing.join(" "));
     update_once()?;
-    run(apt_get()
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing))?;
+    run(apt_get().args(["install", "-y", "--no-install-recommends"]).args(&missing))?;
     Ok(missing)
 }
 
@@ -65,9 +59,7 @@ pub fn with_fresh_lists<T>(what: &str, f: impl Fn() -> Result<T>) -> Result<T> {
         if UPDATED.load(Ordering::SeqCst) {
             return Err(first);
         }
-        step(format!(
-            "{what} failed ({first:#}); refreshing the package lists"
-        ));
+        step(format!("{what} failed ({first:#}); refreshing the package lists"));
         update_once()?;
         f()
     })
@@ -120,9 +112,7 @@ pub fn extract(deb: &Path, pick: impl Fn(&str) -> bool, dest: &Path) -> Result<S
     let mut fsys = Command::new("dpkg-deb");
     fsys.arg("--fsys-tarfile").arg(deb).stdout(Stdio::piped());
     let line = display(&fsys);
-    let mut fsys = fsys
-        .spawn()
-        .with_context(|| format!("could not start `{line}`"))?;
+    let mut fsys = fsys.spawn().with_context(|| format!("could not start `{line}`"))?;
     let tmp = dest.with_extension("tmp");
     let file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let tar_status = Command::new("tar")
@@ -131,16 +121,13 @@ pub fn extract(deb: &Path, pick: impl Fn(&str) -> bool, dest: &Path) -> Result<S
         .stdout(file)
         .status()
         .context("could not start `tar -xO`")?;
-    let fsys_status = fsys
-        .wait()
-        .with_context(|| format!("waiting for `{line}`"))?;
+    let fsys_status = fsys.wait().with_context(|| format!("waiting for `{line}`"))?;
     if !fsys_status.success() || !tar_status.success() {
         bail!("`{line} | tar -xO {member}` failed ({fsys_status}, {tar_status})");
     }
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
         .with_context(|| format!("chmod {}", tmp.display()))?;
-    fs::rename(&tmp, dest)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    fs::rename(&tmp, dest).with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
     Ok(member)
 }
 
@@ -152,15 +139,9 @@ mod tests {
     fn kernel_dependency_of_metapackages() {
         let six_one = "Package: linux-image-cloud-amd64\nVersion: 6.1.192-2\n\
             Depends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)\n";
-        assert_eq!(
-            parse_kernel_dependency(six_one).as_deref(),
-            Some("linux-image-6.1.0-56-cloud-amd64")
-        );
+        assert_eq!(parse_kernel_dependency(six_one).as_deref(), Some("linux-image-6.1.0-56-cloud-amd64"));
         let other = "Depends: linux-base (>= 4.3~), linux-image-6.12.117+deb12-cloud-amd64 (= 1)\n";
-        assert_eq!(
-            parse_kernel_dependency(other).as_deref(),
-            Some("linux-image-6.12.117+deb12-cloud-amd64")
-        );
+        assert_eq!(parse_kernel_dependency(other).as_deref(), Some("linux-image-6.12.117+deb12-cloud-amd64"));
         assert_eq!(parse_kernel_dependency("Depends: linux-base\n"), None);
     }
 }

@@ -15,10 +15,7 @@ pub fn step(msg: impl AsRef<str>) {
 
 /// The workspace root (the parent of `xtask/`).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ has a parent").to_path_buf()
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` or `<root>/target`.
@@ -44,11 +41,7 @@ pub fn display(cmd: &Command) -> String {
         .collect();
     let program = cmd.get_program().to_string_lossy();
     // `$CARGO` is a full path into the rustup toolchain; `cargo` reads better.
-    parts.push(if program.ends_with("/cargo") {
-        "cargo".into()
-    } else {
-        program.into_owned()
-    });
+    parts.push(if program.ends_with("/cargo") { "cargo".into() } else { program.into_owned() });
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
 }
@@ -57,9 +50,7 @@ pub fn display(cmd: &Command) -> String {
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = display(cmd);
     step(format!("$ {line}"));
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{line}`"))?;
+    let status = cmd.status().with_context(|| format!("could not start `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
@@ -89,19 +80,12 @@ pub fn probe(cmd: &mut Command) -> Result<Option<String>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("could not start `{line}`")),
     };
-    Ok(out
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+    Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Whether we run as root (effective uid 0, from `/proc/self/status`).
 pub fn is_root() -> Result<bool> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let uids = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .context("no Uid: line")?;
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:")).context("no Uid: line")?;
     Ok(uids.split_whitespace().nth(1) == Some("0"))
 }

@@ -21,19 +21,16 @@ pub fn lint() -> Result<()> {
     ]))?;
     // The eBPF crate for the host target: rustup stable has no rust-src for the BPF target.
     // Code under cfg(target_arch = "bpf") is not linted this way (anchors-rust-aya.md §1.4).
-    run(cargo()
-        .env("AYA_BUILD_SKIP", "1")
-        .env("RUSTC_BOOTSTRAP", "1")
-        .args([
-            "clippy",
-            "-p",
-            "sensor-ebpf",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-            "-C",
-            "panic=abort",
-            "-Zpanic_abort_tests",
-        ]))
+    run(cargo().env("AYA_BUILD_SKIP", "1").env("RUSTC_BOOTSTRAP", "1").args([
+        "clippy",
+        "-p",
+        "sensor-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+        "-C",
+        "panic=abort",
+        "-Zpanic_abort_tests",
+    ]))
 }

@@ -13,7 +13,7 @@ use std::{ffi::OsString, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Developer and CI tasks for mnsensor")]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "Developer and CI tasks for mnsensor")]
 struct Cli {
     #[command(subcommand)]
     command: Task,
@@ -71,10 +71,8 @@ mod tests {
 
     #[test]
     fn run_passes_its_arguments_through() {
-        for argv in [
-            &["xtask", "run", "--", "--protect", "/srv"][..],
-            &["xtask", "run", "--protect", "/srv"],
-        ] {
+        for argv in [&["xtask", "run", "--", "--protect", "/srv"][..], &["xtask", "run", "--protect", "/srv"]]
+        {
             let Task::Run { args } = Cli::try_parse_from(argv).expect("parses").command else {
                 panic!("not run");
             };

@@ -9,10 +9,7 @@ use crate::{
 };
 
 pub fn run(args: &[OsString]) -> Result<()> {
-    ensure!(
-        cmd::is_root()?,
-        "mnsensor loads eBPF programs: run as root (`sudo -E cargo xtask run`)"
-    );
+    ensure!(cmd::is_root()?, "mnsensor loads eBPF programs: run as root (`sudo -E cargo xtask run`)");
     build::build(true)?;
     let mut cmd = Command::new(target_dir().join("release/mnsensor"));
     cmd.arg("run").args(args);

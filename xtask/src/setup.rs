@@ -41,10 +41,7 @@ pub fn setup(vm: bool) -> Result<()> {
         done.push(format!("extracted {}", busybox().display()));
     }
     if done.is_empty() {
-        step(format!(
-            "setup{}: nothing to do",
-            if vm { " --vm" } else { "" }
-        ));
+        step(format!("setup{}: nothing to do", if vm { " --vm" } else { "" }));
     } else {
         step(format!("setup: {}", done.join(", ")));
     }
@@ -58,9 +55,7 @@ fn install_bpf_linker() -> Result<bool> {
         return Ok(false);
     }
     let found = found.unwrap_or_else(|| "none".to_owned());
-    step(format!(
-        "{wanted} not on PATH (found: {found}); building it (~1-2 min)"
-    ));
+    step(format!("{wanted} not on PATH (found: {found}); building it (~1-2 min)"));
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs = vec![PathBuf::from(LLVM_BIN)];
     dirs.extend(std::env::split_paths(&path));
@@ -99,10 +94,7 @@ fn mount_tracefs() -> Result<bool> {
     if mounted {
         return Ok(false);
     }
-    ensure!(
-        cmd::is_root()?,
-        "tracefs is not mounted on {TRACEFS}; run as root to mount it"
-    );
+    ensure!(cmd::is_root()?, "tracefs is not mounted on {TRACEFS}; run as root to mount it");
     run(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))?;
     Ok(true)
 }
@@ -120,11 +112,7 @@ fn fetch_busybox() -> Result<bool> {
     let dir = target_dir().join("vm/debs/busybox-static");
     apt::with_fresh_lists("downloading busybox-static", || {
         let deb = apt::download("busybox-static", &dir)?;
-        apt::extract(
-            &deb,
-            |m| m == "./bin/busybox" || m == "./usr/bin/busybox",
-            &dest,
-        )
+        apt::extract(&deb, |m| m == "./bin/busybox" || m == "./usr/bin/busybox", &dest)
     })?;
     fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     Ok(true)

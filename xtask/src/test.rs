@@ -1,4 +1,5 @@
-//! `cargo xtask test`: the whole suite, as CI runs it. Stops at the first failing stage.
+//! `cargo xtask test`: the whole suite, as CI runs it. Stops at the first failing stage;
+//! within a stage, every test executable runs (`--no-fail-fast`) so one run shows all failures.
 use anyhow::{Context as _, Result};
 
 use crate::{
@@ -11,6 +12,7 @@ pub fn test() -> Result<()> {
     stage("unit tests", || {
         run(cargo().args([
             "test",
+            "--no-fail-fast",
             "--workspace",
             "--exclude",
             "mnsensor-tests",
@@ -18,18 +20,12 @@ pub fn test() -> Result<()> {
             "sensor-ebpf",
         ]))
     })?;
-    stage("build mnsensor", || {
-        run(cargo().args(["build", "-p", "sensor", "--bin", "mnsensor"]))
-    })?;
+    stage("build mnsensor", || run(cargo().args(["build", "-p", "sensor", "--bin", "mnsensor"])))?;
     let bin = target_dir().join("debug/mnsensor");
     stage("integration tests on the host", || {
-        run(cargo()
-            .env("MNSENSOR_BIN", &bin)
-            .args(["test", "-p", "mnsensor-tests"]))
+        run(cargo().env("MNSENSOR_BIN", &bin).args(["test", "--no-fail-fast", "-p", "mnsensor-tests"]))
     })?;
-    stage("integration tests in VMs", || {
-        vm::vm_test(&vm::Args::default())
-    })?;
+    stage("integration tests in VMs", || vm::vm_test(&vm::Args::default()))?;
     step("test: all stages passed");
     Ok(())
 }

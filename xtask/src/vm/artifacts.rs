@@ -22,17 +22,7 @@ fn build_dir() -> PathBuf {
 /// `target/vm-build/x86_64-unknown-linux-gnu/release/mnsensor`, static glibc.
 pub fn sensor() -> Result<PathBuf> {
     run(static_cargo()
-        .args([
-            "build",
-            "-p",
-            "sensor",
-            "--bin",
-            "mnsensor",
-            "--release",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
+        .args(["build", "-p", "sensor", "--bin", "mnsensor", "--release", "--target", TARGET, "--target-dir"])
         .arg(build_dir()))?;
     Ok(build_dir().join(TARGET).join("release/mnsensor"))
 }
@@ -40,27 +30,15 @@ pub fn sensor() -> Result<PathBuf> {
 /// The test executables of `mnsensor-tests`, named for the guest's `/tests/`.
 pub fn tests() -> Result<Vec<(String, PathBuf)>> {
     let mut cmd = static_cargo();
-    cmd.args([
-        "test",
-        "-p",
-        "mnsensor-tests",
-        "--release",
-        "--no-run",
-        "--target",
-        TARGET,
-    ])
-    .args(["--message-format=json", "--target-dir"])
-    .arg(build_dir());
+    cmd.args(["test", "-p", "mnsensor-tests", "--release", "--no-run", "--target", TARGET])
+        .args(["--message-format=json", "--target-dir"])
+        .arg(build_dir());
     step(format!("$ {}", display(&cmd)));
     let json = output(&mut cmd)?;
     let tests = test_executables(&json);
     step(format!(
         "test executables: {}",
-        tests
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        tests.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ")
     ));
     Ok(tests)
 }
@@ -74,18 +52,8 @@ fn test_executables(json: &str) -> Vec<(String, PathBuf)> {
         .filter_map(|m| {
             let exe = PathBuf::from(m["executable"].as_str()?);
             let name = m["target"]["name"].as_str()?;
-            let lib = m["target"]["kind"]
-                .as_array()?
-                .iter()
-                .any(|k| k != "test" && k != "bin");
-            Some((
-                if lib {
-                    format!("{name}-unit")
-                } else {
-                    name.to_owned()
-                },
-                exe,
-            ))
+            let lib = m["target"]["kind"].as_array()?.iter().any(|k| k != "test" && k != "bin");
+            Some((if lib { format!("{name}-unit") } else { name.to_owned() }, exe))
         })
         .collect()
 }
@@ -104,10 +72,7 @@ mod tests {
         assert_eq!(
             found,
             [
-                (
-                    "mnsensor_tests-unit".to_owned(),
-                    PathBuf::from("/t/mnsensor_tests-1")
-                ),
+                ("mnsensor_tests-unit".to_owned(), PathBuf::from("/t/mnsensor_tests-1")),
                 ("exec".to_owned(), PathBuf::from("/t/exec-2")),
             ]
         );

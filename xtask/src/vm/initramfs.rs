@@ -14,15 +14,12 @@ use crate::cmd::{display, run, step};
 
 const INIT: &str = include_str!("init.sh");
 const APPLETS: &[&str] = &[
-    "sh", "mount", "umount", "cat", "echo", "poweroff", "ls", "grep", "sed", "sleep", "true",
-    "false", "ln", "mkdir", "rm", "ip", "id", "env", "chmod", "head", "tail", "wc", "seq", "dd",
-    "cp", "mv", "kill", "stat", "readlink", "touch", "printf", "uname", "cut", "tr", "sync",
+    "sh", "mount", "umount", "cat", "echo", "poweroff", "ls", "grep", "sed", "sleep", "true", "false", "ln",
+    "mkdir", "rm", "ip", "id", "env", "chmod", "head", "tail", "wc", "seq", "dd", "cp", "mv", "kill", "stat",
+    "readlink", "touch", "printf", "uname", "cut", "tr", "sync",
 ];
 const FILES: &[(&str, &str)] = &[
-    (
-        "etc/passwd",
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    ),
+    ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
     ("etc/group", "root:x:0:\nnobody:x:65534:\n"),
     ("etc/nsswitch.conf", "passwd: files\ngroup: files\n"),
 ];
@@ -62,14 +59,8 @@ pub fn build(dir: &Path, contents: &Contents<'_>) -> Result<PathBuf> {
     pack(contents.busybox, &tree, &cpio)?;
     run(Command::new("gzip").args(["-1", "-f"]).arg(&cpio))?;
     let gz = dir.join("initramfs.cpio.gz");
-    let size = fs::metadata(&gz)
-        .with_context(|| format!("stat {}", gz.display()))?
-        .len();
-    step(format!(
-        "initramfs: {} ({:.1} MB)",
-        gz.display(),
-        size as f64 / 1e6
-    ));
+    let size = fs::metadata(&gz).with_context(|| format!("stat {}", gz.display()))?.len();
+    step(format!("initramfs: {} ({:.1} MB)", gz.display(), size as f64 / 1e6));
     Ok(gz)
 }
 
@@ -79,24 +70,17 @@ fn pack(busybox: &Path, tree: &Path, cpio: &Path) -> Result<()> {
     list(tree, Path::new("."), &mut names)?;
     let out = fs::File::create(cpio).with_context(|| format!("creating {}", cpio.display()))?;
     let mut cmd = Command::new(busybox);
-    cmd.args(["cpio", "-o", "-H", "newc"])
-        .current_dir(tree)
-        .stdin(Stdio::piped())
-        .stdout(out);
+    cmd.args(["cpio", "-o", "-H", "newc"]).current_dir(tree).stdin(Stdio::piped()).stdout(out);
     let line = format!("{} > {}", display(&cmd), cpio.display());
     step(format!("$ {line}"));
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("could not start `{line}`"))?;
+    let mut child = cmd.spawn().with_context(|| format!("could not start `{line}`"))?;
     child
         .stdin
         .take()
         .context("cpio stdin")?
         .write_all(names.as_bytes())
         .with_context(|| format!("feeding file names to `{line}`"))?;
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for `{line}`"))?;
+    let status = child.wait().with_context(|| format!("waiting for `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
@@ -128,8 +112,7 @@ fn mkdir(path: &Path) -> Result<()> {
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
-    fs::copy(from, to)
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 

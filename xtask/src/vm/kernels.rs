@@ -11,10 +11,8 @@ use crate::{
 
 /// Short names and the metapackage whose dependency is the newest image of that series.
 /// Image names carry an ABI number that changes, so they are never written down here.
-const SERIES: &[(&str, &str)] = &[
-    ("6.1", "linux-image-cloud-amd64"),
-    ("6.12", "linux-image-6.12-cloud-amd64"),
-];
+const SERIES: &[(&str, &str)] =
+    &[("6.1", "linux-image-cloud-amd64"), ("6.12", "linux-image-6.12-cloud-amd64")];
 
 /// What `vm-test` boots without `--kernel`.
 pub const DEFAULT: &[&str] = &["6.1", "6.12"];
@@ -39,11 +37,7 @@ pub fn fetch(name: &str) -> Result<Kernel> {
             None => name.to_owned(),
         };
         let vmlinuz = download(&package)?;
-        Ok(Kernel {
-            name: name.to_owned(),
-            package,
-            vmlinuz,
-        })
+        Ok(Kernel { name: name.to_owned(), package, vmlinuz })
     })
 }
 
@@ -67,9 +61,6 @@ fn download(package: &str) -> Result<PathBuf> {
         &vmlinuz,
     )?;
     fs::remove_dir_all(&debs).with_context(|| format!("removing {}", debs.display()))?;
-    step(format!(
-        "kernel {package}: extracted {member} to {}",
-        vmlinuz.display()
-    ));
+    step(format!("kernel {package}: extracted {member} to {}", vmlinuz.display()));
     Ok(vmlinuz)
 }

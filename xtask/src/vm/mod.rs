@@ -51,10 +51,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
     } else {
         args.kernels.clone()
     };
-    let kernels = names
-        .iter()
-        .map(|n| kernels::fetch(n))
-        .collect::<Result<Vec<_>>>()?;
+    let kernels = names.iter().map(|n| kernels::fetch(n)).collect::<Result<Vec<_>>>()?;
 
     let sensor = artifacts::sensor()?;
     let tests = artifacts::tests()?;
@@ -62,18 +59,11 @@ pub fn vm_test(args: &Args) -> Result<()> {
         bail!("mnsensor-tests has no test executables");
     }
     let dir = target_dir().join("vm");
-    let contents = initramfs::Contents {
-        busybox: &setup::busybox(),
-        sensor: &sensor,
-        tests: &tests,
-    };
+    let contents = initramfs::Contents { busybox: &setup::busybox(), sensor: &sensor, tests: &tests };
     let initrd = initramfs::build(&dir, &contents)?;
     let expected: Vec<String> = tests.into_iter().map(|(name, _)| name).collect();
 
-    step(format!(
-        "booting {} kernel(s), {PARALLEL} at a time",
-        kernels.len()
-    ));
+    step(format!("booting {} kernel(s), {PARALLEL} at a time", kernels.len()));
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
     thread::scope(|s| {
@@ -81,10 +71,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
             s.spawn(|| {
                 while let Some(kernel) = kernels.get(next.fetch_add(1, Ordering::SeqCst)) {
                     let outcome = boot(kernel, &initrd, &dir, &expected);
-                    outcomes
-                        .lock()
-                        .expect("no panics while locked")
-                        .push(outcome);
+                    outcomes.lock().expect("no panics while locked").push(outcome);
                 }
             });
         }
@@ -98,9 +85,7 @@ fn boot(kernel: &kernels::Kernel, initrd: &Path, dir: &Path, expected: &[String]
     let log = dir.join(format!("console-{}.log", kernel.name));
     let (secs, console, verdict) = match qemu::boot(&kernel.vmlinuz, initrd, &log) {
         Ok((code, wall)) => {
-            let text = fs::read(&log)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let text = fs::read(&log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let console = qemu::parse(&text);
             let verdict = match code {
                 Some(124 | 137) => Err(format!("timed out after {} s", qemu::TIMEOUT.as_secs())),
@@ -113,23 +98,12 @@ fn boot(kernel: &kernels::Kernel, initrd: &Path, dir: &Path, expected: &[String]
     };
     let result = if verdict.is_ok() { "pass" } else { "FAIL" };
     step(format!("kernel {}: {result} in {secs:.0} s", kernel.name));
-    Outcome {
-        name: kernel.name.clone(),
-        package: kernel.package.clone(),
-        log,
-        secs,
-        console,
-        verdict,
-    }
+    Outcome { name: kernel.name.clone(), package: kernel.package.clone(), log, secs, console, verdict }
 }
 
 fn report(outcomes: &[Outcome]) -> Result<()> {
     for o in outcomes.iter().filter(|o| o.verdict.is_err()) {
-        println!(
-            "\n--- last {TAIL} console lines of {} ({}) ---",
-            o.name,
-            o.log.display()
-        );
+        println!("\n--- last {TAIL} console lines of {} ({}) ---", o.name, o.log.display());
         println!("{}", tail(&o.log, TAIL));
     }
     println!("\nvm-test summary:");
@@ -147,15 +121,11 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
             o.name, o.package, result, o.secs, o.console.passed, o.console.failed
         );
     }
-    let (passed, failed) = outcomes.iter().fold((0, 0), |(p, f), o| {
-        (p + o.console.passed, f + o.console.failed)
-    });
+    let (passed, failed) =
+        outcomes.iter().fold((0, 0), |(p, f), o| (p + o.console.passed, f + o.console.failed));
     println!("vm-test: {passed} passed, {failed} failed");
-    let failures: Vec<&str> = outcomes
-        .iter()
-        .filter(|o| o.verdict.is_err())
-        .map(|o| o.name.as_str())
-        .collect();
+    let failures: Vec<&str> =
+        outcomes.iter().filter(|o| o.verdict.is_err()).map(|o| o.name.as_str()).collect();
     if !failures.is_empty() {
         bail!("vm-test failed on kernel(s) {}", failures.join(", "));
     }
@@ -199,9 +169,6 @@ fn strip_escapes(text: &str) -> String {
 mod tests {
     #[test]
     fn strips_escapes() {
-        assert_eq!(
-            super::strip_escapes("\x1bc\x1b[?7l\x1b[2JVMINFO a\r\nb"),
-            "VMINFO a\nb"
-        );
+        assert_eq!(super::strip_escapes("\x1bc\x1b[?7l\x1b[2JVMINFO a\r\nb"), "VMINFO a\nb");
     }
 }

@@ -12,47 +12,29 @@ use crate::cmd::{display, step};
 
 /// Host-side limit for one VM (boot, all tests, power-off).
 pub const TIMEOUT: Duration = Duration::from_secs(20 * 60);
-const APPEND: &str =
-    "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf";
+const APPEND: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf";
 
 /// Boots `vmlinuz` with `initrd`, console to `log`; returns qemu's exit code (124: timeout)
 /// and the wall time. qemu exits 0 on `poweroff -f` whether or not the tests passed.
 pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<(Option<i32>, Duration)> {
     let console = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let console2 = console
-        .try_clone()
-        .context("duplicating the console log handle")?;
+    let console2 = console.try_clone().context("duplicating the console log handle")?;
     let mut cmd = Command::new("timeout");
-    cmd.args([
-        "--kill-after=10",
-        &TIMEOUT.as_secs().to_string(),
-        "qemu-system-x86_64",
-    ])
-    .args(accel())
-    .args([
-        "-smp",
-        "1",
-        "-m",
-        "2G",
-        "-nographic",
-        "-nic",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-kernel")
-    .arg(vmlinuz)
-    .arg("-initrd")
-    .arg(initrd)
-    .args(["-append", APPEND])
-    .stdin(Stdio::null())
-    .stdout(console)
-    .stderr(console2);
+    cmd.args(["--kill-after=10", &TIMEOUT.as_secs().to_string(), "qemu-system-x86_64"])
+        .args(accel())
+        .args(["-smp", "1", "-m", "2G", "-nographic", "-nic", "none", "-no-reboot"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", APPEND])
+        .stdin(Stdio::null())
+        .stdout(console)
+        .stderr(console2);
     let line = display(&cmd);
     step(format!("$ {line} > {}", log.display()));
     let start = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{line}`"))?;
+    let status = cmd.status().with_context(|| format!("could not start `{line}`"))?;
     Ok((status.code(), start.elapsed()))
 }
 
@@ -63,11 +45,7 @@ fn accel() -> [&'static str; 4] {
         .lines()
         .filter(|l| l.starts_with("flags"))
         .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    if hw {
-        ["-accel", "kvm", "-cpu", "host"]
-    } else {
-        ["-accel", "tcg", "-cpu", "max"]
-    }
+    if hw { ["-accel", "kvm", "-cpu", "host"] } else { ["-accel", "tcg", "-cpu", "max"] }
 }
 
 /// What the guest's init.sh printed.
@@ -124,11 +102,7 @@ impl Console {
         if !self.done {
             problems.push("no VMTEST DONE".to_owned());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join(", "))
-        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join(", ")) }
     }
 }
 
@@ -160,9 +134,6 @@ mod tests {
             console.verdict(&["exec".into(), "file".into(), "net".into()]),
             Err("file exit=101, net: no marker".into())
         );
-        assert_eq!(
-            parse("VMTEST exec exit=0\n").verdict(&["exec".into()]),
-            Err("no VMTEST DONE".into())
-        );
+        assert_eq!(parse("VMTEST exec exit=0\n").verdict(&["exec".into()]), Err("no VMTEST DONE".into()));
     }
 }

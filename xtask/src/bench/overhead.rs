@@ -1,0 +1,378 @@
+//! Part 1: what each configuration costs the syscalls of other processes. Every round runs
+//! every configuration once, in a seeded shuffled order; inside a configuration the workloads
+//! run in shuffled order, each in a fresh process. Ratios are paired within a round.
+use std::{fs, path::Path};
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{
+    Ctx, audit::Audit, host, interrupt, sensor::Sensor, stats::{Rng, Spread}, workload::Op,
+};
+use crate::cmd::step;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    None,
+    Mnsensor,
+    Auditd,
+}
+
+impl Config {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Mnsensor => "mnsensor",
+            Self::Auditd => "auditd",
+        }
+    }
+}
+
+/// A target on the CPU ratio against `none`.
+#[derive(Clone, Copy, Debug)]
+pub struct Goal {
+    pub max: f64,
+    pub stretch: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum File {
+    Unrelated,
+    Protected,
+    ProtectedBig,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    pub name: &'static str,
+    pub label: &'static str,
+    op: Op,
+    file: File,
+    n: u64,
+    pub goal: Option<Goal>,
+}
+
+pub const WORKLOADS: [Workload; 5] = [
+    Workload {
+        name: "open_unrelated",
+        label: "open+close, unrelated file",
+        op: Op::Open,
+        file: File::Unrelated,
+        n: 50_000,
+        goal: Some(Goal { max: 1.10, stretch: None }),
+    },
+    Workload {
+        name: "open_protected",
+        label: "open+close, protected file",
+        op: Op::Open,
+        file: File::Protected,
+        n: 50_000,
+        goal: Some(Goal { max: 1.5, stretch: Some(1.25) }),
+    },
+    Workload {
+        name: "stat_unrelated",
+        label: "stat, unrelated file",
+        op: Op::Stat,
+        file: File::Unrelated,
+        n: 100_000,
+        goal: Some(Goal { max: 1.05, stretch: None }),
+    },
+    Workload {
+        name: "pread_unrelated",
+        label: "pread 4 KiB, unrelated file",
+        op: Op::Pread,
+        file: File::Unrelated,
+        n: 200_000,
+        goal: Some(Goal { max: 1.05, stretch: None }),
+    },
+    Workload {
+        name: "read_protected",
+        label: "read 4 KiB, protected 64 MiB file",
+        op: Op::Read,
+        file: File::ProtectedBig,
+        n: 200_000,
+        goal: None,
+    },
+];
+
+/// One workload process.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub round: usize,
+    pub config: Config,
+    pub workload: &'static str,
+    pub n: u64,
+    pub cpu_ns: f64,
+    pub wall_ns: f64,
+    /// `file.open` records the sensor wrote for this process (mnsensor only).
+    pub delivered_opens: Option<u64>,
+    pub expected_opens: u64,
+    pub pid: u32,
+}
+
+/// One configuration in one round.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub round: usize,
+    pub config: Config,
+    /// CPU of the monitor (the sensor; auditd plus kauditd) while the workloads ran.
+    pub monitor_cpu_ns: Option<u64>,
+    /// Records the sensor delivered and lost.
+    pub records: Option<u64>,
+    pub lost: Option<u64>,
+    /// Tracing BPF programs loaded by others when the configuration started.
+    pub foreign_bpf: Option<usize>,
+    pub loadavg: f64,
+}
+
+pub struct Overhead {
+    pub configs: Vec<Config>,
+    pub samples: Vec<Sample>,
+    pub runs: Vec<Run>,
+}
+
+/// What the monitor of a configuration did while the workloads ran.
+#[derive(Default)]
+struct Monitor {
+    cpu_ns: Option<u64>,
+    records: Option<u64>,
+    lost: Option<u64>,
+}
+
+pub fn run(ctx: &Ctx, rounds: usize, scale: f64, mut audit: Option<&mut Audit>) -> Result<Overhead> {
+    let mut configs = vec![Config::None, Config::Mnsensor];
+    if audit.is_some() {
+        configs.push(Config::Auditd);
+    }
+    let mut out = Overhead { configs: configs.clone(), samples: Vec::new(), runs: Vec::new() };
+    for round in 0..rounds {
+        let mut order = configs.clone();
+        Rng::new(1000 + round as u64).shuffle(&mut order);
+        for (i, &config) in order.iter().enumerate() {
+            interrupt::check()?;
+            let foreign_bpf = host::tracing_programs();
+            let mut workloads = WORKLOADS;
+            Rng::new((round * 100 + i) as u64).shuffle(&mut workloads);
+            let (samples, monitor) = match config {
+                Config::None => (measure(ctx, round, config, &workloads, scale, None)?, Monitor::default()),
+                Config::Mnsensor => with_sensor(ctx, round, &workloads, scale, foreign_bpf)?,
+                Config::Auditd => {
+                    let audit = audit.as_deref_mut().expect("the auditd configuration has auditd");
+                    with_auditd(ctx, round, &workloads, scale, audit)?
+                }
+            };
+            let run = Run {
+                round,
+                config,
+                monitor_cpu_ns: monitor.cpu_ns,
+                records: monitor.records,
+                lost: monitor.lost,
+                foreign_bpf,
+                loadavg: host::loadavg(),
+            };
+            progress(&samples, &run);
+            out.samples.extend(samples);
+            out.runs.push(run);
+        }
+    }
+    Ok(out)
+}
+
+fn with_sensor(
+    ctx: &Ctx,
+    round: usize,
+    workloads: &[Workload],
+    scale: f64,
+    programs_before: Option<usize>,
+) -> Result<(Vec<Sample>, Monitor)> {
+    let jsonl = ctx.fixture.log("overhead.jsonl");
+    let sensor = Sensor::start(&ctx.sensor_bin, &ctx.fixture.protected, &jsonl, &ctx.fixture.log("overhead.log"))?;
+    let cpu0 = sensor.cpu_ns()?;
+    let mut samples = measure(ctx, round, Config::Mnsensor, workloads, scale, Some(&sensor))?;
+    let cpu = sensor.cpu_ns()?.saturating_sub(cpu0);
+    let tally = sensor.stop()?;
+    for s in &mut samples {
+        s.delivered_opens = Some(tally.opens_by_pid.get(&s.pid).copied().unwrap_or(0));
+    }
+    fs::remove_file(&jsonl)?;
+    wait_detached(programs_before);
+    let records = tally.count("file.open") + tally.count("file.close");
+    Ok((samples, Monitor { cpu_ns: Some(cpu), records: Some(records), lost: Some(tally.lost_total()) }))
+}
+
+fn with_auditd(
+    ctx: &Ctx,
+    round: usize,
+    workloads: &[Workload],
+    scale: f64,
+    audit: &mut Audit,
+) -> Result<(Vec<Sample>, Monitor)> {
+    audit.watch_on()?;
+    let cpu0 = audit.cpu_ns();
+    let samples = measure(ctx, round, Config::Auditd, workloads, scale, None);
+    let cpu = audit.cpu_ns().saturating_sub(cpu0);
+    audit.watch_off()?;
+    Ok((samples?, Monitor { cpu_ns: Some(cpu), ..Monitor::default() }))
+}
+
+/// The kernel frees a stopped sensor's programs shortly after it exits; wait for that (5 s at
+/// most) so that the next configuration does not run with them still attached.
+fn wait_detached(before: Option<usize>) {
+    let Some(before) = before else { return };
+    for _ in 0..100 {
+        if host::tracing_programs().is_none_or(|n| n <= before) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn measure(
+    ctx: &Ctx,
+    round: usize,
+    config: Config,
+    workloads: &[Workload],
+    scale: f64,
+    sensor: Option<&Sensor>,
+) -> Result<Vec<Sample>> {
+    let mut samples = Vec::new();
+    for w in workloads {
+        interrupt::check()?;
+        if let Some(sensor) = sensor {
+            sensor.check_running()?;
+        }
+        let n = ((w.n as f64 * scale) as u64).max(1000);
+        let path: &Path = match w.file {
+            File::Unrelated => &ctx.fixture.other_file,
+            File::Protected => &ctx.fixture.secret_file,
+            File::ProtectedBig => &ctx.fixture.big_file,
+        };
+        let op = format!("{:?}", w.op).to_lowercase();
+        let out = ctx.workload(&["op", "--op", &op, "--path", &path.to_string_lossy(), "--n", &n.to_string()])?;
+        let expected_opens = match (w.op, w.file) {
+            (Op::Open, File::Protected) => n + n / 10,
+            (Op::Read, File::ProtectedBig) => 1,
+            _ => 0,
+        };
+        samples.push(Sample {
+            round,
+            config,
+            workload: w.name,
+            n,
+            cpu_ns: out["cpu_ns"].as_f64().unwrap_or(f64::NAN),
+            wall_ns: out["wall_ns"].as_f64().unwrap_or(f64::NAN),
+            pid: out["pid"].as_u64().unwrap_or(0) as u32,
+            delivered_opens: None,
+            expected_opens,
+        });
+    }
+    Ok(samples)
+}
+
+fn progress(samples: &[Sample], run: &Run) {
+    let mut by_name: Vec<&Sample> = samples.iter().collect();
+    by_name.sort_by_key(|s| WORKLOADS.iter().position(|w| w.name == s.workload));
+    let cells: Vec<String> = by_name.iter().map(|s| format!("{}={:.0}", s.workload, s.cpu_ns)).collect();
+    let mut line = format!("bench: round {} {:<8} {}", run.round + 1, run.config.name(), cells.join(" "));
+    if let Some(lost) = run.lost.filter(|&l| l > 0) {
+        line += &format!(" LOST={lost}");
+    }
+    if let Some(n) = run.foreign_bpf.filter(|&n| n > 0) {
+        line += &format!(" foreign_bpf={n}");
+    }
+    step(format!("{line} load={:.1}", run.loadavg));
+}
+
+/// Paired ratios of one configuration against `none`, per workload.
+pub struct Ratio {
+    pub workload: Workload,
+    pub config: Config,
+    pub cpu: Option<Spread>,
+    pub wall: Option<Spread>,
+    /// Median paired difference in CPU ns per op.
+    pub cpu_diff_ns: Option<Spread>,
+}
+
+impl Overhead {
+    /// Absolute CPU ns per op of `config` for `workload`, over rounds.
+    pub fn absolute(&self, config: Config, workload: &str) -> Option<Spread> {
+        let v: Vec<f64> =
+            self.samples.iter().filter(|s| s.config == config && s.workload == workload).map(|s| s.cpu_ns).collect();
+        Spread::of(&v)
+    }
+
+    pub fn ratios(&self) -> Vec<Ratio> {
+        let mut out = Vec::new();
+        for &config in self.configs.iter().filter(|&&c| c != Config::None) {
+            for w in WORKLOADS {
+                let pairs: Vec<(&Sample, &Sample)> = self
+                    .samples
+                    .iter()
+                    .filter(|s| s.config == config && s.workload == w.name)
+                    .filter_map(|s| {
+                        let base = self.samples.iter().find(|b| {
+                            b.config == Config::None && b.workload == w.name && b.round == s.round
+                        })?;
+                        Some((s, base))
+                    })
+                    .collect();
+                let of = |f: &dyn Fn(&Sample, &Sample) -> f64| {
+                    Spread::of(&pairs.iter().map(|(s, b)| f(s, b)).collect::<Vec<_>>())
+                };
+                out.push(Ratio {
+                    workload: w,
+                    config,
+                    cpu: of(&|s, b| s.cpu_ns / b.cpu_ns),
+                    wall: of(&|s, b| s.wall_ns / b.wall_ns),
+                    cpu_diff_ns: of(&|s, b| s.cpu_ns - b.cpu_ns),
+                });
+            }
+        }
+        out
+    }
+
+    /// Samples where the sensor wrote a different number of `file.open` records than opens.
+    pub fn delivery_mismatches(&self) -> Vec<&Sample> {
+        self.samples.iter().filter(|s| s.delivered_opens.is_some_and(|d| d != s.expected_opens)).collect()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let samples: Vec<_> = self
+            .samples
+            .iter()
+            .map(|s| {
+                json!({
+                    "round": s.round, "config": s.config.name(), "workload": s.workload, "n": s.n,
+                    "cpu_ns": s.cpu_ns, "wall_ns": s.wall_ns,
+                    "delivered_opens": s.delivered_opens, "expected_opens": s.expected_opens,
+                })
+            })
+            .collect();
+        let runs: Vec<_> = self
+            .runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "round": r.round, "config": r.config.name(), "monitor_cpu_ns": r.monitor_cpu_ns,
+                    "records": r.records, "lost": r.lost, "foreign_bpf_programs": r.foreign_bpf,
+                    "loadavg1": r.loadavg,
+                })
+            })
+            .collect();
+        let ratios: Vec<_> = self
+            .ratios()
+            .iter()
+            .map(|r| {
+                json!({
+                    "workload": r.workload.name, "config": r.config.name(),
+                    "none_cpu_ns": self.absolute(Config::None, r.workload.name).map(|s| s.json()),
+                    "cpu_ns": self.absolute(r.config, r.workload.name).map(|s| s.json()),
+                    "cpu_ratio": r.cpu.map(|s| s.json()), "wall_ratio": r.wall.map(|s| s.json()),
+                    "cpu_diff_ns": r.cpu_diff_ns.map(|s| s.json()),
+                    "target": r.workload.goal.map(|g| g.max), "stretch": r.workload.goal.and_then(|g| g.stretch),
+                })
+            })
+            .collect();
+        json!({ "ratios": ratios, "runs": runs, "samples": samples })
+    }
+}

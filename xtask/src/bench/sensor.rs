@@ -1,0 +1,203 @@
+//! One `mnsensor run` process: started for a configuration or phase, stopped by its PID, and
+//! what it wrote, counted.
+use std::{
+    collections::HashMap,
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{host, interrupt};
+
+pub struct Sensor {
+    child: Child,
+    jsonl: PathBuf,
+    log: PathBuf,
+}
+
+impl Sensor {
+    /// Starts `bin run --protect DIR --output jsonl:JSONL` and waits for `sensor.start`.
+    pub fn start(bin: &Path, protect: &Path, jsonl: &Path, log: &Path) -> Result<Self> {
+        let _ = fs::remove_file(jsonl);
+        let child = Command::new(bin)
+            .arg("run")
+            .arg("--protect")
+            .arg(protect)
+            .arg("--output")
+            .arg(format!("jsonl:{}", jsonl.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut sensor = Self { child, jsonl: jsonl.to_owned(), log: log.to_owned() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if fs::read(jsonl).is_ok_and(|b| b.starts_with(br#"{"event.name":"sensor.start""#)) {
+                return Ok(sensor);
+            }
+            if let Some(status) = sensor.child.try_wait()? {
+                bail!("mnsensor exited before sensor.start ({status}): {}", sensor.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("mnsensor wrote no sensor.start within 60 s: {}", sensor.log_tail());
+            }
+            interrupt::check()?;
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn jsonl(&self) -> &Path {
+        &self.jsonl
+    }
+
+    /// User plus system CPU time of the whole process so far (`/proc/PID/stat`), in ns.
+    pub fn cpu_ns(&self) -> Result<u64> {
+        host::cpu_ns(self.pid())
+    }
+
+    /// VmRSS in KiB (`/proc/PID/status`).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).context("no VmRSS")?;
+        Ok(line.trim().trim_end_matches("kB").trim().parse()?)
+    }
+
+    /// SIGINT, then waits (30 s at most, then SIGKILL) and counts what it wrote.
+    pub fn stop(mut self) -> Result<Tally> {
+        signal(self.pid(), libc::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("mnsensor did not stop within 30 s of SIGINT; killed: {}", self.log_tail());
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            bail!("mnsensor exited with {status}: {}", self.log_tail());
+        }
+        Tally::read(&self.jsonl)
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().rev().take(5).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    }
+}
+
+impl Drop for Sensor {
+    /// Only reached on an error path: kill our own child by its PID.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: `pid` is our own child, not yet reaped.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+/// What one sensor run wrote.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Records per `event.name`.
+    pub events: HashMap<String, u64>,
+    /// `file.open` records per `process.pid`.
+    pub opens_by_pid: HashMap<u32, u64>,
+    /// Sum of `mnsensor.loss.count` over `sensor.event_loss` records.
+    pub lost: u64,
+    /// From `sensor.stop`.
+    pub stop_delivered: Option<u64>,
+    pub stop_lost: Option<u64>,
+}
+
+impl Tally {
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut tally = Self::default();
+        let mut reader = BufReader::with_capacity(1 << 20, fs::File::open(path)?);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(tally);
+            }
+            let line = String::from_utf8_lossy(&line);
+            let Some(name) = event_name(&line) else { continue };
+            *tally.events.entry(name.to_owned()).or_default() += 1;
+            match name {
+                "file.open" => {
+                    if let Some(pid) = field(&line, "process.pid").and_then(|p| p.parse().ok()) {
+                        *tally.opens_by_pid.entry(pid).or_default() += 1;
+                    }
+                }
+                "sensor.event_loss" => {
+                    tally.lost += field(&line, "mnsensor.loss.count").and_then(|c| c.parse().ok()).unwrap_or(0);
+                }
+                "sensor.stop" => {
+                    tally.stop_delivered = field(&line, "mnsensor.events.delivered").and_then(|c| c.parse().ok());
+                    tally.stop_lost = field(&line, "mnsensor.events.lost").and_then(|c| c.parse().ok());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn count(&self, event: &str) -> u64 {
+        self.events.get(event).copied().unwrap_or(0)
+    }
+
+    /// Records lost according to the loss records and to `sensor.stop`, whichever is larger.
+    pub fn lost_total(&self) -> u64 {
+        self.lost.max(self.stop_lost.unwrap_or(0))
+    }
+}
+
+/// The `event.name` of a record: it is always the first key.
+pub fn event_name(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix(r#"{"event.name":""#)?;
+    Some(&rest[..rest.find('"')?])
+}
+
+/// The raw value of a top-level `"key":` (string contents, or the number as written). Enough
+/// for the flat records mnsensor writes, without parsing whole lines.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &line[at..];
+    if let Some(s) = rest.strip_prefix('"') {
+        return Some(&s[..s.find('"')?]);
+    }
+    Some(&rest[..rest.find([',', '}'])?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{event_name, field};
+
+    #[test]
+    fn fields_of_a_flat_record() {
+        let line = r#"{"event.name":"file.open","time":"2026-11-22T06:16:57.4Z","process.pid":2716,"mnsensor.file.opener.pid":9,"file.name":"lat-00001"}"#;
+        assert_eq!(event_name(line), Some("file.open"));
+        assert_eq!(field(line, "process.pid"), Some("2716"));
+        assert_eq!(field(line, "file.name"), Some("lat-00001"));
+        assert_eq!(field(line, "time"), Some("2026-11-22T06:16:57.4Z"));
+        assert_eq!(field(line, "pid"), None);
+        assert_eq!(event_name(r#"{"time":1}"#), None);
+    }
+}
