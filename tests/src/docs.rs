@@ -1,8 +1,6 @@
 //! Parsing of `docs/events.md`, the event schema.
 
-use std::{collections::BTreeSet, fs, sync::OnceLock};
-
-use crate::util::workspace_root;
+use std::{collections::BTreeSet, sync::OnceLock};
 
 /// One row of a table in the schema: its backticked key and where it is.
 #[derive(Clone, Debug)]
@@ -14,13 +12,10 @@ pub struct DocKey {
     pub line: usize,
 }
 
-/// The text of `docs/events.md`.
+/// The text of `docs/events.md`, embedded at build time so that the test binaries carry it
+/// into the VM kernel matrix, where the workspace does not exist.
 pub fn events_md() -> &'static str {
-    static MD: OnceLock<String> = OnceLock::new();
-    MD.get_or_init(|| {
-        let p = workspace_root().join("docs/events.md");
-        fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-    })
+    include_str!("../../docs/events.md")
 }
 
 /// The first-column backticked keys of every markdown table row, in order (duplicates kept).
