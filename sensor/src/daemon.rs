@@ -13,12 +13,14 @@ use crate::{
     bpf::{BpfError, LossCounters, Programs},
     config::Config,
     event::{self, Decoder, Record, attr, time::Clock},
+    fanotify::{self, Observer},
     kernel::{self, KernelError},
     output::{Output, OutputError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
     seq::{Seq, SeqError},
     users::Names,
+    watch::Watch,
 };
 
 /// Why the sensor could not start or keep running.
@@ -79,6 +81,8 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let ring = programs.take_ring()?;
     let losses = programs.take_loss_counters()?;
     let tracked = programs.take_tracked()?;
+    let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
+    let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
     let info = event::sensor::StartInfo {
@@ -86,20 +90,21 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         programs: programs.attached.clone(),
         program_ids: programs.ids.clone(),
         file_backend: programs.file_backend,
+        file_observer: if observer.is_some() { "fanotify" } else { "off" },
         config_source: spec.config_source,
         protect: protect.paths(),
         outputs: outputs.iter().map(|o| o.spec().to_owned()).collect(),
         ring_buffer_bytes: config.ring_buffer_bytes,
         processes_seeded: seeded,
     };
-    let decoder = Decoder {
+    let mut decoder = Decoder {
         open_files: std::collections::HashMap::new(),
+        recent_closes: std::collections::VecDeque::new(),
         procs,
         names: Names::default(),
         clock: Clock::now(),
         protect,
     };
-    let mut decoder = decoder;
     let mut sink = Sink::new(outputs, seq);
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
     for rec in crate::scan::open_files(&mut decoder) {
@@ -114,6 +119,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             .map_err(|e| DaemonError::Io { what: "ring buffer polling", source: e.into() })?,
         losses,
         tracked,
+        watch,
         decoder,
         sink,
         delivered: 0,
@@ -136,7 +142,22 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 guard.clear_ready();
                 consumer.drain()?;
             }
-            _ = drain_tick.tick() => consumer.drain()?,
+            events = async {
+                match observer.as_mut() {
+                    Some(afd) => fanotify::next_events(afd).await,
+                    None => std::future::pending().await,
+                }
+            } => match events {
+                Ok(events) => consumer.watch.push(events),
+                Err(e) => {
+                    tracing::error!(error = %e, "fanotify observer failed; VFS-level file records stop.");
+                    observer = None;
+                }
+            },
+            _ = drain_tick.tick() => {
+                consumer.drain()?;
+                consumer.settle(false)?;
+            }
             _ = second.tick() => {
                 consumer.report_loss()?;
                 consumer.decoder.clock = Clock::now();
@@ -147,7 +168,18 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
 
     // Stop producing, then collect everything that was produced.
     drop(programs);
+    if let Some(afd) = observer.as_mut() {
+        let obs = afd.get_mut();
+        while let Ok(events) = obs.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            consumer.watch.push(events);
+        }
+    }
+    drop(observer);
     consumer.drain()?;
+    consumer.settle(true)?;
     consumer.report_loss()?;
     consumer.close_tracked(None, "sensor_stop")?;
     let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
@@ -155,6 +187,24 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.sink.flush();
     tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
     Ok(())
+}
+
+/// Starts the fanotify observer on the protected trees; without it (old kernel, limits) the
+/// VFS-level records are missing, which is said loudly.
+fn start_observer(trees: &[PathBuf]) -> (Option<AsyncFd<Observer>>, Watch) {
+    if trees.is_empty() {
+        return (None, Watch::default());
+    }
+    match Observer::new(trees).and_then(Observer::into_async) {
+        Ok(afd) => {
+            let has_rename = afd.get_ref().features().target_fid_and_rename;
+            (Some(afd), Watch::new(trees, has_rename))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "fanotify observer unavailable: no rename, delete, chmod, chown or unexplained-access records.");
+            (None, Watch::default())
+        }
+    }
 }
 
 /// Numbers and writes records to every output.
@@ -205,6 +255,7 @@ struct Consumer {
     ring: AsyncFd<RingBuf<MapData>>,
     losses: LossCounters,
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
+    watch: Watch,
     decoder: Decoder,
     sink: Sink,
     delivered: u64,
@@ -264,6 +315,14 @@ impl Consumer {
         Ok(())
     }
 
+    /// Writes the records of fanotify events that have settled.
+    fn settle(&mut self, all: bool) -> Result<(), DaemonError> {
+        for rec in self.watch.settle(&mut self.decoder, all) {
+            self.sink.emit(&rec)?;
+        }
+        Ok(())
+    }
+
     /// Writes `sensor.event_loss` when the kernel counted new losses.
     fn report_loss(&mut self) -> Result<(), DaemonError> {
         let totals = self.losses.totals()?;
@@ -272,7 +331,8 @@ impl Consumer {
             *d = totals[i].saturating_sub(self.lost_seen[i]);
         }
         let now = Clock::realtime_ns();
-        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta) {
+        let fanotify = std::mem::take(&mut self.watch.lost);
+        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify) {
             self.lost_total += delta.iter().sum::<u64>();
             tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
             self.sink.emit(&rec)?;

@@ -82,6 +82,11 @@ fn record(
     Some(rec)
 }
 
+/// The identity of process `pid` as `/proc` shows it.
+pub fn task_of_pid(pid: u32) -> Option<Task> {
+    task_of(&procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?)
+}
+
 /// The identity of a process as `/proc` shows it.
 fn task_of(p: &procfs::process::Process) -> Option<Task> {
     let status = p.status().ok()?;

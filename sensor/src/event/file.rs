@@ -18,6 +18,8 @@ pub struct OpenFile {
     pub protected: Option<String>,
     /// tgid of the opener.
     pub opener: u32,
+    pub dev: u32,
+    pub ino: u64,
 }
 
 /// Most open protected files remembered (the kernel's `TRACKED` map holds 65,536).
@@ -43,7 +45,7 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
         .set_opt(attr::SYSCALL, syscall_name(ev.syscall))
         .set_opt(attr::PROTECTED_PATH, protected.as_deref());
     if d.open_files.len() < MAX_OPEN_FILES {
-        d.open_files.insert(ev.file, OpenFile { path, protected, opener: ev.header.task.tgid });
+        d.open_files.insert(ev.file, OpenFile { path, protected, opener: ev.header.task.tgid, dev: ev.dev, ino: ev.ino });
     }
     Ok(())
 }
@@ -53,6 +55,7 @@ pub fn close(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Deco
     let ev: Box<Close> = read_struct_prefix(bytes, offset_of!(Close, data))?;
     let path = kernel_path(bytes, offset_of!(Close, data), &ev.data, ev.path_len);
     let known = d.open_files.remove(&ev.file);
+    d.note_closed(ev.header.task.tgid, ev.stats.dev, ev.stats.ino);
     d.add_task(&ev.header.task, rec);
     d.add_program(ev.header.task.tgid, rec);
     add_file(rec, &path, ev.stats.ino, ev.stats.dev);

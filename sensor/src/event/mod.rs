@@ -37,6 +37,9 @@ pub struct Decoder {
     /// Path and protection rule of each tracked open file, by `struct file` address, for
     /// `file.close` records the daemon writes itself (opener exited, sensor stopping).
     pub open_files: std::collections::HashMap<u64, file::OpenFile>,
+    /// Recent closes `(when, tgid, dev, ino)`: an access fanotify reports just after the
+    /// close record was decoded is still explained.
+    pub recent_closes: std::collections::VecDeque<(std::time::Instant, u32, u32, u64)>,
     pub names: Names,
     pub clock: time::Clock,
     pub protect: ProtectSet,
@@ -71,6 +74,44 @@ impl Decoder {
             .flag(attr::ARGV_TRUNCATED, header.flags & FLAG_ARGV_TRUNCATED != 0)
             .flag(attr::READ_ERROR, header.flags & FLAG_READ_ERROR != 0);
         Ok(rec)
+    }
+
+    /// Remembers a close for [`Self::explains`].
+    pub fn note_closed(&mut self, tgid: u32, dev: u32, ino: u64) {
+        let now = std::time::Instant::now();
+        while self.recent_closes.front().is_some_and(|(t, ..)| now.duration_since(*t).as_secs() >= 5) {
+            self.recent_closes.pop_front();
+        }
+        if self.recent_closes.len() < 65_536 {
+            self.recent_closes.push_back((now, tgid, dev, ino));
+        }
+    }
+
+    /// Whether the kernel records account for `pid` touching file `(dev, ino)`: it (or an
+    /// ancestor, which may have handed it the descriptor) has the file open, or closed it in
+    /// the last seconds.
+    pub fn explains(&self, pid: u32, dev: u32, ino: u64) -> bool {
+        let holders: Vec<u32> = self
+            .open_files
+            .values()
+            .filter(|f| f.dev == dev && f.ino == ino)
+            .map(|f| f.opener)
+            .chain(self.recent_closes.iter().filter(|c| c.2 == dev && c.3 == ino).map(|c| c.1))
+            .collect();
+        if holders.is_empty() {
+            return false;
+        }
+        let mut p = pid;
+        for _ in 0..8 {
+            if holders.contains(&p) {
+                return true;
+            }
+            match procfs::process::Process::new(p as i32).and_then(|pr| pr.stat()) {
+                Ok(stat) if stat.ppid > 0 => p = stat.ppid as u32,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Adds the process attributes of `task`; executable and command line from the table.

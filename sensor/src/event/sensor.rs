@@ -10,6 +10,8 @@ pub struct StartInfo {
     pub program_ids: Vec<u32>,
     /// `fentry`, `tracepoint` or `off`.
     pub file_backend: &'static str,
+    /// `fanotify` or `off`.
+    pub file_observer: &'static str,
     pub config_source: String,
     pub protect: Vec<String>,
     pub outputs: Vec<String>,
@@ -26,6 +28,7 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::KERNEL_RELEASE, info.kernel_release.as_str())
         .set(attr::BACKEND_PROCESS, "tracepoint")
         .set(attr::BACKEND_FILE, info.file_backend)
+        .set(attr::BACKEND_FILE_OBSERVER, info.file_observer)
         .set(attr::BACKEND_NETWORK, "tracepoint")
         .set(attr::BPF_PROGRAMS, info.programs.clone())
         .set(attr::BPF_PROGRAM_IDS, info.program_ids.clone())
@@ -44,17 +47,25 @@ pub fn stop(time_ns: i128, reason: &str, delivered: u64, lost: u64) -> Record {
     rec
 }
 
-/// `sensor.event_loss` for per-kind `lost` counts over `[from_ns, to_ns]`, or `None` when
-/// nothing was lost.
-pub fn event_loss(from_ns: i128, to_ns: i128, lost: &[u64; KIND_SLOTS as usize]) -> Option<Record> {
+/// `sensor.event_loss` for per-kind `lost` counts over `[from_ns, to_ns]` and `fanotify`
+/// observer overflows, or `None` when nothing was lost.
+pub fn event_loss(
+    from_ns: i128,
+    to_ns: i128,
+    lost: &[u64; KIND_SLOTS as usize],
+    fanotify: u64,
+) -> Option<Record> {
     let total: u64 = lost.iter().sum();
-    if total == 0 {
+    if total == 0 && fanotify == 0 {
         return None;
     }
     let mut rec = Record::new("sensor.event_loss", to_ns);
     rec.set(attr::LOSS_COUNT, total)
         .set(attr::LOSS_INTERVAL_START, rfc3339(from_ns))
         .set(attr::LOSS_INTERVAL_END, rfc3339(to_ns));
+    if fanotify > 0 {
+        rec.set(attr::LOSS_FANOTIFY, fanotify);
+    }
     for kind in Kind::ALL {
         let n = lost[kind as usize];
         if n > 0 {
@@ -74,11 +85,11 @@ mod tests {
 
     #[test]
     fn loss_record_counts_per_kind() {
-        assert!(event_loss(0, 1, &[0; 9]).is_none());
+        assert!(event_loss(0, 1, &[0; 9], 0).is_none());
         let mut lost = [0u64; 9];
         lost[4] = 12;
         lost[1] = 3;
-        let rec = event_loss(0, 1_000_000_000, &lost).unwrap();
+        let rec = event_loss(0, 1_000_000_000, &lost, 0).unwrap();
         assert_eq!(rec.get("mnsensor.loss.count"), Some(&15.into()));
         assert_eq!(rec.get("mnsensor.loss.file.open"), Some(&12.into()));
         assert_eq!(rec.get("mnsensor.loss.process.exec"), Some(&3.into()));
