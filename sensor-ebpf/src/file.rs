@@ -31,6 +31,9 @@ static OPEN_SCRATCH: PerCpuArray<Open> = PerCpuArray::with_max_entries(1, 0);
 
 const PATH_MASK: u32 = PATH_MAX as u32 - 1;
 
+/// `O_PATH` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/asm-generic/fcntl.h#L94>).
+const O_PATH: u32 = 0o10_000_000;
+
 /// Syscall numbers reported in `Open::syscall` (x86_64 numbering,
 /// <https://github.com/torvalds/linux/blob/v6.12/arch/x86/entry/syscalls/syscall_64.tbl>).
 const NR_OPEN: u32 = 2;
@@ -104,6 +107,10 @@ pub fn security_file_open(ctx: FEntryContext) -> u32 {
 /// Reports and tracks `file` when it is protected.
 #[inline(always)]
 fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
+    // O_PATH descriptors cannot read or write; security_file_open never sees them either.
+    if read::<u32>(file, off!(file_f_flags)).is_ok_and(|f| f & O_PATH != 0) {
+        return 0;
+    }
     let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) else {
         return 0;
     };

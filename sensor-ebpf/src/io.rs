@@ -231,7 +231,10 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(&file) }).copied() else { return 0 };
-    if !last_reference(file) {
+    // A mapping holds a reference of its own, released at munmap, which no tracepoint shows;
+    // closing the last descriptor of a mapped file ends the record (bytes read through the
+    // mapping are never counted anyway).
+    if !last_reference(file) && stats.io & IO_MMAP == 0 {
         return 0;
     }
     let _ = TRACKED.remove(&file);
