@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the sensor in the foreground until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Check, explain and test access policies (docs/policy.md).
+    Policy(crate::policy::cli::PolicyArgs),
 }
 
 /// `mnsensor run`.

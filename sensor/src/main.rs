@@ -13,12 +13,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // One line: what failed and why, outermost first.
             eprintln!("mnsensor: error: {e:#}");
@@ -27,7 +24,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
             let mut config = match &args.config {
@@ -42,16 +39,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.ring_buffer_bytes = bytes;
             }
             config.validate("the command line")?;
-            let spec = RunSpec {
-                config,
-                config_source: daemon::source_name(args.config.as_ref()),
-            };
+            let spec = RunSpec { config, config_source: daemon::source_name(args.config.as_ref()) };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(daemon::run(spec))?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(args) => Ok(sensor::policy::cli::run(args)),
     }
 }

@@ -46,10 +46,7 @@ impl Output {
         } else {
             return Err(OutputError::Spec(spec.to_owned()));
         };
-        Ok(Self {
-            spec: spec.to_owned(),
-            target,
-        })
+        Ok(Self { spec: spec.to_owned(), target })
     }
 
     /// The spec this output was opened from.
@@ -65,10 +62,7 @@ impl Output {
         };
         w.write_all(line.as_bytes())
             .and_then(|()| w.write_all(b"\n"))
-            .map_err(|source| OutputError::Write {
-                spec: self.spec.clone(),
-                source,
-            })
+            .map_err(|source| OutputError::Write { spec: self.spec.clone(), source })
     }
 
     /// Flushes buffered lines to the file or stdout.
@@ -77,10 +71,7 @@ impl Output {
             Target::Stdout(w) => w.flush(),
             Target::File(w) => w.flush(),
         };
-        r.map_err(|source| OutputError::Write {
-            spec: self.spec.clone(),
-            source,
-        })
+        r.map_err(|source| OutputError::Write { spec: self.spec.clone(), source })
     }
 }
 
@@ -100,10 +91,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n{}\n");
         assert!(Output::open("syslog").is_err());
         assert!(Output::open("jsonl:").is_err());
-        let err = Output::open("jsonl:/nonexistent-dir/x.jsonl")
-            .err()
-            .unwrap()
-            .to_string();
+        let err = Output::open("jsonl:/nonexistent-dir/x.jsonl").err().unwrap().to_string();
         assert!(err.contains("/nonexistent-dir/x.jsonl"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }

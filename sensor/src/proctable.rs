@@ -45,9 +45,7 @@ pub struct ProcTable {
 
 impl Default for ProcTable {
     fn default() -> Self {
-        Self {
-            procs: LruCache::new(CAPACITY),
-        }
+        Self { procs: LruCache::new(CAPACITY) }
     }
 }
 
@@ -69,14 +67,7 @@ impl ProcTable {
 
     /// A process exec'd.
     pub fn exec(&mut self, tgid: u32, exe: Arc<str>, args: Arc<[String]>) {
-        self.procs.put(
-            tgid,
-            ProcInfo {
-                exe: Some(exe),
-                args,
-                attribution: Attribution::Exec,
-            },
-        );
+        self.procs.put(tgid, ProcInfo { exe: Some(exe), args, attribution: Attribution::Exec });
     }
 
     /// `child` was forked from `parent` and runs the same program.
@@ -89,9 +80,7 @@ impl ProcTable {
     /// What is known about `tgid`; reads `/proc/<tgid>` on a miss.
     pub fn get(&mut self, tgid: u32) -> Option<&ProcInfo> {
         if !self.procs.contains(&tgid) {
-            let info = procfs::process::Process::new(tgid as i32)
-                .ok()
-                .and_then(|p| read_proc(&p))?;
+            let info = procfs::process::Process::new(tgid as i32).ok().and_then(|p| read_proc(&p))?;
             self.procs.put(tgid, info);
         }
         self.procs.get(&tgid)
@@ -99,17 +88,10 @@ impl ProcTable {
 }
 
 fn read_proc(p: &procfs::process::Process) -> Option<ProcInfo> {
-    let exe = p
-        .exe()
-        .ok()
-        .map(|e| Arc::from(e.to_string_lossy().as_ref()));
+    let exe = p.exe().ok().map(|e| Arc::from(e.to_string_lossy().as_ref()));
     let args: Arc<[String]> = p.cmdline().unwrap_or_default().into();
     // Kernel threads have neither; they are still attributed by their kernel fields.
-    (exe.is_some() || !args.is_empty()).then_some(ProcInfo {
-        exe,
-        args,
-        attribution: Attribution::Procfs,
-    })
+    (exe.is_some() || !args.is_empty()).then_some(ProcInfo { exe, args, attribution: Attribution::Procfs })
 }
 
 #[cfg(test)]
@@ -126,9 +108,6 @@ mod tests {
         assert_eq!(info.exe.as_deref(), exe.to_str());
         assert_eq!(info.attribution, Attribution::Procfs);
         table.fork(me, u32::MAX - 1);
-        assert_eq!(
-            table.get(u32::MAX - 1).unwrap().exe.as_deref(),
-            exe.to_str()
-        );
+        assert_eq!(table.get(u32::MAX - 1).unwrap().exe.as_deref(), exe.to_str());
     }
 }

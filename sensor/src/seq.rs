@@ -33,26 +33,17 @@ impl Seq {
     /// Opens (or creates) the state in `dir` and reserves the first block.
     pub fn open(dir: &Path) -> Result<Self, SeqError> {
         let path = dir.join("seq");
-        let err = |source| SeqError {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| SeqError { path: path.clone(), source };
         fs::create_dir_all(dir).map_err(err)?;
         let start = reserve(&path, None).map_err(err)?;
-        Ok(Self {
-            next: start,
-            reserved_until: start + BLOCK,
-            path,
-        })
+        Ok(Self { next: start, reserved_until: start + BLOCK, path })
     }
 
     /// The next number.
     pub fn take(&mut self) -> Result<u64, SeqError> {
         if self.next >= self.reserved_until {
-            let start = reserve(&self.path, Some(self.next)).map_err(|source| SeqError {
-                path: self.path.clone(),
-                source,
-            })?;
+            let start = reserve(&self.path, Some(self.next))
+                .map_err(|source| SeqError { path: self.path.clone(), source })?;
             self.next = self.next.max(start);
             self.reserved_until = self.next + BLOCK;
         }
@@ -65,12 +56,7 @@ impl Seq {
 /// Under an exclusive lock: reads the reserved end `r` (0 when new), writes
 /// `max(r, from) + BLOCK`, returns `max(r, from)`.
 fn reserve(path: &Path, from: Option<u64>) -> std::io::Result<u64> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
     // SAFETY: valid fd for the duration of the call.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error());

@@ -53,24 +53,12 @@ pub fn lookup_user(uid: u32) -> Option<String> {
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the call; buf outlives the use of pw's strings.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &raw mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &raw mut out,
-        )
-    };
+    let rc = unsafe { libc::getpwuid_r(uid, &raw mut pw, buf.as_mut_ptr().cast(), buf.len(), &raw mut out) };
     if rc != 0 || out.is_null() {
         return None;
     }
     // SAFETY: on success pw_name points to a NUL-terminated string inside buf.
-    Some(
-        unsafe { CStr::from_ptr(pw.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned())
 }
 
 /// `getgrgid_r`.
@@ -80,24 +68,12 @@ pub fn lookup_group(gid: u32) -> Option<String> {
     let mut gr: libc::group = unsafe { std::mem::zeroed() };
     let mut out: *mut libc::group = std::ptr::null_mut();
     // SAFETY: as in lookup_user.
-    let rc = unsafe {
-        libc::getgrgid_r(
-            gid,
-            &raw mut gr,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &raw mut out,
-        )
-    };
+    let rc = unsafe { libc::getgrgid_r(gid, &raw mut gr, buf.as_mut_ptr().cast(), buf.len(), &raw mut out) };
     if rc != 0 || out.is_null() {
         return None;
     }
     // SAFETY: as in lookup_user.
-    Some(
-        unsafe { CStr::from_ptr(gr.gr_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    Some(unsafe { CStr::from_ptr(gr.gr_name) }.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! NFS and SMB servers, descriptors passed to other processes). This module keeps a catalog
 //! of the protected files' metadata (so a deletion record can say which inode went and its
 //! last size), turns namespace events into `file.rename`, `file.delete`, `file.chmod`,
-//! `file.chown`, `file.truncate` and `file.link` records, and reports an access the kernel
+//! `file.chown` and `file.truncate` records, and reports an access the kernel
 //! programs did not explain as `file.access` with `mnsensor.observed_by: fanotify`.
 //!
 //! fanotify events are held for [`SETTLE`] before they are judged, so the ring buffer has been
@@ -40,7 +40,6 @@ pub struct Meta {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub nlink: u64,
 }
 
 impl Meta {
@@ -53,7 +52,6 @@ impl Meta {
             mode: m.mode() & 0o7777,
             uid: m.uid(),
             gid: m.gid(),
-            nlink: m.nlink(),
         })
     }
 }
@@ -178,7 +176,7 @@ impl Watch {
         }
     }
 
-    /// chmod, chown, link count and size changes, by comparing with the catalog.
+    /// chmod, chown and size changes, by comparing with the catalog.
     fn attrib(&mut self, d: &mut Decoder, ev: &FsEvent, snapshot: Option<Meta>, out: &mut Vec<Record>) {
         let Some(now) = snapshot else { return };
         let Some(before) = self.catalog.insert(ev.path.clone(), now) else { return };
@@ -194,11 +192,6 @@ impl Watch {
                 .set(attr::FILE_GROUP_ID, now.gid)
                 .set(attr::FILE_OLD_OWNER_ID, before.uid)
                 .set(attr::FILE_OLD_GROUP_ID, before.gid);
-            out.push(rec);
-        }
-        if now.nlink > before.nlink {
-            let mut rec = self.record(d, "file.link", ev, Some(now));
-            rec.set(attr::FILE_LINKS, now.nlink);
             out.push(rec);
         }
         self.size_change(d, ev, before, now, out);

@@ -180,6 +180,9 @@ fn schema_errors_are_located() {
     expect_errors(&[f.policies()], &[(&p, 5, 9, "mode `enforcing` is not one of: audit, enforce")]);
     let p = f.policy("p.yaml", &min.replace("apiVersion: mnsensor/v1", "apiVersion: mnsensor/v9"));
     expect_errors(&[f.policies()], &[(&p, 1, 13, "unsupported apiVersion")]);
+    // Shift_JIS (マイ) in a comment.
+    fs::write(&p, b"apiVersion: mnsensor/v1\n# \x83\x7d\x83\x43\n").expect("write");
+    expect_errors(&[f.policies()], &[(&p, 2, 3, "not valid UTF-8 (save it as UTF-8")]);
     let p = f.policy("p.yaml", "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {name: p\n");
     expect_errors(&[f.policies()], &[(&p, 3, 11, "YAML: unclosed bracket '{'")]);
 }

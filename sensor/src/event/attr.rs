@@ -68,7 +68,6 @@ pub const FILE_OWNER_ID: &str = "file.owner.id";
 pub const FILE_GROUP_ID: &str = "file.group.id";
 pub const FILE_OLD_OWNER_ID: &str = "mnsensor.file.old_owner.id";
 pub const FILE_OLD_GROUP_ID: &str = "mnsensor.file.old_group.id";
-pub const FILE_LINKS: &str = "mnsensor.file.links";
 pub const BACKEND_FILE_OBSERVER: &str = "mnsensor.backend.file_observer";
 pub const LOSS_FANOTIFY: &str = "mnsensor.loss.fanotify";
 

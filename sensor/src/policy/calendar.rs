@@ -91,9 +91,7 @@ fn is_between_holidays(day: Date, national: &BTreeMap<Date, &'static str>) -> bo
 /// this year, December has no holiday after the 23rd.
 fn national_holidays(year: i16) -> Vec<(Date, &'static str)> {
     let monday = |month: i8, nth: i8| {
-        date(year, month, 1)
-            .nth_weekday_of_month(nth, Weekday::Monday)
-            .expect("the nth Monday exists")
+        date(year, month, 1).nth_weekday_of_month(nth, Weekday::Monday).expect("the nth Monday exists")
     };
     let (umi, yama, sports) = match year {
         2020 => (date(2020, 7, 23), date(2020, 8, 10), date(2020, 7, 24)),
@@ -136,7 +134,10 @@ mod tests {
     use super::{is_year_end, jp_holiday, table};
 
     /// The lists published by 内閣府 (「国民の祝日」について), 2024–2027.
-    const OFFICIAL: &[(i16, &[(i8, i8, &str)])] = &[
+    /// (year, [(month, day, name)]).
+    type Year = (i16, &'static [(i8, i8, &'static str)]);
+
+    const OFFICIAL: &[Year] = &[
         (
             2024,
             &[
@@ -242,10 +243,8 @@ mod tests {
     fn matches_the_official_lists_2024_to_2027() {
         for (year, official) in OFFICIAL {
             let want: Vec<(Date, &str)> = official.iter().map(|&(m, day, n)| (d(*year, m, day), n)).collect();
-            let got: Vec<(Date, &str)> = table()
-                .range(d(*year, 1, 1)..=d(*year, 12, 31))
-                .map(|(k, v)| (*k, *v))
-                .collect();
+            let got: Vec<(Date, &str)> =
+                table().range(d(*year, 1, 1)..=d(*year, 12, 31)).map(|(k, v)| (*k, *v)).collect();
             assert_eq!(got, want, "holidays of {year}");
         }
     }

@@ -86,14 +86,15 @@ pub struct YamlError {
 pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
     let nodes: Vec<Spanned<Value>> =
         serde_saphyr::from_str_multiple_with_options(text, options()).map_err(|e| {
-            let pos = e.location().map_or(Pos::START, |l| Pos {
-                line: l.line().max(1),
-                column: l.column().max(1),
-            });
+            let pos =
+                e.location().map_or(Pos::START, |l| Pos { line: l.line().max(1), column: l.column().max(1) });
             let raw = serde_saphyr::DefaultMessageFormatter.format_message(e.without_snippet());
             YamlError {
                 pos,
-                message: raw.escape_debug().to_string(),
+                message: raw
+                    .chars()
+                    .map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() })
+                    .collect(),
             }
         })?;
     Ok(nodes.into_iter().map(node).collect())
@@ -126,13 +127,7 @@ fn options() -> Options {
 
 fn node(s: Spanned<Value>) -> Node {
     let l = s.referenced;
-    Node {
-        pos: Pos {
-            line: l.line(),
-            column: l.column(),
-        },
-        value: s.value,
-    }
+    Node { pos: Pos { line: l.line(), column: l.column() }, value: s.value }
 }
 
 impl<'de> Deserialize<'de> for Value {
@@ -162,9 +157,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(v))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        i128::try_from(v)
-            .map(Value::Int)
-            .map_err(|_| E::custom("integer too large"))
+        i128::try_from(v).map(Value::Int).map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -271,15 +264,11 @@ mod tests {
     fn positions_and_duplicates_are_kept() {
         let docs = parse("a: 1\nb:\n  - x\n  - {c: d}\na: 2\n").unwrap();
         assert_eq!(docs.len(), 1);
-        let Value::Map(entries) = &docs[0].value else {
-            panic!("not a map: {:?}", docs[0])
-        };
+        let Value::Map(entries) = &docs[0].value else { panic!("not a map: {:?}", docs[0]) };
         assert_eq!(entries.len(), 3, "duplicate key kept");
         assert_eq!(entries[0].0.pos, Pos { line: 1, column: 1 });
         assert_eq!(entries[2].0.pos, Pos { line: 5, column: 1 });
-        let Value::Seq(items) = &entries[1].1.value else {
-            panic!()
-        };
+        let Value::Seq(items) = &entries[1].1.value else { panic!() };
         assert_eq!(items[1].pos.line, 4);
         assert_eq!(entries[0].1.value, Value::Int(1));
     }
