@@ -3,12 +3,14 @@
 //! One file per hook family: [`process`] (exec, fork, exit), [`file`] (opens of protected
 //! files), [`io`] (bytes read and written through them, close), [`net`] (TCP connect, accept, close). Shared plumbing: [`kread`] (every read of a
 //! kernel struct, at offsets userspace resolved from BTF), [`path`] (in-kernel path walk) and
-//! [`emit`] (ring buffer with batched wakeups and loss counters).
+//! [`emit`] (ring buffer with batched wakeups and loss counters); [`enforce`] carries out the
+//! `kill` action.
 #![no_std]
 #![no_main]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod emit;
+mod enforce;
 mod file;
 mod io;
 mod kread;

@@ -191,6 +191,30 @@ impl Programs {
         RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "EVENTS", source })
     }
 
+    /// Attaches the `kill` action's program to the exits of the open and exec syscalls and
+    /// returns the map of processes to kill.
+    pub fn enable_kill(&mut self, tracefs: &TraceFs) -> Result<HashMap<MapData, u32, u32>, BpfError> {
+        const EXITS: [&str; 7] = [
+            "sys_exit_open",
+            "sys_exit_openat",
+            "sys_exit_openat2",
+            "sys_exit_creat",
+            "sys_exit_open_by_handle_at",
+            "sys_exit_execve",
+            "sys_exit_execveat",
+        ];
+        let name = "kill_pending";
+        let prog: &mut TracePoint = program(&mut self.ebpf, name)?;
+        prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+        for event in EXITS.into_iter().filter(|e| tracefs.event_exists("syscalls", e)) {
+            prog.attach("syscalls", event).map_err(|source| BpfError::Program { program: name, source })?;
+            self.attached.push(format!("{name}@tracepoint/syscalls/{event}"));
+        }
+        self.ids.extend(prog.info().ok().map(|i| i.id()));
+        let map = self.ebpf.take_map("KILL_PENDING").ok_or(BpfError::Map { name: "KILL_PENDING", source: missing_map() })?;
+        HashMap::try_from(map).map_err(|source| BpfError::Map { name: "KILL_PENDING", source })
+    }
+
     /// Takes the map of open protected files (once).
     pub fn take_tracked(&mut self) -> Result<HashMap<MapData, u64, Tracked>, BpfError> {
         let map =

@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Configuration file (YAML); without it the embedded default is used.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Access policy file or directory (YAML, docs/policy.md); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
     /// Report file events for this file or directory (recursively); repeatable.
     #[arg(long, value_name = "PATH")]
     pub protect: Vec<PathBuf>,

@@ -24,6 +24,11 @@ pub struct Config {
     pub drain_interval_ms: u64,
     /// Runtime state directory.
     pub state_dir: PathBuf,
+    /// Policy files or directories; empty: /etc/mnsensor/policies.d when it exists, else
+    /// the embedded default (which protects nothing).
+    pub policies: Vec<PathBuf>,
+    /// How `enforce`-mode policies are enforced.
+    pub enforcement: Enforcement,
     /// Capacity of the kernel's protected-inode map: protected paths plus the files found
     /// below protected directories at start plus files created in them while running.
     pub max_protected_inodes: u32,
@@ -38,8 +43,35 @@ impl Default for Config {
             drain_interval_ms: 20,
             state_dir: PathBuf::from("/run/mnsensor"),
             max_protected_inodes: 65_536,
+            policies: Vec::new(),
+            enforcement: Enforcement::default(),
         }
     }
+}
+
+/// `enforcement:` settings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Enforcement {
+    /// Longest a process waits for a decision, in milliseconds; then `fail_mode` applies
+    /// and an alert is written.
+    pub deadline_ms: u64,
+    /// `open` (allow when late: the file server keeps serving) or `closed` (deny when late).
+    pub fail_mode: FailMode,
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        Self { deadline_ms: 200, fail_mode: FailMode::Open }
+    }
+}
+
+/// What a late decision becomes.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Open,
+    Closed,
 }
 
 /// A configuration that could not be read or is invalid.
@@ -103,6 +135,12 @@ impl Config {
             return Err(invalid(format!(
                 "max_protected_inodes must be 16..=4194304, got {}",
                 self.max_protected_inodes
+            )));
+        }
+        if !(10..=10_000).contains(&self.enforcement.deadline_ms) {
+            return Err(invalid(format!(
+                "enforcement.deadline_ms must be 10..=10000, got {}",
+                self.enforcement.deadline_ms
             )));
         }
         if self.outputs.is_empty() {

@@ -11,9 +11,10 @@ use tokio::{
 
 use crate::{
     bpf::{BpfError, LossCounters, Programs},
-    config::Config,
+    config::{Config, FailMode},
+    enforce::{self, Enforcement},
     event::{self, Decoder, Record, attr, time::Clock},
-    fanotify::{self, Observer},
+    fanotify::{self, Observer, ResponderOptions},
     kernel::{self, KernelError},
     output::{Output, OutputError},
     proctable::ProcTable,
@@ -36,6 +37,8 @@ pub enum DaemonError {
     Bpf(#[from] BpfError),
     #[error(transparent)]
     Seq(#[from] SeqError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyErrors),
     /// Signal handlers or the ring buffer's readiness could not be set up.
     #[error("cannot set up {what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
@@ -53,7 +56,15 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let config = spec.config;
     // Bad input first, before anything touches the kernel.
     let outputs = config.outputs.iter().map(|s| Output::open(s)).collect::<Result<Vec<_>, _>>()?;
-    let protect = ProtectSet::resolve(&config.protect, config.max_protected_inodes as usize)?;
+    let policy_sources = policy_sources(&config.policies);
+    let policy_set = if policy_sources.is_empty() {
+        crate::policy::PolicySet::embedded()?
+    } else {
+        crate::policy::PolicySet::load(&policy_sources)?
+    };
+    let mut protect_paths = config.protect.clone();
+    protect_paths.extend(enforce::protected_paths(&policy_set));
+    let protect = ProtectSet::resolve(&protect_paths, config.max_protected_inodes as usize)?;
     if protect.overflow > 0 {
         tracing::warn!(
             files = protect.overflow,
@@ -69,6 +80,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let io_err = |what| move |source| DaemonError::Io { what, source };
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("the SIGINT handler"))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("the SIGTERM handler"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io_err("the SIGHUP handler"))?;
     let seq = Seq::open(&config.state_dir)?;
 
     let mut programs = Programs::load(
@@ -81,6 +93,16 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let ring = programs.take_ring()?;
     let losses = programs.take_loss_counters()?;
     let tracked = programs.take_tracked()?;
+    let kill = if enforce::uses_kill(&policy_set) { Some(programs.enable_kill(&preflight.tracefs)?) } else { None };
+    let responder_opts = ResponderOptions {
+        deadline: Duration::from_millis(config.enforcement.deadline_ms),
+        fail_mode: match config.enforcement.fail_mode {
+            FailMode::Open => fanotify::FailMode::FailOpen,
+            FailMode::Closed => fanotify::FailMode::FailClosed,
+        },
+        ..ResponderOptions::default()
+    };
+    let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
     let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
@@ -96,10 +118,14 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         outputs: outputs.iter().map(|o| o.spec().to_owned()).collect(),
         ring_buffer_bytes: config.ring_buffer_bytes,
         processes_seeded: seeded,
+        policy_hash: enforcement.policies.current().hash().to_owned(),
+        policy_files: enforcement.files(),
+        enforcement: enforcement.backends.clone(),
     };
     let mut decoder = Decoder {
         open_files: std::collections::HashMap::new(),
         recent_closes: std::collections::VecDeque::new(),
+        opens: Vec::new(),
         procs,
         names: Names::default(),
         clock: Clock::now(),
@@ -120,6 +146,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         losses,
         tracked,
         watch,
+        enforcement,
         decoder,
         sink,
         delivered: 0,
@@ -136,6 +163,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
+            _ = sighup.recv() => consumer.reload()?,
             _ = sigterm.recv() => break "SIGTERM",
             guard = consumer.ring.readable_mut() => {
                 let mut guard = guard.map_err(io_err("ring buffer polling"))?;
@@ -159,6 +187,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 consumer.settle(false)?;
             }
             _ = second.tick() => {
+                if consumer.enforcement.changed() {
+                    consumer.reload()?;
+                }
                 consumer.report_loss()?;
                 consumer.decoder.clock = Clock::now();
                 consumer.sink.flush();
@@ -167,6 +198,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     };
 
     // Stop producing, then collect everything that was produced.
+    consumer.enforcement.stop();
     drop(programs);
     if let Some(afd) = observer.as_mut() {
         let obs = afd.get_mut();
@@ -180,6 +212,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     drop(observer);
     consumer.drain()?;
     consumer.settle(true)?;
+    consumer.decisions()?;
     consumer.report_loss()?;
     consumer.close_tracked(None, "sensor_stop")?;
     let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
@@ -187,6 +220,16 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.sink.flush();
     tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
     Ok(())
+}
+
+/// The policy files or directories in use: as configured, else the installed directory when
+/// it exists, else none (the embedded default).
+fn policy_sources(configured: &[PathBuf]) -> Vec<PathBuf> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    let installed = PathBuf::from(crate::policy::DEFAULT_POLICY_DIR);
+    if installed.is_dir() { vec![installed] } else { Vec::new() }
 }
 
 /// Starts the fanotify observer on the protected trees; without it (old kernel, limits) the
@@ -256,6 +299,7 @@ struct Consumer {
     losses: LossCounters,
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
     watch: Watch,
+    enforcement: Enforcement,
     decoder: Decoder,
     sink: Sink,
     delivered: u64,
@@ -315,11 +359,59 @@ impl Consumer {
         Ok(())
     }
 
-    /// Writes the records of fanotify events that have settled.
+    /// Writes the records of fanotify events that have settled, and the decisions made.
     fn settle(&mut self, all: bool) -> Result<(), DaemonError> {
         for rec in self.watch.settle(&mut self.decoder, all) {
             self.sink.emit(&rec)?;
         }
+        self.decisions()
+    }
+
+    /// Judges audit-mode accesses from the kernel's open records, and writes every decision
+    /// (from the responder too) and every responder notice.
+    fn decisions(&mut self) -> Result<(), DaemonError> {
+        let set = self.enforcement.policies.current();
+        for open in std::mem::take(&mut self.decoder.opens) {
+            let path = std::path::Path::new(&open.path);
+            if set.protects(path) && !enforce::enforced(&set, path) {
+                let exe = self.decoder.procs.get(open.task.tgid).and_then(|p| p.exe.as_deref().map(PathBuf::from));
+                self.enforcement.decider.decide(
+                    open.task.tgid,
+                    path,
+                    open.dev,
+                    open.ino,
+                    open.ops,
+                    "kernel",
+                    Some((open.task, exe)),
+                );
+            }
+        }
+        for ev in self.enforcement.take_decisions() {
+            let rec = event::decision::record(&mut self.decoder, &ev);
+            self.sink.emit(&rec)?;
+        }
+        for notice in self.enforcement.take_notices() {
+            let rec = event::sensor::alert(Clock::realtime_ns(), &notice);
+            self.sink.emit(&rec)?;
+        }
+        Ok(())
+    }
+
+    /// Reloads the policy set (SIGHUP or a changed file): the whole new set or nothing.
+    fn reload(&mut self) -> Result<(), DaemonError> {
+        let rec = match self.enforcement.reload() {
+            Ok(hash) => {
+                tracing::info!(hash, "Policy set reloaded.");
+                event::sensor::policy_reloaded(Clock::realtime_ns(), &hash, &self.enforcement.files())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Policy reload failed; the previous set stays in force.");
+                let hash = self.enforcement.policies.current().hash().to_owned();
+                event::sensor::policy_error(Clock::realtime_ns(), &hash, &e.to_string())
+            }
+        };
+        self.sink.emit(&rec)?;
+        self.sink.flush();
         Ok(())
     }
 
@@ -332,7 +424,8 @@ impl Consumer {
         }
         let now = Clock::realtime_ns();
         let fanotify = std::mem::take(&mut self.watch.lost);
-        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify) {
+        let decisions = self.enforcement.decider.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify, decisions) {
             self.lost_total += delta.iter().sum::<u64>();
             tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
             self.sink.emit(&rec)?;

@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => Config::embedded()?,
             };
             config.protect.extend(args.protect);
+            config.policies.extend(args.policy);
             if !args.output.is_empty() {
                 config.outputs = args.output;
             }

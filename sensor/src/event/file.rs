@@ -22,6 +22,17 @@ pub struct OpenFile {
     pub ino: u64,
 }
 
+/// An open of a protected file, for policy judgement.
+#[derive(Clone, Debug)]
+pub struct OpenSeen {
+    pub task: Task,
+    pub path: String,
+    /// Userspace `dev_t` of the file.
+    pub dev: u64,
+    pub ino: u64,
+    pub ops: crate::policy::OpSet,
+}
+
 /// Most open protected files remembered (the kernel's `TRACKED` map holds 65,536).
 const MAX_OPEN_FILES: usize = 65_536;
 
@@ -44,6 +55,15 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
         .set_opt(attr::FILE_FD, (ev.fd >= 0).then_some(ev.fd))
         .set_opt(attr::SYSCALL, syscall_name(ev.syscall))
         .set_opt(attr::PROTECTED_PATH, protected.as_deref());
+    if d.opens.len() < MAX_OPEN_FILES {
+        d.opens.push(OpenSeen {
+            task: ev.header.task,
+            path: path.clone(),
+            dev: libc::makedev(ev.dev >> 20, ev.dev & 0xf_ffff),
+            ino: ev.ino,
+            ops: open_ops(ev.flags, ev.fmode),
+        });
+    }
     if d.open_files.len() < MAX_OPEN_FILES {
         d.open_files.insert(ev.file, OpenFile { path, protected, opener: ev.header.task.tgid, dev: ev.dev, ino: ev.ino });
     }
@@ -121,6 +141,25 @@ fn add_stats(d: &Decoder, rec: &mut Record, s: &Tracked, protected: Option<Strin
         .set(attr::FILE_OPENER_PID, s.opener.tgid)
         .set(attr::FILE_OPENER_USER_ID, s.opener.euid)
         .set_opt(attr::PROTECTED_PATH, protected);
+}
+
+/// The policy operations of an open: read and/or write by the access mode, create when the
+/// open created the file.
+fn open_ops(flags: u32, fmode: u32) -> crate::policy::OpSet {
+    use crate::policy::Op;
+    let mut ops = crate::policy::OpSet::EMPTY;
+    match flags as i32 & libc::O_ACCMODE {
+        libc::O_RDONLY => ops.insert(Op::Read),
+        libc::O_WRONLY => ops.insert(Op::Write),
+        _ => {
+            ops.insert(Op::Read);
+            ops.insert(Op::Write);
+        }
+    }
+    if fmode & FMODE_CREATED != 0 {
+        ops.insert(Op::Create);
+    }
+    ops
 }
 
 fn access(flags: u32) -> &'static str {

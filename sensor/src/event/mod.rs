@@ -4,6 +4,7 @@
 //! types) and `sensor-ebpf/src/<family>.rs` (kernel half). Attribute keys: [`attr`], the
 //! schema: docs/events.md.
 pub mod attr;
+pub mod decision;
 pub mod file;
 pub mod net;
 pub mod path;
@@ -40,6 +41,9 @@ pub struct Decoder {
     /// Recent closes `(when, tgid, dev, ino)`: an access fanotify reports just after the
     /// close record was decoded is still explained.
     pub recent_closes: std::collections::VecDeque<(std::time::Instant, u32, u32, u64)>,
+    /// Opens of protected files decoded since the daemon last judged them against the
+    /// audit-mode policies.
+    pub opens: Vec<file::OpenSeen>,
     pub names: Names,
     pub clock: time::Clock,
     pub protect: ProtectSet,

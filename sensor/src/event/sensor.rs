@@ -2,6 +2,7 @@
 use sensor_common::event::{KIND_SLOTS, Kind};
 
 use super::{Record, attr, name_of, time::rfc3339};
+use crate::fanotify::Notice;
 
 /// What `sensor.start` reports.
 pub struct StartInfo {
@@ -17,6 +18,10 @@ pub struct StartInfo {
     pub outputs: Vec<String>,
     pub ring_buffer_bytes: u32,
     pub processes_seeded: usize,
+    pub policy_hash: String,
+    pub policy_files: Vec<String>,
+    /// `policy=backend` per policy (`fanotify`, `audit`, `none`).
+    pub enforcement: Vec<String>,
 }
 
 /// `sensor.start`.
@@ -36,7 +41,48 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::CONFIG_PROTECT, info.protect.clone())
         .set(attr::CONFIG_OUTPUTS, info.outputs.clone())
         .set(attr::CONFIG_RING_BUFFER_BYTES, info.ring_buffer_bytes)
-        .set(attr::PROCESSES_SEEDED, info.processes_seeded);
+        .set(attr::PROCESSES_SEEDED, info.processes_seeded)
+        .set(attr::POLICY_HASH, info.policy_hash.as_str())
+        .set(attr::POLICY_FILES, info.policy_files.clone())
+        .set(attr::ENFORCEMENT_BACKENDS, info.enforcement.clone());
+    rec
+}
+
+/// `sensor.policy_reloaded`: a new policy set is in force.
+pub fn policy_reloaded(time_ns: i128, hash: &str, files: &[String]) -> Record {
+    let mut rec = Record::new("sensor.policy_reloaded", time_ns);
+    rec.set(attr::POLICY_HASH, hash).set(attr::POLICY_FILES, files.to_vec());
+    rec
+}
+
+/// `sensor.policy_error`: a reload failed; the set with `hash` stays in force.
+pub fn policy_error(time_ns: i128, hash: &str, error: &str) -> Record {
+    let mut rec = Record::new("sensor.policy_error", time_ns);
+    rec.set(attr::POLICY_HASH, hash).set(attr::POLICY_ERROR, error);
+    rec
+}
+
+/// `sensor.alert`: enforcement could not decide as it should (late decision, overload…).
+pub fn alert(time_ns: i128, notice: &Notice) -> Record {
+    let mut rec = Record::new("sensor.alert", time_ns);
+    let (kind, pid, path, applied) = match notice {
+        Notice::DeadlineExpired { pid, path, applied } => ("deadline_expired", Some(*pid), Some(path), Some(*applied)),
+        Notice::Overloaded { pid, path, applied } => ("overloaded", Some(*pid), Some(path), Some(*applied)),
+        Notice::DecisionPanicked { pid, path, applied } => ("decision_failed", Some(*pid), Some(path), Some(*applied)),
+        Notice::QueueOverflow => ("queue_overflow", None, None, None),
+        Notice::Unwatched { path } => ("unwatched", None, Some(path), None),
+        Notice::Error { message } => {
+            rec.set(attr::POLICY_ERROR, message.as_str());
+            ("error", None, None, None)
+        }
+    };
+    rec.set(attr::ALERT_KIND, kind)
+        .set_opt(attr::PROCESS_PID, pid)
+        .set_opt(attr::FILE_PATH, path.map(|p| p.display().to_string()))
+        .set_opt(
+            attr::DECISION,
+            applied.map(|v| if v == crate::fanotify::Verdict::Allow { "allow" } else { "deny" }),
+        );
     rec
 }
 
@@ -54,9 +100,10 @@ pub fn event_loss(
     to_ns: i128,
     lost: &[u64; KIND_SLOTS as usize],
     fanotify: u64,
+    decisions: u64,
 ) -> Option<Record> {
     let total: u64 = lost.iter().sum();
-    if total == 0 && fanotify == 0 {
+    if total == 0 && fanotify == 0 && decisions == 0 {
         return None;
     }
     let mut rec = Record::new("sensor.event_loss", to_ns);
@@ -65,6 +112,9 @@ pub fn event_loss(
         .set(attr::LOSS_INTERVAL_END, rfc3339(to_ns));
     if fanotify > 0 {
         rec.set(attr::LOSS_FANOTIFY, fanotify);
+    }
+    if decisions > 0 {
+        rec.set(attr::LOSS_DECISIONS, decisions);
     }
     for kind in Kind::ALL {
         let n = lost[kind as usize];
@@ -85,11 +135,11 @@ mod tests {
 
     #[test]
     fn loss_record_counts_per_kind() {
-        assert!(event_loss(0, 1, &[0; 9], 0).is_none());
+        assert!(event_loss(0, 1, &[0; 9], 0, 0).is_none());
         let mut lost = [0u64; 9];
         lost[4] = 12;
         lost[1] = 3;
-        let rec = event_loss(0, 1_000_000_000, &lost, 0).unwrap();
+        let rec = event_loss(0, 1_000_000_000, &lost, 0, 0).unwrap();
         assert_eq!(rec.get("mnsensor.loss.count"), Some(&15.into()));
         assert_eq!(rec.get("mnsensor.loss.file.open"), Some(&12.into()));
         assert_eq!(rec.get("mnsensor.loss.process.exec"), Some(&3.into()));

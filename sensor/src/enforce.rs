@@ -1,0 +1,450 @@
+//! Access decisions: the policy set applied to accesses of protected files.
+//!
+//! Two places ask for decisions:
+//! - the fanotify permission responder, for trees of `enforce`-mode policies: the opening
+//!   process waits until [`Decider::decide`] answers; `deny` and `kill` become `EPERM`, and
+//!   `kill` also marks the process in the kernel's `KILL_PENDING` map so it is killed when
+//!   its open returns;
+//! - the daemon, for `audit`-mode policies, from the kernel's `file.open` records (nothing
+//!   waits on them).
+//!
+//! Every verdict other than `allow` becomes a [`DecisionEvent`] and a `policy.decision`
+//! record. Decisions are cached per (subject, program, file, operations) for a second and
+//! dropped whenever the policy set changes.
+use std::{
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use lru::LruCache;
+use sensor_common::event::Task;
+
+use crate::{
+    fanotify::{Notice, PermissionRequest, Responder, ResponderOptions, Verdict as FanVerdict},
+    policy::{
+        AccessRequest, Action, Decision, Executable, Mode, Op, OpSet, PolicyErrors, PolicySet, ProtectTarget, Verdict,
+    },
+    scan,
+};
+
+/// How long a cached decision is trusted (schedules change at minute boundaries).
+const CACHE_TTL: Duration = Duration::from_secs(1);
+/// Decisions cached.
+const CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
+
+/// The policy set in force, swapped whole on reload.
+pub struct Policies {
+    set: RwLock<Arc<PolicySet>>,
+    generation: AtomicU64,
+}
+
+impl Policies {
+    pub fn new(set: PolicySet) -> Self {
+        Self { set: RwLock::new(Arc::new(set)), generation: AtomicU64::new(0) }
+    }
+
+    /// The set in force.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.set.read().map_or_else(|p| p.into_inner().clone(), |s| s.clone())
+    }
+
+    /// Replaces the set; no decision is made without a set during the swap.
+    pub fn replace(&self, set: PolicySet) {
+        let new = Arc::new(set);
+        match self.set.write() {
+            Ok(mut s) => *s = new,
+            Err(p) => *p.into_inner() = new,
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+/// A decision worth a record.
+#[derive(Clone, Debug)]
+pub struct DecisionEvent {
+    /// Wall-clock time of the decision (ns since the epoch).
+    pub time_ns: i128,
+    /// The process, as `/proc` showed it.
+    pub task: Option<Task>,
+    pub pid: u32,
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub ops: OpSet,
+    pub decision: Decision,
+    /// Hash of the policy set that decided.
+    pub hash: String,
+    /// `fanotify` (the access waited for the decision) or `kernel` (judged from the kernel's
+    /// record; the access was not held).
+    pub enforcement: &'static str,
+}
+
+/// Who acts, read from `/proc` (the process is blocked in the open while we read).
+struct Subject {
+    task: Task,
+    fsuid: u32,
+    exe: Option<PathBuf>,
+}
+
+fn subject(pid: u32) -> Option<Subject> {
+    let proc = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
+    let status = proc.status().ok()?;
+    let task = scan::task_of_pid(pid)?;
+    Some(Subject { task, fsuid: status.fuid, exe: proc.exe().ok() })
+}
+
+type CacheKey = (u32, Option<u32>, Option<PathBuf>, u64, u64, u8);
+
+/// Decides accesses with the policy set in force.
+pub struct Decider {
+    policies: Arc<Policies>,
+    cache: Mutex<LruCache<CacheKey, (Decision, Instant, u64)>>,
+    events: mpsc::SyncSender<DecisionEvent>,
+    kill: Option<Mutex<BpfHashMap<MapData, u32, u32>>>,
+    /// Decision events dropped because the daemon fell behind.
+    pub dropped: AtomicU64,
+}
+
+impl Decider {
+    pub fn new(
+        policies: Arc<Policies>,
+        events: mpsc::SyncSender<DecisionEvent>,
+        kill: Option<BpfHashMap<MapData, u32, u32>>,
+    ) -> Self {
+        Self {
+            policies,
+            cache: Mutex::new(LruCache::new(CACHE_SIZE)),
+            events,
+            kill: kill.map(Mutex::new),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The fanotify permission callback: `deny` and `kill` refuse the open.
+    pub fn on_permission(&self, req: &PermissionRequest) -> FanVerdict {
+        let mut ops = OpSet::EMPTY;
+        if req.mask.exec {
+            ops.insert(Op::Exec);
+        }
+        if req.mask.open || req.mask.access {
+            ops = ops_of_open(req.pid, ops);
+        }
+        let d = self.decide(req.pid, &req.path, req.dev, req.ino, ops, "fanotify", None);
+        match d.verdict {
+            Verdict::Deny => FanVerdict::Deny,
+            Verdict::Kill => {
+                self.mark_kill(req.pid);
+                FanVerdict::Deny
+            }
+            _ => FanVerdict::Allow,
+        }
+    }
+
+    /// Decides one access, records it when it is not a plain allow, and returns it. `task`
+    /// is the acting task when the caller has it from the kernel.
+    #[expect(clippy::too_many_arguments, reason = "one access has this many facets")]
+    pub fn decide(
+        &self,
+        pid: u32,
+        path: &Path,
+        dev: u64,
+        ino: u64,
+        ops: OpSet,
+        enforcement: &'static str,
+        task: Option<(Task, Option<PathBuf>)>,
+    ) -> Decision {
+        let (task, fsuid, exe) = match task {
+            Some((t, exe)) => (Some(t), t.euid, exe),
+            None => match subject(pid) {
+                Some(s) => (Some(s.task), s.fsuid, s.exe),
+                None => (None, u32::MAX, None),
+            },
+        };
+        let auid = task.map(|t| t.auid).filter(|a| *a != u32::MAX);
+        let generation = self.policies.generation();
+        let key: CacheKey = (fsuid, auid, exe.clone(), dev, ino, ops_bits(ops));
+        let cached = self.cache.lock().ok().and_then(|mut c| {
+            c.get(&key).filter(|(_, at, g)| *g == generation && at.elapsed() < CACHE_TTL).map(|(d, ..)| d.clone())
+        });
+        let set = self.policies.current();
+        let decision = cached.unwrap_or_else(|| {
+            let program = exe.as_deref().unwrap_or_else(|| Path::new(""));
+            let req = AccessRequest {
+                path,
+                ops,
+                uid: fsuid,
+                auid,
+                program: Executable { path: program, sha256: None },
+                time: jiff::Timestamp::now().into(),
+            };
+            let d = set.evaluate(&req);
+            if let Ok(mut c) = self.cache.lock() {
+                c.put(key, (d.clone(), Instant::now(), generation));
+            }
+            d
+        });
+        if decision.verdict != Verdict::Allow {
+            let ev = DecisionEvent {
+                time_ns: crate::event::time::Clock::realtime_ns(),
+                task,
+                pid,
+                path: path.to_owned(),
+                dev,
+                ino,
+                ops,
+                decision: decision.clone(),
+                hash: set.hash().to_owned(),
+                enforcement,
+            };
+            if self.events.try_send(ev).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        decision
+    }
+
+    fn mark_kill(&self, pid: u32) {
+        if let Some(map) = &self.kill
+            && let Ok(mut map) = map.lock()
+            && let Err(e) = map.insert(pid, 1, 0)
+        {
+            tracing::error!(pid, error = %e, "Could not mark a process for the kill action; its open is denied.");
+        }
+    }
+}
+
+/// Whether an `enforce`-mode policy uses the `kill` action.
+pub fn uses_kill(set: &PolicySet) -> bool {
+    set.policies().iter().any(|p| p.mode == Mode::Enforce && p.default.action == Action::Kill)
+}
+
+/// Files and directories the policies protect: path targets as given, glob targets
+/// expanded below their base directory (files that exist now).
+pub fn protected_paths(set: &PolicySet) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in set.policies() {
+        for spec in set.protect_specs().iter().filter(|s| *s.policy == *p.name) {
+            match &spec.target {
+                ProtectTarget::Path(path) => out.push(path.clone()),
+                ProtectTarget::Glob { base, .. } => glob_files(p, base, &mut out),
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn glob_files(policy: &crate::policy::compile::Policy, dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => glob_files(policy, &path, out),
+            Ok(t) if t.is_file() && policy.covering(&path).is_some() => out.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// Trees the permission responder must watch: those of `enforce`-mode policies (a glob
+/// target's base directory; its decisions check the pattern).
+pub fn enforced_trees(set: &PolicySet) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = set
+        .protect_specs()
+        .into_iter()
+        .filter(|s| s.mode == Mode::Enforce)
+        .map(|s| match s.target {
+            ProtectTarget::Path(p) => p,
+            ProtectTarget::Glob { base, .. } => base,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether an `enforce`-mode policy covers `path` (its accesses are decided by the
+/// responder; the daemon judges the others from the kernel records).
+pub fn enforced(set: &PolicySet, path: &Path) -> bool {
+    set.policies().iter().any(|p| p.mode == Mode::Enforce && p.covering(path).is_some())
+}
+
+fn ops_bits(ops: OpSet) -> u8 {
+    Op::ALL.iter().enumerate().filter(|(_, op)| ops.contains(**op)).fold(0, |b, (i, _)| b | (1 << i))
+}
+
+/// The operations of an open that waits in a permission event: fanotify does not say how
+/// the file is opened, so the flags are read from the waiting thread's syscall arguments
+/// (`/proc/<pid>/task/<tid>/syscall`). Read when they cannot be found.
+fn ops_of_open(pid: u32, mut ops: OpSet) -> OpSet {
+    ops.insert(Op::Read);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return ops };
+    for t in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(t.path().join("syscall")) else { continue };
+        let mut words = text.split_whitespace();
+        let nr: i64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(-1);
+        let args: Vec<u64> =
+            words.take(6).filter_map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok()).collect();
+        // x86_64: open(path, flags), openat(dfd, path, flags), creat(path, mode).
+        let flags = match nr {
+            2 => args.get(1).copied(),
+            257 => args.get(2).copied(),
+            85 => Some((libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64),
+            _ => None,
+        };
+        if let Some(flags) = flags {
+            let flags = flags as i32;
+            if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+                ops.insert(Op::Write);
+            }
+            if flags & libc::O_ACCMODE == libc::O_WRONLY {
+                ops = ops.minus(read_only());
+            }
+            if flags & libc::O_CREAT != 0 {
+                ops.insert(Op::Create);
+            }
+            break;
+        }
+    }
+    ops
+}
+
+fn read_only() -> OpSet {
+    let mut r = OpSet::EMPTY;
+    r.insert(Op::Read);
+    r
+}
+
+/// Enforcement as the daemon runs it: the policy set, the decider, the permission responder
+/// and the reload state.
+pub struct Enforcement {
+    pub policies: Arc<Policies>,
+    pub decider: Arc<Decider>,
+    decisions: mpsc::Receiver<DecisionEvent>,
+    responder: Option<Responder>,
+    notices: Option<tokio::sync::mpsc::Receiver<Notice>>,
+    /// The policy files or directories, for reloads.
+    sources: Vec<PathBuf>,
+    fingerprint: Vec<(PathBuf, i64, u64, u64)>,
+    /// `policy=backend` for each policy, for `sensor.start`.
+    pub backends: Vec<String>,
+}
+
+impl Enforcement {
+    /// Starts the responder on the trees of `enforce`-mode policies. A policy that asks for
+    /// enforcement on a machine that cannot enforce is reported loudly and listed with
+    /// backend `none`, never downgraded in silence.
+    pub fn start(
+        set: PolicySet,
+        sources: Vec<PathBuf>,
+        kill: Option<BpfHashMap<MapData, u32, u32>>,
+        opts: ResponderOptions,
+    ) -> Self {
+        let trees = enforced_trees(&set);
+        let names: Vec<(String, Mode)> = set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
+        let policies = Arc::new(Policies::new(set));
+        let (tx, decisions) = mpsc::sync_channel(4096);
+        let decider = Arc::new(Decider::new(policies.clone(), tx, kill));
+        let mut responder = None;
+        if !trees.is_empty() {
+            let d = decider.clone();
+            match Responder::start(&trees, opts, Arc::new(move |req| d.on_permission(req))) {
+                Ok(r) => responder = Some(r),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "Policies in enforce mode cannot be enforced here: accesses are only recorded."
+                ),
+            }
+        }
+        let notices = responder.as_mut().and_then(Responder::notices);
+        let backends = names
+            .iter()
+            .map(|(name, mode)| match (mode, &responder) {
+                (Mode::Audit, _) => format!("{name}=audit"),
+                (Mode::Enforce, Some(_)) => format!("{name}=fanotify"),
+                (Mode::Enforce, None) => format!("{name}=none"),
+            })
+            .collect();
+        let fingerprint = fingerprint(&sources);
+        Self { policies, decider, decisions, responder, notices, sources, fingerprint, backends }
+    }
+
+    /// Decisions made since the last call.
+    pub fn take_decisions(&mut self) -> Vec<DecisionEvent> {
+        self.decisions.try_iter().collect()
+    }
+
+    /// Responder notices (late decisions, overload, unwatched directories) since the last call.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        let mut out = Vec::new();
+        if let Some(rx) = self.notices.as_mut() {
+            while let Ok(n) = rx.try_recv() {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    /// Whether the policy files changed since the last load.
+    pub fn changed(&self) -> bool {
+        !self.sources.is_empty() && fingerprint(&self.sources) != self.fingerprint
+    }
+
+    /// Loads the policy files again and swaps the set in when the whole new set is valid;
+    /// otherwise keeps the set in force. Returns the new hash.
+    pub fn reload(&mut self) -> Result<String, PolicyErrors> {
+        self.fingerprint = fingerprint(&self.sources);
+        if self.sources.is_empty() {
+            return Ok(self.policies.current().hash().to_owned());
+        }
+        let set = PolicySet::load(&self.sources)?;
+        if enforced_trees(&set) != enforced_trees(&self.policies.current()) {
+            tracing::warn!("The reloaded policies protect other trees; restart the sensor to watch them.");
+        }
+        let hash = set.hash().to_owned();
+        self.policies.replace(set);
+        Ok(hash)
+    }
+
+    /// Stops the responder (pending opens are allowed).
+    pub fn stop(&mut self) {
+        if let Some(r) = self.responder.take() {
+            r.stop();
+        }
+    }
+
+    /// The policy files, for `sensor.start`.
+    pub fn files(&self) -> Vec<String> {
+        self.policies.current().files().iter().map(|p| p.display().to_string()).collect()
+    }
+}
+
+/// (path, mtime, size, inode) of every policy file below `sources`.
+fn fingerprint(sources: &[PathBuf]) -> Vec<(PathBuf, i64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    for s in sources {
+        let mut paths = vec![s.clone()];
+        if let Ok(dir) = std::fs::read_dir(s) {
+            paths.extend(dir.flatten().map(|e| e.path()));
+        }
+        for p in paths {
+            if let Ok(m) = std::fs::metadata(&p) {
+                out.push((p, m.mtime_nsec() + m.mtime() * 1_000_000_000, m.size(), m.ino()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
