@@ -156,10 +156,12 @@ fn check_accepts_a_valid_set_and_prints_a_stable_hash() {
 
 #[test]
 fn shipped_policies_check() {
-    let root = mnsensor_tests::workspace_root();
-    let o = run(&["check", "--no-host-checks", path_str(&root.join("policies"))]);
+    // The shipped files are embedded so this also runs in the VM matrix (no workspace there).
+    let f = Fixture::new("shipped");
+    let default = f.policy("default.yaml", include_str!("../../policies/default.yaml"));
+    let o = run(&["check", "--no-host-checks", path_str(&default)]);
     assert_eq!(o.status.code(), Some(0), "policies/default.yaml: {}", describe(&o));
-    let example = root.join("policies/examples/payroll-mynumber.yaml");
+    let example = f.policy("payroll-mynumber.yaml", include_str!("../../policies/examples/payroll-mynumber.yaml"));
     let o = run(&["check", "--no-host-checks", path_str(&example)]);
     assert_eq!(o.status.code(), Some(0), "the example: {}", describe(&o));
     assert!(o.stdout.contains("payroll-mynumber [audit mode, default deny/high]"), "{}", describe(&o));

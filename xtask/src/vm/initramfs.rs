@@ -19,8 +19,13 @@ const APPLETS: &[&str] = &[
     "readlink", "touch", "printf", "uname", "cut", "tr", "sync",
 ];
 const FILES: &[(&str, &str)] = &[
-    ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
-    ("etc/group", "root:x:0:\nnobody:x:65534:\n"),
+    // Debian's first system users and groups: the policy tests name `daemon` and `bin`.
+    (
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nbin:x:2:2:bin:/bin:/bin/false\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    ),
+    ("etc/group", "root:x:0:\ndaemon:x:1:\nbin:x:2:\nnogroup:x:65534:\nnobody:x:65534:\n"),
     ("etc/nsswitch.conf", "passwd: files\ngroup: files\n"),
 ];
 const DIRS: &[&str] = &["bin", "dev", "etc", "proc", "root", "sys", "tests", "tmp"];
