@@ -8,6 +8,9 @@ pub struct KernelConfig {
     pub self_tgid: u32,
     /// Non-zero when at least one path is protected; file programs return early otherwise.
     pub file_events: u32,
+    /// Non-zero when the BPF LSM program enforces the compiled policies.
+    pub lsm_enforce: u32,
+    pub _pad: u32,
     /// Wake the consumer only when this many bytes wait in the ring buffer; below it the
     /// daemon drains on its own timer (batched wakeups, see docs/architecture.md).
     pub wakeup_bytes: u64,

@@ -15,7 +15,8 @@ use sensor_common::{
 pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::missing();
 
 #[unsafe(no_mangle)]
-pub(crate) static CONFIG: KernelConfig = KernelConfig { self_tgid: 0, file_events: 0, wakeup_bytes: 0 };
+pub(crate) static CONFIG: KernelConfig =
+    KernelConfig { self_tgid: 0, file_events: 0, lsm_enforce: 0, _pad: 0, wakeup_bytes: 0 };
 
 /// The offset of a field, read so that the compiler cannot fold the placeholder value.
 macro_rules! off {

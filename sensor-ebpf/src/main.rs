@@ -14,6 +14,7 @@ mod enforce;
 mod file;
 mod io;
 mod kread;
+mod lsm;
 mod net;
 mod path;
 mod process;

@@ -1,12 +1,16 @@
 //! Loading and attaching the kernel programs, and access to their maps.
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, ProgramError, RawTracePoint, TracePoint},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{FEntry, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{
     config::KernelConfig,
-    event::{KIND_SLOTS, file::Tracked},
+    event::{
+        KIND_SLOTS,
+        file::Tracked,
+        policy::{AllowKey, AllowProgramKey, PolicyDefault},
+    },
     offsets::KernelOffsets,
     path::{InodeKey, Protected},
 };
@@ -111,6 +115,7 @@ impl Programs {
         ring_buffer_bytes: u32,
         protect: &ProtectSet,
         max_protected_inodes: u32,
+        lsm_enforce: bool,
         tracefs: &TraceFs,
     ) -> Result<Self, BpfError> {
         if OBJECT.is_empty() {
@@ -120,6 +125,8 @@ impl Programs {
         let config = KernelConfig {
             self_tgid: std::process::id(),
             file_events: u32::from(file_events),
+            lsm_enforce: u32::from(lsm_enforce),
+            _pad: 0,
             wakeup_bytes: u64::from(ring_buffer_bytes / 4),
         };
         let mut ebpf = EbpfLoader::new()
@@ -215,6 +222,29 @@ impl Programs {
         HashMap::try_from(map).map_err(|source| BpfError::Map { name: "KILL_PENDING", source })
     }
 
+    /// Loads and attaches the BPF LSM program on `file_open` and returns its tables. Fails
+    /// where BPF LSM programs do not load (no `bpf` LSM, no BTF for the hook, policy).
+    pub fn enable_lsm(&mut self) -> Result<LsmMaps, BpfError> {
+        let name = "file_open";
+        let btf = aya::Btf::from_sys_fs()
+            .map_err(|e| BpfError::Program { program: name, source: ProgramError::Btf(e) })?;
+        let prog: &mut Lsm = program(&mut self.ebpf, name)?;
+        prog.load("file_open", &btf).map_err(|source| BpfError::Program { program: name, source })?;
+        prog.attach().map_err(|source| BpfError::Program { program: name, source })?;
+        self.ids.extend(prog.info().ok().map(|i| i.id()));
+        self.attached.push("file_open@lsm/file_open".to_owned());
+        let mut take = |name: &'static str| {
+            self.ebpf.take_map(name).ok_or(BpfError::Map { name, source: missing_map() })
+        };
+        let map_err = |name: &'static str| move |source| BpfError::Map { name, source };
+        Ok(LsmMaps {
+            rule_policy: Array::try_from(take("RULE_POLICY")?).map_err(map_err("RULE_POLICY"))?,
+            defaults: Array::try_from(take("POLICY_DEFAULT")?).map_err(map_err("POLICY_DEFAULT"))?,
+            any: HashMap::try_from(take("ALLOW_ANY")?).map_err(map_err("ALLOW_ANY"))?,
+            programs: HashMap::try_from(take("ALLOW_PROGRAM")?).map_err(map_err("ALLOW_PROGRAM"))?,
+        })
+    }
+
     /// Takes the map of open protected files (once).
     pub fn take_tracked(&mut self) -> Result<HashMap<MapData, u64, Tracked>, BpfError> {
         let map =
@@ -250,6 +280,44 @@ where
 {
     let prog = ebpf.program_mut(name).ok_or(BpfError::MissingProgram(name))?;
     prog.try_into().map_err(|source| BpfError::Program { program: name, source })
+}
+
+/// The BPF LSM program's tables.
+pub struct LsmMaps {
+    rule_policy: Array<MapData, u32>,
+    defaults: Array<MapData, PolicyDefault>,
+    any: HashMap<MapData, AllowKey, u32>,
+    programs: HashMap<MapData, AllowProgramKey, u32>,
+}
+
+impl LsmMaps {
+    /// Writes compiled tables: new entries first, then stale ones removed, so an allowed
+    /// access is never refused while the tables change.
+    pub fn update(&mut self, t: &crate::enforce::lsm::Tables) -> Result<(), BpfError> {
+        let err = |name: &'static str| move |source| BpfError::Map { name, source };
+        for (rule, policy) in &t.rule_policy {
+            self.rule_policy.set(*rule, *policy, 0).map_err(err("RULE_POLICY"))?;
+        }
+        for (id, d) in &t.defaults {
+            self.defaults.set(*id, *d, 0).map_err(err("POLICY_DEFAULT"))?;
+        }
+        for (k, v) in &t.any {
+            self.any.insert(k, v, 0).map_err(err("ALLOW_ANY"))?;
+        }
+        for (k, v) in &t.programs {
+            self.programs.insert(k, v, 0).map_err(err("ALLOW_PROGRAM"))?;
+        }
+        let stale: Vec<AllowKey> = self.any.keys().filter_map(Result::ok).filter(|k| !t.any.contains_key(k)).collect();
+        for k in stale {
+            let _ = self.any.remove(&k);
+        }
+        let stale: Vec<AllowProgramKey> =
+            self.programs.keys().filter_map(Result::ok).filter(|k| !t.programs.contains_key(k)).collect();
+        for k in stale {
+            let _ = self.programs.remove(&k);
+        }
+        Ok(())
+    }
 }
 
 /// The per-CPU, per-kind counters of records the kernel could not deliver.

@@ -83,13 +83,26 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let mut sighup = signal(SignalKind::hangup()).map_err(io_err("the SIGHUP handler"))?;
     let seq = Seq::open(&config.state_dir)?;
 
+    // In-kernel enforcement where the BPF LSM is active (`bpf` in the LSM list); fanotify
+    // permission events otherwise.
+    let lsm_wanted = !enforce::enforced_trees(&policy_set).is_empty()
+        && kernel::preflight::lsm_list().is_some_and(|l| l.iter().any(|m| m == "bpf"));
     let mut programs = Programs::load(
         &resolved.offsets,
         config.ring_buffer_bytes,
         &protect,
         config.max_protected_inodes,
+        lsm_wanted,
         &preflight.tracefs,
     )?;
+    let lsm = match lsm_wanted.then(|| programs.enable_lsm()) {
+        Some(Ok(maps)) => Some((maps, protect.clone())),
+        Some(Err(e)) => {
+            tracing::info!(error = %e, "BPF LSM programs do not load here; enforcing with fanotify.");
+            None
+        }
+        None => None,
+    };
     let ring = programs.take_ring()?;
     let losses = programs.take_loss_counters()?;
     let tracked = programs.take_tracked()?;
@@ -102,7 +115,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         },
         ..ResponderOptions::default()
     };
-    let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts);
+    let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
     let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
@@ -126,6 +139,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         open_files: std::collections::HashMap::new(),
         recent_closes: std::collections::VecDeque::new(),
         opens: Vec::new(),
+        policies: enforcement.policies.clone(),
         procs,
         names: Names::default(),
         clock: Clock::now(),
@@ -190,6 +204,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 if consumer.enforcement.changed() {
                     consumer.reload()?;
                 }
+                consumer.enforcement.refresh_lsm(false);
                 consumer.report_loss()?;
                 consumer.decoder.clock = Clock::now();
                 consumer.sink.flush();

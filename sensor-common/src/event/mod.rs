@@ -5,6 +5,7 @@
 
 pub mod file;
 pub mod net;
+pub mod policy;
 pub mod process;
 
 /// Event kinds. The numbers are part of the wire format between kernel and daemon: never
@@ -20,14 +21,15 @@ pub enum Kind {
     NetAccept = 6,
     NetClose = 7,
     FileClose = 8,
+    PolicyDecision = 9,
 }
 
 /// One more than the largest [`Kind`]: the size of the loss-counter map.
-pub const KIND_SLOTS: u32 = 9;
+pub const KIND_SLOTS: u32 = 10;
 
 impl Kind {
     /// Every kind, in number order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Exec,
         Self::Fork,
         Self::Exit,
@@ -36,6 +38,7 @@ impl Kind {
         Self::NetAccept,
         Self::NetClose,
         Self::FileClose,
+        Self::PolicyDecision,
     ];
 
     /// The kind with this wire number.

@@ -83,7 +83,6 @@ pub const POLICY_ERROR: &str = "mnsensor.policy.error";
 pub const ENFORCEMENT: &str = "mnsensor.enforcement";
 pub const ENFORCEMENT_BACKENDS: &str = "mnsensor.enforcement.backends";
 pub const ALERT_KIND: &str = "mnsensor.alert.kind";
-pub const LOSS_DECISIONS: &str = "mnsensor.loss.policy.decision";
 
 pub const NETWORK_TRANSPORT: &str = "network.transport";
 pub const NETWORK_TYPE: &str = "network.type";
@@ -118,7 +117,7 @@ pub const LOSS_INTERVAL_START: &str = "mnsensor.loss.interval.start";
 pub const LOSS_INTERVAL_END: &str = "mnsensor.loss.interval.end";
 
 /// Per-kind loss keys, `mnsensor.loss.<event.name>`, indexed like `event::name_of`.
-pub const LOSS_BY_EVENT: [(&str, &str); 8] = [
+pub const LOSS_BY_EVENT: [(&str, &str); 9] = [
     ("process.exec", "mnsensor.loss.process.exec"),
     ("process.fork", "mnsensor.loss.process.fork"),
     ("process.exit", "mnsensor.loss.process.exit"),
@@ -127,6 +126,7 @@ pub const LOSS_BY_EVENT: [(&str, &str); 8] = [
     ("network.accept", "mnsensor.loss.network.accept"),
     ("network.close", "mnsensor.loss.network.close"),
     ("file.close", "mnsensor.loss.file.close"),
+    ("policy.decision", "mnsensor.loss.policy.decision"),
 ];
 
 #[cfg(test)]

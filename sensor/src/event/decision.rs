@@ -44,3 +44,33 @@ fn reason(r: Reason) -> &'static str {
         Reason::NoEntryMatched => "no_entry_matched",
     }
 }
+
+/// `policy.decision` from the BPF LSM program (a refusal it applied in the kernel).
+pub fn from_kernel(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), super::DecodeError> {
+    use sensor_common::event::policy::{ACTION_KILL, LsmDecision};
+    let ev: Box<LsmDecision> = super::read_struct_prefix(bytes, std::mem::offset_of!(LsmDecision, data))?;
+    let avail = bytes.len() - std::mem::offset_of!(LsmDecision, data);
+    let path = super::path::from_kernel(&ev.data[..avail.min(ev.data.len()).min(ev.path_len as usize)]);
+    let set = d.policies.current();
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
+    let ops = crate::enforce::lsm::ops_of_combo(ev.combo);
+    let ops: Vec<&str> = Op::ALL.iter().filter(|op| ops.contains(**op)).map(|op| op.as_str()).collect();
+    d.add_task(&ev.header.task, rec);
+    d.add_program(ev.header.task.tgid, rec);
+    let policy = crate::enforce::lsm::policy_name(&set, ev.policy);
+    let severity = set.policies().iter().find(|p| Some(&*p.name) == policy.as_deref()).map(|p| p.default.severity);
+    rec.set(attr::FILE_PATH, path.as_str())
+        .set(attr::FILE_NAME, name)
+        .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir })
+        .set(attr::FILE_INODE, ev.ino)
+        .set(attr::FILE_DEVICE, device(ev.dev))
+        .set(attr::DECISION, if ev.action == ACTION_KILL { "kill" } else { "deny" })
+        .set(attr::POLICY_OPERATIONS, ops)
+        .set_opt(attr::POLICY_NAME, policy)
+        .set(attr::POLICY_REASON, "no_entry_matched")
+        .set_opt(attr::POLICY_SEVERITY, severity.map(|s| s.as_str()))
+        .set(attr::POLICY_MODE, "enforce")
+        .set(attr::POLICY_HASH, set.hash())
+        .set(attr::ENFORCEMENT, "bpf-lsm");
+    Ok(())
+}

@@ -29,6 +29,7 @@ pub const fn name_of(kind: Kind) -> &'static str {
         Kind::NetAccept => "network.accept",
         Kind::NetClose => "network.close",
         Kind::FileClose => "file.close",
+        Kind::PolicyDecision => "policy.decision",
     }
 }
 
@@ -44,6 +45,8 @@ pub struct Decoder {
     /// Opens of protected files decoded since the daemon last judged them against the
     /// audit-mode policies.
     pub opens: Vec<file::OpenSeen>,
+    /// The policy set in force (for the BPF LSM program's decision records).
+    pub policies: std::sync::Arc<crate::enforce::Policies>,
     pub names: Names,
     pub clock: time::Clock,
     pub protect: ProtectSet,
@@ -72,6 +75,7 @@ impl Decoder {
             Kind::Exit => process::exit(self, bytes, &mut rec)?,
             Kind::FileOpen => file::open(self, bytes, &mut rec)?,
             Kind::FileClose => file::close(self, bytes, &mut rec)?,
+            Kind::PolicyDecision => decision::from_kernel(self, bytes, &mut rec)?,
             Kind::NetConnect | Kind::NetAccept | Kind::NetClose => net::conn(self, kind, bytes, &mut rec)?,
         }
         rec.flag(attr::PATH_TRUNCATED, header.flags & FLAG_PATH_TRUNCATED != 0)

@@ -102,8 +102,10 @@ pub fn event_loss(
     fanotify: u64,
     decisions: u64,
 ) -> Option<Record> {
+    let mut lost = *lost;
+    lost[Kind::PolicyDecision as usize] += decisions;
     let total: u64 = lost.iter().sum();
-    if total == 0 && fanotify == 0 && decisions == 0 {
+    if total == 0 && fanotify == 0 {
         return None;
     }
     let mut rec = Record::new("sensor.event_loss", to_ns);
@@ -112,9 +114,6 @@ pub fn event_loss(
         .set(attr::LOSS_INTERVAL_END, rfc3339(to_ns));
     if fanotify > 0 {
         rec.set(attr::LOSS_FANOTIFY, fanotify);
-    }
-    if decisions > 0 {
-        rec.set(attr::LOSS_DECISIONS, decisions);
     }
     for kind in Kind::ALL {
         let n = lost[kind as usize];
@@ -135,8 +134,8 @@ mod tests {
 
     #[test]
     fn loss_record_counts_per_kind() {
-        assert!(event_loss(0, 1, &[0; 9], 0, 0).is_none());
-        let mut lost = [0u64; 9];
+        assert!(event_loss(0, 1, &[0; 10], 0, 0).is_none());
+        let mut lost = [0u64; 10];
         lost[4] = 12;
         lost[1] = 3;
         let rec = event_loss(0, 1_000_000_000, &lost, 0, 0).unwrap();

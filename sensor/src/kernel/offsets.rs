@@ -154,11 +154,17 @@ pub const SPECS: &[Spec] = &[
     wrapped("cred_euid", "cred", &["euid"], "val"),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/cred.h#L120
     wrapped("cred_egid", "cred", &["egid"], "val"),
+    // The filesystem uid: what permission checks (and policies) use.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/cred.h#L123
+    wrapped("cred_fsuid", "cred", &["fsuid"], "val"),
     // Inside an anonymous struct on 6.18.
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/mm_types.h#L975
     member("mm_struct_arg_start", "mm_struct", &["arg_start"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/mm_types.h#L975
     member("mm_struct_arg_end", "mm_struct", &["arg_end"]),
+    // The executable of the process (the BPF LSM backend identifies programs by it).
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/mm_types.h#L1012
+    member("mm_struct_exe_file", "mm_struct", &["exe_file"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/binfmts.h#L50
     member("linux_binprm_file", "linux_binprm", &["file"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs_struct.h#L15

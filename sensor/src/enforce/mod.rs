@@ -11,6 +11,8 @@
 //! Every verdict other than `allow` becomes a [`DecisionEvent`] and a `policy.decision`
 //! record. Decisions are cached per (subject, program, file, operations) for a second and
 //! dropped whenever the policy set changes.
+pub mod lsm;
+
 use std::{
     num::NonZeroUsize,
     path::{Path, PathBuf},
@@ -339,6 +341,10 @@ pub struct Enforcement {
     fingerprint: Vec<(PathBuf, i64, u64, u64)>,
     /// `policy=backend` for each policy, for `sensor.start`.
     pub backends: Vec<String>,
+    /// The BPF LSM program's tables and the protected set they are compiled for, when the
+    /// kernel enforces.
+    lsm: Option<(crate::bpf::LsmMaps, crate::protect::ProtectSet)>,
+    lsm_compiled: Instant,
 }
 
 impl Enforcement {
@@ -350,8 +356,16 @@ impl Enforcement {
         sources: Vec<PathBuf>,
         kill: Option<BpfHashMap<MapData, u32, u32>>,
         opts: ResponderOptions,
+        mut lsm: Option<(crate::bpf::LsmMaps, crate::protect::ProtectSet)>,
     ) -> Self {
-        let trees = enforced_trees(&set);
+        if let Some((maps, protect)) = lsm.as_mut()
+            && let Err(e) = maps.update(&lsm::compile(&set, protect))
+        {
+            tracing::error!(error = %e, "Could not fill the BPF LSM tables; enforcing with fanotify instead.");
+            lsm = None;
+        }
+        // With the BPF LSM program the kernel decides; the responder is not needed.
+        let trees = if lsm.is_some() { Vec::new() } else { enforced_trees(&set) };
         let names: Vec<(String, Mode)> = set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
         let policies = Arc::new(Policies::new(set));
         let (tx, decisions) = mpsc::sync_channel(4096);
@@ -370,14 +384,41 @@ impl Enforcement {
         let notices = responder.as_mut().and_then(Responder::notices);
         let backends = names
             .iter()
-            .map(|(name, mode)| match (mode, &responder) {
-                (Mode::Audit, _) => format!("{name}=audit"),
-                (Mode::Enforce, Some(_)) => format!("{name}=fanotify"),
-                (Mode::Enforce, None) => format!("{name}=none"),
+            .map(|(name, mode)| match (mode, &responder, &lsm) {
+                (Mode::Audit, ..) => format!("{name}=audit"),
+                (Mode::Enforce, _, Some(_)) => format!("{name}=bpf-lsm"),
+                (Mode::Enforce, Some(_), None) => format!("{name}=fanotify"),
+                (Mode::Enforce, None, None) => format!("{name}=none"),
             })
             .collect();
         let fingerprint = fingerprint(&sources);
-        Self { policies, decider, decisions, responder, notices, sources, fingerprint, backends }
+        Self {
+            policies,
+            decider,
+            decisions,
+            responder,
+            notices,
+            sources,
+            fingerprint,
+            backends,
+            lsm,
+            lsm_compiled: Instant::now(),
+        }
+    }
+
+    /// Compiles the BPF LSM tables again (schedules open and close with time); every 30 s,
+    /// or at once with `force` (after a reload).
+    pub fn refresh_lsm(&mut self, force: bool) {
+        if !force && self.lsm_compiled.elapsed() < Duration::from_secs(30) {
+            return;
+        }
+        self.lsm_compiled = Instant::now();
+        let set = self.policies.current();
+        if let Some((maps, protect)) = self.lsm.as_mut()
+            && let Err(e) = maps.update(&lsm::compile(&set, protect))
+        {
+            tracing::error!(error = %e, "Could not update the BPF LSM tables; the previous ones stay in force.");
+        }
     }
 
     /// Decisions made since the last call.
@@ -414,6 +455,7 @@ impl Enforcement {
         }
         let hash = set.hash().to_owned();
         self.policies.replace(set);
+        self.refresh_lsm(true);
         Ok(hash)
     }
 

@@ -1,0 +1,78 @@
+//! In-kernel policy enforcement with BPF LSM (kernel half: `sensor-ebpf/src/lsm.rs`; user
+//! half: `sensor/src/enforce/lsm.rs`).
+//!
+//! Userspace compiles the `enforce`-mode policies into allow tables at "now" (and again every
+//! 30 seconds, so schedules open and close): for each policy, responsible uid and program,
+//! which operation combinations the policy allows. The LSM program on `file_open` looks the
+//! opening process up and denies what the tables do not allow.
+
+use super::Header;
+use crate::path::FILE_DATA_LEN;
+
+/// Operation combinations of an open, as bits of the allow masks.
+pub const COMBO_READ: u32 = 1 << 0;
+pub const COMBO_WRITE: u32 = 1 << 1;
+pub const COMBO_READ_WRITE: u32 = 1 << 2;
+pub const COMBO_CREATE_WRITE: u32 = 1 << 3;
+pub const COMBO_CREATE_READ_WRITE: u32 = 1 << 4;
+pub const COMBO_EXEC: u32 = 1 << 5;
+
+/// Key of the allow table for any program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AllowKey {
+    /// Policy id (index + 1 in the compiled set).
+    pub policy: u32,
+    /// Responsible uid: the login uid when set, else the filesystem uid.
+    pub uid: u32,
+}
+
+/// Key of the allow table for one program, identified by its executable's device (kernel
+/// encoding) and inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AllowProgramKey {
+    pub policy: u32,
+    pub uid: u32,
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+/// What a policy does with an access its tables do not allow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyDefault {
+    /// `ACTION_*`.
+    pub action: u32,
+    pub _pad: u32,
+}
+
+pub const ACTION_DENY: u32 = 1;
+pub const ACTION_KILL: u32 = 2;
+
+/// A decision the LSM program made (`deny` or `kill`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LsmDecision {
+    pub header: Header,
+    pub policy: u32,
+    pub action: u32,
+    /// `COMBO_*` bit of the access.
+    pub combo: u32,
+    pub dev: u32,
+    pub ino: u64,
+    pub path_len: u16,
+    pub _pad: u16,
+    /// Kernel-side write position while the record is built.
+    pub cursor: u32,
+    pub data: [u8; FILE_DATA_LEN],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY (all): plain repr(C) data.
+    unsafe impl aya::Pod for super::AllowKey {}
+    unsafe impl aya::Pod for super::AllowProgramKey {}
+    unsafe impl aya::Pod for super::PolicyDefault {}
+}

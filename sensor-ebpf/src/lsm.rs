@@ -1,0 +1,162 @@
+//! In-kernel enforcement of `enforce`-mode policies where the BPF LSM is active (wire types:
+//! `sensor_common::event::policy`; user half: `sensor/src/enforce/lsm.rs`).
+//!
+//! `file_open` is the LSM hook every open passes, in every path into the VFS:
+//! <https://github.com/torvalds/linux/blob/v6.12/include/linux/lsm_hook_defs.h#L196>. The
+//! program finds the protecting rule (the same ancestry walk as `file.rs`), the policy of the
+//! rule (`RULE_POLICY`), the responsible uid (login uid, else fsuid) and the executable, and
+//! returns `-EPERM` unless the compiled allow tables allow the access. `kill` also sends
+//! SIGKILL. Every refusal is sent to the daemon as a decision record.
+use core::mem::offset_of;
+
+use aya_ebpf::{
+    helpers::generated::bpf_send_signal,
+    macros::{lsm, map},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::LsmContext,
+};
+use sensor_common::{
+    event::{
+        Kind,
+        file::FMODE_CREATED,
+        policy::{
+            ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC,
+            COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, LsmDecision, PolicyDefault,
+        },
+    },
+    path::PATH_MAX,
+};
+
+use crate::{
+    emit::{header_for_current, send},
+    kread::{config, current_task, dentry_ino_dev, off, path_of, ptr, read},
+    path::{find_protected, write_path},
+};
+
+/// Policy id (0: none) of each protection rule.
+#[map]
+static RULE_POLICY: Array<u32> = Array::with_max_entries(4096, 0);
+/// Default action per policy id.
+#[map]
+static POLICY_DEFAULT: Array<PolicyDefault> = Array::with_max_entries(4096, 0);
+/// Allowed operation combinations per (policy, uid), any program.
+#[map]
+static ALLOW_ANY: HashMap<AllowKey, u32> = HashMap::with_max_entries(65536, 0);
+/// Allowed operation combinations per (policy, uid, executable).
+#[map]
+static ALLOW_PROGRAM: HashMap<AllowProgramKey, u32> = HashMap::with_max_entries(65536, 0);
+#[map]
+static DECISION_SCRATCH: PerCpuArray<LsmDecision> = PerCpuArray::with_max_entries(1, 0);
+
+const PATH_MASK: u32 = PATH_MAX as u32 - 1;
+const EPERM: i32 = 1;
+const SIGKILL: u32 = 9;
+/// `FMODE_READ`, `FMODE_WRITE`, `FMODE_EXEC`
+/// (<https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L110>).
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+const FMODE_EXEC: u32 = 0x20;
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    if config!(lsm_enforce) == 0 {
+        return 0;
+    }
+    let file: u64 = ctx.arg(0);
+    match decide(file) {
+        Some(action) => {
+            if action == ACTION_KILL {
+                // SAFETY: signals the current task.
+                unsafe { bpf_send_signal(SIGKILL) };
+            }
+            -EPERM
+        }
+        None => 0,
+    }
+}
+
+/// `Some(action)` when the open must be refused.
+#[inline(always)]
+fn decide(file: u64) -> Option<u32> {
+    let (mnt, dentry) = path_of(file, off!(file_f_path)).ok()?;
+    let (_, prot) = find_protected(mnt, dentry)?;
+    let policy = *RULE_POLICY.get(prot.rule)?;
+    if policy == 0 {
+        return None;
+    }
+    let task = current_task();
+    let cred = ptr(task, off!(task_struct_cred)).ok()?;
+    let fsuid: u32 = read(cred, off!(cred_fsuid)).ok()?;
+    let auid: u32 = read(task, off!(task_struct_loginuid)).unwrap_or(u32::MAX);
+    let uid = if auid == u32::MAX { fsuid } else { auid };
+    let fmode: u32 = read(file, off!(file_f_mode)).unwrap_or(0);
+    let combo = combo_of(fmode);
+
+    // SAFETY (map reads): values are copied out at once.
+    let mut allowed = unsafe { ALLOW_ANY.get(&AllowKey { policy, uid }) }.copied().unwrap_or(0);
+    if allowed & combo == 0 {
+        if let Some((dev, ino)) = executable(task) {
+            let key = AllowProgramKey { policy, uid, dev, _pad: 0, ino };
+            allowed |= unsafe { ALLOW_PROGRAM.get(&key) }.copied().unwrap_or(0);
+        }
+    }
+    if allowed & combo != 0 {
+        return None;
+    }
+    let action = POLICY_DEFAULT.get(policy).map_or(0, |d| d.action);
+    if action == 0 {
+        return None; // alert/audit defaults never refuse
+    }
+    report(file, mnt, dentry, policy, action, combo);
+    Some(action)
+}
+
+/// The operation combination of an open.
+#[inline(always)]
+fn combo_of(fmode: u32) -> u32 {
+    let read = fmode & FMODE_READ != 0;
+    let write = fmode & FMODE_WRITE != 0;
+    if fmode & FMODE_EXEC != 0 {
+        COMBO_EXEC
+    } else if fmode & FMODE_CREATED != 0 {
+        if read { COMBO_CREATE_READ_WRITE } else { COMBO_CREATE_WRITE }
+    } else if read && write {
+        COMBO_READ_WRITE
+    } else if write {
+        COMBO_WRITE
+    } else {
+        COMBO_READ
+    }
+}
+
+/// (device, inode) of the current process's executable.
+#[inline(always)]
+fn executable(task: u64) -> Option<(u32, u64)> {
+    let mm = ptr(task, off!(task_struct_mm)).ok()?;
+    let exe = ptr(mm, off!(mm_struct_exe_file)).ok()?;
+    let (_, dentry) = path_of(exe, off!(file_f_path)).ok()?;
+    let (ino, dev) = dentry_ino_dev(dentry).ok()?;
+    Some((dev, ino))
+}
+
+#[inline(always)]
+fn report(file: u64, mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32) {
+    let Some(ev) = DECISION_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch.
+    let ev = unsafe { &mut *ev };
+    if !header_for_current(Kind::PolicyDecision, &mut ev.header) {
+        return;
+    }
+    ev.policy = policy;
+    ev.action = action;
+    ev.combo = combo;
+    let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
+    ev.ino = ino;
+    ev.dev = dev;
+    ev.cursor = 0;
+    let _ = file;
+    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    let n = ev.cursor & PATH_MASK;
+    ev.path_len = n as u16;
+    send(Kind::PolicyDecision, (ev as *const LsmDecision).cast(), offset_of!(LsmDecision, data) + n as usize);
+}

@@ -1,0 +1,178 @@
+//! In-kernel enforcement with BPF LSM (kernel half: `sensor-ebpf/src/lsm.rs`).
+//!
+//! The `enforce`-mode policies are compiled into allow tables by asking the policy set itself
+//! (`PolicySet::evaluate`) at "now" for every user a policy names (directly or through a
+//! group), every program it names and "any program", and every operation combination of an
+//! open. So the kernel applies exactly the language's semantics, evaluated ahead of time; the
+//! tables are compiled again every 30 seconds, when schedules open and close. A user no table
+//! names is refused by the policy's default.
+use std::{
+    collections::{BTreeSet, HashMap},
+    ffi::CStr,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use sensor_common::event::policy::{
+    ACTION_DENY, ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC,
+    COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, PolicyDefault,
+};
+
+use crate::{
+    policy::{AccessRequest, Action, Executable, Mode, Op, OpSet, PolicySet, ProtectTarget, Verdict},
+    protect::{ProtectSet, kernel_dev},
+};
+
+/// The compiled tables.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// (protection rule, policy id).
+    pub rule_policy: Vec<(u32, u32)>,
+    /// (policy id, default).
+    pub defaults: Vec<(u32, PolicyDefault)>,
+    pub any: HashMap<AllowKey, u32>,
+    pub programs: HashMap<AllowProgramKey, u32>,
+}
+
+/// Policy ids: enforce-mode policies, by their index in the set plus one.
+fn enforce_ids(set: &PolicySet) -> Vec<(u32, usize)> {
+    set.policies()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.mode == Mode::Enforce)
+        .map(|(i, _)| (i as u32 + 1, i))
+        .collect()
+}
+
+/// The name of policy `id`.
+pub fn policy_name(set: &PolicySet, id: u32) -> Option<String> {
+    let i = usize::try_from(id).ok()?.checked_sub(1)?;
+    set.policies().get(i).map(|p| p.name.to_string())
+}
+
+/// The operations of a combination bit.
+pub fn ops_of_combo(combo: u32) -> OpSet {
+    let mut ops = OpSet::EMPTY;
+    for (bit, list) in COMBOS {
+        if combo == bit {
+            for op in list {
+                ops.insert(*op);
+            }
+        }
+    }
+    ops
+}
+
+const COMBOS: [(u32, &[Op]); 6] = [
+    (COMBO_READ, &[Op::Read]),
+    (COMBO_WRITE, &[Op::Write]),
+    (COMBO_READ_WRITE, &[Op::Read, Op::Write]),
+    (COMBO_CREATE_WRITE, &[Op::Create, Op::Write]),
+    (COMBO_CREATE_READ_WRITE, &[Op::Create, Op::Read, Op::Write]),
+    (COMBO_EXEC, &[Op::Exec]),
+];
+
+/// Compiles the tables for `set` at the current time.
+pub fn compile(set: &PolicySet, protect: &ProtectSet) -> Tables {
+    let mut t = Tables::default();
+    let ids = enforce_ids(set);
+    for e in protect.entries() {
+        let id = ids.iter().find(|(_, i)| set.policies()[*i].covering(&e.path).is_some()).map(|(id, _)| *id);
+        if let Some(id) = id {
+            t.rule_policy.push((e.value.rule, id));
+        }
+    }
+    let now: crate::policy::When = jiff::Timestamp::now().into();
+    for &(id, i) in &ids {
+        let policy = &set.policies()[i];
+        let action = match policy.default.action {
+            Action::Kill => ACTION_KILL,
+            Action::Deny => ACTION_DENY,
+            Action::Alert | Action::Audit => 0,
+        };
+        t.defaults.push((id, PolicyDefault { action, _pad: 0 }));
+        let Some(path) = representative(set, &policy.name) else { continue };
+        let mut uids = BTreeSet::new();
+        let mut programs = BTreeSet::new();
+        for entry in &policy.allow {
+            uids.extend(entry.subjects.uids.iter().map(|(u, _)| *u));
+            for (gid, _) in &entry.subjects.gids {
+                uids.extend(group_members(*gid));
+            }
+            programs.extend(entry.programs.iter().flatten().map(|p| p.path.clone()));
+        }
+        for uid in uids {
+            let allowed = |program: &Path| {
+                COMBOS.iter().fold(0, |mask, (bit, ops)| {
+                    let mut set_ops = OpSet::EMPTY;
+                    for op in *ops {
+                        set_ops.insert(*op);
+                    }
+                    let req = AccessRequest {
+                        path: &path,
+                        ops: set_ops,
+                        uid,
+                        auid: None,
+                        program: Executable { path: program, sha256: None },
+                        time: now,
+                    };
+                    if set.evaluate(&req).verdict == Verdict::Allow { mask | bit } else { mask }
+                })
+            };
+            let any = allowed(Path::new(""));
+            if any != 0 {
+                t.any.insert(AllowKey { policy: id, uid }, any);
+            }
+            for program in &programs {
+                let mask = allowed(program) & !any;
+                let Ok(meta) = std::fs::metadata(program) else { continue };
+                if mask != 0 {
+                    let key =
+                        AllowProgramKey { policy: id, uid, dev: kernel_dev(meta.dev()), _pad: 0, ino: meta.ino() };
+                    t.programs.insert(key, mask);
+                }
+            }
+        }
+    }
+    t
+}
+
+/// A path the policy protects, to evaluate requests against.
+fn representative(set: &PolicySet, policy: &str) -> Option<PathBuf> {
+    set.protect_specs().into_iter().filter(|s| &*s.policy == policy).find_map(|s| match s.target {
+        ProtectTarget::Path(p) => Some(p),
+        ProtectTarget::Glob { .. } => None,
+    })
+}
+
+/// Users whose primary group is `gid` or who are listed as its members (NSS).
+fn group_members(gid: u32) -> Vec<u32> {
+    let mut names = Vec::new();
+    let mut uids = Vec::new();
+    // SAFETY: getgrgid/getpwent return pointers into static storage that stay valid until the
+    // next call of the same family; we copy out what we need at once. The daemon calls these
+    // only from this function, on one thread.
+    unsafe {
+        let gr = libc::getgrgid(gid);
+        if !gr.is_null() && !(*gr).gr_mem.is_null() {
+            let mut m = (*gr).gr_mem;
+            while !(*m).is_null() {
+                names.push(CStr::from_ptr(*m).to_owned());
+                m = m.add(1);
+            }
+        }
+        libc::setpwent();
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() {
+                break;
+            }
+            let name = CStr::from_ptr((*pw).pw_name);
+            if (*pw).pw_gid == gid || names.iter().any(|n| n.as_c_str() == name) {
+                uids.push((*pw).pw_uid);
+            }
+        }
+        libc::endpwent();
+    }
+    uids
+}
