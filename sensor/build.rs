@@ -26,16 +26,9 @@ fn main() -> Result<()> {
         unsafe { env::set_var("RUSTC_BOOTSTRAP", "1") };
     }
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no manifest dir")?);
-    let root = manifest
-        .parent()
-        .context("sensor/ has no parent")?
-        .join("sensor-ebpf");
+    let root = manifest.parent().context("sensor/ has no parent")?.join("sensor-ebpf");
     let root = root.to_str().context("non-UTF-8 path")?;
-    let package = Package {
-        name: "sensor-ebpf",
-        root_dir: root,
-        ..Default::default()
-    };
+    let package = Package { name: "sensor-ebpf", root_dir: root, ..Default::default() };
     aya_build::build_ebpf([package], Toolchain::Custom(&toolchain))
         .context("building the kernel programs (run `cargo xtask setup` if a tool is missing)")
 }

@@ -21,10 +21,10 @@ const SIGKILL: u32 = 9;
 pub fn kill_pending(_ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: presence check only.
-    if unsafe { KILL_PENDING.get(&tgid) }.is_some() {
+    if unsafe { KILL_PENDING.get(tgid) }.is_some() {
         // SAFETY: the helper signals the current task.
         unsafe { bpf_send_signal(SIGKILL) };
-        let _ = KILL_PENDING.remove(&tgid);
+        let _ = KILL_PENDING.remove(tgid);
     }
     0
 }

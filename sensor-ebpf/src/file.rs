@@ -145,7 +145,7 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
     // renamed out of the tree or linked from elsewhere.
     if ev.fmode & FMODE_CREATED != 0 {
         let own = InodeKey { ino, dev, _pad: 0 };
-        let _ = PROTECTED.insert(&own, &Protected { rule: rule.rule, flags: 0 }, 0);
+        let _ = PROTECTED.insert(own, Protected { rule: rule.rule, flags: 0 }, 0);
     }
     let stats =
         Tracked { opener: ev.header.task, ino, dev, opened_ns: ev.header.time_ns, ..Tracked::default() };

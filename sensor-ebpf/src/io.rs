@@ -64,7 +64,7 @@ enum Arg {
 fn tracked_tgid() -> bool {
     let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: presence check only.
-    unsafe { TRACKED_TGIDS.get(&tgid) }.is_some()
+    unsafe { TRACKED_TGIDS.get(tgid) }.is_some()
 }
 
 /// A syscall argument of the current task, read from its saved registers.
@@ -85,7 +85,7 @@ fn arg(which: Arg) -> Result<u64, i32> {
 fn tracked_fd(which: Arg) -> Option<*mut Tracked> {
     let fd = arg(which).ok()? as i64;
     let file = file_of_fd(current_task(), fd).ok()?;
-    TRACKED.get_ptr_mut(&file)
+    TRACKED.get_ptr_mut(file)
 }
 
 /// `*counter += n` as one BPF atomic add (`lock *(u64 *)(r + 0) += n`), so two CPUs moving
@@ -210,7 +210,7 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
     let Ok(fd) = read::<i64>(regs, off!(pt_regs_r8)) else { return 0 };
     let Ok(len) = read::<u64>(regs, off!(pt_regs_si)) else { return 0 };
     let Ok(file) = file_of_fd(current_task(), fd) else { return 0 };
-    if let Some(t) = TRACKED.get_ptr_mut(&file) {
+    if let Some(t) = TRACKED.get_ptr_mut(file) {
         // SAFETY: points into a TRACKED value.
         let t = unsafe { &mut *t };
         add(&mut t.mmap_bytes, len);
@@ -230,14 +230,14 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let Ok(fd) = (unsafe { ctx.read_at::<u64>(off!(tp_sys_enter_close_fd) as usize) }) else { return 0 };
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     // SAFETY: the value is copied before the map can change.
-    let Some(stats) = (unsafe { TRACKED.get(&file) }).copied() else { return 0 };
+    let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
     // A mapping holds a reference of its own, released at munmap, which no tracepoint shows;
     // closing the last descriptor of a mapped file ends the record (bytes read through the
     // mapping are never counted anyway).
     if !last_reference(file) && stats.io & IO_MMAP == 0 {
         return 0;
     }
-    let _ = TRACKED.remove(&file);
+    let _ = TRACKED.remove(file);
     let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
@@ -293,7 +293,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         _ => return 0,
     };
     let Ok(file) = read::<u64>(req, off!(io_kiocb_file)) else { return 0 };
-    if let Some(t) = TRACKED.get_ptr_mut(&file) {
+    if let Some(t) = TRACKED.get_ptr_mut(file) {
         account(t, res as u64, write, IO_URING);
     }
     0
@@ -313,14 +313,14 @@ fn last_reference(file: u64) -> bool {
 /// full (the caller counts it as a lost `file.close`).
 #[inline(always)]
 pub fn track(file: u64, stats: &Tracked) -> bool {
-    TRACKED.insert(&file, stats, 0).is_ok() && TRACKED_TGIDS.insert(&stats.opener.tgid, &1, 0).is_ok()
+    TRACKED.insert(file, stats, 0).is_ok() && TRACKED_TGIDS.insert(stats.opener.tgid, 1, 0).is_ok()
 }
 
 /// A forked child of a tracking process shares its descriptors (called by `process.rs`).
 #[inline(always)]
 pub fn inherit(parent_tgid: u32, child_tgid: u32) {
     // SAFETY: presence check only.
-    if unsafe { TRACKED_TGIDS.get(&parent_tgid) }.is_some() {
-        let _ = TRACKED_TGIDS.insert(&child_tgid, &1, 0);
+    if unsafe { TRACKED_TGIDS.get(parent_tgid) }.is_some() {
+        let _ = TRACKED_TGIDS.insert(child_tgid, 1, 0);
     }
 }

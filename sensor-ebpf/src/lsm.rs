@@ -93,13 +93,12 @@ fn decide(file: u64) -> Option<u32> {
     let combo = combo_of(fmode);
 
     // SAFETY (map reads): values are copied out at once.
-    let mut allowed = unsafe { ALLOW_ANY.get(&AllowKey { policy, uid }) }.copied().unwrap_or(0);
-    if allowed & combo == 0 {
-        if let Some((dev, ino)) = executable(task) {
+    let mut allowed = unsafe { ALLOW_ANY.get(AllowKey { policy, uid }) }.copied().unwrap_or(0);
+    if allowed & combo == 0
+        && let Some((dev, ino)) = executable(task) {
             let key = AllowProgramKey { policy, uid, dev, _pad: 0, ino };
-            allowed |= unsafe { ALLOW_PROGRAM.get(&key) }.copied().unwrap_or(0);
+            allowed |= unsafe { ALLOW_PROGRAM.get(key) }.copied().unwrap_or(0);
         }
-    }
     if allowed & combo != 0 {
         return None;
     }

@@ -60,7 +60,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         let mut owner = ConnOwner { kind: Kind::NetConnect as u32, ..ConnOwner::default() };
         fill_task(current_task(), &mut owner.task);
         if owner.task.tgid != config!(self_tgid) {
-            let _ = CONNS.insert(&sk, &owner, 0);
+            let _ = CONNS.insert(sk, owner, 0);
         }
         return 0;
     }
@@ -68,7 +68,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: the value is copied before the map can change.
-    let Some(owner) = (unsafe { CONNS.get(&sk) }).copied() else {
+    let Some(owner) = (unsafe { CONNS.get(sk) }).copied() else {
         return 0;
     };
     let Some(ev) = CONN_SCRATCH.get_ptr_mut(0) else {
@@ -115,7 +115,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         ev.bytes_received = received.saturating_sub(fin);
         header_for(Kind::NetClose, &owner.task, &mut ev.header);
         send(Kind::NetClose, (ev as *const Conn).cast(), size_of::<Conn>());
-        let _ = CONNS.remove(&sk);
+        let _ = CONNS.remove(sk);
     }
     0
 }
@@ -190,7 +190,7 @@ fn on_accept_exit(ctx: &TracePointContext) -> u32 {
         ev.daddr = read(sk, off!(sock_common_skc_v6_daddr)).unwrap_or_default();
     }
     let owner = ConnOwner { task: ev.header.task, kind: Kind::NetAccept as u32, _pad: 0 };
-    let _ = CONNS.insert(&sk, &owner, 0);
+    let _ = CONNS.insert(sk, owner, 0);
     send(Kind::NetAccept, (ev as *const Conn).cast(), size_of::<Conn>());
     0
 }

@@ -59,11 +59,10 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
         if let Ok((ino, dev)) = dentry_ino_dev(dentry) {
             let key = InodeKey { ino, dev, _pad: 0 };
             // SAFETY: the value is copied out before the map can change.
-            if let Some(p) = unsafe { PROTECTED.get(&key) } {
-                if first || p.flags & PROTECT_TREE != 0 {
+            if let Some(p) = unsafe { PROTECTED.get(key) }
+                && (first || p.flags & PROTECT_TREE != 0) {
                     return Some((key, *p));
                 }
-            }
         }
         first = false;
         match parent(mount, dentry) {

@@ -218,7 +218,10 @@ impl Programs {
             self.attached.push(format!("{name}@tracepoint/syscalls/{event}"));
         }
         self.ids.extend(prog.info().ok().map(|i| i.id()));
-        let map = self.ebpf.take_map("KILL_PENDING").ok_or(BpfError::Map { name: "KILL_PENDING", source: missing_map() })?;
+        let map = self
+            .ebpf
+            .take_map("KILL_PENDING")
+            .ok_or(BpfError::Map { name: "KILL_PENDING", source: missing_map() })?;
         HashMap::try_from(map).map_err(|source| BpfError::Map { name: "KILL_PENDING", source })
     }
 
@@ -307,7 +310,8 @@ impl LsmMaps {
         for (k, v) in &t.programs {
             self.programs.insert(k, v, 0).map_err(err("ALLOW_PROGRAM"))?;
         }
-        let stale: Vec<AllowKey> = self.any.keys().filter_map(Result::ok).filter(|k| !t.any.contains_key(k)).collect();
+        let stale: Vec<AllowKey> =
+            self.any.keys().filter_map(Result::ok).filter(|k| !t.any.contains_key(k)).collect();
         for k in stale {
             let _ = self.any.remove(&k);
         }

@@ -106,7 +106,8 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let ring = programs.take_ring()?;
     let losses = programs.take_loss_counters()?;
     let tracked = programs.take_tracked()?;
-    let kill = if enforce::uses_kill(&policy_set) { Some(programs.enable_kill(&preflight.tracefs)?) } else { None };
+    let kill =
+        if enforce::uses_kill(&policy_set) { Some(programs.enable_kill(&preflight.tracefs)?) } else { None };
     let responder_opts = ResponderOptions {
         deadline: Duration::from_millis(config.enforcement.deadline_ms),
         fail_mode: match config.enforcement.fail_mode {
@@ -389,7 +390,8 @@ impl Consumer {
         for open in std::mem::take(&mut self.decoder.opens) {
             let path = std::path::Path::new(&open.path);
             if set.protects(path) && !enforce::enforced(&set, path) {
-                let exe = self.decoder.procs.get(open.task.tgid).and_then(|p| p.exe.as_deref().map(PathBuf::from));
+                let exe =
+                    self.decoder.procs.get(open.task.tgid).and_then(|p| p.exe.as_deref().map(PathBuf::from));
                 self.enforcement.decider.decide(
                     open.task.tgid,
                     path,

@@ -277,7 +277,12 @@ fn assert_fd_and_syscall(sensor: &Sensor, ev: &Value, fd: i32, syscall: &str) {
             assert_eq!(get_str(ev, "mnsensor.syscall"), syscall, "{}", show(ev));
         }
         "fentry" => {
-            assert!(!mnsensor_tests::event::has(ev, "mnsensor.file.fd") && !mnsensor_tests::event::has(ev, "mnsensor.syscall"), "{}", show(ev));
+            assert!(
+                !mnsensor_tests::event::has(ev, "mnsensor.file.fd")
+                    && !mnsensor_tests::event::has(ev, "mnsensor.syscall"),
+                "{}",
+                show(ev)
+            );
         }
         other => panic!("unexpected file backend {other:?}"),
     }

@@ -161,7 +161,8 @@ fn shipped_policies_check() {
     let default = f.policy("default.yaml", include_str!("../../policies/default.yaml"));
     let o = run(&["check", "--no-host-checks", path_str(&default)]);
     assert_eq!(o.status.code(), Some(0), "policies/default.yaml: {}", describe(&o));
-    let example = f.policy("payroll-mynumber.yaml", include_str!("../../policies/examples/payroll-mynumber.yaml"));
+    let example =
+        f.policy("payroll-mynumber.yaml", include_str!("../../policies/examples/payroll-mynumber.yaml"));
     let o = run(&["check", "--no-host-checks", path_str(&example)]);
     assert_eq!(o.status.code(), Some(0), "the example: {}", describe(&o));
     assert!(o.stdout.contains("payroll-mynumber [audit mode, default deny/high]"), "{}", describe(&o));

@@ -14,8 +14,8 @@ use std::{
 };
 
 use sensor_common::event::policy::{
-    ACTION_DENY, ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC,
-    COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, PolicyDefault,
+    ACTION_DENY, ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE,
+    COMBO_EXEC, COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, PolicyDefault,
 };
 
 use crate::{
@@ -127,8 +127,13 @@ pub fn compile(set: &PolicySet, protect: &ProtectSet) -> Tables {
                 let mask = allowed(program) & !any;
                 let Ok(meta) = std::fs::metadata(program) else { continue };
                 if mask != 0 {
-                    let key =
-                        AllowProgramKey { policy: id, uid, dev: kernel_dev(meta.dev()), _pad: 0, ino: meta.ino() };
+                    let key = AllowProgramKey {
+                        policy: id,
+                        uid,
+                        dev: kernel_dev(meta.dev()),
+                        _pad: 0,
+                        ino: meta.ino(),
+                    };
                     t.programs.insert(key, mask);
                 }
             }

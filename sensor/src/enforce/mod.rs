@@ -31,7 +31,8 @@ use sensor_common::event::Task;
 use crate::{
     fanotify::{Notice, PermissionRequest, Responder, ResponderOptions, Verdict as FanVerdict},
     policy::{
-        AccessRequest, Action, Decision, Executable, Mode, Op, OpSet, PolicyErrors, PolicySet, ProtectTarget, Verdict,
+        AccessRequest, Action, Decision, Executable, Mode, Op, OpSet, PolicyErrors, PolicySet, ProtectTarget,
+        Verdict,
     },
     scan,
 };
@@ -177,7 +178,9 @@ impl Decider {
         let generation = self.policies.generation();
         let key: CacheKey = (fsuid, auid, exe.clone(), dev, ino, ops_bits(ops));
         let cached = self.cache.lock().ok().and_then(|mut c| {
-            c.get(&key).filter(|(_, at, g)| *g == generation && at.elapsed() < CACHE_TTL).map(|(d, ..)| d.clone())
+            c.get(&key)
+                .filter(|(_, at, g)| *g == generation && at.elapsed() < CACHE_TTL)
+                .map(|(d, ..)| d.clone())
         });
         let set = self.policies.current();
         let decision = cached.unwrap_or_else(|| {
@@ -366,7 +369,8 @@ impl Enforcement {
         }
         // With the BPF LSM program the kernel decides; the responder is not needed.
         let trees = if lsm.is_some() { Vec::new() } else { enforced_trees(&set) };
-        let names: Vec<(String, Mode)> = set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
+        let names: Vec<(String, Mode)> =
+            set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
         let policies = Arc::new(Policies::new(set));
         let (tx, decisions) = mpsc::sync_channel(4096);
         let decider = Arc::new(Decider::new(policies.clone(), tx, kill));

@@ -58,7 +58,8 @@ pub fn from_kernel(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<()
     d.add_task(&ev.header.task, rec);
     d.add_program(ev.header.task.tgid, rec);
     let policy = crate::enforce::lsm::policy_name(&set, ev.policy);
-    let severity = set.policies().iter().find(|p| Some(&*p.name) == policy.as_deref()).map(|p| p.default.severity);
+    let severity =
+        set.policies().iter().find(|p| Some(&*p.name) == policy.as_deref()).map(|p| p.default.severity);
     rec.set(attr::FILE_PATH, path.as_str())
         .set(attr::FILE_NAME, name)
         .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir })

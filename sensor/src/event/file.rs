@@ -65,7 +65,10 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
         });
     }
     if d.open_files.len() < MAX_OPEN_FILES {
-        d.open_files.insert(ev.file, OpenFile { path, protected, opener: ev.header.task.tgid, dev: ev.dev, ino: ev.ino });
+        d.open_files.insert(
+            ev.file,
+            OpenFile { path, protected, opener: ev.header.task.tgid, dev: ev.dev, ino: ev.ino },
+        );
     }
     Ok(())
 }

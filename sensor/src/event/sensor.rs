@@ -66,9 +66,13 @@ pub fn policy_error(time_ns: i128, hash: &str, error: &str) -> Record {
 pub fn alert(time_ns: i128, notice: &Notice) -> Record {
     let mut rec = Record::new("sensor.alert", time_ns);
     let (kind, pid, path, applied) = match notice {
-        Notice::DeadlineExpired { pid, path, applied } => ("deadline_expired", Some(*pid), Some(path), Some(*applied)),
+        Notice::DeadlineExpired { pid, path, applied } => {
+            ("deadline_expired", Some(*pid), Some(path), Some(*applied))
+        }
         Notice::Overloaded { pid, path, applied } => ("overloaded", Some(*pid), Some(path), Some(*applied)),
-        Notice::DecisionPanicked { pid, path, applied } => ("decision_failed", Some(*pid), Some(path), Some(*applied)),
+        Notice::DecisionPanicked { pid, path, applied } => {
+            ("decision_failed", Some(*pid), Some(path), Some(*applied))
+        }
         Notice::QueueOverflow => ("queue_overflow", None, None, None),
         Notice::Unwatched { path } => ("unwatched", None, Some(path), None),
         Notice::Error { message } => {
