@@ -106,6 +106,7 @@ offsets! {
         sock_common_skc_flags,
         tcp_sock_bytes_sent,
         tcp_sock_bytes_received,
+        tcp_sock_bytes_retrans,
         tp_sys_exit_ret,
         tp_sys_enter_close_fd,
         tp_io_uring_complete_req,

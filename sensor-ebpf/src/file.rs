@@ -8,7 +8,7 @@ use core::mem::offset_of;
 
 use aya_ebpf::{
     macros::{fentry, map, tracepoint},
-    maps::PerCpuArray,
+    maps::{Array, PerCpuArray},
     programs::{FEntryContext, TracePointContext},
 };
 use sensor_common::{
@@ -25,6 +25,17 @@ use crate::{
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
     path::{PROTECTED, find_protected, write_path},
 };
+
+/// Slot 0 is 1 once the daemon attached `security_file_open` (the fentry backend); other
+/// open paths then stay quiet so an open is reported once.
+#[map]
+pub static OPEN_BACKEND: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether the fentry backend reports opens.
+#[inline(always)]
+pub fn fentry_active() -> bool {
+    OPEN_BACKEND.get(0).is_some_and(|v| *v == 1)
+}
 
 #[map]
 static OPEN_SCRATCH: PerCpuArray<Open> = PerCpuArray::with_max_entries(1, 0);

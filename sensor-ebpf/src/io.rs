@@ -279,7 +279,8 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
     let Ok(res) = (unsafe { ctx.read_at::<i32>(off!(tp_io_uring_complete_res) as usize) }) else { return 0 };
     let Ok(opcode) = read::<u8>(req, off!(io_kiocb_opcode)) else { return 0 };
     if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
-        if config!(file_events) != 0 {
+        // With the fentry backend security_file_open has reported this open already.
+        if config!(file_events) != 0 && !crate::file::fentry_active() {
             crate::file::opened(i64::from(res), OPEN_IO_URING);
         }
         return 0;

@@ -104,7 +104,10 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         send(Kind::NetConnect, (ev as *const Conn).cast(), size_of::<Conn>());
     }
     if new == TCP_CLOSE {
-        ev.bytes_sent = read(sk, off!(tcp_sock_bytes_sent)).unwrap_or(0);
+        // bytes_sent counts retransmissions again; bytes_retrans says how many.
+        let sent: u64 = read(sk, off!(tcp_sock_bytes_sent)).unwrap_or(0);
+        let retrans: u64 = read(sk, off!(tcp_sock_bytes_retrans)).unwrap_or(0);
+        ev.bytes_sent = sent.saturating_sub(retrans);
         // bytes_received counts the peer's FIN as one byte; SOCK_DONE says it arrived.
         let received: u64 = read(sk, off!(tcp_sock_bytes_received)).unwrap_or(0);
         let flags_off = match off!(sock_sk_flags) {

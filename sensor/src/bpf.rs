@@ -160,6 +160,11 @@ impl Programs {
                 Ok(id) => {
                     ids.extend(id);
                     attached.push("security_file_open@fentry/security_file_open".to_owned());
+                    let mut backend: Array<_, u32> = Array::try_from(
+                        ebpf.map_mut("OPEN_BACKEND").ok_or(BpfError::Map { name: "OPEN_BACKEND", source: missing_map() })?,
+                    )
+                    .map_err(|source| BpfError::Map { name: "OPEN_BACKEND", source })?;
+                    backend.set(0, 1, 0).map_err(|source| BpfError::Map { name: "OPEN_BACKEND", source })?;
                     "fentry"
                 }
                 Err(e) => {

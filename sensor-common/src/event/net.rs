@@ -13,7 +13,7 @@ pub struct Conn {
     pub header: Header,
     /// Kernel address of the `struct sock` (joins connect/accept with close).
     pub sock: u64,
-    /// `tcp_sock.bytes_sent` at close (payload bytes, retransmissions included).
+    /// `tcp_sock.bytes_sent - bytes_retrans` at close (payload bytes, each counted once).
     pub bytes_sent: u64,
     /// `tcp_sock.bytes_received` at close (payload bytes).
     pub bytes_received: u64,

@@ -272,6 +272,9 @@ pub const SPECS: &[Spec] = &[
     optional(member("tcp_sock_bytes_sent", "tcp_sock", &["bytes_sent"])),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/tcp.h#L309
     optional(member("tcp_sock_bytes_received", "tcp_sock", &["bytes_received"])),
+    // Retransmitted payload, subtracted from bytes_sent.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/tcp.h#L262
+    optional(member("tcp_sock_bytes_retrans", "tcp_sock", &["bytes_retrans"])),
     // Defined for every syscall exit event by SYSCALL_FIELD(long, ret); `resolve` checks
     // that every event in SYS_EXIT_EVENTS agrees.
     // https://github.com/torvalds/linux/blob/v6.12/kernel/trace/trace_syscalls.c#L509
