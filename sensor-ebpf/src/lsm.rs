@@ -106,7 +106,7 @@ fn decide(file: u64) -> Option<u32> {
     if action == 0 {
         return None; // alert/audit defaults never refuse
     }
-    report(file, mnt, dentry, policy, action, combo);
+    report(mnt, dentry, policy, action, combo);
     Some(action)
 }
 
@@ -139,7 +139,7 @@ fn executable(task: u64) -> Option<(u32, u64)> {
 }
 
 #[inline(always)]
-fn report(file: u64, mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32) {
+fn report(mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32) {
     let Some(ev) = DECISION_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
@@ -153,7 +153,6 @@ fn report(file: u64, mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32
     ev.ino = ino;
     ev.dev = dev;
     ev.cursor = 0;
-    let _ = file;
     ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
     let n = ev.cursor & PATH_MASK;
     ev.path_len = n as u16;
