@@ -115,6 +115,8 @@ pub struct Decider {
     cache: Mutex<LruCache<CacheKey, (Decision, Instant, u64)>>,
     events: mpsc::SyncSender<DecisionEvent>,
     kill: Option<Mutex<BpfHashMap<MapData, u32, u32>>>,
+    /// The responder's deadline: a verdict reached later was not applied.
+    deadline: Duration,
     /// Decision events dropped because the daemon fell behind.
     pub dropped: AtomicU64,
 }
@@ -124,8 +126,10 @@ impl Decider {
         policies: Arc<Policies>,
         events: mpsc::SyncSender<DecisionEvent>,
         kill: Option<BpfHashMap<MapData, u32, u32>>,
+        deadline: Duration,
     ) -> Self {
         Self {
+            deadline,
             policies,
             cache: Mutex::new(LruCache::new(CACHE_SIZE)),
             events,
@@ -143,7 +147,12 @@ impl Decider {
         if req.mask.open || req.mask.access {
             ops = ops_of_open(req.pid, ops);
         }
-        let d = self.decide(req.pid, &req.path, req.dev, req.ino, ops, "fanotify", None);
+        let (d, event) = self.judge(req.pid, &req.path, req.dev, req.ino, ops, "fanotify", None);
+        // After the deadline the responder has already answered with the fail mode (and
+        // alerted); a record of this verdict would claim an effect it did not have.
+        if req.received.elapsed() < self.deadline {
+            self.record(event);
+        }
         match d.verdict {
             Verdict::Deny => FanVerdict::Deny,
             Verdict::Kill => {
@@ -167,6 +176,32 @@ impl Decider {
         enforcement: &'static str,
         task: Option<(Task, Option<PathBuf>)>,
     ) -> Decision {
+        let (d, event) = self.judge(pid, path, dev, ino, ops, enforcement, task);
+        self.record(event);
+        d
+    }
+
+    fn record(&self, event: Option<DecisionEvent>) {
+        if let Some(ev) = event
+            && self.events.try_send(ev).is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// [`Self::decide`] without recording: the decision and, unless it is a plain allow, its
+    /// event.
+    #[expect(clippy::too_many_arguments, reason = "one access has this many facets")]
+    fn judge(
+        &self,
+        pid: u32,
+        path: &Path,
+        dev: u64,
+        ino: u64,
+        ops: OpSet,
+        enforcement: &'static str,
+        task: Option<(Task, Option<PathBuf>)>,
+    ) -> (Decision, Option<DecisionEvent>) {
         let (task, fsuid, exe) = match task {
             Some((t, exe)) => (Some(t), t.euid, exe),
             None => match subject(pid) {
@@ -199,8 +234,7 @@ impl Decider {
             }
             d
         });
-        if decision.verdict != Verdict::Allow {
-            let ev = DecisionEvent {
+        let event = (decision.verdict != Verdict::Allow).then(|| DecisionEvent {
                 time_ns: crate::event::time::Clock::realtime_ns(),
                 task,
                 pid,
@@ -211,12 +245,8 @@ impl Decider {
                 decision: decision.clone(),
                 hash: set.hash().to_owned(),
                 enforcement,
-            };
-            if self.events.try_send(ev).is_err() {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        decision
+        });
+        (decision, event)
     }
 
     fn mark_kill(&self, pid: u32) {
@@ -373,7 +403,7 @@ impl Enforcement {
             set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
         let policies = Arc::new(Policies::new(set));
         let (tx, decisions) = mpsc::sync_channel(4096);
-        let decider = Arc::new(Decider::new(policies.clone(), tx, kill));
+        let decider = Arc::new(Decider::new(policies.clone(), tx, kill, opts.deadline));
         let mut responder = None;
         if !trees.is_empty() {
             let d = decider.clone();
