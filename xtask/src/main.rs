@@ -1,5 +1,6 @@
 //! `cargo xtask`: build, run, test and lint mnsensor (docs/building.md).
 mod apt;
+mod bench;
 mod build;
 mod cmd;
 mod lint;
@@ -43,6 +44,8 @@ enum Task {
     VmTest(vm::Args),
     /// rustfmt and clippy with warnings denied.
     Lint,
+    /// Measure the sensor's overhead, throughput, memory and latency (docs/performance.md).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Task::Test => test::test(),
         Task::VmTest(args) => vm::vm_test(&args),
         Task::Lint => lint::lint(),
+        Task::Bench(args) => bench::bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

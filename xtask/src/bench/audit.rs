@@ -3,9 +3,10 @@
 //! Once audit has been enabled, every new process gets an audit context and pays for it on
 //! every syscall, even with no rules (shared/reference/performance.md §4.5). So while this
 //! guard lives, the other configurations run under `-a never,task`, which is what a machine
-//! that never enabled audit looks like. Every rule added here carries the key `mnsensor-bench`
-//! and only those rules are removed; the enabled flag, backlog limit and wait time are restored,
-//! and an auditd started here is stopped by its PID.
+//! that never enabled audit looks like. Only rules added here are removed: the watch carries
+//! the key `mnsensor-bench`; `never,task` (which takes no key) is added, and later deleted, only
+//! if it was not there already. The enabled flag, backlog limit and wait time are restored, and
+//! an auditd started here is stopped by its PID.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -71,17 +72,22 @@ pub struct Audit {
     /// The auditd this guard started, if any.
     started: Option<u32>,
     watching: bool,
+    /// `-a never,task` was there before us: never delete it.
+    never_task_preexisting: bool,
 }
 
 impl Audit {
     /// Starts auditd unless one is registered with the kernel, then adds `-a never,task`.
     pub fn start(dir: &Path) -> Result<Self> {
         let saved = status()?;
-        let mut audit = Self { saved, dir: dir.to_owned(), started: None, watching: false };
+        let rules = output(Command::new("auditctl").arg("-l"))?;
+        let never_task_preexisting = rules.lines().any(|l| l.trim() == "-a never,task");
+        let mut audit =
+            Self { saved, dir: dir.to_owned(), started: None, watching: false, never_task_preexisting };
         if saved.pid == 0 {
             step("bench: starting auditd");
             let daemon = ["/usr/sbin/auditd", "/sbin/auditd"].into_iter().find(|p| Path::new(p).exists());
-            crate::cmd::run(Command::new(daemon.context("auditctl is installed but auditd is not")?))?;
+            crate::cmd::run(&mut Command::new(daemon.context("auditctl is installed but auditd is not")?))?;
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let pid = status()?.pid;
@@ -97,14 +103,14 @@ impl Audit {
         }
         // auditd enables audit when it starts; the other configurations run as found.
         audit.restore_status()?;
-        auditctl(&["-a", "never,task", "-k", KEY])?;
+        audit.never_task_on()?;
         Ok(audit)
     }
 
     /// The auditd configuration: the watch, audit enabled, a large backlog (as in the study).
     pub fn watch_on(&mut self) -> Result<()> {
         let dir = self.dir.to_string_lossy().into_owned();
-        auditctl_quiet(&["-d", "never,task", "-k", KEY]);
+        self.never_task_off();
         self.watching = true;
         auditctl(&["-b", "8192"])?;
         auditctl(&["--backlog_wait_time", "60000"])?;
@@ -116,7 +122,17 @@ impl Audit {
     pub fn watch_off(&mut self) -> Result<()> {
         self.remove_rules();
         self.restore_status()?;
-        auditctl(&["-a", "never,task", "-k", KEY])
+        self.never_task_on()
+    }
+
+    fn never_task_on(&self) -> Result<()> {
+        if self.never_task_preexisting { Ok(()) } else { auditctl(&["-a", "never,task"]) }
+    }
+
+    fn never_task_off(&self) {
+        if !self.never_task_preexisting {
+            auditctl_quiet(&["-d", "never,task"]);
+        }
     }
 
     /// CPU of auditd and kauditd so far, in ns.
@@ -131,7 +147,7 @@ impl Audit {
             auditctl_quiet(&["-W", &dir, "-p", "rwa", "-k", KEY]);
             self.watching = false;
         }
-        auditctl_quiet(&["-d", "never,task", "-k", KEY]);
+        self.never_task_off();
     }
 
     fn restore_status(&self) -> Result<()> {

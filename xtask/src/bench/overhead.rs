@@ -1,13 +1,23 @@
 //! Part 1: what each configuration costs the syscalls of other processes. Every round runs
 //! every configuration once, in a seeded shuffled order; inside a configuration the workloads
 //! run in shuffled order, each in a fresh process. Ratios are paired within a round.
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::{
-    Ctx, audit::Audit, host, interrupt, sensor::Sensor, stats::{Rng, Spread}, workload::Op,
+    Ctx,
+    audit::Audit,
+    host, interrupt,
+    sensor::Sensor,
+    stats::{Rng, Spread},
+    workload::Op,
 };
 use crate::cmd::step;
 
@@ -108,6 +118,8 @@ pub struct Sample {
     pub delivered_opens: Option<u64>,
     pub expected_opens: u64,
     pub pid: u32,
+    /// How long the monitor needed to become idle before this workload started, in ms.
+    pub settle_ms: u64,
 }
 
 /// One configuration in one round.
@@ -120,7 +132,8 @@ pub struct Run {
     /// Records the sensor delivered and lost.
     pub records: Option<u64>,
     pub lost: Option<u64>,
-    /// Tracing BPF programs loaded by others when the configuration started.
+    /// Tracing BPF programs loaded by others, seen before the configuration started or after
+    /// it ended (the larger). Such a run is left out of the ratios when enough others remain.
     pub foreign_bpf: Option<usize>,
     pub loadavg: f64,
 }
@@ -150,12 +163,14 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64, mut audit: Option<&mut Audit>) 
         Rng::new(1000 + round as u64).shuffle(&mut order);
         for (i, &config) in order.iter().enumerate() {
             interrupt::check()?;
-            let foreign_bpf = host::tracing_programs();
+            let foreign_before = host::tracing_programs();
             let mut workloads = WORKLOADS;
             Rng::new((round * 100 + i) as u64).shuffle(&mut workloads);
             let (samples, monitor) = match config {
-                Config::None => (measure(ctx, round, config, &workloads, scale, None)?, Monitor::default()),
-                Config::Mnsensor => with_sensor(ctx, round, &workloads, scale, foreign_bpf)?,
+                Config::None => {
+                    (measure(ctx, round, config, &workloads, scale, Watched::Nothing)?, Monitor::default())
+                }
+                Config::Mnsensor => with_sensor(ctx, round, &workloads, scale)?,
                 Config::Auditd => {
                     let audit = audit.as_deref_mut().expect("the auditd configuration has auditd");
                     with_auditd(ctx, round, &workloads, scale, audit)?
@@ -167,7 +182,7 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64, mut audit: Option<&mut Audit>) 
                 monitor_cpu_ns: monitor.cpu_ns,
                 records: monitor.records,
                 lost: monitor.lost,
-                foreign_bpf,
+                foreign_bpf: foreign_before.max(host::tracing_programs()),
                 loadavg: host::loadavg(),
             };
             progress(&samples, &run);
@@ -183,19 +198,19 @@ fn with_sensor(
     round: usize,
     workloads: &[Workload],
     scale: f64,
-    programs_before: Option<usize>,
 ) -> Result<(Vec<Sample>, Monitor)> {
     let jsonl = ctx.fixture.log("overhead.jsonl");
-    let sensor = Sensor::start(&ctx.sensor_bin, &ctx.fixture.protected, &jsonl, &ctx.fixture.log("overhead.log"))?;
+    let mut sensor =
+        Sensor::start(&ctx.sensor_bin, &ctx.fixture.protected, &jsonl, &ctx.fixture.log("overhead.log"))?;
     let cpu0 = sensor.cpu_ns()?;
-    let mut samples = measure(ctx, round, Config::Mnsensor, workloads, scale, Some(&sensor))?;
+    let mut samples = measure(ctx, round, Config::Mnsensor, workloads, scale, Watched::Sensor(&mut sensor))?;
     let cpu = sensor.cpu_ns()?.saturating_sub(cpu0);
     let tally = sensor.stop()?;
     for s in &mut samples {
         s.delivered_opens = Some(tally.opens_by_pid.get(&s.pid).copied().unwrap_or(0));
     }
     fs::remove_file(&jsonl)?;
-    wait_detached(programs_before);
+    wait_detached();
     let records = tally.count("file.open") + tally.count("file.close");
     Ok((samples, Monitor { cpu_ns: Some(cpu), records: Some(records), lost: Some(tally.lost_total()) }))
 }
@@ -209,7 +224,7 @@ fn with_auditd(
 ) -> Result<(Vec<Sample>, Monitor)> {
     audit.watch_on()?;
     let cpu0 = audit.cpu_ns();
-    let samples = measure(ctx, round, Config::Auditd, workloads, scale, None);
+    let samples = measure(ctx, round, Config::Auditd, workloads, scale, Watched::Audit(audit));
     let cpu = audit.cpu_ns().saturating_sub(cpu0);
     audit.watch_off()?;
     Ok((samples?, Monitor { cpu_ns: Some(cpu), ..Monitor::default() }))
@@ -217,13 +232,48 @@ fn with_auditd(
 
 /// The kernel frees a stopped sensor's programs shortly after it exits; wait for that (5 s at
 /// most) so that the next configuration does not run with them still attached.
-fn wait_detached(before: Option<usize>) {
-    let Some(before) = before else { return };
+fn wait_detached() {
     for _ in 0..100 {
-        if host::tracing_programs().is_none_or(|n| n <= before) {
+        if !host::bpf_programs_loaded(&super::sensor::our_programs()) {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The monitor of a configuration, as far as measuring goes.
+enum Watched<'a> {
+    Nothing,
+    Sensor(&'a mut Sensor),
+    Audit(&'a Audit),
+}
+
+impl Watched<'_> {
+    fn cpu_ns(&mut self) -> Result<Option<u64>> {
+        Ok(match self {
+            Self::Nothing => None,
+            Self::Sensor(sensor) => {
+                sensor.check_running()?;
+                Some(sensor.cpu_ns()?)
+            }
+            Self::Audit(audit) => Some(audit.cpu_ns()),
+        })
+    }
+
+    /// Waits until the monitor is idle (under 2 ms of CPU per 100 ms; 20 s at most), so that
+    /// a backlog left by one workload is not charged to the next. Returns the wait in ms.
+    fn settle(&mut self) -> Result<u64> {
+        let start = Instant::now();
+        let Some(mut last) = self.cpu_ns()? else { return Ok(0) };
+        while start.elapsed() < Duration::from_secs(20) {
+            thread::sleep(Duration::from_millis(100));
+            let now = self.cpu_ns()?.unwrap_or(last);
+            if now.saturating_sub(last) < 2_000_000 {
+                break;
+            }
+            last = now;
+        }
+        Ok(start.elapsed().as_millis() as u64)
     }
 }
 
@@ -233,14 +283,12 @@ fn measure(
     config: Config,
     workloads: &[Workload],
     scale: f64,
-    sensor: Option<&Sensor>,
+    mut watched: Watched,
 ) -> Result<Vec<Sample>> {
     let mut samples = Vec::new();
     for w in workloads {
         interrupt::check()?;
-        if let Some(sensor) = sensor {
-            sensor.check_running()?;
-        }
+        let settle_ms = watched.settle()?;
         let n = ((w.n as f64 * scale) as u64).max(1000);
         let path: &Path = match w.file {
             File::Unrelated => &ctx.fixture.other_file,
@@ -248,7 +296,8 @@ fn measure(
             File::ProtectedBig => &ctx.fixture.big_file,
         };
         let op = format!("{:?}", w.op).to_lowercase();
-        let out = ctx.workload(&["op", "--op", &op, "--path", &path.to_string_lossy(), "--n", &n.to_string()])?;
+        let out =
+            ctx.workload(&["op", "--op", &op, "--path", &path.to_string_lossy(), "--n", &n.to_string()])?;
         let expected_opens = match (w.op, w.file) {
             (Op::Open, File::Protected) => n + n / 10,
             (Op::Read, File::ProtectedBig) => 1,
@@ -264,6 +313,7 @@ fn measure(
             pid: out["pid"].as_u64().unwrap_or(0) as u32,
             delivered_opens: None,
             expected_opens,
+            settle_ms,
         });
     }
     Ok(samples)
@@ -294,21 +344,40 @@ pub struct Ratio {
 }
 
 impl Overhead {
-    /// Absolute CPU ns per op of `config` for `workload`, over rounds.
-    pub fn absolute(&self, config: Config, workload: &str) -> Option<Spread> {
-        let v: Vec<f64> =
-            self.samples.iter().filter(|s| s.config == config && s.workload == workload).map(|s| s.cpu_ns).collect();
+    fn clean(&self, round: usize, config: Config) -> bool {
+        self.runs.iter().any(|r| r.round == round && r.config == config && r.foreign_bpf.unwrap_or(0) == 0)
+    }
+
+    /// The rounds compared for `config`: those where neither it nor `none` ran next to someone
+    /// else's tracing programs, if there are at least 3 of them; otherwise all rounds.
+    pub fn rounds_used(&self, config: Config) -> Vec<usize> {
+        let all: Vec<usize> = self.runs.iter().filter(|r| r.config == config).map(|r| r.round).collect();
+        let clean: Vec<usize> =
+            all.iter().copied().filter(|&r| self.clean(r, config) && self.clean(r, Config::None)).collect();
+        if clean.len() >= 3 { clean } else { all }
+    }
+
+    /// Absolute CPU ns per op of `config` for `workload`, over the rounds used for `against`.
+    pub fn absolute(&self, config: Config, against: Config, workload: &str) -> Option<Spread> {
+        let rounds = self.rounds_used(against);
+        let v: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.config == config && s.workload == workload && rounds.contains(&s.round))
+            .map(|s| s.cpu_ns)
+            .collect();
         Spread::of(&v)
     }
 
     pub fn ratios(&self) -> Vec<Ratio> {
         let mut out = Vec::new();
         for &config in self.configs.iter().filter(|&&c| c != Config::None) {
+            let rounds = self.rounds_used(config);
             for w in WORKLOADS {
                 let pairs: Vec<(&Sample, &Sample)> = self
                     .samples
                     .iter()
-                    .filter(|s| s.config == config && s.workload == w.name)
+                    .filter(|s| s.config == config && s.workload == w.name && rounds.contains(&s.round))
                     .filter_map(|s| {
                         let base = self.samples.iter().find(|b| {
                             b.config == Config::None && b.workload == w.name && b.round == s.round
@@ -343,7 +412,7 @@ impl Overhead {
             .map(|s| {
                 json!({
                     "round": s.round, "config": s.config.name(), "workload": s.workload, "n": s.n,
-                    "cpu_ns": s.cpu_ns, "wall_ns": s.wall_ns,
+                    "cpu_ns": s.cpu_ns, "wall_ns": s.wall_ns, "settle_ms": s.settle_ms,
                     "delivered_opens": s.delivered_opens, "expected_opens": s.expected_opens,
                 })
             })
@@ -365,8 +434,9 @@ impl Overhead {
             .map(|r| {
                 json!({
                     "workload": r.workload.name, "config": r.config.name(),
-                    "none_cpu_ns": self.absolute(Config::None, r.workload.name).map(|s| s.json()),
-                    "cpu_ns": self.absolute(r.config, r.workload.name).map(|s| s.json()),
+                    "rounds": self.rounds_used(r.config),
+                    "none_cpu_ns": self.absolute(Config::None, r.config, r.workload.name).map(|s| s.json()),
+                    "cpu_ns": self.absolute(r.config, r.config, r.workload.name).map(|s| s.json()),
                     "cpu_ratio": r.cpu.map(|s| s.json()), "wall_ratio": r.wall.map(|s| s.json()),
                     "cpu_diff_ns": r.cpu_diff_ns.map(|s| s.json()),
                     "target": r.workload.goal.map(|g| g.max), "stretch": r.workload.goal.and_then(|g| g.stretch),

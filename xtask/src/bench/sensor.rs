@@ -1,11 +1,12 @@
 //! One `mnsensor run` process: started for a configuration or phase, stopped by its PID, and
 //! what it wrote, counted.
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     fs,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
@@ -13,6 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{host, interrupt};
+use crate::cmd::step;
 
 pub struct Sensor {
     child: Child,
@@ -39,6 +41,7 @@ impl Sensor {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if fs::read(jsonl).is_ok_and(|b| b.starts_with(br#"{"event.name":"sensor.start""#)) {
+                OURS.lock().expect("not poisoned").extend(prog_ids(sensor.pid()));
                 return Ok(sensor);
             }
             if let Some(status) = sensor.child.try_wait()? {
@@ -52,12 +55,16 @@ impl Sensor {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Fails if the sensor exited (it must run through its whole configuration).
+    pub fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("mnsensor exited during the benchmark ({status}): {}", self.log_tail());
+        }
+        Ok(())
     }
 
-    pub fn jsonl(&self) -> &Path {
-        &self.jsonl
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// User plus system CPU time of the whole process so far (`/proc/PID/stat`), in ns.
@@ -72,22 +79,37 @@ impl Sensor {
         Ok(line.trim().trim_end_matches("kB").trim().parse()?)
     }
 
-    /// SIGINT, then waits (30 s at most, then SIGKILL) and counts what it wrote.
+    /// SIGINT, then waits and counts what it wrote. A sensor that does not stop within 30 s
+    /// is killed and noted as an incident (with where it was stuck); the run goes on.
     pub fn stop(mut self) -> Result<Tally> {
         signal(self.pid(), libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
-                break status;
+                break Some(status);
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!("mnsensor did not stop within 30 s of SIGINT; killed: {}", self.log_tail());
+                break None;
             }
             thread::sleep(Duration::from_millis(20));
         };
-        if !status.success() {
-            bail!("mnsensor exited with {status}: {}", self.log_tail());
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => bail!("mnsensor exited with {status}: {}", self.log_tail()),
+            None => {
+                let pid = self.pid();
+                let state = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let state = state.lines().find(|l| l.starts_with("State:")).unwrap_or("?").to_owned();
+                let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+                let cpu = self.cpu_ns().map_or(f64::NAN, |c| c as f64 / 1e9);
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                incident(format!(
+                    "mnsensor (pid {pid}) did not stop within 30 s of SIGINT and was killed \
+                     ({state}, wchan {wchan:?}, {cpu:.1} s CPU); its last log lines: {}",
+                    self.log_tail()
+                ));
+            }
         }
         Tally::read(&self.jsonl)
     }
@@ -107,6 +129,33 @@ impl Drop for Sensor {
             let _ = self.child.wait();
         }
     }
+}
+
+/// BPF program ids loaded by the sensors this run started: not someone else's.
+static OURS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+pub fn our_programs() -> BTreeSet<u32> {
+    OURS.lock().expect("not poisoned").clone()
+}
+
+/// The ids of the BPF programs a process holds (`prog_id:` in the fdinfo of its descriptors).
+fn prog_ids(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Vec::new() };
+    dir.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok()))
+        .collect()
+}
+
+/// Things that went wrong in the sensor without stopping the run; printed with the results.
+static INCIDENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn incident(msg: String) {
+    step(format!("bench: warning: {msg}"));
+    INCIDENTS.lock().expect("not poisoned").push(msg);
+}
+
+pub fn incidents() -> Vec<String> {
+    INCIDENTS.lock().expect("not poisoned").clone()
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
@@ -148,10 +197,12 @@ impl Tally {
                     }
                 }
                 "sensor.event_loss" => {
-                    tally.lost += field(&line, "mnsensor.loss.count").and_then(|c| c.parse().ok()).unwrap_or(0);
+                    tally.lost +=
+                        field(&line, "mnsensor.loss.count").and_then(|c| c.parse().ok()).unwrap_or(0);
                 }
                 "sensor.stop" => {
-                    tally.stop_delivered = field(&line, "mnsensor.events.delivered").and_then(|c| c.parse().ok());
+                    tally.stop_delivered =
+                        field(&line, "mnsensor.events.delivered").and_then(|c| c.parse().ok());
                     tally.stop_lost = field(&line, "mnsensor.events.lost").and_then(|c| c.parse().ok());
                 }
                 _ => {}

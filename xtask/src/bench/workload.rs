@@ -36,15 +36,22 @@ pub enum Workload {
         #[arg(long)]
         secs: f64,
     },
-    /// open+close of DIR/lat-00000, DIR/lat-00001, … paced at RATE per second; prints the
-    /// CLOCK_REALTIME read just before each open.
+    /// open+close of DIR/lat-FIRST, the next one, … (COUNT files) paced at RATE per second;
+    /// prints the CLOCK_REALTIME read just before each open. Then TAIL_SECS more of TAIL_PATH
+    /// at the same rate, so that the last probes see the same traffic as the others.
     Latency {
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
+        first: usize,
+        #[arg(long)]
         count: usize,
         #[arg(long)]
         rate: u64,
+        #[arg(long)]
+        tail_path: PathBuf,
+        #[arg(long)]
+        tail_secs: f64,
     },
 }
 
@@ -66,7 +73,9 @@ pub fn run(workload: &Workload) -> Result<()> {
     let out = match workload {
         Workload::Op { op, path, n } => op_loop(*op, path, *n)?,
         Workload::Produce { path, rate, threads, secs } => produce(path, *rate, *threads, *secs)?,
-        Workload::Latency { dir, count, rate } => latency(dir, *count, *rate)?,
+        Workload::Latency { dir, first, count, rate, tail_path, tail_secs } => {
+            latency(dir, *first, *count, *rate, tail_path, *tail_secs)?
+        }
     };
     println!("{out}");
     Ok(())
@@ -187,7 +196,9 @@ fn produce(path: &Path, rate: u64, threads: u32, secs: f64) -> Result<serde_json
         opens += h.join().map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
     }
     let elapsed = (monotonic_ns() - start) as f64 / 1e9;
-    Ok(json!({ "pid": std::process::id(), "opens": opens, "elapsed_s": elapsed, "rate": opens as f64 / elapsed }))
+    Ok(
+        json!({ "pid": std::process::id(), "opens": opens, "elapsed_s": elapsed, "rate": opens as f64 / elapsed }),
+    )
 }
 
 /// Opens at `rate` per second until `end`, in bursts of at most 256, sleeping 20 µs when ahead.
@@ -212,11 +223,19 @@ fn paced(path: &CString, rate: f64, start: u64, end: u64) -> Result<u64> {
     }
 }
 
-fn latency(dir: &Path, count: usize, rate: u64) -> Result<serde_json::Value> {
+fn latency(
+    dir: &Path,
+    first: usize,
+    count: usize,
+    rate: u64,
+    tail: &Path,
+    tail_secs: f64,
+) -> Result<serde_json::Value> {
     if rate == 0 {
         bail!("--rate must be > 0");
     }
-    let paths = (0..count).map(|i| c_path(&dir.join(latency_name(i)))).collect::<Result<Vec<_>>>()?;
+    let paths =
+        (first..first + count).map(|i| c_path(&dir.join(latency_name(i)))).collect::<Result<Vec<_>>>()?;
     let period = 1_000_000_000 / rate;
     let start = monotonic_ns();
     let mut times = Vec::with_capacity(count);
@@ -229,6 +248,8 @@ fn latency(dir: &Path, count: usize, rate: u64) -> Result<serde_json::Value> {
         times.push(realtime_ns());
         open_close(path)?;
     }
+    let now = monotonic_ns();
+    paced(&c_path(tail)?, rate as f64, now, now + (tail_secs * 1e9) as u64)?;
     Ok(json!({ "pid": std::process::id(), "t_ns": times }))
 }
 

@@ -1,0 +1,200 @@
+//! `cargo xtask bench`: what mnsensor costs the machine it watches, measured side by side with
+//! no sensor (and auditd, when installed) in one interleaved run. Method and results:
+//! docs/performance.md.
+mod audit;
+mod clock;
+mod fixture;
+mod host;
+mod interrupt;
+mod latency;
+mod overhead;
+mod report;
+mod sensor;
+mod stats;
+mod throughput;
+mod workload;
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+use crate::{
+    build,
+    cmd::{self, display, step, target_dir},
+};
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// Interleaved rounds of the overhead comparison [default: 10, or 3 with --quick].
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// A short run (about 2 minutes): fewer rounds and operations, 1 s rate steps.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the results as JSON [default: target/bench/latest.json].
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Install auditd if it is missing, to compare with `auditctl -w DIR -p rwa`.
+    #[arg(long)]
+    with_auditd: bool,
+    /// Measure the existing target/release/mnsensor instead of building it first.
+    #[arg(long)]
+    no_build: bool,
+    #[command(subcommand)]
+    child: Option<Child>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Child {
+    /// The measured side, run in a fresh process per sample.
+    #[command(hide = true)]
+    Workload {
+        #[command(subcommand)]
+        workload: workload::Workload,
+    },
+}
+
+/// Sizes of one run.
+#[derive(Debug)]
+struct Plan {
+    rounds: usize,
+    /// Multiplies the operations per overhead sample.
+    scale: f64,
+    rates: Vec<u64>,
+    rate_secs: f64,
+    steady_rate: u64,
+    steady_secs: f64,
+    /// (rate per second, files) for the latency phases.
+    latency: [(u64, usize); 2],
+}
+
+impl Plan {
+    fn new(args: &Args) -> Self {
+        let q = args.quick;
+        Self {
+            rounds: args.rounds.unwrap_or(if q { 3 } else { 10 }),
+            scale: if q { 0.25 } else { 1.0 },
+            rates: vec![50_000, 100_000, 200_000, 400_000, 800_000],
+            rate_secs: if q { 1.0 } else { 2.0 },
+            steady_rate: 100_000,
+            steady_secs: if q { 3.0 } else { 5.0 },
+            latency: if q { [(1000, 1000), (20, 40)] } else { [(1000, 3000), (20, 60)] },
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rounds": self.rounds, "scale": self.scale, "rates": self.rates, "rate_secs": self.rate_secs,
+            "steady_rate": self.steady_rate, "steady_secs": self.steady_secs,
+            "latency": self.latency.iter().map(|(r, n)| serde_json::json!({"rate": r, "count": n})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What the phases share.
+pub struct Ctx {
+    /// This xtask binary, re-executed for every workload process.
+    exe: PathBuf,
+    sensor_bin: PathBuf,
+    fixture: fixture::Fixture,
+}
+
+impl Ctx {
+    fn workload_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["bench", "workload"]).args(args).stdin(Stdio::null()).stderr(Stdio::inherit());
+        cmd
+    }
+
+    /// Runs a workload process to its end and returns the JSON line it printed.
+    fn workload(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut cmd = self.workload_command(args);
+        let out = cmd.output().with_context(|| format!("could not start `{}`", display(&cmd)))?;
+        if !out.status.success() {
+            bail!("`{}` failed ({})", display(&cmd), out.status);
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).with_context(|| format!("`{}` printed {text:?}", display(&cmd)))
+    }
+}
+
+pub fn bench(args: &Args) -> Result<()> {
+    if let Some(Child::Workload { workload }) = &args.child {
+        return workload::run(workload);
+    }
+    ensure!(cmd::is_root()?, "the benchmark loads eBPF programs: run as root (`sudo -E cargo xtask bench`)");
+    let plan = Plan::new(args);
+    if !args.no_build {
+        build::build(true)?;
+    }
+    interrupt::install();
+    let started = std::time::Instant::now();
+    let mut machine = host::describe();
+    let latency_files = plan.latency.iter().map(|(_, n)| n).sum();
+    let ctx = Ctx {
+        exe: std::env::current_exe().context("locating the xtask binary")?,
+        sensor_bin: target_dir().join("release/mnsensor"),
+        fixture: fixture::Fixture::create(latency_files)?,
+    };
+    machine["sensor"] = host::binary(&ctx.sensor_bin)?;
+    step(format!("bench: files in {}; plan {plan:?}", ctx.fixture.root.display()));
+    let mut audit = start_auditd(args, &ctx)?;
+
+    step(format!("bench: 1/4 overhead, {} interleaved rounds", plan.rounds));
+    let overhead = overhead::run(&ctx, plan.rounds, plan.scale, audit.as_mut())?;
+    drop(audit.take());
+
+    step("bench: 2/4 ring buffer: protected opens at fixed rates, fresh sensor per step");
+    let mut phases = Vec::new();
+    for &rate in &plan.rates {
+        phases.push(throughput::phase(&ctx, rate, plan.rate_secs)?);
+    }
+    step(format!("bench: 3/4 steady {}/s for {} s: sensor CPU and RSS", plan.steady_rate, plan.steady_secs));
+    let steady = throughput::phase(&ctx, plan.steady_rate, plan.steady_secs)?;
+
+    step("bench: 4/4 delivery latency");
+    let mut latencies = Vec::new();
+    let mut first = 0;
+    for &(rate, count) in &plan.latency {
+        latencies.push(latency::run(&ctx, rate, first, count)?);
+        first += count;
+    }
+
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let results =
+        report::Results { machine, plan: plan.json(), elapsed_s, overhead, phases, steady, latencies };
+    println!("{}", results.table());
+    let path = args.json.clone().unwrap_or_else(|| target_dir().join("bench/latest.json"));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&results.json())? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    step(format!("bench: measured in {elapsed_s:.0} s (after the build); wrote {}", path.display()));
+    Ok(())
+}
+
+/// auditd, when `auditctl` is installed (or `--with-auditd` installs it) and the daemon runs.
+fn start_auditd(args: &Args, ctx: &Ctx) -> Result<Option<audit::Audit>> {
+    if !audit::installed() {
+        if !args.with_auditd {
+            step(
+                "bench: auditctl not installed; comparing with no sensor only (--with-auditd installs auditd)",
+            );
+            return Ok(None);
+        }
+        audit::install()?;
+    }
+    match audit::Audit::start(&ctx.fixture.protected) {
+        Ok(audit) => Ok(Some(audit)),
+        Err(e) if !args.with_auditd => {
+            step(format!("bench: auditd unusable here, left out: {e:#}"));
+            Ok(None)
+        }
+        Err(e) => Err(e.context("--with-auditd: auditd does not run here")),
+    }
+}
