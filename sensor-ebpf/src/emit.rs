@@ -55,8 +55,13 @@ pub fn header_for(kind: Kind, task: &Task, header: &mut Header) {
 pub fn send(kind: Kind, record: *const u8, len: usize) {
     // SAFETY: the caller passes a pointer into a map value that holds at least `len` bytes.
     let bytes = unsafe { core::slice::from_raw_parts(record, len) };
+    // Wake the consumer once, when this record makes the backlog cross the threshold; while
+    // it is behind it has been woken already, and a wakeup per record (an IPI each) would
+    // multiply the cost of every traced syscall.
     let waiting = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let flags = if waiting >= config!(wakeup_bytes) { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    let threshold = config!(wakeup_bytes);
+    let crosses = waiting < threshold && waiting + len as u64 >= threshold;
+    let flags = if crosses { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
     if EVENTS.output::<[u8]>(bytes, u64::from(flags)).is_err() {
         count_loss(kind);
     }

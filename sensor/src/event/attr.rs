@@ -154,6 +154,8 @@ mod tests {
             .collect();
         assert!(keys.len() > 60, "parsed only {} keys", keys.len());
         let missing: Vec<_> = keys.iter().filter(|k| !documented.contains(**k)).collect();
+        // `Record::to_json` writes keys without escaping them.
+        assert!(keys.iter().all(|k| k.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')));
         assert!(missing.is_empty(), "keys missing from docs/events.md: {missing:?}");
     }
 }

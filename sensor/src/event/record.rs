@@ -19,9 +19,13 @@ impl Record {
         Self { name, time_ns, attrs: Vec::with_capacity(24) }
     }
 
-    /// Adds an attribute.
+    /// Adds an attribute (replacing an earlier value of the same key).
     pub fn set(&mut self, key: &'static str, value: impl Into<Value>) -> &mut Self {
-        self.attrs.push((key, value.into()));
+        let value = value.into();
+        match self.attrs.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.attrs.push((key, value)),
+        }
         self
     }
 
@@ -47,15 +51,30 @@ impl Record {
     }
 
     /// The JSON line (without the newline) for this record with sequence number `seq`.
+    /// Written directly (no intermediate map): this runs once per record.
     pub fn to_json(&self, seq: u64, host: &str) -> String {
-        let mut map = serde_json::Map::with_capacity(self.attrs.len() + 4);
-        map.insert(attr::EVENT_NAME.into(), self.name.into());
-        map.insert(attr::TIME.into(), super::time::rfc3339(self.time_ns).into());
-        map.insert(attr::SEQ.into(), seq.into());
-        map.insert(attr::HOST_NAME.into(), host.into());
-        for (k, v) in &self.attrs {
-            map.insert((*k).into(), v.clone());
+        let mut out = Vec::with_capacity(256 + 48 * self.attrs.len());
+        out.push(b'{');
+        let time = super::time::rfc3339(self.time_ns);
+        let head: [(&str, Value); 4] = [
+            (attr::EVENT_NAME, self.name.into()),
+            (attr::TIME, time.into()),
+            (attr::SEQ, seq.into()),
+            (attr::HOST_NAME, host.into()),
+        ];
+        let pairs = head.iter().map(|(k, v)| (*k, v)).chain(self.attrs.iter().map(|(k, v)| (*k, v)));
+        for (i, (k, v)) in pairs.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Keys are constants without characters that need escaping (`attr` tests this).
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            // Writing into a Vec cannot fail, and a Value always serialises.
+            let _ = serde_json::to_writer(&mut out, v);
         }
-        Value::Object(map).to_string()
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_default()
     }
 }

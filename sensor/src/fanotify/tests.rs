@@ -297,13 +297,13 @@ fn observer_mark_limit() {
     for d in ["a", "b", "c"] {
         std::fs::create_dir(t.join(d)).unwrap();
     }
-    let tight = ObserverOptions { max_marks: 3 };
+    let tight = ObserverOptions { max_marks: 3, ..ObserverOptions::default() };
     match Observer::with_options(&[t.path().to_path_buf()], tight) {
         Err(FanotifyError::TooManyMarks { limit: 3, .. }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("4 directories fit in a limit of 3"),
     }
-    let exact = ObserverOptions { max_marks: 4 };
+    let exact = ObserverOptions { max_marks: 4, ..ObserverOptions::default() };
     let mut obs = Observer::with_options(&[t.path().to_path_buf()], exact).unwrap();
     let d = t.join("d");
     let _mk = run("/bin/mkdir", &[d.to_str().unwrap()]);
