@@ -16,6 +16,12 @@ use crate::kread::{dentry_ino_dev, off, ptr};
 #[map]
 pub static PROTECTED: HashMap<InodeKey, Protected> = HashMap::with_max_entries(4096, 0);
 
+/// Devices (kernel encoding) that hold a protected file or directory, or a mount inside a
+/// protected tree. An open on any other device is unrelated after one lookup, without the
+/// ancestry walk.
+#[map]
+pub static PROTECTED_DEVS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+
 /// One step up from `(mount, dentry)`: `Some((mount, dentry))` of the parent, `None` at the
 /// namespace root (or an unlinked, detached root).
 #[inline(always)]
@@ -52,6 +58,11 @@ pub fn real_mount(vfsmount: u64) -> u64 {
 /// [`PROTECT_TREE`] entry.
 #[inline(always)]
 pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected)> {
+    let (_, dev) = dentry_ino_dev(dentry).ok()?;
+    // SAFETY: presence check only.
+    if unsafe { PROTECTED_DEVS.get(&dev) }.is_none() {
+        return None;
+    }
     let mut mount = real_mount(vfsmount);
     let mut dentry = dentry;
     let mut first = true;
@@ -60,9 +71,10 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
             let key = InodeKey { ino, dev, _pad: 0 };
             // SAFETY: the value is copied out before the map can change.
             if let Some(p) = unsafe { PROTECTED.get(key) }
-                && (first || p.flags & PROTECT_TREE != 0) {
-                    return Some((key, *p));
-                }
+                && (first || p.flags & PROTECT_TREE != 0)
+            {
+                return Some((key, *p));
+            }
         }
         first = false;
         match parent(mount, dentry) {

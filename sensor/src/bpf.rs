@@ -137,6 +137,16 @@ impl Programs {
             .load(OBJECT)
             .map_err(BpfError::Load)?;
 
+        {
+            let mut devs: HashMap<_, u32, u32> = HashMap::try_from(
+                ebpf.map_mut("PROTECTED_DEVS")
+                    .ok_or(BpfError::Map { name: "PROTECTED_DEVS", source: missing_map() })?,
+            )
+            .map_err(|source| BpfError::Map { name: "PROTECTED_DEVS", source })?;
+            for dev in protect.devices() {
+                devs.insert(dev, 1, 0).map_err(|source| BpfError::Map { name: "PROTECTED_DEVS", source })?;
+            }
+        }
         let mut map: HashMap<_, InodeKey, Protected> = HashMap::try_from(
             ebpf.map_mut("PROTECTED").ok_or(BpfError::Map { name: "PROTECTED", source: missing_map() })?,
         )
@@ -161,7 +171,8 @@ impl Programs {
                     ids.extend(id);
                     attached.push("security_file_open@fentry/security_file_open".to_owned());
                     let mut backend: Array<_, u32> = Array::try_from(
-                        ebpf.map_mut("OPEN_BACKEND").ok_or(BpfError::Map { name: "OPEN_BACKEND", source: missing_map() })?,
+                        ebpf.map_mut("OPEN_BACKEND")
+                            .ok_or(BpfError::Map { name: "OPEN_BACKEND", source: missing_map() })?,
                     )
                     .map_err(|source| BpfError::Map { name: "OPEN_BACKEND", source })?;
                     backend.set(0, 1, 0).map_err(|source| BpfError::Map { name: "OPEN_BACKEND", source })?;

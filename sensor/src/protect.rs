@@ -88,6 +88,28 @@ impl ProtectSet {
         self.entries.iter().map(|e| (e.key, e.value)).chain(self.members.iter().copied())
     }
 
+    /// Devices (kernel encoding) the kernel must walk for: those of the protected entries
+    /// and of every mount below a protected directory (`/proc/self/mountinfo`).
+    pub fn devices(&self) -> Vec<u32> {
+        let mut devs: Vec<u32> = self.entries.iter().map(|e| e.key.dev).collect();
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            for line in info.lines() {
+                // Field 5 is the mount point (octal escapes for spaces and the like).
+                let Some(point) = line.split(' ').nth(4) else { continue };
+                let point = unescape_mountinfo(point);
+                let inside = self.entries.iter().any(|e| {
+                    e.value.flags & PROTECT_TREE != 0 && std::path::Path::new(&point).starts_with(&e.path)
+                });
+                if inside && let Ok(meta) = std::fs::metadata(&point) {
+                    devs.push(kernel_dev(meta.dev()));
+                }
+            }
+        }
+        devs.sort_unstable();
+        devs.dedup();
+        devs
+    }
+
     /// The protection rule covering a file, by identity (a protected file, or a file found in
     /// a protected tree at start) or by path (below a protected directory).
     pub fn rule_for(&self, key: InodeKey, path: &std::path::Path) -> Option<u32> {
@@ -117,5 +139,33 @@ impl ProtectSet {
     /// Whether nothing is protected.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// `/proc/self/mountinfo` writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn unescapes_mount_points() {
+        assert_eq!(unescape_mountinfo("/srv/share\\040jinji"), "/srv/share jinji");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }
