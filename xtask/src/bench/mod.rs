@@ -3,6 +3,7 @@
 //! docs/performance.md.
 mod audit;
 mod clock;
+mod enforce;
 mod fixture;
 mod host;
 mod interrupt;
@@ -164,15 +165,20 @@ pub fn bench(args: &Args) -> Result<()> {
         first += count;
     }
 
+    step("bench: 5/5 enforcement: fanotify floor, enforce and audit mode");
+    let (enforcement, enforcement_table) = enforce::run(&ctx, plan.rounds.min(5), plan.scale)?;
+
     let elapsed_s = started.elapsed().as_secs_f64();
     let results =
         report::Results { machine, plan: plan.json(), elapsed_s, overhead, phases, steady, latencies };
-    println!("{}", results.table());
+    println!("{}{enforcement_table}", results.table());
     let path = args.json.clone().unwrap_or_else(|| target_dir().join("bench/latest.json"));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, serde_json::to_string_pretty(&results.json())? + "\n")
+    let mut json = results.json();
+    json["enforcement"] = enforcement;
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     step(format!("bench: measured in {elapsed_s:.0} s (after the build); wrote {}", path.display()));
     Ok(())

@@ -25,11 +25,15 @@ pub struct Sensor {
 impl Sensor {
     /// Starts `bin run --protect DIR --output jsonl:JSONL` and waits for `sensor.start`.
     pub fn start(bin: &Path, protect: &Path, jsonl: &Path, log: &Path) -> Result<Self> {
+        Self::start_with(bin, &["--protect".as_ref(), protect.as_os_str()], jsonl, log)
+    }
+
+    /// Starts `bin run ARGS… --output jsonl:JSONL` and waits for `sensor.start`.
+    pub fn start_with(bin: &Path, args: &[&std::ffi::OsStr], jsonl: &Path, log: &Path) -> Result<Self> {
         let _ = fs::remove_file(jsonl);
         let child = Command::new(bin)
             .arg("run")
-            .arg("--protect")
-            .arg(protect)
+            .args(args)
             .arg("--output")
             .arg(format!("jsonl:{}", jsonl.display()))
             .stdin(Stdio::null())
