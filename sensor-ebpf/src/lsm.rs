@@ -95,10 +95,11 @@ fn decide(file: u64) -> Option<u32> {
     // SAFETY (map reads): values are copied out at once.
     let mut allowed = unsafe { ALLOW_ANY.get(AllowKey { policy, uid }) }.copied().unwrap_or(0);
     if allowed & combo == 0
-        && let Some((dev, ino)) = executable(task) {
-            let key = AllowProgramKey { policy, uid, dev, _pad: 0, ino };
-            allowed |= unsafe { ALLOW_PROGRAM.get(key) }.copied().unwrap_or(0);
-        }
+        && let Some((dev, ino)) = executable(task)
+    {
+        let key = AllowProgramKey { policy, uid, dev, _pad: 0, ino };
+        allowed |= unsafe { ALLOW_PROGRAM.get(key) }.copied().unwrap_or(0);
+    }
     if allowed & combo != 0 {
         return None;
     }

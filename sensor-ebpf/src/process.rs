@@ -91,12 +91,13 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     // Working directory: task->fs->pwd.
     ev.cwd_len = 0;
     if let Ok(fs) = ptr(task, off!(task_struct_fs))
-        && let Ok((mnt, dentry)) = path_of(fs, off!(fs_struct_pwd)) {
-            let start = u32::from(ev.exe_len) + u32::from(ev.argv_len);
-            ev.cursor = start;
-            ev.header.flags |= write_path::<EXEC_MASK>(data, &raw mut ev.cursor, mnt, dentry);
-            ev.cwd_len = ev.cursor.wrapping_sub(start) as u16;
-        }
+        && let Ok((mnt, dentry)) = path_of(fs, off!(fs_struct_pwd))
+    {
+        let start = u32::from(ev.exe_len) + u32::from(ev.argv_len);
+        ev.cursor = start;
+        ev.header.flags |= write_path::<EXEC_MASK>(data, &raw mut ev.cursor, mnt, dentry);
+        ev.cwd_len = ev.cursor.wrapping_sub(start) as u16;
+    }
 
     let used = (u32::from(ev.exe_len) + u32::from(ev.argv_len) + u32::from(ev.cwd_len)) & EXEC_MASK;
     send(Kind::Exec, (ev as *const Exec).cast(), offset_of!(Exec, data) + used as usize);

@@ -145,9 +145,10 @@ impl Watch {
                 let old = ev.old_path.as_ref().and_then(|p| self.catalog.remove(p));
                 let meta = old.or(snapshot);
                 if let Some(m) = meta
-                    && !ev.path.as_os_str().is_empty() {
-                        self.catalog.insert(ev.path.clone(), m);
-                    }
+                    && !ev.path.as_os_str().is_empty()
+                {
+                    self.catalog.insert(ev.path.clone(), m);
+                }
                 let mut rec = self.record(d, "file.rename", &ev, meta);
                 rec.set_opt(attr::FILE_OLD_PATH, ev.old_path.as_ref().map(|p| p.display().to_string()));
                 out.push(rec);
@@ -209,9 +210,10 @@ impl Watch {
         let (Some(dev), Some(ino)) = (ev.dev, ev.ino) else { return };
         let path = strip_deleted(&ev.path);
         if let Some(now) = snapshot
-            && let Some(before) = self.catalog.insert(path.to_owned(), now) {
-                self.size_change(d, ev, before, now, out);
-            }
+            && let Some(before) = self.catalog.insert(path.to_owned(), now)
+        {
+            self.size_change(d, ev, before, now, out);
+        }
         if d.explains(ev.pid, kernel_dev(dev), ino) {
             return;
         }

@@ -235,16 +235,16 @@ impl Decider {
             d
         });
         let event = (decision.verdict != Verdict::Allow).then(|| DecisionEvent {
-                time_ns: crate::event::time::Clock::realtime_ns(),
-                task,
-                pid,
-                path: path.to_owned(),
-                dev,
-                ino,
-                ops,
-                decision: decision.clone(),
-                hash: set.hash().to_owned(),
-                enforcement,
+            time_ns: crate::event::time::Clock::realtime_ns(),
+            task,
+            pid,
+            path: path.to_owned(),
+            dev,
+            ino,
+            ops,
+            decision: decision.clone(),
+            hash: set.hash().to_owned(),
+            enforcement,
         });
         (decision, event)
     }
