@@ -48,6 +48,3 @@ mod user {
     // SAFETY: plain repr(C) data.
     unsafe impl aya::Pod for super::Protected {}
 }
-
-/// Capacity of a record's path area plus slack for one maximal component write.
-pub const FILE_DATA_LEN: usize = PATH_MAX + NAME_MAX;

@@ -7,7 +7,7 @@
 //! opening process up and denies what the tables do not allow.
 
 use super::Header;
-use crate::path::FILE_DATA_LEN;
+use super::file::FILE_DATA;
 
 /// Operation combinations of an open, as bits of the allow masks.
 pub const COMBO_READ: u32 = 1 << 0;
@@ -66,7 +66,7 @@ pub struct LsmDecision {
     pub _pad: u16,
     /// Kernel-side write position while the record is built.
     pub cursor: u32,
-    pub data: [u8; FILE_DATA_LEN],
+    pub data: [u8; FILE_DATA],
 }
 
 #[cfg(feature = "user")]
