@@ -403,15 +403,15 @@ impl Consumer {
             if set.protects(path) && !enforce::enforced(&set, path) {
                 let exe =
                     self.decoder.procs.get(open.task.tgid).and_then(|p| p.exe.as_deref().map(PathBuf::from));
-                self.enforcement.decider.decide(
-                    open.task.tgid,
+                self.enforcement.decider.decide(enforce::Access {
+                    pid: open.task.tgid,
                     path,
-                    open.dev,
-                    open.ino,
-                    open.ops,
-                    "kernel",
-                    Some((open.task, exe)),
-                );
+                    dev: open.dev,
+                    ino: open.ino,
+                    ops: open.ops,
+                    enforcement: "kernel",
+                    task: Some((open.task, exe)),
+                });
             }
         }
         for ev in self.enforcement.take_decisions() {

@@ -109,6 +109,22 @@ fn subject(pid: u32) -> Option<Subject> {
 
 type CacheKey = (u32, Option<u32>, Option<PathBuf>, u64, u64, u8);
 
+/// One access to decide.
+pub struct Access<'a> {
+    pub pid: u32,
+    /// Canonical path of the file.
+    pub path: &'a Path,
+    /// Userspace `dev_t` and inode of the file.
+    pub dev: u64,
+    pub ino: u64,
+    pub ops: OpSet,
+    /// How the decision takes effect (`mnsensor.enforcement`).
+    pub enforcement: &'static str,
+    /// The acting task and its executable when the caller has them from the kernel;
+    /// otherwise they are read from `/proc`.
+    pub task: Option<(Task, Option<PathBuf>)>,
+}
+
 /// Decides accesses with the policy set in force.
 pub struct Decider {
     policies: Arc<Policies>,
@@ -147,7 +163,16 @@ impl Decider {
         if req.mask.open || req.mask.access {
             ops = ops_of_open(req.pid, ops);
         }
-        let (d, event) = self.judge(req.pid, &req.path, req.dev, req.ino, ops, "fanotify", None);
+        let access = Access {
+            pid: req.pid,
+            path: &req.path,
+            dev: req.dev,
+            ino: req.ino,
+            ops,
+            enforcement: "fanotify",
+            task: None,
+        };
+        let (d, event) = self.judge(access);
         // After the deadline the responder has already answered with the fail mode (and
         // alerted); a record of this verdict would claim an effect it did not have.
         if req.received.elapsed() < self.deadline {
@@ -163,20 +188,9 @@ impl Decider {
         }
     }
 
-    /// Decides one access, records it when it is not a plain allow, and returns it. `task`
-    /// is the acting task when the caller has it from the kernel.
-    #[expect(clippy::too_many_arguments, reason = "one access has this many facets")]
-    pub fn decide(
-        &self,
-        pid: u32,
-        path: &Path,
-        dev: u64,
-        ino: u64,
-        ops: OpSet,
-        enforcement: &'static str,
-        task: Option<(Task, Option<PathBuf>)>,
-    ) -> Decision {
-        let (d, event) = self.judge(pid, path, dev, ino, ops, enforcement, task);
+    /// Decides one access, records it when it is not a plain allow, and returns it.
+    pub fn decide(&self, access: Access<'_>) -> Decision {
+        let (d, event) = self.judge(access);
         self.record(event);
         d
     }
@@ -191,17 +205,8 @@ impl Decider {
 
     /// [`Self::decide`] without recording: the decision and, unless it is a plain allow, its
     /// event.
-    #[expect(clippy::too_many_arguments, reason = "one access has this many facets")]
-    fn judge(
-        &self,
-        pid: u32,
-        path: &Path,
-        dev: u64,
-        ino: u64,
-        ops: OpSet,
-        enforcement: &'static str,
-        task: Option<(Task, Option<PathBuf>)>,
-    ) -> (Decision, Option<DecisionEvent>) {
+    fn judge(&self, access: Access<'_>) -> (Decision, Option<DecisionEvent>) {
+        let Access { pid, path, dev, ino, ops, enforcement, task } = access;
         let (task, fsuid, exe) = match task {
             Some((t, exe)) => (Some(t), t.euid, exe),
             None => match subject(pid) {
