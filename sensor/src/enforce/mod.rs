@@ -18,7 +18,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
     time::{Duration, Instant},
@@ -46,11 +46,25 @@ const CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
 pub struct Policies {
     set: RwLock<Arc<PolicySet>>,
     generation: AtomicU64,
+    /// Whether an `audit`-mode policy protects anything: only then are the kernel's open
+    /// records kept for judging (per record, so it is a flag, not a scan of the set).
+    audits: AtomicBool,
+}
+
+/// Whether an `audit`-mode policy of `set` protects a path.
+fn audits(set: &PolicySet) -> bool {
+    set.protect_specs().iter().any(|s| s.mode == Mode::Audit)
 }
 
 impl Policies {
     pub fn new(set: PolicySet) -> Self {
-        Self { set: RwLock::new(Arc::new(set)), generation: AtomicU64::new(0) }
+        let audits = AtomicBool::new(audits(&set));
+        Self { set: RwLock::new(Arc::new(set)), generation: AtomicU64::new(0), audits }
+    }
+
+    /// Whether opens must be judged against `audit`-mode policies.
+    pub fn audits(&self) -> bool {
+        self.audits.load(Ordering::Relaxed)
     }
 
     /// The set in force.
@@ -60,6 +74,7 @@ impl Policies {
 
     /// Replaces the set; no decision is made without a set during the swap.
     pub fn replace(&self, set: PolicySet) {
+        self.audits.store(audits(&set), Ordering::Relaxed);
         let new = Arc::new(set);
         match self.set.write() {
             Ok(mut s) => *s = new,

@@ -55,7 +55,7 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
         .set_opt(attr::FILE_FD, (ev.fd >= 0).then_some(ev.fd))
         .set_opt(attr::SYSCALL, syscall_name(ev.syscall))
         .set_opt(attr::PROTECTED_PATH, protected.as_deref());
-    if d.opens.len() < MAX_OPEN_FILES {
+    if d.policies.audits() && d.opens.len() < MAX_OPEN_FILES {
         d.opens.push(OpenSeen {
             task: ev.header.task,
             path: path.clone(),
