@@ -214,11 +214,9 @@ impl Watch {
         {
             self.size_change(d, ev, before, now, out);
         }
-        if d.explains(ev.pid, kernel_dev(dev), ino) {
-            return;
-        }
+        // The cheap check first: explaining scans the open files and may read /proc.
         let key = (ev.pid, ino, ev.kind);
-        if self.reported.contains_key(&key) {
+        if self.reported.contains_key(&key) || d.explains(ev.pid, kernel_dev(dev), ino) {
             return;
         }
         self.reported.insert(key, Instant::now());
