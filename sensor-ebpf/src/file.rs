@@ -26,15 +26,17 @@ use crate::{
     path::{PROTECTED, find_protected, write_path},
 };
 
-/// Slot 0 is 1 once the daemon attached `security_file_open` (the fentry backend); other
-/// open paths then stay quiet so an open is reported once.
+/// Which event families the fentry programs report, set by the daemon once all of a
+/// family's programs are attached: slot `BACKEND_OPEN` (`security_file_open`; other open
+/// paths then stay quiet so an open is reported once) and `BACKEND_CHANGE` (the
+/// `security_path_*` hooks in `change.rs`).
 #[map]
-pub static OPEN_BACKEND: Array<u32> = Array::with_max_entries(1, 0);
+pub static BACKEND: Array<u32> = Array::with_max_entries(2, 0);
 
-/// Whether the fentry backend reports opens.
+/// Whether the fentry programs report the family in `slot`.
 #[inline(always)]
-pub fn fentry_active() -> bool {
-    OPEN_BACKEND.get(0).is_some_and(|v| *v == 1)
+pub fn fentry_active(slot: u32) -> bool {
+    BACKEND.get(slot).is_some_and(|v| *v == 1)
 }
 
 #[map]

@@ -280,7 +280,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
     let Ok(opcode) = read::<u8>(req, off!(io_kiocb_opcode)) else { return 0 };
     if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
         // With the fentry backend security_file_open has reported this open already.
-        if config!(file_events) != 0 && !crate::file::fentry_active() {
+        if config!(file_events) != 0 && !crate::file::fentry_active(sensor_common::event::file::BACKEND_OPEN) {
             crate::file::opened(i64::from(res), OPEN_IO_URING);
         }
         return 0;

@@ -9,6 +9,7 @@
 #![no_main]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+mod change;
 mod emit;
 mod enforce;
 mod file;

@@ -2,13 +2,13 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, Lsm, ProgramError, RawTracePoint, TracePoint},
+    programs::{FEntry, FExit, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{
     config::KernelConfig,
     event::{
         KIND_SLOTS,
-        file::Tracked,
+        file::{BACKEND_CHANGE, BACKEND_OPEN, Tracked},
         policy::{AllowKey, AllowProgramKey, PolicyDefault},
     },
     offsets::KernelOffsets,
@@ -52,6 +52,10 @@ const TRACEPOINTS: &[(&str, &str, Family)] = &[
     ("sys_exit_mmap", "syscalls", Family::File),
     ("sys_enter_close", "syscalls", Family::File),
     ("io_uring_complete", "io_uring", Family::File),
+    ("sys_enter_link", "syscalls", Family::Link),
+    ("sys_enter_linkat", "syscalls", Family::Link),
+    ("sys_exit_link", "syscalls", Family::Link),
+    ("sys_exit_linkat", "syscalls", Family::Link),
     ("sys_exit_accept", "syscalls", Family::Network),
     ("sys_exit_accept4", "syscalls", Family::Network),
     ("inet_sock_set_state", "sock", Family::Network),
@@ -63,6 +67,8 @@ enum Family {
     FileOpen,
     /// Bytes through protected files, close.
     File,
+    /// Names of new hard links, where the fentry change hooks do not load.
+    Link,
     Network,
 }
 
@@ -81,6 +87,9 @@ pub enum BpfError {
     /// A map is missing or has the wrong type.
     #[error("kernel map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
+    /// A VFS operation's parameter count is not in BTF, so its fexit cannot read the result.
+    #[error("a VFS operation the change hooks confirm with is not in this kernel's BTF")]
+    MissingFunction,
     /// The object is empty because the build skipped the kernel programs.
     #[error("this binary was built with AYA_BUILD_SKIP=1 and contains no kernel programs")]
     NoObject,
@@ -105,6 +114,9 @@ pub struct Programs {
     pub file_events: bool,
     /// How opens of protected files are observed: `fentry`, `tracepoint` or `off`.
     pub file_backend: &'static str,
+    /// How deletions, renames, links and truncations are observed: `fentry` (security
+    /// hooks), `fanotify` (the VFS observer, links at the link syscalls) or `off`.
+    pub change_backend: &'static str,
 }
 
 impl Programs {
@@ -166,16 +178,11 @@ impl Programs {
         }
         let file_backend = match file_events {
             false => "off",
-            true => match attach_fentry(&mut ebpf, "security_file_open", "security_file_open") {
+            true => match attach_fentry(&mut ebpf, "security_file_open", "security_file_open", false) {
                 Ok(id) => {
                     ids.extend(id);
                     attached.push("security_file_open@fentry/security_file_open".to_owned());
-                    let mut backend: Array<_, u32> = Array::try_from(
-                        ebpf.map_mut("OPEN_BACKEND")
-                            .ok_or(BpfError::Map { name: "OPEN_BACKEND", source: missing_map() })?,
-                    )
-                    .map_err(|source| BpfError::Map { name: "OPEN_BACKEND", source })?;
-                    backend.set(0, 1, 0).map_err(|source| BpfError::Map { name: "OPEN_BACKEND", source })?;
+                    enable_backend(&mut ebpf, BACKEND_OPEN)?;
                     "fentry"
                 }
                 Err(e) => {
@@ -184,10 +191,25 @@ impl Programs {
                 }
             },
         };
+        let change_backend = match (file_events, file_backend) {
+            (false, _) => "off",
+            (true, "fentry") => match attach_changes(&mut ebpf, offsets, &mut attached, &mut ids) {
+                Ok(()) => {
+                    enable_backend(&mut ebpf, BACKEND_CHANGE)?;
+                    "fentry"
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Change hooks do not load; deletions, renames and truncations come from fanotify.");
+                    "fanotify"
+                }
+            },
+            (true, _) => "fanotify",
+        };
         for &(name, category, family) in TRACEPOINTS {
             let event = name;
             let wanted = match family {
                 Family::FileOpen => file_backend == "tracepoint",
+                Family::Link => file_events && change_backend != "fentry",
                 Family::File => file_events,
                 Family::Network => true,
             };
@@ -204,7 +226,7 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
-        Ok(Self { ebpf, attached, ids, file_events, file_backend })
+        Ok(Self { ebpf, attached, ids, file_events, file_backend, change_backend })
     }
 
     /// Takes the ring buffer (once).
@@ -279,14 +301,81 @@ impl Programs {
     }
 }
 
-/// Loads and attaches an fentry program; the error says why it cannot run on this kernel.
-fn attach_fentry(ebpf: &mut Ebpf, name: &'static str, function: &str) -> Result<Option<u32>, BpfError> {
+/// Loads and attaches an fentry (or, with `exit`, fexit) program; the error says why it
+/// cannot run on this kernel.
+fn attach_fentry(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    function: &str,
+    exit: bool,
+) -> Result<Option<u32>, BpfError> {
     let btf = aya::Btf::from_sys_fs()
         .map_err(|e| BpfError::Program { program: name, source: ProgramError::Btf(e) })?;
-    let prog: &mut FEntry = program(ebpf, name)?;
-    prog.load(function, &btf).map_err(|source| BpfError::Program { program: name, source })?;
-    prog.attach().map_err(|source| BpfError::Program { program: name, source })?;
-    Ok(prog.info().ok().map(|i| i.id()))
+    let err = |source| BpfError::Program { program: name, source };
+    if exit {
+        let prog: &mut FExit = program(ebpf, name)?;
+        prog.load(function, &btf).map_err(err)?;
+        prog.attach().map_err(err)?;
+        Ok(prog.info().ok().map(|i| i.id()))
+    } else {
+        let prog: &mut FEntry = program(ebpf, name)?;
+        prog.load(function, &btf).map_err(err)?;
+        prog.attach().map_err(err)?;
+        Ok(prog.info().ok().map(|i| i.id()))
+    }
+}
+
+/// The change hooks (`sensor-ebpf/src/change.rs`): (program and kernel function, fexit,
+/// required). `security_file_truncate` exists from 6.2; before, `security_path_truncate`
+/// sees every truncation.
+const CHANGE_PROGRAMS: [(&str, bool, bool); 9] = [
+    ("security_path_unlink", false, true),
+    ("security_path_rename", false, true),
+    ("security_path_link", false, true),
+    ("security_path_truncate", false, true),
+    ("security_file_truncate", false, false),
+    ("vfs_unlink", true, true),
+    ("vfs_rename", true, true),
+    ("vfs_link", true, true),
+    ("do_truncate", true, true),
+];
+
+/// Attaches the change hooks; fails when a required one does not load here (kernels without
+/// `CONFIG_SECURITY_PATH`, or without BTF for the VFS operations).
+fn attach_changes(
+    ebpf: &mut Ebpf,
+    offsets: &KernelOffsets,
+    attached: &mut Vec<String>,
+    ids: &mut Vec<u32>,
+) -> Result<(), BpfError> {
+    let params = [
+        offsets.fn_vfs_unlink_params,
+        offsets.fn_vfs_rename_params,
+        offsets.fn_vfs_link_params,
+        offsets.fn_do_truncate_params,
+    ];
+    if params.contains(&sensor_common::offsets::MISSING) {
+        return Err(BpfError::MissingFunction);
+    }
+    for (name, exit, required) in CHANGE_PROGRAMS {
+        match attach_fentry(ebpf, name, name, exit) {
+            Ok(id) => {
+                ids.extend(id);
+                attached.push(format!("{name}@{}/{name}", if exit { "fexit" } else { "fentry" }));
+            }
+            Err(e) if !required => tracing::info!(error = %e, "Optional change hook not attached."),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Tells the programs that the fentry programs of family `slot` report from now on.
+fn enable_backend(ebpf: &mut Ebpf, slot: u32) -> Result<(), BpfError> {
+    let err = |source| BpfError::Map { name: "BACKEND", source };
+    let mut backend: Array<_, u32> =
+        Array::try_from(ebpf.map_mut("BACKEND").ok_or_else(|| err(missing_map()))?).map_err(err)?;
+    backend.set(slot, 1, 0).map_err(err)
 }
 
 fn missing_map() -> aya::maps::MapError {

@@ -118,7 +118,8 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     };
     let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
-    let (mut observer, watch) = start_observer(&trees);
+    let (mut observer, mut watch) = start_observer(&trees);
+    watch.kernel_changes = programs.change_backend == "fentry";
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
     let info = event::sensor::StartInfo {
@@ -127,6 +128,10 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         program_ids: programs.ids.clone(),
         file_backend: programs.file_backend,
         file_observer: if observer.is_some() { "fanotify" } else { "off" },
+        change_backend: match programs.change_backend {
+            "fanotify" if observer.is_none() => "off",
+            backend => backend,
+        },
         config_source: spec.config_source,
         protect: protect.paths(),
         outputs: outputs.iter().map(|o| o.spec().to_owned()).collect(),
@@ -344,7 +349,8 @@ impl Consumer {
         while let Some(item) = ring.next() {
             self.delivered += 1;
             match self.decoder.decode(&item) {
-                Ok(rec) => {
+                Ok(None) => {}
+                Ok(Some(rec)) => {
                     if rec.name == "process.exit"
                         && let Some(pid) = rec.get(attr::PROCESS_PID).and_then(serde_json::Value::as_u64)
                     {

@@ -83,6 +83,14 @@ impl ProtectSet {
         }
     }
 
+    /// Remembers a file the kernel protected by its inode after start (created in a protected
+    /// tree), so identity checks here agree with the kernel's. Bounded like the kernel map.
+    pub fn learn(&mut self, key: InodeKey, rule: u32, max_inodes: usize) {
+        if self.entries.len() + self.members.len() < max_inodes && !self.members.iter().any(|m| m.0 == key) {
+            self.members.push((key, Protected { rule, flags: 0 }));
+        }
+    }
+
     /// What goes into the kernel's `PROTECTED` map.
     pub fn kernel_entries(&self) -> impl Iterator<Item = (InodeKey, Protected)> + '_ {
         self.entries.iter().map(|e| (e.key, e.value)).chain(self.members.iter().copied())

@@ -17,6 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sensor_common::path::InodeKey;
+
 use crate::{
     event::{Decoder, Record, attr, file::device, time::Clock},
     fanotify::{FsEvent, FsEventKind},
@@ -62,6 +64,9 @@ pub struct Watch {
     /// The kernel reports renames as one event (`FAN_RENAME`, 5.17+); before that a move out
     /// of the trees is seen only as `MovedFrom`.
     pub has_rename: bool,
+    /// The kernel's change hooks report deletions, renames, links and truncations
+    /// (`mnsensor.backend.file_change: fentry`); the observer then only keeps its catalog.
+    pub kernel_changes: bool,
     catalog: HashMap<PathBuf, Meta>,
     /// Events with the file's metadata as it was when the event was read.
     pending: VecDeque<(Instant, FsEvent, Option<Meta>)>,
@@ -149,6 +154,9 @@ impl Watch {
                 {
                     self.catalog.insert(ev.path.clone(), m);
                 }
+                if self.kernel_changes {
+                    return;
+                }
                 let mut rec = self.record(d, "file.rename", &ev, meta);
                 rec.set_opt(attr::FILE_OLD_PATH, ev.old_path.as_ref().map(|p| p.display().to_string()));
                 out.push(rec);
@@ -157,6 +165,9 @@ impl Watch {
                 // Without FAN_RENAME (before 5.17) this is the only trace of a move out.
                 if !self.has_rename {
                     let meta = self.catalog.remove(&ev.path);
+                    if self.kernel_changes {
+                        return;
+                    }
                     let mut rec = self.record(d, "file.rename", &ev, meta);
                     rec.set(attr::FILE_OLD_PATH, ev.path.display().to_string());
                     out.push(rec);
@@ -167,6 +178,9 @@ impl Watch {
                     return;
                 }
                 let meta = self.catalog.remove(&ev.path);
+                if self.kernel_changes {
+                    return;
+                }
                 let mut rec = self.record(d, "file.delete", &ev, meta);
                 rec.set_opt(attr::FILE_SIZE, meta.map(|m| m.size));
                 out.push(rec);
@@ -198,7 +212,7 @@ impl Watch {
     }
 
     fn size_change(&self, d: &mut Decoder, ev: &FsEvent, before: Meta, now: Meta, out: &mut Vec<Record>) {
-        if now.size < before.size {
+        if now.size < before.size && !self.kernel_changes {
             let mut rec = self.record(d, "file.truncate", ev, Some(now));
             rec.set(attr::FILE_SIZE, now.size).set(attr::FILE_OLD_SIZE, before.size);
             out.push(rec);
@@ -221,13 +235,14 @@ impl Watch {
         }
         self.reported.insert(key, Instant::now());
         let mut rec = self.record(d, "file.access", ev, snapshot);
-        rec.set(attr::OBSERVED_BY, "fanotify").set(attr::FANOTIFY_EVENT, kind_name(ev.kind));
+        rec.set(attr::FANOTIFY_EVENT, kind_name(ev.kind));
         out.push(rec);
     }
 
     /// A record about `ev` with the acting process and the file's identity.
     fn record(&self, d: &mut Decoder, name: &'static str, ev: &FsEvent, meta: Option<Meta>) -> Record {
         let mut rec = Record::new(name, Clock::realtime_ns());
+        rec.set(attr::OBSERVED_BY, "fanotify");
         match scan::task_of_pid(ev.pid) {
             Some(task) => {
                 d.add_task(&task, &mut rec);
@@ -248,6 +263,9 @@ impl Watch {
         let identity = meta.map(|m| (m.dev, m.ino)).or(ev.dev.zip(ev.ino));
         if let Some((dev, ino)) = identity {
             rec.set(attr::FILE_INODE, ino).set(attr::FILE_DEVICE, device(kernel_dev(dev)));
+            let key = InodeKey { ino, dev: kernel_dev(dev), _pad: 0 };
+            let rule = d.protect.rule_for(key, strip_deleted(&ev.path));
+            rec.set_opt(attr::PROTECTED_PATH, rule.and_then(|r| d.protect.rule_path(r)));
         }
         rec
     }

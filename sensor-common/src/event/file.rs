@@ -96,3 +96,64 @@ pub struct Close {
 pub const OPEN_IO_URING: u32 = 0x1_0000;
 /// `Open::syscall` of a file seen by the fentry program on `security_file_open`.
 pub const OPEN_FENTRY: u32 = 0x2_0000;
+
+/// `file.delete`, `file.rename`, `file.link`, `file.truncate` from the kernel (the fentry
+/// backend: `security_path_*` hooks, confirmed by the exit of the VFS operation), and the
+/// link syscalls' names ([`CHANGE_LINK_NAMES`], the tracepoint backend).
+///
+/// `data` holds two path areas of [`FILE_DATA`] bytes: the file (or, for
+/// [`CHANGE_LINK_NAMES`], the directory a relative new name starts from) at 0, and the new
+/// path of a rename or link (or the user's new name) at [`FILE_DATA`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Change {
+    pub header: Header,
+    /// `CHANGE_*`.
+    pub op: u32,
+    pub dev: u32,
+    pub ino: u64,
+    /// Kernel address of the inode while the change waits for its result.
+    pub inode: u64,
+    /// `i_size` before the operation.
+    pub size: u64,
+    /// `i_size` after it (truncate).
+    pub new_size: u64,
+    /// `i_nlink` before the operation.
+    pub nlink: u32,
+    /// `i_mode` (file type and permission bits).
+    pub mode: u32,
+    /// Index of the protection rule that matched.
+    pub rule: u32,
+    /// The operation's return value (0: done).
+    pub result: i32,
+    /// rename(2) `RENAME_*` or linkat(2) `AT_*` flags.
+    pub flags: u32,
+    /// The directory descriptor of a [`CHANGE_LINK_NAMES`] new name (`AT_FDCWD` -100).
+    pub dirfd: i32,
+    pub path_len: u16,
+    pub new_path_len: u16,
+    /// Kernel-side write positions while the record is built.
+    pub cursor: u32,
+    pub new_cursor: u32,
+    pub _pad: u32,
+    pub data: [u8; 2 * FILE_DATA],
+}
+
+/// `security_path_unlink` then `vfs_unlink` succeeded.
+pub const CHANGE_DELETE: u32 = 1;
+/// `security_path_rename` then `vfs_rename`.
+pub const CHANGE_RENAME: u32 = 2;
+/// `security_path_link` then `vfs_link`.
+pub const CHANGE_LINK: u32 = 3;
+/// `security_path_truncate` / `security_file_truncate` then `do_truncate`.
+pub const CHANGE_TRUNCATE: u32 = 4;
+/// A successful link(2)/linkat(2) seen at the syscall tracepoints: the new name as the
+/// caller gave it and the directory it is relative to. Userspace decides whether the linked
+/// inode is protected.
+pub const CHANGE_LINK_NAMES: u32 = 5;
+
+/// Slots of the kernel's `BACKEND` map: set to 1 by the daemon once every fentry program of
+/// the family is attached. Opens (`security_file_open`).
+pub const BACKEND_OPEN: u32 = 0;
+/// Changes (the `security_path_*` hooks).
+pub const BACKEND_CHANGE: u32 = 1;

@@ -22,14 +22,15 @@ pub enum Kind {
     NetClose = 7,
     FileClose = 8,
     PolicyDecision = 9,
+    FileChange = 10,
 }
 
 /// One more than the largest [`Kind`]: the size of the loss-counter map.
-pub const KIND_SLOTS: u32 = 10;
+pub const KIND_SLOTS: u32 = 11;
 
 impl Kind {
     /// Every kind, in number order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Exec,
         Self::Fork,
         Self::Exit,
@@ -39,6 +40,7 @@ impl Kind {
         Self::NetClose,
         Self::FileClose,
         Self::PolicyDecision,
+        Self::FileChange,
     ];
 
     /// The kind with this wire number.

@@ -62,6 +62,7 @@ pub const FANOTIFY_EVENT: &str = "mnsensor.fanotify.event";
 pub const FILE_OLD_PATH: &str = "mnsensor.file.old_path";
 pub const FILE_SIZE: &str = "file.size";
 pub const FILE_OLD_SIZE: &str = "mnsensor.file.old_size";
+pub const FILE_LINKS: &str = "mnsensor.file.links";
 pub const FILE_MODE: &str = "file.mode";
 pub const FILE_OLD_MODE: &str = "mnsensor.file.old_mode";
 pub const FILE_OWNER_ID: &str = "file.owner.id";
@@ -69,6 +70,7 @@ pub const FILE_GROUP_ID: &str = "file.group.id";
 pub const FILE_OLD_OWNER_ID: &str = "mnsensor.file.old_owner.id";
 pub const FILE_OLD_GROUP_ID: &str = "mnsensor.file.old_group.id";
 pub const BACKEND_FILE_OBSERVER: &str = "mnsensor.backend.file_observer";
+pub const BACKEND_FILE_CHANGE: &str = "mnsensor.backend.file_change";
 pub const LOSS_FANOTIFY: &str = "mnsensor.loss.fanotify";
 pub const DECISION: &str = "mnsensor.decision";
 pub const POLICY_NAME: &str = "mnsensor.policy.name";
@@ -117,7 +119,7 @@ pub const LOSS_INTERVAL_START: &str = "mnsensor.loss.interval.start";
 pub const LOSS_INTERVAL_END: &str = "mnsensor.loss.interval.end";
 
 /// Per-kind loss keys, `mnsensor.loss.<event.name>`, indexed like `event::name_of`.
-pub const LOSS_BY_EVENT: [(&str, &str); 9] = [
+pub const LOSS_BY_EVENT: [(&str, &str); 10] = [
     ("process.exec", "mnsensor.loss.process.exec"),
     ("process.fork", "mnsensor.loss.process.fork"),
     ("process.exit", "mnsensor.loss.process.exit"),
@@ -127,6 +129,7 @@ pub const LOSS_BY_EVENT: [(&str, &str); 9] = [
     ("network.close", "mnsensor.loss.network.close"),
     ("file.close", "mnsensor.loss.file.close"),
     ("policy.decision", "mnsensor.loss.policy.decision"),
+    ("file.change", "mnsensor.loss.file.change"),
 ];
 
 #[cfg(test)]

@@ -64,6 +64,10 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
             ops: open_ops(ev.flags, ev.fmode),
         });
     }
+    if ev.fmode & FMODE_CREATED != 0 {
+        let key = sensor_common::path::InodeKey { ino: ev.ino, dev: ev.dev, _pad: 0 };
+        d.protect.learn(key, ev.rule, MAX_OPEN_FILES);
+    }
     if d.open_files.len() < MAX_OPEN_FILES {
         d.open_files.insert(
             ev.file,
@@ -113,7 +117,7 @@ fn kernel_path(bytes: &[u8], data_at: usize, data: &[u8], len: u16) -> String {
     path::from_kernel(&data[..avail.min(data.len()).min(len as usize)])
 }
 
-fn add_file(rec: &mut Record, path: &str, ino: u64, dev: u32) {
+pub fn add_file(rec: &mut Record, path: &str, ino: u64, dev: u32) {
     if !path.is_empty() {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         rec.set(attr::FILE_PATH, path)

@@ -4,6 +4,7 @@
 //! types) and `sensor-ebpf/src/<family>.rs` (kernel half). Attribute keys: [`attr`], the
 //! schema: docs/events.md.
 pub mod attr;
+pub mod change;
 pub mod decision;
 pub mod file;
 pub mod net;
@@ -30,6 +31,8 @@ pub const fn name_of(kind: Kind) -> &'static str {
         Kind::NetClose => "network.close",
         Kind::FileClose => "file.close",
         Kind::PolicyDecision => "policy.decision",
+        // The record is named by its operation (`file.delete`, …); this names its losses.
+        Kind::FileChange => "file.change",
     }
 }
 
@@ -61,11 +64,15 @@ pub enum DecodeError {
     /// Unknown kind number.
     #[error("kernel record has unknown kind {0}")]
     UnknownKind(u32),
+    /// A file change record with an unknown operation.
+    #[error("kernel file change record has unknown operation {0}")]
+    UnknownOp(u32),
 }
 
 impl Decoder {
-    /// Decodes one ring-buffer record.
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Record, DecodeError> {
+    /// Decodes one ring-buffer record; `None` for a record about a file that turned out not
+    /// to be protected (a hard link's name, resolved here).
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Option<Record>, DecodeError> {
         let header: Header = read_struct(bytes, 0)?;
         let kind = Kind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
         let mut rec = Record::new(name_of(kind), self.clock.wall_ns(header.time_ns));
@@ -77,11 +84,16 @@ impl Decoder {
             Kind::FileClose => file::close(self, bytes, &mut rec)?,
             Kind::PolicyDecision => decision::from_kernel(self, bytes, &mut rec)?,
             Kind::NetConnect | Kind::NetAccept | Kind::NetClose => net::conn(self, kind, bytes, &mut rec)?,
+            Kind::FileChange => {
+                if !change::change(self, bytes, &mut rec)? {
+                    return Ok(None);
+                }
+            }
         }
         rec.flag(attr::PATH_TRUNCATED, header.flags & FLAG_PATH_TRUNCATED != 0)
             .flag(attr::ARGV_TRUNCATED, header.flags & FLAG_ARGV_TRUNCATED != 0)
             .flag(attr::READ_ERROR, header.flags & FLAG_READ_ERROR != 0);
-        Ok(rec)
+        Ok(Some(rec))
     }
 
     /// Remembers a close for [`Self::explains`].

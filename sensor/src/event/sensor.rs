@@ -13,6 +13,8 @@ pub struct StartInfo {
     pub file_backend: &'static str,
     /// `fanotify` or `off`.
     pub file_observer: &'static str,
+    /// `fentry`, `fanotify` or `off`.
+    pub change_backend: &'static str,
     pub config_source: String,
     pub protect: Vec<String>,
     pub outputs: Vec<String>,
@@ -34,6 +36,7 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::BACKEND_PROCESS, "tracepoint")
         .set(attr::BACKEND_FILE, info.file_backend)
         .set(attr::BACKEND_FILE_OBSERVER, info.file_observer)
+        .set(attr::BACKEND_FILE_CHANGE, info.change_backend)
         .set(attr::BACKEND_NETWORK, "tracepoint")
         .set(attr::BPF_PROGRAMS, info.programs.clone())
         .set(attr::BPF_PROGRAM_IDS, info.program_ids.clone())
@@ -134,12 +137,14 @@ pub fn event_loss(
 
 #[cfg(test)]
 mod tests {
+    use sensor_common::event::KIND_SLOTS;
+
     use super::event_loss;
 
     #[test]
     fn loss_record_counts_per_kind() {
-        assert!(event_loss(0, 1, &[0; 10], 0, 0).is_none());
-        let mut lost = [0u64; 10];
+        assert!(event_loss(0, 1, &[0; KIND_SLOTS as usize], 0, 0).is_none());
+        let mut lost = [0u64; KIND_SLOTS as usize];
         lost[4] = 12;
         lost[1] = 3;
         let rec = event_loss(0, 1_000_000_000, &lost, 0, 0).unwrap();

@@ -23,6 +23,11 @@ pub enum Source {
         /// A member inside the member's type whose offset is added, e.g. `val` of `kuid_t`.
         inner: Option<&'static str>,
     },
+    /// The number of parameters of a kernel function, found in BTF.
+    Function {
+        /// Function name.
+        name: &'static str,
+    },
     /// A field of a classic tracepoint, found in its tracefs format file.
     Tracepoint {
         /// Event category, e.g. `sock`.
@@ -53,6 +58,7 @@ impl Spec {
                 format!("{struct_name}.{}", members.first().copied().unwrap_or_default())
             }
             Source::Tracepoint { category, event, name } => format!("{category}/{event}.{name}"),
+            Source::Function { name } => format!("{name}()"),
         }
     }
 }
@@ -73,6 +79,10 @@ const fn wrapped(
 
 const fn optional(spec: Spec) -> Spec {
     Spec { required: false, ..spec }
+}
+
+const fn function(field: &'static str, name: &'static str) -> Spec {
+    Spec { field, source: Source::Function { name }, required: true }
 }
 
 const fn tracepoint(
@@ -112,6 +122,8 @@ pub const SYS_EXIT_EVENTS: &[&str] = &[
     "sys_exit_splice",
     "sys_exit_copy_file_range",
     "sys_exit_mmap",
+    "sys_exit_link",
+    "sys_exit_linkat",
 ];
 
 /// One entry per [`KernelOffsets`] field.
@@ -217,6 +229,14 @@ pub const SPECS: &[Spec] = &[
     member("inode_i_ino", "inode", &["i_ino"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L678
     member("inode_i_sb", "inode", &["i_sb"]),
+    // File type and permission bits, link count (in an anonymous union with `__i_nlink`)
+    // and size, reported with file.delete/rename/link/truncate.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L670
+    member("inode_i_mode", "inode", &["i_mode"]),
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L697
+    member("inode_i_nlink", "inode", &["i_nlink"]),
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L705
+    member("inode_i_size", "inode", &["i_size"]),
     // Kernel-internal dev_t encoding (major << 20 | minor).
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1308
     member("super_block_s_dev", "super_block", &["s_dev"]),
@@ -279,6 +299,26 @@ pub const SPECS: &[Spec] = &[
     // that every event in SYS_EXIT_EVENTS agrees.
     // https://github.com/torvalds/linux/blob/v6.12/kernel/trace/trace_syscalls.c#L509
     tracepoint("tp_sys_exit_ret", "syscalls", SYS_EXIT_REFERENCE, "ret"),
+    // The new name of link(2) and linkat(2) (the tracepoint backend's file.link).
+    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4778
+    // link(2) itself is x86-only (arm64 has only linkat).
+    optional(tracepoint("tp_sys_enter_link_newname", "syscalls", "sys_enter_link", "newname")),
+    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4771
+    tracepoint("tp_sys_enter_linkat_newdfd", "syscalls", "sys_enter_linkat", "newdfd"),
+    tracepoint("tp_sys_enter_linkat_newname", "syscalls", "sys_enter_linkat", "newname"),
+    tracepoint("tp_sys_enter_linkat_flags", "syscalls", "sys_enter_linkat", "flags"),
+    // Parameter counts of the VFS operations whose exits (fexit) confirm a change seen at
+    // its security_path_* hook: the return value follows the last parameter. Their
+    // signatures gained a `struct mnt_idmap *` (5.12/6.3) and rename took a `struct
+    // renamedata *` (5.12). Only the fentry backend needs them.
+    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4438
+    optional(function("fn_vfs_unlink_params", "vfs_unlink")),
+    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4923
+    optional(function("fn_vfs_rename_params", "vfs_rename")),
+    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4662
+    optional(function("fn_vfs_link_params", "vfs_link")),
+    // https://github.com/torvalds/linux/blob/v6.12/fs/open.c#L41
+    optional(function("fn_do_truncate_params", "do_truncate")),
     // https://github.com/torvalds/linux/blob/v6.12/fs/open.c#L1575 (SYSCALL_DEFINE1(close, unsigned int, fd))
     tracepoint("tp_sys_enter_close_fd", "syscalls", "sys_enter_close", "fd"),
     // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/io_uring.h#L305
@@ -314,6 +354,9 @@ pub enum Reason {
     /// The struct itself is not in BTF.
     #[error("the struct is not in this kernel's BTF")]
     NoStruct,
+    /// The function is not in BTF (not built, or inlined everywhere).
+    #[error("the function is not in this kernel's BTF")]
+    NoFunction,
     /// The struct has none of the member spellings.
     #[error("not in this kernel's BTF{}", also_tried(.0))]
     NoMember(&'static [&'static str]),
@@ -362,6 +405,7 @@ impl Reason {
             self,
             Self::NoStruct
                 | Self::NoMember(_)
+                | Self::NoFunction
                 | Self::TraceFs(TraceFsError::NoEvent { .. } | TraceFsError::NoField { .. })
         )
     }
@@ -414,6 +458,7 @@ pub fn resolve(btf: &Btf, tracefs: &TraceFs) -> Result<Resolved, OffsetsError> {
             Source::Tracepoint { category, event, name } => {
                 tracefs.field(category, event, name).map(|f| f.offset).map_err(Reason::from)
             }
+            Source::Function { name } => btf.function_params(name).ok_or(Reason::NoFunction),
         };
         match resolved {
             Ok(offset) => {
@@ -519,7 +564,7 @@ mod tests {
 
     use sensor_common::offsets::MISSING;
 
-    use super::super::btf::testing::{Builder, Member, STRUCT, TYPEDEF};
+    use super::super::btf::testing::{Builder, FUNC, FUNC_PROTO, Member, STRUCT, TYPEDEF};
     use super::*;
 
     #[test]
@@ -589,6 +634,15 @@ mod tests {
         for (struct_name, members) in &structs {
             let size = 8 * (members.len() as u32 + 1);
             b.composite(STRUCT, struct_name, size, members);
+        }
+        for spec in SPECS {
+            let Source::Function { name } = spec.source else { continue };
+            if tweaks.omit.contains(&spec.field) {
+                continue;
+            }
+            let proto = b.raw("", FUNC_PROTO, false, 3, int, &[0, long, 0, long, 0, int]);
+            b.raw(name, FUNC, false, 0, proto, &[]);
+            expected.set(spec.field, 3);
         }
         let btf = Btf::parse(b.build()).unwrap();
 

@@ -1,0 +1,362 @@
+//! Deletions, renames, hard links and truncations of protected files (wire type:
+//! `sensor_common::event::file::Change`; user half: `sensor/src/event/change.rs`).
+//!
+//! fentry backend: the `security_path_*` hooks see the change with the directory's `struct
+//! path` (so the full path, across mounts) before it happens. The record waits in [`PENDING`]
+//! for the calling thread until the exit (fexit) of the VFS operation says whether it
+//! happened; only done changes are reported. The hooks run in the syscall paths (and in
+//! ksmbd's); the in-kernel NFS server calls the `vfs_*` operations directly.
+//!
+//! Tracepoint backend: link(2) and linkat(2) cannot be resolved to an inode at a tracepoint,
+//! so their new name (and the directory it is relative to, walked in the kernel while the
+//! caller still exists) goes to userspace, which stats it.
+use core::mem::offset_of;
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user_str},
+    macros::{fentry, fexit, map, tracepoint},
+    maps::{HashMap, PerCpuArray},
+    programs::{FEntryContext, FExitContext, TracePointContext},
+};
+use sensor_common::{
+    event::{
+        Kind,
+        file::{
+            BACKEND_CHANGE, CHANGE_DELETE, CHANGE_LINK, CHANGE_LINK_NAMES, CHANGE_RENAME, CHANGE_TRUNCATE, Change,
+            FILE_DATA,
+        },
+    },
+    path::{InodeKey, PATH_MAX, PROTECT_TREE, Protected},
+};
+
+use crate::{
+    emit::{header_for_current, send},
+    file::fentry_active,
+    kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, ptr, read},
+    path::{PROTECTED, find_protected, write_path},
+};
+
+const PATH_MASK: u32 = PATH_MAX as u32 - 1;
+/// `AT_FDCWD` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/fcntl.h#L98>).
+const AT_FDCWD: i32 = -100;
+/// `S_IFMT`, `S_IFREG` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/stat.h#L9>).
+const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
+
+/// Changes seen at their security hook, waiting for the operation's result, by thread.
+#[map]
+static PENDING: HashMap<u64, Change> = HashMap::with_max_entries(256, 0);
+
+#[map]
+static CHANGE_SCRATCH: PerCpuArray<Change> = PerCpuArray::with_max_entries(1, 0);
+
+/// link(2)/linkat(2) arguments between syscall entry and exit, by thread.
+#[map]
+static LINK_ARGS: HashMap<u64, LinkArgs> = HashMap::with_max_entries(1024, 0);
+
+#[derive(Clone, Copy)]
+struct LinkArgs {
+    dirfd: i32,
+    flags: u32,
+    name: u64,
+}
+
+/// `security_path_unlink(const struct path *dir, struct dentry *dentry)`
+/// (<https://github.com/torvalds/linux/blob/v6.12/security/security.c#L1956>).
+#[fentry(function = "security_path_unlink")]
+pub fn security_path_unlink(ctx: FEntryContext) -> u32 {
+    let (dir, dentry) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1));
+    match ptr(dir, off!(path_mnt)) {
+        Ok(mnt) => begin(CHANGE_DELETE, mnt, dentry, None, 0),
+        Err(_) => 0,
+    }
+}
+
+/// `security_path_rename(old_dir, old_dentry, new_dir, new_dentry, flags)`: the file moves
+/// within one mount (rename(2) refuses others with EXDEV), out of or into a protected tree.
+/// (<https://github.com/torvalds/linux/blob/v6.12/security/security.c#L2053>)
+#[fentry(function = "security_path_rename")]
+pub fn security_path_rename(ctx: FEntryContext) -> u32 {
+    let (old_dir, old_dentry, new_dir, new_dentry) =
+        (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2), ctx.arg::<u64>(3));
+    let flags = ctx.arg::<u64>(4) as u32;
+    match (ptr(old_dir, off!(path_mnt)), ptr(new_dir, off!(path_mnt))) {
+        (Ok(old_mnt), Ok(new_mnt)) => begin(CHANGE_RENAME, old_mnt, old_dentry, Some((new_mnt, new_dentry)), flags),
+        _ => 0,
+    }
+}
+
+/// `security_path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry
+/// *new_dentry)`: both names are on the mount of `new_dir` (link(2) refuses others).
+/// (<https://github.com/torvalds/linux/blob/v6.12/security/security.c#L2018>)
+#[fentry(function = "security_path_link")]
+pub fn security_path_link(ctx: FEntryContext) -> u32 {
+    let (old_dentry, new_dir, new_dentry) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    match ptr(new_dir, off!(path_mnt)) {
+        Ok(mnt) => begin(CHANGE_LINK, mnt, old_dentry, Some((mnt, new_dentry)), 0),
+        Err(_) => 0,
+    }
+}
+
+/// `security_path_truncate(const struct path *path)`: truncate(2), and before 6.2 also
+/// ftruncate(2) and `O_TRUNC` opens.
+/// (<https://github.com/torvalds/linux/blob/v6.12/security/security.c#L2070>)
+#[fentry(function = "security_path_truncate")]
+pub fn security_path_truncate(ctx: FEntryContext) -> u32 {
+    match path_of(ctx.arg::<u64>(0), 0) {
+        Ok((mnt, dentry)) => begin(CHANGE_TRUNCATE, mnt, dentry, None, 0),
+        Err(_) => 0,
+    }
+}
+
+/// `security_file_truncate(struct file *file)` (6.2+): ftruncate(2) and `O_TRUNC` opens.
+/// (<https://github.com/torvalds/linux/blob/v6.12/security/security.c#L2876>)
+#[fentry(function = "security_file_truncate")]
+pub fn security_file_truncate(ctx: FEntryContext) -> u32 {
+    match path_of(ctx.arg::<u64>(0), off!(file_f_path)) {
+        Ok((mnt, dentry)) => begin(CHANGE_TRUNCATE, mnt, dentry, None, 0),
+        Err(_) => 0,
+    }
+}
+
+#[fexit(function = "vfs_unlink")]
+pub fn vfs_unlink(ctx: FExitContext) -> u32 {
+    finish(ret_after(&ctx, off!(fn_vfs_unlink_params)))
+}
+
+#[fexit(function = "vfs_rename")]
+pub fn vfs_rename(ctx: FExitContext) -> u32 {
+    finish(ret_after(&ctx, off!(fn_vfs_rename_params)))
+}
+
+#[fexit(function = "vfs_link")]
+pub fn vfs_link(ctx: FExitContext) -> u32 {
+    finish(ret_after(&ctx, off!(fn_vfs_link_params)))
+}
+
+#[fexit(function = "do_truncate")]
+pub fn do_truncate(ctx: FExitContext) -> u32 {
+    finish(ret_after(&ctx, off!(fn_do_truncate_params)))
+}
+
+/// The return value of an fexit program's function with `params` parameters: the context
+/// holds the parameters, then the return value. Each arm is a constant context offset (the
+/// verifier refuses computed ones); `params` is a frozen global, so only one arm is verified.
+#[inline(always)]
+fn ret_after(ctx: &FExitContext, params: u32) -> Option<i32> {
+    let raw: u64 = match params {
+        1 => ctx.arg(1),
+        2 => ctx.arg(2),
+        3 => ctx.arg(3),
+        4 => ctx.arg(4),
+        5 => ctx.arg(5),
+        6 => ctx.arg(6),
+        _ => return None,
+    };
+    // An `int` return value: the low half of the saved register.
+    Some(raw as u32 as i32)
+}
+
+/// Starts a change record when `(mnt, dentry)` (or, for renames and links, the new name)
+/// lies in a protected tree. Otherwise forgets any record the thread left pending (a change
+/// another security module refused never reaches its fexit).
+#[inline(always)]
+fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64)>, flags: u32) -> u32 {
+    let tid = bpf_get_current_pid_tgid();
+    if config!(file_events) == 0 || !fentry_active(BACKEND_CHANGE) {
+        return 0;
+    }
+    let found = match find_protected(mnt, dentry) {
+        Some(f) => Some(f),
+        None => match new {
+            Some((new_mnt, new_dentry)) => find_protected(new_mnt, new_dentry),
+            None => None,
+        },
+    };
+    let Some((_, rule)) = found else {
+        let _ = PENDING.remove(&tid);
+        return 0;
+    };
+    let Some(ev) = CHANGE_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours while the program runs.
+    let ev = unsafe { &mut *ev };
+    if !header_for_current(Kind::FileChange, &mut ev.header) {
+        return 0;
+    }
+    ev.op = op;
+    ev.flags = flags;
+    ev.dirfd = 0;
+    ev.rule = rule.rule;
+    ev.result = 0;
+    let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
+    ev.ino = ino;
+    ev.dev = dev;
+    ev.inode = ptr(dentry, off!(dentry_d_inode)).unwrap_or(0);
+    ev.size = read(ev.inode, off!(inode_i_size)).unwrap_or(0);
+    ev.new_size = ev.size;
+    ev.nlink = read(ev.inode, off!(inode_i_nlink)).unwrap_or(0);
+    ev.mode = u32::from(read::<u16>(ev.inode, off!(inode_i_mode)).unwrap_or(0));
+    ev.cursor = 0;
+    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    ev.path_len = (ev.cursor & PATH_MASK) as u16;
+    ev.new_cursor = 0;
+    ev.new_path_len = 0;
+    if let Some((new_mnt, new_dentry)) = new {
+        // SAFETY: the second path area starts at FILE_DATA; write_path stays within its
+        // PATH_MASK + 1 + NAME_MAX bytes, which is FILE_DATA.
+        let second = unsafe { ev.data.as_mut_ptr().add(FILE_DATA) };
+        ev.header.flags |= write_path::<PATH_MASK>(second, &raw mut ev.new_cursor, new_mnt, new_dentry);
+        ev.new_path_len = (ev.new_cursor & PATH_MASK) as u16;
+    }
+    let _ = PENDING.insert(&tid, ev, 0);
+    0
+}
+
+/// Reports the thread's pending change when the operation returned 0, and keeps the
+/// protected set right: a renamed or linked file is protected by its inode (so it stays
+/// protected outside the tree), the last name of a deleted one is forgotten (inode numbers
+/// are reused).
+#[inline(always)]
+fn finish(ret: Option<i32>) -> u32 {
+    let tid = bpf_get_current_pid_tgid();
+    let Some(ev) = PENDING.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    // SAFETY: the thread's own entry; only this thread inserts or removes it.
+    let ev = unsafe { &mut *ev };
+    let Some(ret) = ret else {
+        let _ = PENDING.remove(&tid);
+        return 0;
+    };
+    ev.result = ret;
+    if ret == 0 {
+        let key = InodeKey { ino: ev.ino, dev: ev.dev, _pad: 0 };
+        let regular = ev.mode & S_IFMT == S_IFREG;
+        match ev.op {
+            CHANGE_DELETE if ev.nlink <= 1 => {
+                // SAFETY: the value is copied out before the map can change.
+                if unsafe { PROTECTED.get(&key) }.is_some_and(|p| p.flags & PROTECT_TREE == 0) {
+                    let _ = PROTECTED.remove(&key);
+                }
+            }
+            CHANGE_RENAME | CHANGE_LINK if regular => {
+                // SAFETY: presence check only.
+                if unsafe { PROTECTED.get(&key) }.is_none() {
+                    let _ = PROTECTED.insert(&key, &Protected { rule: ev.rule, flags: 0 }, 0);
+                }
+            }
+            CHANGE_TRUNCATE => ev.new_size = read(ev.inode, off!(inode_i_size)).unwrap_or(0),
+            _ => {}
+        }
+        let skip = ev.op == CHANGE_TRUNCATE && ev.size == 0 && ev.new_size == 0;
+        if !skip {
+            let len = match ev.op {
+                CHANGE_RENAME | CHANGE_LINK => FILE_DATA + (u32::from(ev.new_path_len) & PATH_MASK) as usize,
+                _ => (u32::from(ev.path_len) & PATH_MASK) as usize,
+            };
+            send(Kind::FileChange, (ev as *const Change).cast(), offset_of!(Change, data) + len);
+        }
+    }
+    let _ = PENDING.remove(&tid);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_link")]
+pub fn sys_enter_link(ctx: TracePointContext) -> u32 {
+    // SAFETY: reads the tracepoint record through the probe-read helper.
+    let name = unsafe { ctx.read_at::<u64>(off!(tp_sys_enter_link_newname) as usize) };
+    link_enter(AT_FDCWD, name.unwrap_or(0), 0)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_linkat")]
+pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
+    // SAFETY: as above.
+    let (dirfd, name, flags) = unsafe {
+        (
+            ctx.read_at::<i64>(off!(tp_sys_enter_linkat_newdfd) as usize),
+            ctx.read_at::<u64>(off!(tp_sys_enter_linkat_newname) as usize),
+            ctx.read_at::<i64>(off!(tp_sys_enter_linkat_flags) as usize),
+        )
+    };
+    link_enter(dirfd.unwrap_or(0) as i32, name.unwrap_or(0), flags.unwrap_or(0) as u32)
+}
+
+#[inline(always)]
+fn link_enter(dirfd: i32, name: u64, flags: u32) -> u32 {
+    if config!(file_events) == 0 || name == 0 {
+        return 0;
+    }
+    let _ = LINK_ARGS.insert(&bpf_get_current_pid_tgid(), &LinkArgs { dirfd, flags, name }, 0);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_link")]
+pub fn sys_exit_link(ctx: TracePointContext) -> u32 {
+    link_exit(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_linkat")]
+pub fn sys_exit_linkat(ctx: TracePointContext) -> u32 {
+    link_exit(&ctx)
+}
+
+/// Sends the new name of a successful link with the directory it is relative to.
+#[inline(always)]
+fn link_exit(ctx: &TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the map can change.
+    let Some(args) = (unsafe { LINK_ARGS.get(&tid) }).copied() else {
+        return 0;
+    };
+    let _ = LINK_ARGS.remove(&tid);
+    // SAFETY: reads the tracepoint record through the probe-read helper.
+    if unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.unwrap_or(-1) != 0 {
+        return 0;
+    }
+    let Some(ev) = CHANGE_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours while the program runs.
+    let ev = unsafe { &mut *ev };
+    if !header_for_current(Kind::FileChange, &mut ev.header) {
+        return 0;
+    }
+    ev.op = CHANGE_LINK_NAMES;
+    ev.flags = args.flags;
+    ev.dirfd = args.dirfd;
+    ev.ino = 0;
+    ev.dev = 0;
+    ev.inode = 0;
+    ev.size = 0;
+    ev.new_size = 0;
+    ev.nlink = 0;
+    ev.mode = 0;
+    ev.rule = 0;
+    ev.result = 0;
+    // SAFETY: the second path area has FILE_DATA > PATH_MAX bytes; the helper stops there.
+    let n = unsafe {
+        bpf_probe_read_user_str(ev.data.as_mut_ptr().add(FILE_DATA).cast(), PATH_MAX as u32, args.name as *const _)
+    };
+    if n <= 1 {
+        return 0;
+    }
+    ev.new_path_len = ((n - 1) as u32 & PATH_MASK) as u16;
+    ev.cursor = 0;
+    ev.path_len = 0;
+    // A relative name: the directory it starts from, while the caller still has it.
+    if ev.data[FILE_DATA] != b'/' {
+        let base = match args.dirfd {
+            AT_FDCWD => ptr(current_task(), off!(task_struct_fs)).and_then(|fs| path_of(fs, off!(fs_struct_pwd))),
+            fd => file_of_fd(current_task(), i64::from(fd)).and_then(|f| path_of(f, off!(file_f_path))),
+        };
+        if let Ok((mnt, dentry)) = base {
+            ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+            ev.path_len = (ev.cursor & PATH_MASK) as u16;
+        }
+    }
+    let len = FILE_DATA + (u32::from(ev.new_path_len) & PATH_MASK) as usize;
+    send(Kind::FileChange, (ev as *const Change).cast(), offset_of!(Change, data) + len);
+    0
+}
