@@ -43,6 +43,7 @@ offsets! {
     pub struct KernelOffsets {
         task_struct_pid,
         task_struct_tgid,
+        task_struct_flags,
         task_struct_real_parent,
         task_struct_cred,
         task_struct_loginuid,
@@ -115,10 +116,6 @@ offsets! {
         tp_sys_enter_linkat_newdfd,
         tp_sys_enter_linkat_newname,
         tp_sys_enter_linkat_flags,
-        fn_vfs_unlink_params,
-        fn_vfs_rename_params,
-        fn_vfs_link_params,
-        fn_do_truncate_params,
         tp_sys_enter_close_fd,
         tp_io_uring_complete_req,
         tp_io_uring_complete_res,

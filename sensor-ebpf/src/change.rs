@@ -4,8 +4,8 @@
 //! fentry backend: the `security_path_*` hooks see the change with the directory's `struct
 //! path` (so the full path, across mounts) before it happens. The record waits in [`PENDING`]
 //! for the calling thread until the exit (fexit) of the VFS operation says whether it
-//! happened; only done changes are reported. The hooks run in the syscall paths (and in
-//! ksmbd's); the in-kernel NFS server calls the `vfs_*` operations directly.
+//! happened; only done changes are reported. The hooks run in the syscall paths; the
+//! in-kernel file servers call the `vfs_*` operations without them.
 //!
 //! Tracepoint backend: link(2) and linkat(2) cannot be resolved to an inode at a tracepoint,
 //! so their new name (and the directory it is relative to, walked in the kernel while the
@@ -121,40 +121,22 @@ pub fn security_file_truncate(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "vfs_unlink")]
 pub fn vfs_unlink(ctx: FExitContext) -> u32 {
-    finish(ret_after(&ctx, off!(fn_vfs_unlink_params)))
+    finish(&ctx)
 }
 
 #[fexit(function = "vfs_rename")]
 pub fn vfs_rename(ctx: FExitContext) -> u32 {
-    finish(ret_after(&ctx, off!(fn_vfs_rename_params)))
+    finish(&ctx)
 }
 
 #[fexit(function = "vfs_link")]
 pub fn vfs_link(ctx: FExitContext) -> u32 {
-    finish(ret_after(&ctx, off!(fn_vfs_link_params)))
+    finish(&ctx)
 }
 
 #[fexit(function = "do_truncate")]
 pub fn do_truncate(ctx: FExitContext) -> u32 {
-    finish(ret_after(&ctx, off!(fn_do_truncate_params)))
-}
-
-/// The return value of an fexit program's function with `params` parameters: the context
-/// holds the parameters, then the return value. Each arm is a constant context offset (the
-/// verifier refuses computed ones); `params` is a frozen global, so only one arm is verified.
-#[inline(always)]
-fn ret_after(ctx: &FExitContext, params: u32) -> Option<i32> {
-    let raw: u64 = match params {
-        1 => ctx.arg(1),
-        2 => ctx.arg(2),
-        3 => ctx.arg(3),
-        4 => ctx.arg(4),
-        5 => ctx.arg(5),
-        6 => ctx.arg(6),
-        _ => return None,
-    };
-    // An `int` return value: the low half of the saved register.
-    Some(raw as u32 as i32)
+    finish(&ctx)
 }
 
 /// Starts a change record when `(mnt, dentry)` (or, for renames and links, the new name)
@@ -219,17 +201,19 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64)>, flags: u32) ->
 /// protected outside the tree), the last name of a deleted one is forgotten (inode numbers
 /// are reused).
 #[inline(always)]
-fn finish(ret: Option<i32>) -> u32 {
+fn finish(ctx: &FExitContext) -> u32 {
     let tid = bpf_get_current_pid_tgid();
     let Some(ev) = PENDING.get_ptr_mut(&tid) else {
         return 0;
     };
     // SAFETY: the thread's own entry; only this thread inserts or removes it.
     let ev = unsafe { &mut *ev };
-    let Some(ret) = ret else {
+    // `bpf_get_func_ret` (5.17+): the operation's `int` result.
+    let Ok(ret) = ctx.ret::<i64>() else {
         let _ = PENDING.remove(&tid);
         return 0;
     };
+    let ret = ret as i32;
     ev.result = ret;
     if ret == 0 {
         let key = InodeKey { ino: ev.ino, dev: ev.dev, _pad: 0 };

@@ -13,15 +13,15 @@ use core::mem::offset_of;
 
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
-    macros::{map, tracepoint},
+    macros::{fentry, map, tracepoint},
     maps::{HashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{FEntryContext, TracePointContext},
 };
 use sensor_common::{
     event::{
         Kind,
         file::{
-            Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE,
+            CLOSE_EXIT, CLOSE_RELEASE, CLOSE_SYSCALL, Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE,
             OPEN_IO_URING, Tracked,
         },
     },
@@ -253,7 +253,42 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     }
     let n = ev.cursor & PATH_MASK;
     ev.path_len = n as u16;
+    ev.reason = CLOSE_SYSCALL;
     send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);
+    0
+}
+
+/// `PF_EXITING` (<https://github.com/torvalds/linux/blob/v6.12/include/linux/sched.h#L1699>).
+const PF_EXITING: u32 = 0x4;
+
+/// `security_file_free(struct file *)`, where fentry programs load: the last reference to a
+/// file is gone, however it went. close(2) of the last descriptor was reported at
+/// `sys_enter_close` (with the descriptor) and is no longer tracked here; this catches the
+/// rest: the process's exit, munmap of the last mapping, a descriptor passed to a process
+/// the sensor does not track, and kernel users such as the NFS server's file cache (whose
+/// files would otherwise stay in `TRACKED` for good). It runs in `__fput` after the dentry
+/// reference was dropped, so the path is not walked: the daemon names the file from its
+/// open record. <https://github.com/torvalds/linux/blob/v6.12/fs/file_table.c#L435>
+#[fentry(function = "security_file_free")]
+pub fn security_file_free(ctx: FEntryContext) -> u32 {
+    let file = ctx.arg::<u64>(0);
+    // SAFETY: the value is copied before the map can change.
+    let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
+    let _ = TRACKED.remove(file);
+    let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU scratch.
+    let ev = unsafe { &mut *ev };
+    if !header_for_current(Kind::FileClose, &mut ev.header) {
+        return 0;
+    }
+    let exiting = read::<u32>(current_task(), off!(task_struct_flags)).is_ok_and(|f| f & PF_EXITING != 0);
+    ev.reason = if exiting { CLOSE_EXIT } else { CLOSE_RELEASE };
+    ev.stats = stats;
+    ev.file = file;
+    ev.fd = -1;
+    ev.cursor = 0;
+    ev.path_len = 0;
+    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data));
     0
 }
 

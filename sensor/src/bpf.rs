@@ -87,9 +87,6 @@ pub enum BpfError {
     /// A map is missing or has the wrong type.
     #[error("kernel map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
-    /// A VFS operation's parameter count is not in BTF, so its fexit cannot read the result.
-    #[error("a VFS operation the change hooks confirm with is not in this kernel's BTF")]
-    MissingFunction,
     /// The object is empty because the build skipped the kernel programs.
     #[error("this binary was built with AYA_BUILD_SKIP=1 and contains no kernel programs")]
     NoObject,
@@ -117,6 +114,9 @@ pub struct Programs {
     /// How deletions, renames, links and truncations are observed: `fentry` (security
     /// hooks), `fanotify` (the VFS observer, links at the link syscalls) or `off`.
     pub change_backend: &'static str,
+    /// `security_file_free` reports every tracked file's last release (exit included), so
+    /// the daemon does not write `exit` closes itself.
+    pub kernel_releases: bool,
 }
 
 impl Programs {
@@ -176,6 +176,7 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@raw_tracepoint/{tp}"));
         }
+        let mut kernel_releases = false;
         let file_backend = match file_events {
             false => "off",
             true => match attach_fentry(&mut ebpf, "security_file_open", "security_file_open", false) {
@@ -183,6 +184,16 @@ impl Programs {
                     ids.extend(id);
                     attached.push("security_file_open@fentry/security_file_open".to_owned());
                     enable_backend(&mut ebpf, BACKEND_OPEN)?;
+                    match attach_fentry(&mut ebpf, "security_file_free", "security_file_free", false) {
+                        Ok(id) => {
+                            ids.extend(id);
+                            attached.push("security_file_free@fentry/security_file_free".to_owned());
+                            kernel_releases = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "security_file_free does not load; closes at exit are written by the daemon.");
+                        }
+                    }
                     "fentry"
                 }
                 Err(e) => {
@@ -193,7 +204,7 @@ impl Programs {
         };
         let change_backend = match (file_events, file_backend) {
             (false, _) => "off",
-            (true, "fentry") => match attach_changes(&mut ebpf, offsets, &mut attached, &mut ids) {
+            (true, "fentry") => match attach_changes(&mut ebpf, &mut attached, &mut ids) {
                 Ok(()) => {
                     enable_backend(&mut ebpf, BACKEND_CHANGE)?;
                     "fentry"
@@ -226,7 +237,7 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
-        Ok(Self { ebpf, attached, ids, file_events, file_backend, change_backend })
+        Ok(Self { ebpf, attached, ids, file_events, file_backend, change_backend, kernel_releases })
     }
 
     /// Takes the ring buffer (once).
@@ -341,22 +352,9 @@ const CHANGE_PROGRAMS: [(&str, bool, bool); 9] = [
 ];
 
 /// Attaches the change hooks; fails when a required one does not load here (kernels without
-/// `CONFIG_SECURITY_PATH`, or without BTF for the VFS operations).
-fn attach_changes(
-    ebpf: &mut Ebpf,
-    offsets: &KernelOffsets,
-    attached: &mut Vec<String>,
-    ids: &mut Vec<u32>,
-) -> Result<(), BpfError> {
-    let params = [
-        offsets.fn_vfs_unlink_params,
-        offsets.fn_vfs_rename_params,
-        offsets.fn_vfs_link_params,
-        offsets.fn_do_truncate_params,
-    ];
-    if params.contains(&sensor_common::offsets::MISSING) {
-        return Err(BpfError::MissingFunction);
-    }
+/// `CONFIG_SECURITY_PATH`; before 5.17, whose fexit programs cannot read the result with
+/// `bpf_get_func_ret`).
+fn attach_changes(ebpf: &mut Ebpf, attached: &mut Vec<String>, ids: &mut Vec<u32>) -> Result<(), BpfError> {
     for (name, exit, required) in CHANGE_PROGRAMS {
         match attach_fentry(ebpf, name, name, exit) {
             Ok(id) => {

@@ -174,6 +174,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         lost_seen: [0; KIND_SLOTS as usize],
         loss_since: Clock::realtime_ns(),
         decode_errors: 0,
+        kernel_releases: programs.kernel_releases,
     };
     let mut drain_tick = interval(Duration::from_millis(config.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -339,6 +340,8 @@ struct Consumer {
     lost_seen: [u64; KIND_SLOTS as usize],
     loss_since: i128,
     decode_errors: u64,
+    /// The kernel reports the release of every tracked file, at exit too.
+    kernel_releases: bool,
 }
 
 impl Consumer {
@@ -367,7 +370,7 @@ impl Consumer {
             }
         }
         for tgid in exited {
-            if self.decoder.open_files.values().any(|f| f.opener == tgid) {
+            if !self.kernel_releases && self.decoder.open_files.values().any(|f| f.opener == tgid) {
                 self.close_tracked(Some(tgid), "exit")?;
             }
         }

@@ -74,8 +74,9 @@ pub const IO_MMAP: u32 = 1 << 5;
 /// io_uring read and write requests.
 pub const IO_URING: u32 = 1 << 6;
 
-/// `file.close`: the last reference to a tracked open file was closed by `close(2)`. (When the
-/// opener exits with the file open, the daemon writes the record from the `TRACKED` map.)
+/// `file.close`: the last reference to a tracked open file was closed by `close(2)`, or (the
+/// fentry backend) released otherwise. (On the tracepoint backend, when the opener exits with
+/// the file open, the daemon writes the record from the `TRACKED` map.)
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Close {
@@ -88,9 +89,19 @@ pub struct Close {
     pub _pad: u16,
     /// Kernel-side write position while the record is built.
     pub cursor: u32,
-    pub _pad2: u32,
+    /// `CLOSE_*`: how the last reference went.
+    pub reason: u32,
     pub data: [u8; FILE_DATA],
 }
+
+/// `close(2)` of the last descriptor (`Close::fd` is it).
+pub const CLOSE_SYSCALL: u32 = 0;
+/// The fentry backend's `security_file_free` while the task exits (its descriptors closed).
+pub const CLOSE_EXIT: u32 = 1;
+/// `security_file_free` otherwise: the last mapping unmapped, a descriptor passed to a
+/// process the sensor does not track closed, or a kernel user released the file. No path
+/// is walked (the dentry may be gone); `Close::fd` is -1.
+pub const CLOSE_RELEASE: u32 = 2;
 
 /// `Open::syscall` of a file opened by an io_uring `IORING_OP_OPENAT`/`OPENAT2` request.
 pub const OPEN_IO_URING: u32 = 0x1_0000;

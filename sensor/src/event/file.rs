@@ -4,7 +4,7 @@ use std::mem::offset_of;
 use sensor_common::event::{
     Task,
     file::{
-        Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING,
+        CLOSE_EXIT, CLOSE_RELEASE, Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING,
         IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
     },
 };
@@ -80,13 +80,22 @@ pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), Decod
 /// `file.close` from the kernel: the last reference was closed with close(2).
 pub fn close(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
     let ev: Box<Close> = read_struct_prefix(bytes, offset_of!(Close, data))?;
-    let path = kernel_path(bytes, offset_of!(Close, data), &ev.data, ev.path_len);
     let known = d.open_files.remove(&ev.file);
+    // A release (`security_file_free`) walks no path: the one seen at open names the file.
+    let path = match ev.path_len {
+        0 => known.as_ref().map_or_else(String::new, |k| k.path.clone()),
+        len => kernel_path(bytes, offset_of!(Close, data), &ev.data, len),
+    };
     d.note_closed(ev.header.task.tgid, ev.stats.dev, ev.stats.ino);
     d.add_task(&ev.header.task, rec);
     d.add_program(ev.header.task.tgid, rec);
     add_file(rec, &path, ev.stats.ino, ev.stats.dev);
-    rec.set(attr::FILE_FD, ev.fd).set(attr::CLOSE_REASON, "close");
+    let reason = match ev.reason {
+        CLOSE_EXIT => "exit",
+        CLOSE_RELEASE => "release",
+        _ => "close",
+    };
+    rec.set(attr::CLOSE_REASON, reason).set_opt(attr::FILE_FD, (ev.fd >= 0).then_some(ev.fd));
     add_stats(d, rec, &ev.stats, known.and_then(|k| k.protected));
     Ok(())
 }

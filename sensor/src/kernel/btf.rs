@@ -270,19 +270,6 @@ impl Btf {
         lookup().map_err(|reason| self.resolve_error(&format!("type id {type_id}"), member, reason))
     }
 
-    /// Number of parameters of the kernel function `name` (a `FUNC` whose type is a
-    /// `FUNC_PROTO`); `None` when BTF has no such function. An fexit program reads the return
-    /// value after the last parameter, so it needs this count.
-    pub fn function_params(&self, name: &str) -> Option<u32> {
-        self.types.iter().find_map(|ty| {
-            if ty.kind() != KIND_FUNC || self.str_at(ty.name_off).ok()? != name.as_bytes() {
-                return None;
-            }
-            let proto = self.ty(ty.size_or_type).ok()?;
-            (proto.kind() == KIND_FUNC_PROTO).then(|| proto.vlen() as u32)
-        })
-    }
-
     fn resolve_error(&self, struct_name: &str, member: &str, reason: String) -> BtfError {
         BtfError::Resolve {
             path: self.path.clone(),

@@ -23,11 +23,6 @@ pub enum Source {
         /// A member inside the member's type whose offset is added, e.g. `val` of `kuid_t`.
         inner: Option<&'static str>,
     },
-    /// The number of parameters of a kernel function, found in BTF.
-    Function {
-        /// Function name.
-        name: &'static str,
-    },
     /// A field of a classic tracepoint, found in its tracefs format file.
     Tracepoint {
         /// Event category, e.g. `sock`.
@@ -58,7 +53,6 @@ impl Spec {
                 format!("{struct_name}.{}", members.first().copied().unwrap_or_default())
             }
             Source::Tracepoint { category, event, name } => format!("{category}/{event}.{name}"),
-            Source::Function { name } => format!("{name}()"),
         }
     }
 }
@@ -79,10 +73,6 @@ const fn wrapped(
 
 const fn optional(spec: Spec) -> Spec {
     Spec { required: false, ..spec }
-}
-
-const fn function(field: &'static str, name: &'static str) -> Spec {
-    Spec { field, source: Source::Function { name }, required: true }
 }
 
 const fn tracepoint(
@@ -133,6 +123,9 @@ pub const SPECS: &[Spec] = &[
     member("task_struct_pid", "task_struct", &["pid"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/sched.h#L1029
     member("task_struct_tgid", "task_struct", &["tgid"]),
+    // `PF_*` flags: PF_EXITING tells a release during exit from one by close.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/sched.h#L798
+    member("task_struct_flags", "task_struct", &["flags"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/sched.h#L1042
     member("task_struct_real_parent", "task_struct", &["real_parent"]),
     // The effective (subjective) credentials, not real_cred.
@@ -307,18 +300,6 @@ pub const SPECS: &[Spec] = &[
     tracepoint("tp_sys_enter_linkat_newdfd", "syscalls", "sys_enter_linkat", "newdfd"),
     tracepoint("tp_sys_enter_linkat_newname", "syscalls", "sys_enter_linkat", "newname"),
     tracepoint("tp_sys_enter_linkat_flags", "syscalls", "sys_enter_linkat", "flags"),
-    // Parameter counts of the VFS operations whose exits (fexit) confirm a change seen at
-    // its security_path_* hook: the return value follows the last parameter. Their
-    // signatures gained a `struct mnt_idmap *` (5.12/6.3) and rename took a `struct
-    // renamedata *` (5.12). Only the fentry backend needs them.
-    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4438
-    optional(function("fn_vfs_unlink_params", "vfs_unlink")),
-    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4923
-    optional(function("fn_vfs_rename_params", "vfs_rename")),
-    // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4662
-    optional(function("fn_vfs_link_params", "vfs_link")),
-    // https://github.com/torvalds/linux/blob/v6.12/fs/open.c#L41
-    optional(function("fn_do_truncate_params", "do_truncate")),
     // https://github.com/torvalds/linux/blob/v6.12/fs/open.c#L1575 (SYSCALL_DEFINE1(close, unsigned int, fd))
     tracepoint("tp_sys_enter_close_fd", "syscalls", "sys_enter_close", "fd"),
     // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/io_uring.h#L305
@@ -354,9 +335,6 @@ pub enum Reason {
     /// The struct itself is not in BTF.
     #[error("the struct is not in this kernel's BTF")]
     NoStruct,
-    /// The function is not in BTF (not built, or inlined everywhere).
-    #[error("the function is not in this kernel's BTF")]
-    NoFunction,
     /// The struct has none of the member spellings.
     #[error("not in this kernel's BTF{}", also_tried(.0))]
     NoMember(&'static [&'static str]),
@@ -405,7 +383,7 @@ impl Reason {
             self,
             Self::NoStruct
                 | Self::NoMember(_)
-                | Self::NoFunction
+
                 | Self::TraceFs(TraceFsError::NoEvent { .. } | TraceFsError::NoField { .. })
         )
     }
@@ -458,7 +436,6 @@ pub fn resolve(btf: &Btf, tracefs: &TraceFs) -> Result<Resolved, OffsetsError> {
             Source::Tracepoint { category, event, name } => {
                 tracefs.field(category, event, name).map(|f| f.offset).map_err(Reason::from)
             }
-            Source::Function { name } => btf.function_params(name).ok_or(Reason::NoFunction),
         };
         match resolved {
             Ok(offset) => {
@@ -564,7 +541,7 @@ mod tests {
 
     use sensor_common::offsets::MISSING;
 
-    use super::super::btf::testing::{Builder, FUNC, FUNC_PROTO, Member, STRUCT, TYPEDEF};
+    use super::super::btf::testing::{Builder, Member, STRUCT, TYPEDEF};
     use super::*;
 
     #[test]
@@ -635,15 +612,7 @@ mod tests {
             let size = 8 * (members.len() as u32 + 1);
             b.composite(STRUCT, struct_name, size, members);
         }
-        for spec in SPECS {
-            let Source::Function { name } = spec.source else { continue };
-            if tweaks.omit.contains(&spec.field) {
-                continue;
-            }
-            let proto = b.raw("", FUNC_PROTO, false, 3, int, &[0, long, 0, long, 0, int]);
-            b.raw(name, FUNC, false, 0, proto, &[]);
-            expected.set(spec.field, 3);
-        }
+
         let btf = Btf::parse(b.build()).unwrap();
 
         let dir = std::env::temp_dir().join(format!("mnsensor-offsets-{}-{name}", std::process::id()));

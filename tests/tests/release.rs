@@ -1,0 +1,124 @@
+//! The last reference to a protected file can go without a close(2) the sensor traces: here
+//! a descriptor passed over a Unix socket to a process the sensor does not track. Where
+//! fentry programs load, `security_file_free` reports it (`mnsensor.close.reason: release`);
+//! on the tracepoint backend the record is written when the sensor stops.
+
+use std::{
+    mem::size_of,
+    os::{fd::AsRawFd as _, unix::net::UnixStream},
+};
+
+use mnsensor_tests::{
+    Sensor, TempDir, get_str, get_u64, in_vm, is, path_str, pid_of, show, test_pid, util::c_path,
+    waitpid_status,
+};
+use serde_json::Value;
+
+const SIZE: usize = 4096;
+const PARENT_READ: usize = 1000;
+
+/// Sends `fd` over `sock` with SCM_RIGHTS.
+fn send_fd(sock: i32, fd: i32) {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // u64 array: aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: the message points at live buffers; CMSG_* stay inside `control`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        assert_eq!(libc::sendmsg(sock, &raw const msg, 0), 1, "sendmsg: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Receives one descriptor (in the forked child: no allocation, only syscalls); -1 on error.
+fn recv_fd(sock: i32) -> i32 {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut control = [0u64; 8];
+    // SAFETY: as in `send_fd`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 8]>();
+        if libc::recvmsg(sock, &raw mut msg, 0) != 1 {
+            return -1;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return -1;
+        }
+        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
+    }
+}
+
+#[test]
+fn descriptor_passed_to_an_untracked_process() {
+    let tree = TempDir::new("release-passed");
+    let protected = tree.mkdir("protected");
+    let file = tree.write("protected/data.bin", vec![b'1'; SIZE]);
+    let mut sensor = Sensor::start(&["--protect", path_str(&protected)]);
+    let (mine, theirs) = UnixStream::pair().expect("socketpair");
+
+    // Forked before this process opens anything in the tree, so the sensor does not count the
+    // child as a holder of it.
+    // SAFETY: the child only makes syscalls and leaves with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    if child == 0 {
+        let fd = recv_fd(theirs.as_raw_fd());
+        let mut buf = [0u8; 100];
+        // SAFETY: plain syscalls on our own descriptor and buffer.
+        unsafe {
+            let ok = fd >= 0 && libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) == 100;
+            libc::close(fd);
+            libc::_exit(if ok { 0 } else { 1 });
+        }
+    }
+    drop(theirs);
+
+    let c = c_path(&file);
+    // SAFETY: valid path; the buffer outlives the read.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+    let mut buf = vec![0u8; PARENT_READ];
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), PARENT_READ) }, PARENT_READ as isize);
+    send_fd(mine.as_raw_fd(), fd);
+    // Not the last reference: the message holds one until the child takes it.
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
+    assert_eq!(waitpid_status(child as u32), 0, "child failed to receive or read");
+
+    let me = u64::from(test_pid());
+    let opened_by_me = |e: &Value| {
+        is(e, "file.close") && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(me)
+    };
+    let close = if in_vm() {
+        let close = sensor.wait_for("file.close of the passed descriptor", opened_by_me);
+        assert_eq!(get_str(&close, "mnsensor.close.reason"), "release", "{}", show(&close));
+        assert_eq!(pid_of(&close), Some(child as u32), "closed by the child: {}", show(&close));
+        sensor.stop();
+        close
+    } else {
+        sensor.stop();
+        let closes = sensor.matching(opened_by_me);
+        assert_eq!(closes.len(), 1, "file.close records: {closes:?}");
+        assert_eq!(get_str(&closes[0], "mnsensor.close.reason"), "sensor_stop", "{}", show(&closes[0]));
+        closes[0].clone()
+    };
+    assert_eq!(get_str(&close, "file.path"), path_str(&file), "{}", show(&close));
+    // What this process read; the child's read is not counted (it is not a tracked holder).
+    assert_eq!(get_u64(&close, "mnsensor.file.bytes_read"), PARENT_READ as u64, "{}", show(&close));
+    assert_eq!(get_u64(&close, "mnsensor.file.read_calls"), 1, "{}", show(&close));
+}
