@@ -33,7 +33,7 @@ use crate::{
     emit::{header_for_current, send},
     file::fentry_active,
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, ptr, read},
-    path::{PROTECTED, find_protected, write_path},
+    path::{PROTECTED, bump_generation, find_protected, write_path},
 };
 
 const PATH_MASK: u32 = PATH_MAX as u32 - 1;
@@ -81,7 +81,10 @@ pub fn security_path_rename(ctx: FEntryContext) -> u32 {
         (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2), ctx.arg::<u64>(3));
     let flags = ctx.arg::<u64>(4) as u32;
     match (ptr(old_dir, off!(path_mnt)), ptr(new_dir, off!(path_mnt))) {
-        (Ok(old_mnt), Ok(new_mnt)) => begin(CHANGE_RENAME, old_mnt, old_dentry, Some((new_mnt, new_dentry)), flags),
+        (Ok(old_mnt), Ok(new_mnt)) => {
+            let new_parent = ptr(new_dir, off!(path_dentry)).unwrap_or(0);
+            begin(CHANGE_RENAME, old_mnt, old_dentry, Some((new_mnt, new_parent, new_dentry)), flags)
+        }
         _ => 0,
     }
 }
@@ -92,8 +95,8 @@ pub fn security_path_rename(ctx: FEntryContext) -> u32 {
 #[fentry(function = "security_path_link")]
 pub fn security_path_link(ctx: FEntryContext) -> u32 {
     let (old_dentry, new_dir, new_dentry) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
-    match ptr(new_dir, off!(path_mnt)) {
-        Ok(mnt) => begin(CHANGE_LINK, mnt, old_dentry, Some((mnt, new_dentry)), 0),
+    match path_of(new_dir, 0) {
+        Ok((mnt, new_parent)) => begin(CHANGE_LINK, mnt, old_dentry, Some((mnt, new_parent, new_dentry)), 0),
         Err(_) => 0,
     }
 }
@@ -126,7 +129,27 @@ pub fn vfs_unlink(ctx: FExitContext) -> u32 {
 
 #[fexit(function = "vfs_rename")]
 pub fn vfs_rename(ctx: FExitContext) -> u32 {
+    // Every rename, the in-kernel file servers' too (the syscalls bump at their tracepoints).
+    bump_generation();
     finish(&ctx)
+}
+
+/// A removed directory's dentry and inode number may be reused (the NFS server removes
+/// directories without the syscalls).
+#[fexit(function = "vfs_rmdir")]
+pub fn vfs_rmdir(_ctx: FExitContext) -> u32 {
+    bump_generation();
+    0
+}
+
+/// Attached to the entry and exit tracepoints of the syscalls that rename, remove
+/// directories or change mounts (the daemon's list: `sensor/src/bpf.rs`): the directories
+/// known to be outside the protected trees are forgotten, before the change (so no walk
+/// started earlier is cached as current) and after it.
+#[tracepoint]
+pub fn namespace_change(_ctx: TracePointContext) -> u32 {
+    bump_generation();
+    0
 }
 
 #[fexit(function = "vfs_link")]
@@ -139,11 +162,12 @@ pub fn do_truncate(ctx: FExitContext) -> u32 {
     finish(&ctx)
 }
 
-/// Starts a change record when `(mnt, dentry)` (or, for renames and links, the new name)
-/// lies in a protected tree. Otherwise forgets any record the thread left pending (a change
-/// another security module refused never reaches its fexit).
+/// Starts a change record when `(mnt, dentry)` (or, for renames and links, the directory of
+/// the new name: `new` is its mount, that directory and the new name's dentry, which has no
+/// inode yet) lies in a protected tree. Otherwise forgets any record the thread left pending
+/// (a change another security module refused never reaches its fexit).
 #[inline(always)]
-fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64)>, flags: u32) -> u32 {
+fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u32) -> u32 {
     let tid = bpf_get_current_pid_tgid();
     if config!(file_events) == 0 || !fentry_active(BACKEND_CHANGE) {
         return 0;
@@ -151,7 +175,7 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64)>, flags: u32) ->
     let found = match find_protected(mnt, dentry) {
         Some(f) => Some(f),
         None => match new {
-            Some((new_mnt, new_dentry)) => find_protected(new_mnt, new_dentry),
+            Some((new_mnt, new_parent, _)) => find_protected(new_mnt, new_parent),
             None => None,
         },
     };
@@ -185,7 +209,7 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64)>, flags: u32) ->
     ev.path_len = (ev.cursor & PATH_MASK) as u16;
     ev.new_cursor = 0;
     ev.new_path_len = 0;
-    if let Some((new_mnt, new_dentry)) = new {
+    if let Some((new_mnt, _, new_dentry)) = new {
         // SAFETY: the second path area starts at FILE_DATA; write_path stays within its
         // PATH_MASK + 1 + NAME_MAX bytes, which is FILE_DATA.
         let second = unsafe { ev.data.as_mut_ptr().add(FILE_DATA) };

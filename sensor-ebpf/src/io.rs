@@ -301,6 +301,8 @@ const IORING_OP_OPENAT: u8 = 18;
 const IORING_OP_READ: u8 = 22;
 const IORING_OP_WRITE: u8 = 23;
 const IORING_OP_OPENAT2: u8 = 28;
+const IORING_OP_RENAMEAT: u8 = 35;
+const IORING_OP_UNLINKAT: u8 = 36;
 const IORING_OP_READ_MULTISHOT: u8 = 49;
 
 /// `io_uring:io_uring_complete`: reads and writes submitted through io_uring never pass the
@@ -313,6 +315,10 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
     let Ok(req) = (unsafe { ctx.read_at::<u64>(off!(tp_io_uring_complete_req) as usize) }) else { return 0 };
     let Ok(res) = (unsafe { ctx.read_at::<i32>(off!(tp_io_uring_complete_res) as usize) }) else { return 0 };
     let Ok(opcode) = read::<u8>(req, off!(io_kiocb_opcode)) else { return 0 };
+    if opcode == IORING_OP_RENAMEAT || opcode == IORING_OP_UNLINKAT {
+        crate::path::bump_generation();
+        return 0;
+    }
     if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
         // With the fentry backend security_file_open has reported this open already.
         if config!(file_events) != 0 && !crate::file::fentry_active(sensor_common::event::file::BACKEND_OPEN) {

@@ -4,7 +4,11 @@
 //! mount, then from the mount's mountpoint in the parent mount, until the root of the mount
 //! namespace (a mount that is its own parent). Userspace resolved the offsets of `struct
 //! mount` (`container_of(vfsmount, struct mount, mnt)`) from BTF.
-use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::map, maps::HashMap};
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_kernel_str,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap},
+};
 use sensor_common::{
     event::{FLAG_PATH_TRUNCATED, FLAG_READ_ERROR},
     path::{InodeKey, NAME_MAX, PATH_DEPTH, PATH_MAX, PROTECT_DEPTH, PROTECT_TREE, Protected},
@@ -53,36 +57,84 @@ pub fn real_mount(vfsmount: u64) -> u64 {
     vfsmount - u64::from(off!(mount_mnt))
 }
 
+/// Directories `(mount, dentry, inode)` whose ancestry holds no protected tree, as of the
+/// [`GENERATION`] stored with them. A busy server opens many files in few directories; with
+/// this an unrelated open on a protected device costs a few lookups instead of a walk to the
+/// root. Keyed by pointers plus the inode number: a dentry or mount freed and reused for
+/// another directory differs in one of them unless a directory was removed or a mount
+/// changed, which bumps the generation.
+#[map]
+static CLEAR_DIRS: LruHashMap<DirKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Slot 0: bumped before and after every change that can move a directory under a protected
+/// tree or reuse a directory's identity: renames, directory removals, mounts (`change.rs`).
+/// A [`CLEAR_DIRS`] entry from another generation is stale.
+#[map]
+static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DirKey {
+    mount: u64,
+    dentry: u64,
+    ino: u64,
+}
+
+/// Invalidates every [`CLEAR_DIRS`] entry.
+#[inline(always)]
+pub fn bump_generation() {
+    if let Some(g) = GENERATION.get_ptr_mut(0) {
+        // SAFETY: map memory; a BPF atomic add, as several CPUs may bump at once.
+        unsafe { core::arch::asm!("lock *(u64 *)({p} + 0) += {n}", p = in(reg) g, n = in(reg) 1u64) };
+    }
+}
+
 /// Whether the file at `(vfsmount, dentry)` lies in a protected tree: the matching entry's
 /// key and value, if any. The file itself matches any entry; an ancestor only a
 /// [`PROTECT_TREE`] entry.
 #[inline(always)]
 pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected)> {
-    let (_, dev) = dentry_ino_dev(dentry).ok()?;
+    let (ino, dev) = dentry_ino_dev(dentry).ok()?;
     // SAFETY: presence check only.
     if unsafe { PROTECTED_DEVS.get(&dev) }.is_none() {
         return None;
     }
-    let mut mount = real_mount(vfsmount);
-    let mut dentry = dentry;
-    let mut first = true;
-    for _ in 0..PROTECT_DEPTH {
+    let own = InodeKey { ino, dev, _pad: 0 };
+    // SAFETY: the value is copied out before the map can change.
+    if let Some(p) = unsafe { PROTECTED.get(own) } {
+        return Some((own, *p));
+    }
+    // The generation is read before the walk: if the tree changes during it, the entry
+    // written below is already stale.
+    // SAFETY: plain read of map memory.
+    let generation = GENERATION.get(0).copied().unwrap_or(0);
+    let (mut mount, mut dentry) = parent(real_mount(vfsmount), dentry).ok()??;
+    let dir = DirKey { mount, dentry, ino: dentry_ino_dev(dentry).map_or(0, |(ino, _)| ino) };
+    // SAFETY: the value is copied out.
+    if unsafe { CLEAR_DIRS.get(&dir) }.is_some_and(|g| *g == generation) {
+        return None;
+    }
+    for _ in 1..PROTECT_DEPTH {
         if let Ok((ino, dev)) = dentry_ino_dev(dentry) {
             let key = InodeKey { ino, dev, _pad: 0 };
             // SAFETY: the value is copied out before the map can change.
             if let Some(p) = unsafe { PROTECTED.get(key) }
-                && (first || p.flags & PROTECT_TREE != 0)
+                && p.flags & PROTECT_TREE != 0
             {
                 return Some((key, *p));
             }
         }
-        first = false;
         match parent(mount, dentry) {
             Ok(Some((m, d))) => {
                 mount = m;
                 dentry = d;
             }
-            _ => return None,
+            // The root: nothing above this directory is protected.
+            Ok(None) => {
+                let _ = CLEAR_DIRS.insert(&dir, &generation, 0);
+                return None;
+            }
+            Err(_) => return None,
         }
     }
     None

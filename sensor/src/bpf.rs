@@ -216,6 +216,21 @@ impl Programs {
             },
             (true, _) => "fanotify",
         };
+        if file_events {
+            let name = "namespace_change";
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+            for call in NAMESPACE_SYSCALLS {
+                for event in [format!("sys_enter_{call}"), format!("sys_exit_{call}")] {
+                    if !tracefs.event_exists("syscalls", &event) {
+                        continue;
+                    }
+                    prog.attach("syscalls", &event).map_err(|source| BpfError::Program { program: name, source })?;
+                    attached.push(format!("{name}@tracepoint/syscalls/{event}"));
+                }
+            }
+            ids.extend(prog.info().ok().map(|i| i.id()));
+        }
         for &(name, category, family) in TRACEPOINTS {
             let event = name;
             let wanted = match family {
@@ -339,7 +354,7 @@ fn attach_fentry(
 /// The change hooks (`sensor-ebpf/src/change.rs`): (program and kernel function, fexit,
 /// required). `security_file_truncate` exists from 6.2; before, `security_path_truncate`
 /// sees every truncation.
-const CHANGE_PROGRAMS: [(&str, bool, bool); 9] = [
+const CHANGE_PROGRAMS: [(&str, bool, bool); 10] = [
     ("security_path_unlink", false, true),
     ("security_path_rename", false, true),
     ("security_path_link", false, true),
@@ -349,7 +364,15 @@ const CHANGE_PROGRAMS: [(&str, bool, bool); 9] = [
     ("vfs_rename", true, true),
     ("vfs_link", true, true),
     ("do_truncate", true, true),
+    ("vfs_rmdir", true, true),
 ];
+
+/// Syscalls after which a directory may sit under another ancestor, or a directory's or
+/// mount's identity may be reused: `namespace_change` runs at their entry and exit and
+/// invalidates the kernel's cache of directories outside the protected trees
+/// (`sensor-ebpf/src/path.rs`). Those a kernel lacks (e.g. `rename` on arm64) are skipped.
+const NAMESPACE_SYSCALLS: [&str; 9] =
+    ["rename", "renameat", "renameat2", "rmdir", "unlinkat", "mount", "umount", "move_mount", "pivot_root"];
 
 /// Attaches the change hooks; fails when a required one does not load here (kernels without
 /// `CONFIG_SECURITY_PATH`; before 5.17, whose fexit programs cannot read the result with

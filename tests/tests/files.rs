@@ -287,3 +287,47 @@ fn assert_fd_and_syscall(sensor: &Sensor, ev: &Value, fd: i32, syscall: &str) {
         other => panic!("unexpected file backend {other:?}"),
     }
 }
+
+/// The kernel remembers directories it found outside the protected trees; a directory moved
+/// into a tree must be matched at once, and one moved out no longer.
+#[test]
+fn directory_moved_into_tree_is_protected_at_once() {
+    let tree = TempDir::new("files-move-in");
+    let p = tree.mkdir("protected");
+    tree.mkdir("outside/dir");
+    let inner = tree.write("outside/dir/inner.txt", "inner\n");
+    let mut sensor = Sensor::start(&["--protect", path_str(&p)]);
+    let me = test_pid();
+
+    // Opened twice while outside: not reported, and the directory is now known as clear.
+    for _ in 0..2 {
+        drop(fs::File::open(&inner).expect("open while outside"));
+    }
+    let moved_dir = p.join("dir");
+    fs::rename(tree.join("outside/dir"), &moved_dir).expect("move the directory into the tree");
+    let moved = moved_dir.join("inner.txt");
+    drop(fs::File::open(&moved).expect("open after the move"));
+    let ev = wait_open(&mut sensor, &moved, me, "open right after the directory moved in");
+    assert_file_attrs(&ev, &moved, "read", &p);
+    let outside = path_str(&inner).to_owned();
+    sensor.assert_none("records of the file while it was outside", |e| {
+        e.get("file.path").and_then(Value::as_str) == Some(outside.as_str())
+    });
+
+    // And out again: the file is protected by its inode now only if the kernel learned it;
+    // a sibling created in the directory while inside is, one created after the move out is not.
+    let sibling = moved_dir.join("created-inside.txt");
+    fs::write(&sibling, "s\n").expect("create inside");
+    fs::rename(&moved_dir, tree.join("outside/dir")).expect("move the directory out");
+    let later = tree.join("outside/dir/created-after.txt");
+    fs::write(&later, "l\n").expect("create after the move out");
+    drop(fs::File::open(&later).expect("open the file created outside"));
+    let sync = tree.write("protected/sync.txt", "sync\n");
+    drop(fs::File::open(&sync).expect("open sync"));
+    wait_open(&mut sensor, &sync, me, "sync point");
+    let later_s = path_str(&later).to_owned();
+    sensor.assert_none("records of a file created after the directory left the tree", |e| {
+        e.get("file.path").and_then(Value::as_str) == Some(later_s.as_str())
+    });
+    sensor.stop();
+}
