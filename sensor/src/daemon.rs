@@ -118,8 +118,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     };
     let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
-    let (mut observer, mut watch) = start_observer(&trees);
-    watch.kernel_changes = programs.change_backend == "fentry";
+    let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
     let info = event::sensor::StartInfo {
@@ -144,6 +143,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let mut decoder = Decoder {
         open_files: std::collections::HashMap::new(),
         recent_closes: std::collections::VecDeque::new(),
+        recent_changes: std::collections::VecDeque::new(),
         opens: Vec::new(),
         policies: enforcement.policies.clone(),
         procs,

@@ -64,9 +64,6 @@ pub struct Watch {
     /// The kernel reports renames as one event (`FAN_RENAME`, 5.17+); before that a move out
     /// of the trees is seen only as `MovedFrom`.
     pub has_rename: bool,
-    /// The kernel's change hooks report deletions, renames, links and truncations
-    /// (`mnsensor.backend.file_change: fentry`); the observer then only keeps its catalog.
-    pub kernel_changes: bool,
     catalog: HashMap<PathBuf, Meta>,
     /// Events with the file's metadata as it was when the event was read.
     pending: VecDeque<(Instant, FsEvent, Option<Meta>)>,
@@ -154,7 +151,7 @@ impl Watch {
                 {
                     self.catalog.insert(ev.path.clone(), m);
                 }
-                if self.kernel_changes {
+                if d.kernel_reported("file.rename", &ev.path) {
                     return;
                 }
                 let mut rec = self.record(d, "file.rename", &ev, meta);
@@ -165,9 +162,6 @@ impl Watch {
                 // Without FAN_RENAME (before 5.17) this is the only trace of a move out.
                 if !self.has_rename {
                     let meta = self.catalog.remove(&ev.path);
-                    if self.kernel_changes {
-                        return;
-                    }
                     let mut rec = self.record(d, "file.rename", &ev, meta);
                     rec.set(attr::FILE_OLD_PATH, ev.path.display().to_string());
                     out.push(rec);
@@ -178,7 +172,7 @@ impl Watch {
                     return;
                 }
                 let meta = self.catalog.remove(&ev.path);
-                if self.kernel_changes {
+                if d.kernel_reported("file.delete", &ev.path) {
                     return;
                 }
                 let mut rec = self.record(d, "file.delete", &ev, meta);
@@ -212,7 +206,7 @@ impl Watch {
     }
 
     fn size_change(&self, d: &mut Decoder, ev: &FsEvent, before: Meta, now: Meta, out: &mut Vec<Record>) {
-        if now.size < before.size && !self.kernel_changes {
+        if now.size < before.size && !d.kernel_reported("file.truncate", strip_deleted(&ev.path)) {
             let mut rec = self.record(d, "file.truncate", ev, Some(now));
             rec.set(attr::FILE_SIZE, now.size).set(attr::FILE_OLD_SIZE, before.size);
             out.push(rec);

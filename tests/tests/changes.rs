@@ -61,6 +61,14 @@ impl Setup {
         ev
     }
 
+    /// One record `name` of `path` (the kernel's and fanotify's views are not both written).
+    fn assert_once(&mut self, name: &str, path: &Path) {
+        let all = self.sensor.matching(|e| {
+            is(e, name) && e.get("file.path").and_then(Value::as_str) == Some(path_str(path))
+        });
+        assert_eq!(all.len(), 1, "{name} records of {}: {all:?}", path.display());
+    }
+
     /// Checks which backend made a record.
     fn assert_source(&self, ev: &Value, from_syscalls: bool) {
         let observed = ev.get("mnsensor.observed_by").and_then(Value::as_str);
@@ -94,6 +102,7 @@ fn delete_names_the_deleter_inode_and_last_size() {
         e.get("file.path").and_then(Value::as_str) == Some(needle.as_str())
     });
     s.sensor.stop();
+    s.assert_once("file.delete", &file);
 }
 
 #[test]
@@ -112,6 +121,7 @@ fn rename_out_of_the_tree_keeps_the_file_protected() {
     });
     assert_eq!(get_u64(&open, "file.inode"), s.ino, "{}", show(&open));
     s.sensor.stop();
+    s.assert_once("file.rename", &new);
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub fn change(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<bool, D
         op => return Err(DecodeError::UnknownOp(op)),
     };
     rec.name = name;
+    if ev.op != CHANGE_LINK_NAMES {
+        d.note_change(name, &path);
+    }
     d.add_task(&ev.header.task, rec);
     d.add_program(ev.header.task.tgid, rec);
     add_file(rec, &path, ino, dev);

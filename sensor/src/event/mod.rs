@@ -45,6 +45,10 @@ pub struct Decoder {
     /// Recent closes `(when, tgid, dev, ino)`: an access fanotify reports just after the
     /// close record was decoded is still explained.
     pub recent_closes: std::collections::VecDeque<(std::time::Instant, u32, u32, u64)>,
+    /// Recent change records from the kernel `(when, event name, path)`: the fanotify
+    /// observer does not report these again (it still reports what the kernel hooks do not
+    /// see, such as the in-kernel NFS server's deletions).
+    pub recent_changes: std::collections::VecDeque<(std::time::Instant, &'static str, String)>,
     /// Opens of protected files decoded since the daemon last judged them against the
     /// audit-mode policies.
     pub opens: Vec<file::OpenSeen>,
@@ -105,6 +109,23 @@ impl Decoder {
         if self.recent_closes.len() < 65_536 {
             self.recent_closes.push_back((now, tgid, dev, ino));
         }
+    }
+
+    /// Remembers a kernel change record for [`Self::kernel_reported`].
+    pub fn note_change(&mut self, name: &'static str, path: &str) {
+        let now = std::time::Instant::now();
+        while self.recent_changes.front().is_some_and(|(t, ..)| now.duration_since(*t).as_secs() >= 5) {
+            self.recent_changes.pop_front();
+        }
+        if self.recent_changes.len() < 65_536 {
+            self.recent_changes.push_back((now, name, path.to_owned()));
+        }
+    }
+
+    /// Whether the kernel reported `name` (`file.delete`, …) of `path` in the last seconds.
+    pub fn kernel_reported(&self, name: &str, path: &std::path::Path) -> bool {
+        let path = path.to_string_lossy();
+        self.recent_changes.iter().any(|(_, n, p)| *n == name && *p == path)
     }
 
     /// Whether the kernel records account for `pid` touching file `(dev, ino)`: it (or an
