@@ -22,8 +22,8 @@ use sensor_common::{
     event::{
         Kind,
         file::{
-            BACKEND_CHANGE, CHANGE_DELETE, CHANGE_LINK, CHANGE_LINK_NAMES, CHANGE_RENAME, CHANGE_TRUNCATE, Change,
-            FILE_DATA,
+            BACKEND_CHANGE, CHANGE_DELETE, CHANGE_LINK, CHANGE_LINK_NAMES, CHANGE_RENAME, CHANGE_TRUNCATE,
+            Change, FILE_DATA,
         },
     },
     path::{InodeKey, PATH_MAX, PROTECT_TREE, Protected},
@@ -180,7 +180,7 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
         },
     };
     let Some((_, rule)) = found else {
-        let _ = PENDING.remove(&tid);
+        let _ = PENDING.remove(tid);
         return 0;
     };
     let Some(ev) = CHANGE_SCRATCH.get_ptr_mut(0) else {
@@ -216,7 +216,7 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
         ev.header.flags |= write_path::<PATH_MASK>(second, &raw mut ev.new_cursor, new_mnt, new_dentry);
         ev.new_path_len = (ev.new_cursor & PATH_MASK) as u16;
     }
-    let _ = PENDING.insert(&tid, ev, 0);
+    let _ = PENDING.insert(tid, ev, 0);
     0
 }
 
@@ -227,14 +227,14 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
 #[inline(always)]
 fn finish(ctx: &FExitContext) -> u32 {
     let tid = bpf_get_current_pid_tgid();
-    let Some(ev) = PENDING.get_ptr_mut(&tid) else {
+    let Some(ev) = PENDING.get_ptr_mut(tid) else {
         return 0;
     };
     // SAFETY: the thread's own entry; only this thread inserts or removes it.
     let ev = unsafe { &mut *ev };
     // `bpf_get_func_ret` (5.17+): the operation's `int` result.
     let Ok(ret) = ctx.ret::<i64>() else {
-        let _ = PENDING.remove(&tid);
+        let _ = PENDING.remove(tid);
         return 0;
     };
     let ret = ret as i32;
@@ -243,17 +243,15 @@ fn finish(ctx: &FExitContext) -> u32 {
         let key = InodeKey { ino: ev.ino, dev: ev.dev, _pad: 0 };
         let regular = ev.mode & S_IFMT == S_IFREG;
         match ev.op {
-            CHANGE_DELETE if ev.nlink <= 1 => {
-                // SAFETY: the value is copied out before the map can change.
-                if unsafe { PROTECTED.get(&key) }.is_some_and(|p| p.flags & PROTECT_TREE == 0) {
-                    let _ = PROTECTED.remove(&key);
-                }
+            // SAFETY (both guards): the values are only tested.
+            CHANGE_DELETE
+                if ev.nlink <= 1
+                    && unsafe { PROTECTED.get(key) }.is_some_and(|p| p.flags & PROTECT_TREE == 0) =>
+            {
+                let _ = PROTECTED.remove(key);
             }
-            CHANGE_RENAME | CHANGE_LINK if regular => {
-                // SAFETY: presence check only.
-                if unsafe { PROTECTED.get(&key) }.is_none() {
-                    let _ = PROTECTED.insert(&key, &Protected { rule: ev.rule, flags: 0 }, 0);
-                }
+            CHANGE_RENAME | CHANGE_LINK if regular && unsafe { PROTECTED.get(key) }.is_none() => {
+                let _ = PROTECTED.insert(key, Protected { rule: ev.rule, flags: 0 }, 0);
             }
             CHANGE_TRUNCATE => ev.new_size = read(ev.inode, off!(inode_i_size)).unwrap_or(0),
             _ => {}
@@ -267,7 +265,7 @@ fn finish(ctx: &FExitContext) -> u32 {
             send(Kind::FileChange, (ev as *const Change).cast(), offset_of!(Change, data) + len);
         }
     }
-    let _ = PENDING.remove(&tid);
+    let _ = PENDING.remove(tid);
     0
 }
 
@@ -296,7 +294,7 @@ fn link_enter(dirfd: i32, name: u64, flags: u32) -> u32 {
     if config!(file_events) == 0 || name == 0 {
         return 0;
     }
-    let _ = LINK_ARGS.insert(&bpf_get_current_pid_tgid(), &LinkArgs { dirfd, flags, name }, 0);
+    let _ = LINK_ARGS.insert(bpf_get_current_pid_tgid(), LinkArgs { dirfd, flags, name }, 0);
     0
 }
 
@@ -315,10 +313,10 @@ pub fn sys_exit_linkat(ctx: TracePointContext) -> u32 {
 fn link_exit(ctx: &TracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the map can change.
-    let Some(args) = (unsafe { LINK_ARGS.get(&tid) }).copied() else {
+    let Some(args) = (unsafe { LINK_ARGS.get(tid) }).copied() else {
         return 0;
     };
-    let _ = LINK_ARGS.remove(&tid);
+    let _ = LINK_ARGS.remove(tid);
     // SAFETY: reads the tracepoint record through the probe-read helper.
     if unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.unwrap_or(-1) != 0 {
         return 0;
@@ -345,7 +343,11 @@ fn link_exit(ctx: &TracePointContext) -> u32 {
     ev.result = 0;
     // SAFETY: the second path area has FILE_DATA > PATH_MAX bytes; the helper stops there.
     let n = unsafe {
-        bpf_probe_read_user_str(ev.data.as_mut_ptr().add(FILE_DATA).cast(), PATH_MAX as u32, args.name as *const _)
+        bpf_probe_read_user_str(
+            ev.data.as_mut_ptr().add(FILE_DATA).cast(),
+            PATH_MAX as u32,
+            args.name as *const _,
+        )
     };
     if n <= 1 {
         return 0;
@@ -356,7 +358,9 @@ fn link_exit(ctx: &TracePointContext) -> u32 {
     // A relative name: the directory it starts from, while the caller still has it.
     if ev.data[FILE_DATA] != b'/' {
         let base = match args.dirfd {
-            AT_FDCWD => ptr(current_task(), off!(task_struct_fs)).and_then(|fs| path_of(fs, off!(fs_struct_pwd))),
+            AT_FDCWD => {
+                ptr(current_task(), off!(task_struct_fs)).and_then(|fs| path_of(fs, off!(fs_struct_pwd)))
+            }
             fd => file_of_fd(current_task(), i64::from(fd)).and_then(|f| path_of(f, off!(file_f_path))),
         };
         if let Ok((mnt, dentry)) = base {

@@ -21,8 +21,8 @@ use sensor_common::{
     event::{
         Kind,
         file::{
-            CLOSE_EXIT, CLOSE_RELEASE, CLOSE_SYSCALL, Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE,
-            OPEN_IO_URING, Tracked,
+            CLOSE_EXIT, CLOSE_RELEASE, CLOSE_SYSCALL, Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
+            IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Tracked,
         },
     },
     offsets::MISSING,
@@ -321,7 +321,8 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
     }
     if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
         // With the fentry backend security_file_open has reported this open already.
-        if config!(file_events) != 0 && !crate::file::fentry_active(sensor_common::event::file::BACKEND_OPEN) {
+        if config!(file_events) != 0 && !crate::file::fentry_active(sensor_common::event::file::BACKEND_OPEN)
+        {
             crate::file::opened(i64::from(res), OPEN_IO_URING);
         }
         return 0;

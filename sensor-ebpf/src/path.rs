@@ -96,9 +96,7 @@ pub fn bump_generation() {
 pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected)> {
     let (ino, dev) = dentry_ino_dev(dentry).ok()?;
     // SAFETY: presence check only.
-    if unsafe { PROTECTED_DEVS.get(&dev) }.is_none() {
-        return None;
-    }
+    unsafe { PROTECTED_DEVS.get(dev) }?;
     let own = InodeKey { ino, dev, _pad: 0 };
     // SAFETY: the value is copied out before the map can change.
     if let Some(p) = unsafe { PROTECTED.get(own) } {
@@ -111,7 +109,7 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
     let (mut mount, mut dentry) = parent(real_mount(vfsmount), dentry).ok()??;
     let dir = DirKey { mount, dentry, ino: dentry_ino_dev(dentry).map_or(0, |(ino, _)| ino) };
     // SAFETY: the value is copied out.
-    if unsafe { CLEAR_DIRS.get(&dir) }.is_some_and(|g| *g == generation) {
+    if unsafe { CLEAR_DIRS.get(dir) }.is_some_and(|g| *g == generation) {
         return None;
     }
     for _ in 1..PROTECT_DEPTH {
@@ -131,7 +129,7 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
             }
             // The root: nothing above this directory is protected.
             Ok(None) => {
-                let _ = CLEAR_DIRS.insert(&dir, &generation, 0);
+                let _ = CLEAR_DIRS.insert(dir, generation, 0);
                 return None;
             }
             Err(_) => return None,

@@ -225,7 +225,8 @@ impl Programs {
                     if !tracefs.event_exists("syscalls", &event) {
                         continue;
                     }
-                    prog.attach("syscalls", &event).map_err(|source| BpfError::Program { program: name, source })?;
+                    prog.attach("syscalls", &event)
+                        .map_err(|source| BpfError::Program { program: name, source })?;
                     attached.push(format!("{name}@tracepoint/syscalls/{event}"));
                 }
             }

@@ -53,7 +53,9 @@ impl Setup {
     fn wait(&mut self, name: &str, path: &Path) -> Value {
         let me = test_pid();
         let ev = self.sensor.wait_for(&format!("{name} of {} by {me}", path.display()), |e| {
-            is(e, name) && pid_of(e) == Some(me) && e.get("file.path").and_then(Value::as_str) == Some(path_str(path))
+            is(e, name)
+                && pid_of(e) == Some(me)
+                && e.get("file.path").and_then(Value::as_str) == Some(path_str(path))
         });
         assert_eq!(get_u64(&ev, "process.user.id"), 0, "user: {}", show(&ev));
         assert_eq!(get_u64(&ev, "file.inode"), self.ino, "inode: {}", show(&ev));
@@ -63,9 +65,9 @@ impl Setup {
 
     /// One record `name` of `path` (the kernel's and fanotify's views are not both written).
     fn assert_once(&mut self, name: &str, path: &Path) {
-        let all = self.sensor.matching(|e| {
-            is(e, name) && e.get("file.path").and_then(Value::as_str) == Some(path_str(path))
-        });
+        let all = self
+            .sensor
+            .matching(|e| is(e, name) && e.get("file.path").and_then(Value::as_str) == Some(path_str(path)));
         assert_eq!(all.len(), 1, "{name} records of {}: {all:?}", path.display());
     }
 
@@ -117,7 +119,9 @@ fn rename_out_of_the_tree_keeps_the_file_protected() {
     drop(fs::File::open(&new).expect("open moved file"));
     let me = test_pid();
     let open = s.sensor.wait_for("file.open of the moved file", |e| {
-        is(e, "file.open") && pid_of(e) == Some(me) && e.get("file.path").and_then(Value::as_str) == Some(path_str(&new))
+        is(e, "file.open")
+            && pid_of(e) == Some(me)
+            && e.get("file.path").and_then(Value::as_str) == Some(path_str(&new))
     });
     assert_eq!(get_u64(&open, "file.inode"), s.ino, "{}", show(&open));
     s.sensor.stop();
@@ -142,7 +146,9 @@ fn truncation_reports_old_and_new_size() {
     errno_check(unsafe { libc::truncate(c.as_ptr(), 10) }, "truncate");
     let me = test_pid();
     let ev = s.sensor.wait_for("file.truncate to 10 bytes", |e| {
-        is(e, "file.truncate") && pid_of(e) == Some(me) && e.get("file.size").and_then(Value::as_u64) == Some(10)
+        is(e, "file.truncate")
+            && pid_of(e) == Some(me)
+            && e.get("file.size").and_then(Value::as_u64) == Some(10)
     });
     assert_eq!(get_u64(&ev, "mnsensor.file.old_size"), 100, "old size: {}", show(&ev));
     s.sensor.stop();

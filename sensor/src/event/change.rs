@@ -22,8 +22,12 @@ pub fn change(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<bool, D
     let (name, path, ino, dev, old_path) = match ev.op {
         CHANGE_DELETE => ("file.delete", path::from_kernel(first), ev.ino, ev.dev, None),
         CHANGE_TRUNCATE => ("file.truncate", path::from_kernel(first), ev.ino, ev.dev, None),
-        CHANGE_RENAME => ("file.rename", path::from_kernel(second), ev.ino, ev.dev, Some(path::from_kernel(first))),
-        CHANGE_LINK => ("file.link", path::from_kernel(second), ev.ino, ev.dev, Some(path::from_kernel(first))),
+        CHANGE_RENAME => {
+            ("file.rename", path::from_kernel(second), ev.ino, ev.dev, Some(path::from_kernel(first)))
+        }
+        CHANGE_LINK => {
+            ("file.link", path::from_kernel(second), ev.ino, ev.dev, Some(path::from_kernel(first)))
+        }
         CHANGE_LINK_NAMES => {
             let Some(link) = linked(d, first, second) else { return Ok(false) };
             rec.set(attr::FILE_LINKS, link.links);

@@ -4,8 +4,8 @@ use std::mem::offset_of;
 use sensor_common::event::{
     Task,
     file::{
-        CLOSE_EXIT, CLOSE_RELEASE, Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE, IO_URING,
-        IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
+        CLOSE_EXIT, CLOSE_RELEASE, Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE,
+        IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
     },
 };
 

@@ -383,7 +383,6 @@ impl Reason {
             self,
             Self::NoStruct
                 | Self::NoMember(_)
-
                 | Self::TraceFs(TraceFsError::NoEvent { .. } | TraceFsError::NoField { .. })
         )
     }
