@@ -183,19 +183,10 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
         let _ = PENDING.remove(tid);
         return 0;
     };
-    let Some(ev) = CHANGE_SCRATCH.get_ptr_mut(0) else {
+    let Some(ev) = scratch(op, flags, 0) else {
         return 0;
     };
-    // SAFETY: per-CPU scratch, exclusively ours while the program runs.
-    let ev = unsafe { &mut *ev };
-    if !header_for_current(Kind::FileChange, &mut ev.header) {
-        return 0;
-    }
-    ev.op = op;
-    ev.flags = flags;
-    ev.dirfd = 0;
     ev.rule = rule.rule;
-    ev.result = 0;
     let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
     ev.ino = ino;
     ev.dev = dev;
@@ -218,6 +209,30 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
     }
     let _ = PENDING.insert(tid, ev, 0);
     0
+}
+
+/// The per-CPU change record with its header for the current task and the operation set,
+/// the other fixed fields zero; `None` for the daemon's own activity.
+#[inline(always)]
+fn scratch(op: u32, flags: u32, dirfd: i32) -> Option<&'static mut Change> {
+    // SAFETY: per-CPU scratch, exclusively ours while the program runs.
+    let ev = unsafe { &mut *CHANGE_SCRATCH.get_ptr_mut(0)? };
+    if !header_for_current(Kind::FileChange, &mut ev.header) {
+        return None;
+    }
+    ev.op = op;
+    ev.flags = flags;
+    ev.dirfd = dirfd;
+    ev.ino = 0;
+    ev.dev = 0;
+    ev.inode = 0;
+    ev.size = 0;
+    ev.new_size = 0;
+    ev.nlink = 0;
+    ev.mode = 0;
+    ev.rule = 0;
+    ev.result = 0;
+    Some(ev)
 }
 
 /// Reports the thread's pending change when the operation returned 0, and keeps the
@@ -321,26 +336,9 @@ fn link_exit(ctx: &TracePointContext) -> u32 {
     if unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.unwrap_or(-1) != 0 {
         return 0;
     }
-    let Some(ev) = CHANGE_SCRATCH.get_ptr_mut(0) else {
+    let Some(ev) = scratch(CHANGE_LINK_NAMES, args.flags, args.dirfd) else {
         return 0;
     };
-    // SAFETY: per-CPU scratch, exclusively ours while the program runs.
-    let ev = unsafe { &mut *ev };
-    if !header_for_current(Kind::FileChange, &mut ev.header) {
-        return 0;
-    }
-    ev.op = CHANGE_LINK_NAMES;
-    ev.flags = args.flags;
-    ev.dirfd = args.dirfd;
-    ev.ino = 0;
-    ev.dev = 0;
-    ev.inode = 0;
-    ev.size = 0;
-    ev.new_size = 0;
-    ev.nlink = 0;
-    ev.mode = 0;
-    ev.rule = 0;
-    ev.result = 0;
     // SAFETY: the second path area has FILE_DATA > PATH_MAX bytes; the helper stops there.
     let n = unsafe {
         bpf_probe_read_user_str(

@@ -17,18 +17,26 @@ use serde_json::Value;
 const SIZE: usize = 4096;
 const PARENT_READ: usize = 1000;
 
+/// A one-byte message over `iov` with room for one descriptor in `control` (u64s: aligned for
+/// `cmsghdr`).
+fn message(iov: &mut libc::iovec, control: &mut [u64; 8]) -> libc::msghdr {
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of::<[u64; 8]>();
+    msg
+}
+
 /// Sends `fd` over `sock` with SCM_RIGHTS.
 fn send_fd(sock: i32, fd: i32) {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    // u64 array: aligned for cmsghdr.
     let mut control = [0u64; 8];
+    let mut msg = message(&mut iov, &mut control);
     // SAFETY: the message points at live buffers; CMSG_* stay inside `control`.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
@@ -44,13 +52,9 @@ fn recv_fd(sock: i32) -> i32 {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
     let mut control = [0u64; 8];
+    let mut msg = message(&mut iov, &mut control);
     // SAFETY: as in `send_fd`.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = size_of::<[u64; 8]>();
         if libc::recvmsg(sock, &raw mut msg, 0) != 1 {
             return -1;
         }
