@@ -4,6 +4,7 @@
 //! on the tracepoint backend the record is written when the sensor stops.
 
 use std::{
+    io::Write as _,
     mem::size_of,
     os::{fd::AsRawFd as _, unix::net::UnixStream},
 };
@@ -82,9 +83,11 @@ fn descriptor_passed_to_an_untracked_process() {
     if child == 0 {
         let fd = recv_fd(theirs.as_raw_fd());
         let mut buf = [0u8; 100];
-        // SAFETY: plain syscalls on our own descriptor and buffer.
+        // SAFETY: plain syscalls on our own descriptors and buffer.
         unsafe {
-            let ok = fd >= 0 && libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) == 100;
+            // Wait until the parent has closed its descriptor: this close is then the last.
+            let go = libc::read(theirs.as_raw_fd(), buf.as_mut_ptr().cast(), 1) == 1;
+            let ok = go && fd >= 0 && libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) == 100;
             libc::close(fd);
             libc::_exit(if ok { 0 } else { 1 });
         }
@@ -102,6 +105,7 @@ fn descriptor_passed_to_an_untracked_process() {
     // Not the last reference: the message holds one until the child takes it.
     // SAFETY: our descriptor.
     unsafe { libc::close(fd) };
+    (&mine).write_all(b"g").expect("tell the child to go on");
     assert_eq!(waitpid_status(child as u32), 0, "child failed to receive or read");
 
     let me = u64::from(test_pid());
