@@ -142,8 +142,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     };
     let mut decoder = Decoder {
         open_files: std::collections::HashMap::new(),
-        recent_closes: std::collections::VecDeque::new(),
-        recent_changes: std::collections::VecDeque::new(),
+        recent_closes: std::collections::HashMap::new(),
+        recent_changes: std::collections::HashMap::new(),
+        pruned: std::time::Instant::now(),
         opens: Vec::new(),
         policies: enforcement.policies.clone(),
         procs,

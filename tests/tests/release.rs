@@ -4,7 +4,7 @@
 //! on the tracepoint backend the record is written when the sensor stops.
 
 use std::{
-    io::Write as _,
+    io::{Read as _, Write as _},
     mem::size_of,
     os::{fd::AsRawFd as _, unix::net::UnixStream},
 };
@@ -67,32 +67,60 @@ fn recv_fd(sock: i32) -> i32 {
     }
 }
 
-#[test]
-fn descriptor_passed_to_an_untracked_process() {
-    let tree = TempDir::new("release-passed");
+/// A protected file opened and read by this process, its descriptor passed to a receiver
+/// process, which reads from it and closes it last.
+struct Passed {
+    _tree: TempDir,
+    sensor: Sensor,
+    file: std::path::PathBuf,
+    receiver: u32,
+}
+
+/// The tests here fork: run one at a time, so that no child inherits the other test's
+/// descriptors.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs the hand-over. The receiver is forked before this process opens anything in the tree,
+/// so the sensor does not count it as a holder; with `detach` it is a grandchild whose parent
+/// has exited, so this process is not its ancestor either.
+fn pass_descriptor(label: &str, detach: bool) -> Passed {
+    let tree = TempDir::new(label);
     let protected = tree.mkdir("protected");
     let file = tree.write("protected/data.bin", vec![b'1'; SIZE]);
-    let mut sensor = Sensor::start(&["--protect", path_str(&protected)]);
-    let (mine, theirs) = UnixStream::pair().expect("socketpair");
+    let sensor = Sensor::start(&["--protect", path_str(&protected)]);
+    let (mut mine, theirs) = UnixStream::pair().expect("socketpair");
+    mine.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("socket timeout");
 
-    // Forked before this process opens anything in the tree, so the sensor does not count the
-    // child as a holder of it.
     // SAFETY: the child only makes syscalls and leaves with _exit.
     let child = unsafe { libc::fork() };
     assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
     if child == 0 {
-        let fd = recv_fd(theirs.as_raw_fd());
-        let mut buf = [0u8; 100];
-        // SAFETY: plain syscalls on our own descriptors and buffer.
+        // SAFETY: plain syscalls on our own descriptors and buffers; no allocation.
         unsafe {
+            if detach && libc::fork() != 0 {
+                libc::_exit(0);
+            }
+            let sock = theirs.as_raw_fd();
+            let pid = libc::getpid().to_ne_bytes();
+            let told = libc::write(sock, pid.as_ptr().cast(), 4) == 4;
+            let fd = recv_fd(sock);
+            let mut buf = [0u8; 100];
             // Wait until the parent has closed its descriptor: this close is then the last.
-            let go = libc::read(theirs.as_raw_fd(), buf.as_mut_ptr().cast(), 1) == 1;
-            let ok = go && fd >= 0 && libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) == 100;
+            let go = libc::read(sock, buf.as_mut_ptr().cast(), 1) == 1;
+            let ok = told && go && fd >= 0 && libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) == 100;
             libc::close(fd);
-            libc::_exit(if ok { 0 } else { 1 });
+            let done = if ok { b"d" } else { b"x" };
+            libc::write(sock, done.as_ptr().cast(), 1);
+            libc::_exit(0);
         }
     }
     drop(theirs);
+    if detach {
+        assert_eq!(waitpid_status(child as u32), 0, "the receiver's parent failed");
+    }
+    let mut pid = [0u8; 4];
+    mine.read_exact(&mut pid).expect("the receiver's pid");
+    let receiver = u32::from_ne_bytes(pid);
 
     let c = c_path(&file);
     // SAFETY: valid path; the buffer outlives the read.
@@ -102,12 +130,47 @@ fn descriptor_passed_to_an_untracked_process() {
     // SAFETY: as above.
     assert_eq!(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), PARENT_READ) }, PARENT_READ as isize);
     send_fd(mine.as_raw_fd(), fd);
-    // Not the last reference: the message holds one until the child takes it.
+    // Not the last reference: the message holds one until the receiver takes it.
     // SAFETY: our descriptor.
     unsafe { libc::close(fd) };
-    (&mine).write_all(b"g").expect("tell the child to go on");
-    assert_eq!(waitpid_status(child as u32), 0, "child failed to receive or read");
+    mine.write_all(b"g").expect("tell the receiver to go on");
+    let mut done = [0u8; 1];
+    mine.read_exact(&mut done).expect("the receiver's result");
+    assert_eq!(&done, b"d", "the receiver failed to receive or read");
+    if !detach {
+        assert_eq!(waitpid_status(child as u32), 0, "the receiver failed");
+    }
+    Passed { _tree: tree, sensor, file, receiver }
+}
 
+/// The receiver is not the opener's descendant: the kernel programs do not explain its
+/// access. On the tracepoint backend fanotify reports it as `file.access`; with fentry the
+/// kernel reports the receiver's release of the file (which accounts for it).
+#[test]
+fn access_by_an_unrelated_process_is_reported() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Passed { _tree, mut sensor, file, receiver } = pass_descriptor("release-unrelated", true);
+    let by_receiver = |e: &Value| {
+        pid_of(e) == Some(receiver) && e.get("file.path").and_then(Value::as_str) == Some(path_str(&file))
+    };
+    if in_vm() {
+        let close = sensor.wait_for("the receiver's release", |e| is(e, "file.close") && by_receiver(e));
+        assert_eq!(get_str(&close, "mnsensor.close.reason"), "release", "{}", show(&close));
+    } else {
+        let access =
+            sensor.wait_for("file.access by the receiver", |e| is(e, "file.access") && by_receiver(e));
+        assert_eq!(get_str(&access, "mnsensor.observed_by"), "fanotify", "{}", show(&access));
+        assert_eq!(get_str(&access, "mnsensor.fanotify.event"), "close_nowrite", "{}", show(&access));
+        let ino = std::fs::metadata(&file).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("stat");
+        assert_eq!(get_u64(&access, "file.inode"), ino, "{}", show(&access));
+    }
+    sensor.stop();
+}
+
+#[test]
+fn descriptor_passed_to_an_untracked_process() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Passed { _tree, mut sensor, file, receiver } = pass_descriptor("release-passed", false);
     let me = u64::from(test_pid());
     let opened_by_me = |e: &Value| {
         is(e, "file.close") && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(me)
@@ -115,7 +178,7 @@ fn descriptor_passed_to_an_untracked_process() {
     let close = if in_vm() {
         let close = sensor.wait_for("file.close of the passed descriptor", opened_by_me);
         assert_eq!(get_str(&close, "mnsensor.close.reason"), "release", "{}", show(&close));
-        assert_eq!(pid_of(&close), Some(child as u32), "closed by the child: {}", show(&close));
+        assert_eq!(pid_of(&close), Some(receiver), "closed by the receiver: {}", show(&close));
         sensor.stop();
         close
     } else {
@@ -126,7 +189,7 @@ fn descriptor_passed_to_an_untracked_process() {
         closes[0].clone()
     };
     assert_eq!(get_str(&close, "file.path"), path_str(&file), "{}", show(&close));
-    // What this process read; the child's read is not counted (it is not a tracked holder).
+    // What this process read; the receiver's read is not counted (it is not a tracked holder).
     assert_eq!(get_u64(&close, "mnsensor.file.bytes_read"), PARENT_READ as u64, "{}", show(&close));
     assert_eq!(get_u64(&close, "mnsensor.file.read_calls"), 1, "{}", show(&close));
 }

@@ -16,7 +16,19 @@ pub mod time;
 
 use sensor_common::event::{FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, FLAG_READ_ERROR, Header, Kind, Task};
 
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
 pub use self::record::Record;
+
+/// How long closes and kernel change records are remembered for the fanotify observer.
+const RECENT: Duration = Duration::from_secs(5);
+/// Most closers remembered per file.
+const MAX_CLOSERS: usize = 16;
+/// Most files (closes) and changes remembered.
+const MAX_RECENT: usize = 1 << 18;
 use crate::{proctable::ProcTable, protect::ProtectSet, users::Names};
 
 /// The `event.name` of a kernel record kind.
@@ -41,14 +53,16 @@ pub struct Decoder {
     pub procs: ProcTable,
     /// Path and protection rule of each tracked open file, by `struct file` address, for
     /// `file.close` records the daemon writes itself (opener exited, sensor stopping).
-    pub open_files: std::collections::HashMap<u64, file::OpenFile>,
-    /// Recent closes `(when, tgid, dev, ino)`: an access fanotify reports just after the
-    /// close record was decoded is still explained.
-    pub recent_closes: std::collections::VecDeque<(std::time::Instant, u32, u32, u64)>,
-    /// Recent change records from the kernel `(when, event name, path)`: the fanotify
-    /// observer does not report these again (it still reports what the kernel hooks do not
-    /// see, such as the in-kernel NFS server's deletions).
-    pub recent_changes: std::collections::VecDeque<(std::time::Instant, &'static str, String)>,
+    pub open_files: HashMap<u64, file::OpenFile>,
+    /// Recent closes by file `(dev, ino)`: `(when, tgid)` of its closers, so that an access
+    /// fanotify reports just after the close record was decoded is still explained.
+    pub recent_closes: HashMap<(u32, u64), Vec<(Instant, u32)>>,
+    /// Recent change records from the kernel by `(event name, path)`: the fanotify observer
+    /// does not report these again (it still reports what the kernel hooks do not see, such
+    /// as the in-kernel NFS server's deletions).
+    pub recent_changes: HashMap<(&'static str, String), Instant>,
+    /// When the two maps above were last pruned.
+    pub pruned: Instant,
     /// Opens of protected files decoded since the daemon last judged them against the
     /// audit-mode policies.
     pub opens: Vec<file::OpenSeen>,
@@ -102,30 +116,45 @@ impl Decoder {
 
     /// Remembers a close for [`Self::explains`].
     pub fn note_closed(&mut self, tgid: u32, dev: u32, ino: u64) {
-        let now = std::time::Instant::now();
-        while self.recent_closes.front().is_some_and(|(t, ..)| now.duration_since(*t).as_secs() >= 5) {
-            self.recent_closes.pop_front();
+        let now = Instant::now();
+        self.prune(now);
+        if self.recent_closes.len() >= MAX_RECENT && !self.recent_closes.contains_key(&(dev, ino)) {
+            return;
         }
-        if self.recent_closes.len() < 65_536 {
-            self.recent_closes.push_back((now, tgid, dev, ino));
+        let closers = self.recent_closes.entry((dev, ino)).or_default();
+        closers.retain(|(t, p)| now.duration_since(*t) < RECENT && *p != tgid);
+        if closers.len() < MAX_CLOSERS {
+            closers.push((now, tgid));
         }
     }
 
     /// Remembers a kernel change record for [`Self::kernel_reported`].
     pub fn note_change(&mut self, name: &'static str, path: &str) {
-        let now = std::time::Instant::now();
-        while self.recent_changes.front().is_some_and(|(t, ..)| now.duration_since(*t).as_secs() >= 5) {
-            self.recent_changes.pop_front();
-        }
-        if self.recent_changes.len() < 65_536 {
-            self.recent_changes.push_back((now, name, path.to_owned()));
+        let now = Instant::now();
+        self.prune(now);
+        if self.recent_changes.len() < MAX_RECENT {
+            self.recent_changes.insert((name, path.to_owned()), now);
         }
     }
 
+    /// Forgets closes and changes older than [`RECENT`], at most once a second (both maps are
+    /// looked up by file, so their size costs memory, not time).
+    fn prune(&mut self, now: Instant) {
+        if now.duration_since(self.pruned) < Duration::from_secs(1) {
+            return;
+        }
+        self.pruned = now;
+        self.recent_closes.retain(|_, closers| {
+            closers.retain(|(t, _)| now.duration_since(*t) < RECENT);
+            !closers.is_empty()
+        });
+        self.recent_changes.retain(|_, t| now.duration_since(*t) < RECENT);
+    }
+
     /// Whether the kernel reported `name` (`file.delete`, …) of `path` in the last seconds.
-    pub fn kernel_reported(&self, name: &str, path: &std::path::Path) -> bool {
-        let path = path.to_string_lossy();
-        self.recent_changes.iter().any(|(_, n, p)| *n == name && *p == path)
+    pub fn kernel_reported(&self, name: &'static str, path: &std::path::Path) -> bool {
+        let key = (name, path.to_string_lossy().into_owned());
+        self.recent_changes.get(&key).is_some_and(|t| t.elapsed() < RECENT)
     }
 
     /// Whether the kernel records account for `pid` touching file `(dev, ino)`: it (or an
@@ -137,7 +166,14 @@ impl Decoder {
             .values()
             .filter(|f| f.dev == dev && f.ino == ino)
             .map(|f| f.opener)
-            .chain(self.recent_closes.iter().filter(|c| c.2 == dev && c.3 == ino).map(|c| c.1))
+            .chain(
+                self.recent_closes
+                    .get(&(dev, ino))
+                    .into_iter()
+                    .flatten()
+                    .filter(|(t, _)| t.elapsed() < RECENT)
+                    .map(|(_, tgid)| *tgid),
+            )
             .collect();
         if holders.is_empty() {
             return false;
