@@ -1,5 +1,5 @@
 //! The protected set: paths resolved to kernel identities (device, inode).
-use std::{os::unix::fs::MetadataExt as _, path::PathBuf};
+use std::{collections::HashMap, os::unix::fs::MetadataExt as _, path::PathBuf};
 
 use sensor_common::path::{InodeKey, PROTECT_TREE, Protected};
 
@@ -25,9 +25,11 @@ pub struct Entry {
 #[derive(Clone, Debug, Default)]
 pub struct ProtectSet {
     entries: Vec<Entry>,
-    /// Files below protected directories: protected by their own identity too, so that a
-    /// hard link made elsewhere or a rename out of the tree still matches.
-    members: Vec<(InodeKey, Protected)>,
+    /// Files below protected directories (found at start, or created there since): protected
+    /// by their own identity too, so that a hard link made elsewhere or a rename out of the
+    /// tree still matches. A map: identity checks run per fanotify change record and per
+    /// created file.
+    members: HashMap<InodeKey, Protected>,
     /// Files that did not fit in `max_inodes`.
     pub overflow: usize,
 }
@@ -54,7 +56,7 @@ impl ProtectSet {
             let flags = if meta.is_dir() { PROTECT_TREE } else { 0 };
             entries.push(Entry { path, key, value: Protected { rule, flags } });
         }
-        let mut set = Self { entries, members: Vec::new(), overflow: 0 };
+        let mut set = Self { entries, members: HashMap::new(), overflow: 0 };
         let mut budget = max_inodes.saturating_sub(set.entries.len());
         for e in set.entries.clone() {
             if e.value.flags & PROTECT_TREE != 0 {
@@ -72,13 +74,16 @@ impl ProtectSet {
             let key = InodeKey { ino: meta.ino(), dev: kernel_dev(meta.dev()), _pad: 0 };
             if meta.is_dir() && key.dev == dev {
                 self.walk(&entry.path(), dev, rule, budget);
-            } else if meta.is_file() && !self.entries.iter().any(|e| e.key == key) {
+            } else if meta.is_file()
+                && !self.members.contains_key(&key)
+                && !self.entries.iter().any(|e| e.key == key)
+            {
                 if *budget == 0 {
                     self.overflow += 1;
                     continue;
                 }
                 *budget -= 1;
-                self.members.push((key, Protected { rule, flags: 0 }));
+                self.members.insert(key, Protected { rule, flags: 0 });
             }
         }
     }
@@ -86,14 +91,14 @@ impl ProtectSet {
     /// Remembers a file the kernel protected by its inode after start (created in a protected
     /// tree), so identity checks here agree with the kernel's. Bounded like the kernel map.
     pub fn learn(&mut self, key: InodeKey, rule: u32, max_inodes: usize) {
-        if self.entries.len() + self.members.len() < max_inodes && !self.members.iter().any(|m| m.0 == key) {
-            self.members.push((key, Protected { rule, flags: 0 }));
+        if self.entries.len() + self.members.len() < max_inodes {
+            self.members.entry(key).or_insert(Protected { rule, flags: 0 });
         }
     }
 
     /// What goes into the kernel's `PROTECTED` map.
     pub fn kernel_entries(&self) -> impl Iterator<Item = (InodeKey, Protected)> + '_ {
-        self.entries.iter().map(|e| (e.key, e.value)).chain(self.members.iter().copied())
+        self.entries.iter().map(|e| (e.key, e.value)).chain(self.members.iter().map(|(k, v)| (*k, *v)))
     }
 
     /// Devices (kernel encoding) the kernel must walk for: those of the protected entries
@@ -121,7 +126,9 @@ impl ProtectSet {
     /// The protection rule covering a file, by identity (a protected file, or a file found in
     /// a protected tree at start) or by path (below a protected directory).
     pub fn rule_for(&self, key: InodeKey, path: &std::path::Path) -> Option<u32> {
-        self.kernel_entries().find(|(k, _)| *k == key).map(|(_, v)| v.rule).or_else(|| {
+        let by_identity =
+            self.entries.iter().find(|e| e.key == key).map(|e| e.value).or(self.members.get(&key).copied());
+        by_identity.map(|v| v.rule).or_else(|| {
             self.entries
                 .iter()
                 .find(|e| e.value.flags & PROTECT_TREE != 0 && path.starts_with(&e.path))
