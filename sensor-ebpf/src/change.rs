@@ -33,10 +33,9 @@ use crate::{
     emit::{header_for_current, send},
     file::fentry_active,
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, ptr, read},
-    path::{PROTECTED, bump_generation, find_protected, write_path},
+    path::{PATH_MASK, PROTECTED, bump_generation, find_protected, write_record_path},
 };
 
-const PATH_MASK: u32 = PATH_MAX as u32 - 1;
 /// `AT_FDCWD` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/fcntl.h#L98>).
 const AT_FDCWD: i32 = -100;
 /// `S_IFMT`, `S_IFREG` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/stat.h#L9>).
@@ -195,17 +194,17 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
     ev.new_size = ev.size;
     ev.nlink = read(ev.inode, off!(inode_i_nlink)).unwrap_or(0);
     ev.mode = u32::from(read::<u16>(ev.inode, off!(inode_i_mode)).unwrap_or(0));
-    ev.cursor = 0;
-    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
-    ev.path_len = (ev.cursor & PATH_MASK) as u16;
-    ev.new_cursor = 0;
+    let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    ev.header.flags |= flags;
+    ev.path_len = n as u16;
     ev.new_path_len = 0;
     if let Some((new_mnt, _, new_dentry)) = new {
         // SAFETY: the second path area starts at FILE_DATA; write_path stays within its
         // PATH_MASK + 1 + NAME_MAX bytes, which is FILE_DATA.
         let second = unsafe { ev.data.as_mut_ptr().add(FILE_DATA) };
-        ev.header.flags |= write_path::<PATH_MASK>(second, &raw mut ev.new_cursor, new_mnt, new_dentry);
-        ev.new_path_len = (ev.new_cursor & PATH_MASK) as u16;
+        let (flags, n) = write_record_path(second, &raw mut ev.new_cursor, new_mnt, new_dentry);
+        ev.header.flags |= flags;
+        ev.new_path_len = n as u16;
     }
     let _ = PENDING.insert(tid, ev, 0);
     0
@@ -362,8 +361,9 @@ fn link_exit(ctx: &TracePointContext) -> u32 {
             fd => file_of_fd(current_task(), i64::from(fd)).and_then(|f| path_of(f, off!(file_f_path))),
         };
         if let Ok((mnt, dentry)) = base {
-            ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
-            ev.path_len = (ev.cursor & PATH_MASK) as u16;
+            let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+            ev.header.flags |= flags;
+            ev.path_len = n as u16;
         }
     }
     let len = FILE_DATA + (u32::from(ev.new_path_len) & PATH_MASK) as usize;

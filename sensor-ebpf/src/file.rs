@@ -16,14 +16,14 @@ use sensor_common::{
         Kind,
         file::{FMODE_CREATED, OPEN_FENTRY, Open, Tracked},
     },
-    path::{InodeKey, PATH_MAX, Protected},
+    path::{InodeKey, Protected},
 };
 
 use crate::{
     emit::{count_loss, header_for_current, send},
     io::track,
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
-    path::{PROTECTED, find_protected, write_path},
+    path::{PROTECTED, find_protected, write_record_path},
 };
 
 /// Which event families the fentry programs report, set by the daemon once all of a
@@ -41,8 +41,6 @@ pub fn fentry_active(slot: u32) -> bool {
 
 #[map]
 static OPEN_SCRATCH: PerCpuArray<Open> = PerCpuArray::with_max_entries(1, 0);
-
-const PATH_MASK: u32 = PATH_MAX as u32 - 1;
 
 /// `O_PATH` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/asm-generic/fcntl.h#L94>).
 const O_PATH: u32 = 0o10_000_000;
@@ -148,9 +146,8 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
     let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
     ev.ino = ino;
     ev.dev = dev;
-    ev.cursor = 0;
-    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
-    let n = ev.cursor & PATH_MASK;
+    let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    ev.header.flags |= flags;
     ev.path_len = n as u16;
     send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
 

@@ -26,13 +26,12 @@ use sensor_common::{
         },
     },
     offsets::MISSING,
-    path::PATH_MAX,
 };
 
 use crate::{
     emit::{header_for_current, send},
     kread::{config, current_task, file_of_fd, off, path_of, read},
-    path::write_path,
+    path::write_record_path,
 };
 
 /// Open protected files by `struct file *`.
@@ -45,8 +44,6 @@ pub static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0
 
 #[map]
 static CLOSE_SCRATCH: PerCpuArray<Close> = PerCpuArray::with_max_entries(1, 0);
-
-const PATH_MASK: u32 = PATH_MAX as u32 - 1;
 
 /// Which saved register holds a file descriptor.
 #[derive(Clone, Copy)]
@@ -247,11 +244,14 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     ev.stats = stats;
     ev.file = file;
     ev.fd = fd as i32;
-    ev.cursor = 0;
-    if let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) {
-        ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
-    }
-    let n = ev.cursor & PATH_MASK;
+    let n = match path_of(file, off!(file_f_path)) {
+        Ok((mnt, dentry)) => {
+            let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+            ev.header.flags |= flags;
+            n
+        }
+        Err(_) => 0,
+    };
     ev.path_len = n as u16;
     ev.reason = CLOSE_SYSCALL;
     send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);

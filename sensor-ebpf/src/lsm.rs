@@ -15,22 +15,19 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
     programs::LsmContext,
 };
-use sensor_common::{
-    event::{
-        Kind,
-        file::FMODE_CREATED,
-        policy::{
-            ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC,
-            COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, LsmDecision, PolicyDefault,
-        },
+use sensor_common::event::{
+    Kind,
+    file::FMODE_CREATED,
+    policy::{
+        ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC,
+        COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, LsmDecision, PolicyDefault,
     },
-    path::PATH_MAX,
 };
 
 use crate::{
     emit::{header_for_current, send},
     kread::{config, current_task, dentry_ino_dev, off, path_of, ptr, read},
-    path::{find_protected, write_path},
+    path::{find_protected, write_record_path},
 };
 
 /// Policy id (0: none) of each protection rule.
@@ -48,7 +45,6 @@ static ALLOW_PROGRAM: HashMap<AllowProgramKey, u32> = HashMap::with_max_entries(
 #[map]
 static DECISION_SCRATCH: PerCpuArray<LsmDecision> = PerCpuArray::with_max_entries(1, 0);
 
-const PATH_MASK: u32 = PATH_MAX as u32 - 1;
 const EPERM: i32 = 1;
 const SIGKILL: u32 = 9;
 /// `FMODE_READ`, `FMODE_WRITE`, `FMODE_EXEC`
@@ -153,9 +149,8 @@ fn report(mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32) {
     let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
     ev.ino = ino;
     ev.dev = dev;
-    ev.cursor = 0;
-    ev.header.flags |= write_path::<PATH_MASK>(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
-    let n = ev.cursor & PATH_MASK;
+    let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+    ev.header.flags |= flags;
     ev.path_len = n as u16;
     send(Kind::PolicyDecision, (ev as *const LsmDecision).cast(), offset_of!(LsmDecision, data) + n as usize);
 }

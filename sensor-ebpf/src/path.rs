@@ -138,6 +138,20 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
     None
 }
 
+/// The mask of a record's path area of [`PATH_MAX`] bytes (plus `NAME_MAX` slack).
+pub const PATH_MASK: u32 = PATH_MAX as u32 - 1;
+
+/// [`write_path`] into a record's path area from its start: returns the `FLAG_*` bits and the
+/// length written (masked, so the verifier can bound the record's size with it).
+#[inline(always)]
+pub fn write_record_path(buf: *mut u8, cursor: *mut u32, vfsmount: u64, dentry: u64) -> (u32, u32) {
+    // SAFETY: `cursor` points into map memory, valid for the whole call.
+    unsafe { core::ptr::write_volatile(cursor, 0) };
+    let flags = write_path::<PATH_MASK>(buf, cursor, vfsmount, dentry);
+    // SAFETY: as above.
+    (flags, unsafe { core::ptr::read_volatile(cursor) } & PATH_MASK)
+}
+
 /// Writes the path of `(vfsmount, dentry)` into `buf` as NUL-terminated components, leaf
 /// first (see `sensor_common::path`), starting at `*cursor` and advancing it. Writes at most
 /// [`PATH_MAX`] bytes. `MASK + 1 + NAME_MAX` must not exceed the buffer. Returns `FLAG_*` bits.
