@@ -10,3 +10,5 @@ pub mod config;
 pub mod event;
 pub mod offsets;
 pub mod path;
+#[cfg(not(target_arch = "bpf"))]
+pub mod time;

@@ -265,17 +265,7 @@ fn records_of(events: &[Value], pid: u32) -> String {
 /// Nanoseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 fn rfc3339_ns(s: &str) -> i128 {
     assert!(mnsensor_tests::event::is_rfc3339_nanos(s), "not RFC 3339 with ns: {s:?}");
-    let n = |a: usize, b: usize| s[a..b].parse::<i128>().expect("digits");
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    // Days from civil (H. Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)) * 1_000_000_000) + n(20, 29)
+    sensor_common::time::parse_rfc3339_ns(s).expect("RFC 3339")
 }
 
 /// Checks that `events` hold exactly one `file.open` by `u.pid` and one `file.close` opened
