@@ -375,6 +375,30 @@ fn single_use(
     Some(check_use(&events, &u, ignore))
 }
 
+/// A child, as nobody, reads all `SIZE` bytes of `file` in `CHUNK`s with `op` (the file reached
+/// however `op` spells it): one open and one close record, both naming `file`.
+fn read_whole_as_nobody(
+    tree: &Tree,
+    what: &str,
+    op: Value,
+    cwd: Option<&Path>,
+    file: &Path,
+    ignore: impl Fn(&Value) -> bool,
+) -> Option<(Value, Value)> {
+    single_use(
+        tree,
+        what,
+        op,
+        Some(NOBODY),
+        cwd,
+        |run| Use {
+            read_calls: Some(read_calls(SIZE, CHUNK)),
+            ..Use::read(what, run, NOBODY, file, &tree.protected, SIZE as u64)
+        },
+        ignore,
+    )
+}
+
 fn never(_: &Value) -> bool {
     false
 }
@@ -397,18 +421,7 @@ fn read_by_relative_path_from_child_cwd() {
     let file = tree.file("protected/sub/data.bin", SIZE);
     let cwd = tree.protected.join("sub");
     let op = json!({"op": "read", "path": "data.bin", "size": SIZE, "chunk": CHUNK});
-    single_use(
-        &tree,
-        "relative path from the child's cwd",
-        op,
-        Some(NOBODY),
-        Some(&cwd),
-        |run| Use {
-            read_calls: Some(read_calls(SIZE, CHUNK)),
-            ..Use::read("relative path", run, NOBODY, &file, &tree.protected, SIZE as u64)
-        },
-        never,
-    );
+    read_whole_as_nobody(&tree, "relative path from the child's cwd", op, Some(&cwd), &file, never);
 }
 
 #[test]
@@ -418,19 +431,10 @@ fn read_by_openat_with_dirfd() {
     let sub = tree.protected.join("sub");
     let op =
         json!({"op": "read_dirfd", "dir": path_str(&sub), "name": "data.bin", "size": SIZE, "chunk": CHUNK});
-    single_use(
-        &tree,
-        "openat(dirfd of a protected directory, name)",
-        op,
-        Some(NOBODY),
-        None,
-        |run| Use {
-            read_calls: Some(read_calls(SIZE, CHUNK)),
-            ..Use::read("openat(dirfd)", run, NOBODY, &file, &tree.protected, SIZE as u64)
-        },
-        // The directory itself lies in the tree; whether its open is reported is not checked here.
-        |e| e.get("file.path").and_then(Value::as_str) == Some(path_str(&sub)),
-    );
+    // The directory itself lies in the tree; whether its open is reported is not checked here.
+    read_whole_as_nobody(&tree, "openat(dirfd of a protected directory, name)", op, None, &file, |e| {
+        e.get("file.path").and_then(Value::as_str) == Some(path_str(&sub))
+    });
 }
 
 #[test]
@@ -439,18 +443,7 @@ fn read_through_symlink_outside_tree() {
     let file = tree.file("protected/data.bin", SIZE);
     let link = tree.outside.join("link.bin");
     std::os::unix::fs::symlink(&file, &link).expect("symlink");
-    single_use(
-        &tree,
-        "symlink outside the tree",
-        read_op(&link),
-        Some(NOBODY),
-        None,
-        |run| Use {
-            read_calls: Some(read_calls(SIZE, CHUNK)),
-            ..Use::read("symlink", run, NOBODY, &file, &tree.protected, SIZE as u64)
-        },
-        never,
-    );
+    read_whole_as_nobody(&tree, "symlink outside the tree", read_op(&link), None, &file, never);
 }
 
 #[test]
@@ -462,18 +455,7 @@ fn read_through_dotdot_path() {
     let spelled = tree.outside.join("x/../../protected/./sub2/../data.bin");
     fs::create_dir(tree.protected.join("sub2")).expect("mkdir sub2");
     chmod(&tree.protected.join("sub2"), 0o755);
-    single_use(
-        &tree,
-        "path with ..",
-        read_op(&spelled),
-        Some(NOBODY),
-        None,
-        |run| Use {
-            read_calls: Some(read_calls(SIZE, CHUNK)),
-            ..Use::read("..", run, NOBODY, &file, &tree.protected, SIZE as u64)
-        },
-        never,
-    );
+    read_whole_as_nobody(&tree, "path with ..", read_op(&spelled), None, &file, never);
 }
 
 #[test]
@@ -481,18 +463,7 @@ fn read_through_proc_self_root() {
     let tree = Tree::new("pio-procroot");
     let file = tree.file("protected/data.bin", SIZE);
     let spelled = PathBuf::from(format!("/proc/self/root{}", path_str(&file)));
-    single_use(
-        &tree,
-        "/proc/self/root/<absolute path>",
-        read_op(&spelled),
-        Some(NOBODY),
-        None,
-        |run| Use {
-            read_calls: Some(read_calls(SIZE, CHUNK)),
-            ..Use::read("/proc/self/root", run, NOBODY, &file, &tree.protected, SIZE as u64)
-        },
-        never,
-    );
+    read_whole_as_nobody(&tree, "/proc/self/root/<absolute path>", read_op(&spelled), None, &file, never);
 }
 
 /// A hard link outside the tree, made before the sensor starts (`before`) or after.
@@ -574,19 +545,8 @@ fn read_through_bind_mount_of_tree() {
     let _mount = BindMount::new(&tree.protected, &target);
     let through = target.join("data.bin");
     assert_eq!(inode(&through), inode(&file), "bind mount shows the same file");
-    single_use(
-        &tree,
-        "bind mount of the protected tree",
-        read_op(&through),
-        Some(NOBODY),
-        None,
-        // The path is the one in the opener's mount namespace: through the bind mount.
-        |run| Use {
-            read_calls: Some(read_calls(SIZE, CHUNK)),
-            ..Use::read("bind mount", run, NOBODY, &through, &tree.protected, SIZE as u64)
-        },
-        never,
-    );
+    // The path is the one in the opener's mount namespace: through the bind mount.
+    read_whole_as_nobody(&tree, "bind mount of the protected tree", read_op(&through), None, &through, never);
 }
 
 #[test]
