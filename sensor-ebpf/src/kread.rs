@@ -119,6 +119,12 @@ pub fn path_of(base: u64, path_off: u32) -> Result<(u64, u64), i32> {
     Ok((mnt, dentry))
 }
 
+/// Inode number of a dentry's inode.
+#[inline(always)]
+pub fn dentry_ino(dentry: u64) -> Result<u64, i32> {
+    read(ptr(dentry, off!(dentry_d_inode))?, off!(inode_i_ino))
+}
+
 /// Inode number and kernel device number of a dentry's inode.
 #[inline(always)]
 pub fn dentry_ino_dev(dentry: u64) -> Result<(u64, u32), i32> {

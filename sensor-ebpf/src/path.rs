@@ -14,7 +14,7 @@ use sensor_common::{
     path::{InodeKey, NAME_MAX, PATH_DEPTH, PATH_MAX, PROTECT_DEPTH, PROTECT_TREE, Protected},
 };
 
-use crate::kread::{dentry_ino_dev, off, ptr};
+use crate::kread::{dentry_ino, dentry_ino_dev, off, ptr};
 
 /// Protected files and directories by identity. Filled by userspace.
 #[map]
@@ -107,7 +107,8 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
     // SAFETY: plain read of map memory.
     let generation = GENERATION.get(0).copied().unwrap_or(0);
     let (mut mount, mut dentry) = parent(real_mount(vfsmount), dentry).ok()??;
-    let dir = DirKey { mount, dentry, ino: dentry_ino_dev(dentry).map_or(0, |(ino, _)| ino) };
+    // The key needs only the inode number: two reads on the path every unrelated open takes.
+    let dir = DirKey { mount, dentry, ino: dentry_ino(dentry).unwrap_or(0) };
     // SAFETY: the value is copied out.
     if unsafe { CLEAR_DIRS.get(dir) }.is_some_and(|g| *g == generation) {
         return None;
