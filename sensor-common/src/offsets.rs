@@ -115,7 +115,6 @@ offsets! {
         tp_sys_enter_link_newname,
         tp_sys_enter_linkat_newdfd,
         tp_sys_enter_linkat_newname,
-        tp_sys_enter_linkat_flags,
         tp_sys_enter_close_fd,
         tp_io_uring_complete_req,
         tp_io_uring_complete_res,

@@ -56,7 +56,6 @@ static LINK_ARGS: HashMap<u64, LinkArgs> = HashMap::with_max_entries(1024, 0);
 #[derive(Clone, Copy)]
 struct LinkArgs {
     dirfd: i32,
-    flags: u32,
     name: u64,
 }
 
@@ -66,23 +65,23 @@ struct LinkArgs {
 pub fn security_path_unlink(ctx: FEntryContext) -> u32 {
     let (dir, dentry) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1));
     match ptr(dir, off!(path_mnt)) {
-        Ok(mnt) => begin(CHANGE_DELETE, mnt, dentry, None, 0),
+        Ok(mnt) => begin(CHANGE_DELETE, mnt, dentry, None),
         Err(_) => 0,
     }
 }
 
-/// `security_path_rename(old_dir, old_dentry, new_dir, new_dentry, flags)`: the file moves
+/// `security_path_rename(old_dir, old_dentry, new_dir, new_dentry, flags)` (a `RENAME_EXCHANGE`
+/// is reported as one rename of the first file): the file moves
 /// within one mount (rename(2) refuses others with EXDEV), out of or into a protected tree.
 /// (<https://github.com/torvalds/linux/blob/v6.12/security/security.c#L2053>)
 #[fentry(function = "security_path_rename")]
 pub fn security_path_rename(ctx: FEntryContext) -> u32 {
     let (old_dir, old_dentry, new_dir, new_dentry) =
         (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2), ctx.arg::<u64>(3));
-    let flags = ctx.arg::<u64>(4) as u32;
     match (ptr(old_dir, off!(path_mnt)), ptr(new_dir, off!(path_mnt))) {
         (Ok(old_mnt), Ok(new_mnt)) => {
             let new_parent = ptr(new_dir, off!(path_dentry)).unwrap_or(0);
-            begin(CHANGE_RENAME, old_mnt, old_dentry, Some((new_mnt, new_parent, new_dentry)), flags)
+            begin(CHANGE_RENAME, old_mnt, old_dentry, Some((new_mnt, new_parent, new_dentry)))
         }
         _ => 0,
     }
@@ -95,7 +94,7 @@ pub fn security_path_rename(ctx: FEntryContext) -> u32 {
 pub fn security_path_link(ctx: FEntryContext) -> u32 {
     let (old_dentry, new_dir, new_dentry) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
     match path_of(new_dir, 0) {
-        Ok((mnt, new_parent)) => begin(CHANGE_LINK, mnt, old_dentry, Some((mnt, new_parent, new_dentry)), 0),
+        Ok((mnt, new_parent)) => begin(CHANGE_LINK, mnt, old_dentry, Some((mnt, new_parent, new_dentry))),
         Err(_) => 0,
     }
 }
@@ -106,7 +105,7 @@ pub fn security_path_link(ctx: FEntryContext) -> u32 {
 #[fentry(function = "security_path_truncate")]
 pub fn security_path_truncate(ctx: FEntryContext) -> u32 {
     match path_of(ctx.arg::<u64>(0), 0) {
-        Ok((mnt, dentry)) => begin(CHANGE_TRUNCATE, mnt, dentry, None, 0),
+        Ok((mnt, dentry)) => begin(CHANGE_TRUNCATE, mnt, dentry, None),
         Err(_) => 0,
     }
 }
@@ -116,7 +115,7 @@ pub fn security_path_truncate(ctx: FEntryContext) -> u32 {
 #[fentry(function = "security_file_truncate")]
 pub fn security_file_truncate(ctx: FEntryContext) -> u32 {
     match path_of(ctx.arg::<u64>(0), off!(file_f_path)) {
-        Ok((mnt, dentry)) => begin(CHANGE_TRUNCATE, mnt, dentry, None, 0),
+        Ok((mnt, dentry)) => begin(CHANGE_TRUNCATE, mnt, dentry, None),
         Err(_) => 0,
     }
 }
@@ -166,7 +165,7 @@ pub fn do_truncate(ctx: FExitContext) -> u32 {
 /// inode yet) lies in a protected tree. Otherwise forgets any record the thread left pending
 /// (a change another security module refused never reaches its fexit).
 #[inline(always)]
-fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u32) -> u32 {
+fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>) -> u32 {
     let tid = bpf_get_current_pid_tgid();
     if config!(file_events) == 0 || !fentry_active(BACKEND_CHANGE) {
         return 0;
@@ -182,7 +181,7 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
         let _ = PENDING.remove(tid);
         return 0;
     };
-    let Some(ev) = scratch(op, flags, 0) else {
+    let Some(ev) = scratch(op) else {
         return 0;
     };
     ev.rule = rule.rule;
@@ -213,15 +212,13 @@ fn begin(op: u32, mnt: u64, dentry: u64, new: Option<(u64, u64, u64)>, flags: u3
 /// The per-CPU change record with its header for the current task and the operation set,
 /// the other fixed fields zero; `None` for the daemon's own activity.
 #[inline(always)]
-fn scratch(op: u32, flags: u32, dirfd: i32) -> Option<&'static mut Change> {
+fn scratch(op: u32) -> Option<&'static mut Change> {
     // SAFETY: per-CPU scratch, exclusively ours while the program runs.
     let ev = unsafe { &mut *CHANGE_SCRATCH.get_ptr_mut(0)? };
     if !header_for_current(Kind::FileChange, &mut ev.header) {
         return None;
     }
     ev.op = op;
-    ev.flags = flags;
-    ev.dirfd = dirfd;
     ev.ino = 0;
     ev.dev = 0;
     ev.inode = 0;
@@ -230,7 +227,6 @@ fn scratch(op: u32, flags: u32, dirfd: i32) -> Option<&'static mut Change> {
     ev.nlink = 0;
     ev.mode = 0;
     ev.rule = 0;
-    ev.result = 0;
     Some(ev)
 }
 
@@ -251,9 +247,7 @@ fn finish(ctx: &FExitContext) -> u32 {
         let _ = PENDING.remove(tid);
         return 0;
     };
-    let ret = ret as i32;
-    ev.result = ret;
-    if ret == 0 {
+    if ret as i32 == 0 {
         let key = InodeKey { ino: ev.ino, dev: ev.dev, _pad: 0 };
         let regular = ev.mode & S_IFMT == S_IFREG;
         match ev.op {
@@ -287,28 +281,27 @@ fn finish(ctx: &FExitContext) -> u32 {
 pub fn sys_enter_link(ctx: TracePointContext) -> u32 {
     // SAFETY: reads the tracepoint record through the probe-read helper.
     let name = unsafe { ctx.read_at::<u64>(off!(tp_sys_enter_link_newname) as usize) };
-    link_enter(AT_FDCWD, name.unwrap_or(0), 0)
+    link_enter(AT_FDCWD, name.unwrap_or(0))
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_linkat")]
 pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
-    let (dirfd, name, flags) = unsafe {
+    let (dirfd, name) = unsafe {
         (
             ctx.read_at::<i64>(off!(tp_sys_enter_linkat_newdfd) as usize),
             ctx.read_at::<u64>(off!(tp_sys_enter_linkat_newname) as usize),
-            ctx.read_at::<i64>(off!(tp_sys_enter_linkat_flags) as usize),
         )
     };
-    link_enter(dirfd.unwrap_or(0) as i32, name.unwrap_or(0), flags.unwrap_or(0) as u32)
+    link_enter(dirfd.unwrap_or(0) as i32, name.unwrap_or(0))
 }
 
 #[inline(always)]
-fn link_enter(dirfd: i32, name: u64, flags: u32) -> u32 {
+fn link_enter(dirfd: i32, name: u64) -> u32 {
     if config!(file_events) == 0 || name == 0 {
         return 0;
     }
-    let _ = LINK_ARGS.insert(bpf_get_current_pid_tgid(), LinkArgs { dirfd, flags, name }, 0);
+    let _ = LINK_ARGS.insert(bpf_get_current_pid_tgid(), LinkArgs { dirfd, name }, 0);
     0
 }
 
@@ -335,7 +328,7 @@ fn link_exit(ctx: &TracePointContext) -> u32 {
     if unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.unwrap_or(-1) != 0 {
         return 0;
     }
-    let Some(ev) = scratch(CHANGE_LINK_NAMES, args.flags, args.dirfd) else {
+    let Some(ev) = scratch(CHANGE_LINK_NAMES) else {
         return 0;
     };
     // SAFETY: the second path area has FILE_DATA > PATH_MAX bytes; the helper stops there.

@@ -135,12 +135,6 @@ pub struct Change {
     pub mode: u32,
     /// Index of the protection rule that matched.
     pub rule: u32,
-    /// The operation's return value (0: done).
-    pub result: i32,
-    /// rename(2) `RENAME_*` or linkat(2) `AT_*` flags.
-    pub flags: u32,
-    /// The directory descriptor of a [`CHANGE_LINK_NAMES`] new name (`AT_FDCWD` -100).
-    pub dirfd: i32,
     pub path_len: u16,
     pub new_path_len: u16,
     /// Kernel-side write positions while the record is built.

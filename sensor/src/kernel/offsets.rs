@@ -299,7 +299,6 @@ pub const SPECS: &[Spec] = &[
     // https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4771
     tracepoint("tp_sys_enter_linkat_newdfd", "syscalls", "sys_enter_linkat", "newdfd"),
     tracepoint("tp_sys_enter_linkat_newname", "syscalls", "sys_enter_linkat", "newname"),
-    tracepoint("tp_sys_enter_linkat_flags", "syscalls", "sys_enter_linkat", "flags"),
     // https://github.com/torvalds/linux/blob/v6.12/fs/open.c#L1575 (SYSCALL_DEFINE1(close, unsigned int, fd))
     tracepoint("tp_sys_enter_close_fd", "syscalls", "sys_enter_close", "fd"),
     // https://github.com/torvalds/linux/blob/v6.12/include/trace/events/io_uring.h#L305
