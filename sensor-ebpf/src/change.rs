@@ -13,7 +13,10 @@
 use core::mem::offset_of;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user_str},
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_get_current_task_btf, bpf_probe_read_user_str, bpf_task_pt_regs},
+    },
     macros::{fentry, fexit, map, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, TracePointContext},
@@ -147,6 +150,22 @@ pub fn vfs_rmdir(_ctx: FExitContext) -> u32 {
 #[tracepoint]
 pub fn namespace_change(_ctx: TracePointContext) -> u32 {
     bump_generation();
+    0
+}
+
+/// `AT_REMOVEDIR` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/fcntl.h#L104>).
+const AT_REMOVEDIR: u64 = 0x200;
+
+/// `unlinkat(dfd, name, flags)` entry and exit: only a directory removal (`AT_REMOVEDIR`) can
+/// free a directory's identity; the far more frequent file deletions keep the cache. The
+/// flags are the third argument in the saved registers (exit tracepoints have no arguments).
+#[tracepoint]
+pub fn unlinkat_change(_ctx: TracePointContext) -> u32 {
+    // SAFETY: both helpers take the current task; pt_regs is read through probe-read.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    if read::<u64>(regs, off!(pt_regs_dx)).is_ok_and(|flags| flags & AT_REMOVEDIR != 0) {
+        bump_generation();
+    }
     0
 }
 

@@ -217,20 +217,21 @@ impl Programs {
             (true, _) => "fanotify",
         };
         if file_events {
-            let name = "namespace_change";
-            let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
-            for call in NAMESPACE_SYSCALLS {
-                for event in [format!("sys_enter_{call}"), format!("sys_exit_{call}")] {
-                    if !tracefs.event_exists("syscalls", &event) {
-                        continue;
+            for name in ["namespace_change", "unlinkat_change"] {
+                let prog: &mut TracePoint = program(&mut ebpf, name)?;
+                prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+                for (call, _) in NAMESPACE_SYSCALLS.iter().filter(|(_, p)| *p == name) {
+                    for event in [format!("sys_enter_{call}"), format!("sys_exit_{call}")] {
+                        if !tracefs.event_exists("syscalls", &event) {
+                            continue;
+                        }
+                        prog.attach("syscalls", &event)
+                            .map_err(|source| BpfError::Program { program: name, source })?;
+                        attached.push(format!("{name}@tracepoint/syscalls/{event}"));
                     }
-                    prog.attach("syscalls", &event)
-                        .map_err(|source| BpfError::Program { program: name, source })?;
-                    attached.push(format!("{name}@tracepoint/syscalls/{event}"));
                 }
+                ids.extend(prog.info().ok().map(|i| i.id()));
             }
-            ids.extend(prog.info().ok().map(|i| i.id()));
         }
         for &(name, category, family) in TRACEPOINTS {
             let event = name;
@@ -369,11 +370,21 @@ const CHANGE_PROGRAMS: [(&str, bool, bool); 10] = [
 ];
 
 /// Syscalls after which a directory may sit under another ancestor, or a directory's or
-/// mount's identity may be reused: `namespace_change` runs at their entry and exit and
+/// mount's identity may be reused, with the program that runs at their entry and exit and
 /// invalidates the kernel's cache of directories outside the protected trees
-/// (`sensor-ebpf/src/path.rs`). Those a kernel lacks (e.g. `rename` on arm64) are skipped.
-const NAMESPACE_SYSCALLS: [&str; 9] =
-    ["rename", "renameat", "renameat2", "rmdir", "unlinkat", "mount", "umount", "move_mount", "pivot_root"];
+/// (`sensor-ebpf/src/path.rs`): `namespace_change` always, `unlinkat_change` for directory
+/// removals only. Those a kernel lacks (e.g. `rename` on arm64) are skipped.
+const NAMESPACE_SYSCALLS: [(&str, &str); 9] = [
+    ("rename", "namespace_change"),
+    ("renameat", "namespace_change"),
+    ("renameat2", "namespace_change"),
+    ("rmdir", "namespace_change"),
+    ("unlinkat", "unlinkat_change"),
+    ("mount", "namespace_change"),
+    ("umount", "namespace_change"),
+    ("move_mount", "namespace_change"),
+    ("pivot_root", "namespace_change"),
+];
 
 /// Attaches the change hooks; fails when a required one does not load here (kernels without
 /// `CONFIG_SECURITY_PATH`; before 5.17, whose fexit programs cannot read the result with
