@@ -210,7 +210,7 @@ impl Observer {
         for (i, g) in groups.iter().enumerate() {
             sys::epoll_add(epoll.as_fd(), g.fd.as_fd(), i as u64).map_err(FanotifyError::sys("epoll_ctl"))?;
         }
-        let tree = Tree::new(groups, features.target_fid_and_rename, trees, opts.max_marks)?;
+        let tree = Tree::new(groups, features.target_fid_and_rename, trees, opts.max_marks, false)?;
         tracing::debug!(marked = tree.len(), ?features, "fanotify observer ready.");
         Ok(Self {
             tree,

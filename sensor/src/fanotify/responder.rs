@@ -32,7 +32,7 @@ use std::{
 use tokio::sync::mpsc;
 
 use super::{
-    DEFAULT_MAX_MARKS, FanotifyError, init_fd_group, init_fid_group,
+    FanotifyError, init_fd_group, init_fid_group,
     record::{self, RawEvent},
     sys,
     tree::{Group, Tree},
@@ -89,8 +89,13 @@ impl PermMask {
 pub struct PermissionRequest {
     /// The asking process (thread-group id; 0 if outside our pid namespace).
     pub pid: u32,
-    /// The file, as `/proc/self/fd` shows it.
+    /// The protected file's name inside the trees, which the decision is about: the name
+    /// opened when it is one of the file's in-tree names, else the file's first in-tree name
+    /// (a hard link elsewhere, a bind mount, another mount of the filesystem, another mount
+    /// namespace reach the same file under another name).
     pub path: PathBuf,
+    /// The name the process opened, as `/proc/self/fd` shows it.
+    pub opened: PathBuf,
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
@@ -136,7 +141,7 @@ pub struct ResponderOptions {
     pub workers: usize,
     /// Requests held at once before new ones get the fail mode at once (default 256).
     pub max_pending: usize,
-    /// Most marked objects (default [`DEFAULT_MAX_MARKS`]).
+    /// Most marked objects: directories and files (default [`super::responder_mark_limit`]).
     pub max_marks: usize,
 }
 
@@ -148,7 +153,7 @@ impl Default for ResponderOptions {
             access_perm: false,
             workers: 2,
             max_pending: 256,
-            max_marks: DEFAULT_MAX_MARKS,
+            max_marks: super::responder_mark_limit(),
         }
     }
 }
@@ -217,6 +222,7 @@ impl Responder {
             perm |= libc::FAN_ACCESS_PERM;
         }
         let mut track = libc::FAN_CREATE
+            | libc::FAN_MOVED_FROM
             | libc::FAN_MOVED_TO
             | libc::FAN_DELETE
             | libc::FAN_DELETE_SELF
@@ -238,7 +244,7 @@ impl Responder {
                 needs: ("FID directory events (FAN_CREATE/FAN_MOVED_TO)", "5.1"),
             },
         ];
-        let tree = Tree::new(groups, features.target_fid_and_rename, trees, opts.max_marks)?;
+        let tree = Tree::new(groups, features.target_fid_and_rename, trees, opts.max_marks, true)?;
         let wake = sys::eventfd().map_err(FanotifyError::sys("eventfd"))?;
         let shared = Arc::new(Shared { stop: AtomicBool::new(false), wake, counters: Counters::default() });
         let (notice_tx, notices) = mpsc::channel(NOTICE_CAPACITY);
@@ -392,11 +398,12 @@ impl State {
             if self.shared.stop.load(Ordering::SeqCst) {
                 break;
             }
-            if fds[1].revents != 0 {
-                self.read_perm(&mut buf);
-            }
+            // Names first: a file created a moment ago is then indexed when its opens are read.
             if fds[2].revents != 0 {
                 self.read_track(&mut buf);
+            }
+            if fds[1].revents != 0 {
+                self.read_perm(&mut buf);
             }
             self.expire();
         }
@@ -518,7 +525,7 @@ impl State {
             return;
         }
         let received = Instant::now();
-        let path = sys::fd_path(fd.as_raw_fd()).unwrap_or_default();
+        let opened = sys::fd_path(fd.as_raw_fd()).unwrap_or_default();
         let fail = |this: &Self, fd: &OwnedFd, path: PathBuf| {
             let applied = this.opts.fail_mode.verdict();
             this.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -526,12 +533,17 @@ impl State {
             this.answer(fd, applied);
         };
         if self.pending.len() >= self.opts.max_pending {
-            return fail(self, &fd, path);
+            return fail(self, &fd, opened);
         }
         let st = sys::fstat(fd.as_raw_fd()).ok();
+        let path = match st {
+            Some(s) => self.tree.protected_name((s.st_dev, s.st_ino), &opened),
+            None => opened.clone(),
+        };
         let req = PermissionRequest {
             pid,
             path: path.clone(),
+            opened,
             dev: st.map_or(0, |s| s.st_dev),
             ino: st.map_or(0, |s| s.st_ino),
             size: st.map_or(0, |s| s.st_size as u64),

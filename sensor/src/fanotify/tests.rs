@@ -553,3 +553,82 @@ fn responder_access_perm() {
     let c = resp.counts();
     assert!(c.allowed >= 1 && c.denied >= 1, "{c:?}");
 }
+
+/// Waits until `cat path` is refused (the mark for a file created after start is placed as
+/// its `FAN_CREATE` is read).
+fn until_denied(path: &Path) {
+    let start = Instant::now();
+    while !denied(&cat(path)) {
+        assert!(start.elapsed() < WAIT, "{} is never refused", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn responder_decides_by_identity_under_every_name() {
+    let t = TempTree::new();
+    let tree = t.join("tree");
+    let out = t.join("out");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    let secret = tree.join("sub/secret");
+    std::fs::write(&secret, "S").unwrap();
+    std::fs::write(tree.join("public"), "P").unwrap();
+    let before = out.join("link-before");
+    std::fs::hard_link(&secret, &before).unwrap();
+    let outside = out.join("unrelated");
+    std::fs::write(&outside, "U").unwrap();
+    // The decision names the in-tree file; `opened` is the name used.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(PathBuf, PathBuf)>::new()));
+    let log = Arc::clone(&seen);
+    let decide: Decide = Arc::new(move |r: &PermissionRequest| {
+        log.lock().unwrap().push((r.path.clone(), r.opened.clone()));
+        if r.path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("secret")) {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
+    });
+    let resp = Responder::start(&[tree.clone()], opts(1000, FailMode::FailOpen), decide).unwrap();
+
+    assert!(denied(&cat(&secret)), "the file itself");
+    assert!(denied(&cat(&before)), "a hard link made outside the tree before start");
+    let after = out.join("link-after");
+    std::fs::hard_link(&secret, &after).unwrap();
+    assert!(denied(&cat(&after)), "a hard link made outside the tree after start");
+    assert!(cat(&tree.join("public")).status.success(), "another file of the tree");
+    let r = cat(&outside);
+    assert!(r.status.success() && r.stdout == "U", "an unrelated file outside the tree");
+    assert!(
+        seen.lock().unwrap().contains(&(secret.clone(), after.clone())),
+        "decided as the in-tree file, opened as the link: {:?}",
+        seen.lock().unwrap()
+    );
+
+    // A file created in the tree after start, then linked outside: covered as it appears.
+    let fresh = tree.join("sub/secret-new");
+    std::fs::write(&fresh, "N").unwrap();
+    until_denied(&fresh);
+    let fresh_link = out.join("fresh-link");
+    std::fs::hard_link(&fresh, &fresh_link).unwrap();
+    assert!(denied(&cat(&fresh_link)), "a hard link to a file created after start");
+
+    // A name moved inside the tree follows; a file whose last in-tree name is removed is no
+    // longer protected.
+    let renamed = tree.join("secret-renamed");
+    std::fs::rename(&secret, &renamed).unwrap();
+    std::fs::remove_file(&fresh).unwrap();
+    let start = Instant::now();
+    while denied(&cat(&fresh_link)) {
+        assert!(start.elapsed() < WAIT, "the link still decides as the removed in-tree name");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(denied(&cat(&before)), "the link of the renamed file");
+    assert!(
+        seen.lock().unwrap().contains(&(renamed.clone(), before.clone())),
+        "decided under the new in-tree name: {:?}",
+        seen.lock().unwrap()
+    );
+    resp.stop();
+    assert!(cat(&before).status.success(), "after stop() nothing is intercepted");
+}

@@ -1,6 +1,11 @@
 //! The marked set of a protected tree: inode marks on every directory (and protected single
 //! file) in one or more groups, plus a map from each marked object's file handle to its path,
 //! kept current as directories are created, moved and deleted.
+//!
+//! With `files` (the permission responder) every regular file inside the trees is marked too,
+//! and its in-tree names are kept by identity ([`Names`]): an inode mark follows the file
+//! through every hard link, bind mount, second mount of its filesystem and mount namespace,
+//! so a decision can be made for the file whatever name reached it.
 use std::{
     collections::{HashMap, HashSet},
     ffi::CStr,
@@ -45,6 +50,80 @@ pub(crate) struct Tree {
     max: usize,
     /// Handles met by the walk in progress (rescan bookkeeping).
     seen: Option<HashSet<FileHandle>>,
+    /// Mark every regular file in the trees and keep [`Self::names`].
+    files: bool,
+    names: Names,
+}
+
+/// A file's identity: (`st_dev`, `st_ino`).
+pub(crate) type FileId = (u64, u64);
+
+/// The in-tree names of the marked regular files, by identity and by path. A file is in the
+/// index while at least one of its names is inside a tree: a file moved out of the trees, or
+/// whose last in-tree name is removed, leaves it (its mark stays until the inode goes away or
+/// the group is closed; events for it are then decided by the name used).
+#[derive(Default)]
+pub(crate) struct Names {
+    by_id: HashMap<FileId, Vec<PathBuf>>,
+    by_path: HashMap<PathBuf, FileId>,
+}
+
+impl Names {
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The file's in-tree names, sorted.
+    pub fn get(&self, id: FileId) -> Option<&[PathBuf]> {
+        self.by_id.get(&id).map(Vec::as_slice)
+    }
+
+    pub fn insert(&mut self, id: FileId, path: PathBuf) {
+        match self.by_path.get(&path) {
+            Some(old) if *old == id => return,
+            Some(_) => self.remove(&path),
+            None => {}
+        }
+        self.by_path.insert(path.clone(), id);
+        let names = self.by_id.entry(id).or_default();
+        names.push(path);
+        names.sort();
+    }
+
+    pub fn remove(&mut self, path: &Path) {
+        let Some(id) = self.by_path.remove(path) else { return };
+        if let Some(names) = self.by_id.get_mut(&id) {
+            names.retain(|n| n != path);
+            if names.is_empty() {
+                self.by_id.remove(&id);
+            }
+        }
+    }
+
+    fn under(&self, dir: &Path) -> Vec<PathBuf> {
+        self.by_path.keys().filter(|p| p.starts_with(dir)).cloned().collect()
+    }
+
+    /// Forgets every name at or below `dir`.
+    pub fn remove_under(&mut self, dir: &Path) {
+        for p in self.under(dir) {
+            self.remove(&p);
+        }
+    }
+
+    /// A directory moved from `old` to `new`: the names below it follow.
+    pub fn rewrite_prefix(&mut self, old: &Path, new: &Path) {
+        for p in self.under(old) {
+            if let (Some(id), Ok(rest)) = (self.by_path.get(&p).copied(), p.strip_prefix(old)) {
+                self.remove(&p);
+                self.insert(id, new.join(rest));
+            }
+        }
+    }
+
+    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        self.by_path.keys()
+    }
 }
 
 /// Whether an error means the object simply went away (or was swapped for a non-directory)
@@ -59,12 +138,14 @@ fn is_dir_mode(st: &libc::stat) -> bool {
 
 impl Tree {
     /// Canonicalises `trees`, then marks every directory under each directory root and each
-    /// single file. Fails if any root is unusable or more than `max` objects would be marked.
+    /// single file (with `files`, every regular file in the trees too). Fails if any root is
+    /// unusable or more than `max` objects would be marked.
     pub fn new(
         groups: Vec<Group>,
         rename_events: bool,
         trees: &[PathBuf],
         max: usize,
+        files: bool,
     ) -> Result<Self, FanotifyError> {
         let mut roots = Vec::with_capacity(trees.len());
         for t in trees {
@@ -82,6 +163,8 @@ impl Tree {
             fs: HashMap::new(),
             max,
             seen: None,
+            files,
+            names: Names::default(),
         };
         for root in &roots {
             let meta = std::fs::symlink_metadata(root).map_err(FanotifyError::path("lstat", root))?;
@@ -96,7 +179,32 @@ impl Tree {
 
     /// Number of marked objects.
     pub fn len(&self) -> usize {
-        self.known.len()
+        self.known.len() + self.names.len()
+    }
+
+    /// The in-tree name that a decision about the file `id`, opened as `opened`, applies to:
+    /// `opened` itself when it is one of the file's in-tree names (or when nothing better is
+    /// known), else the file's first in-tree name. A file not indexed yet (created a moment
+    /// ago) reached through another mount of a tree directory is named through its
+    /// directory's identity.
+    pub fn protected_name(&self, id: FileId, opened: &Path) -> PathBuf {
+        if let Some(names) = self.names.get(id) {
+            return if names.iter().any(|n| n == opened) { opened.to_path_buf() } else { names[0].clone() };
+        }
+        if self.roots.iter().any(|r| opened.starts_with(r)) {
+            return opened.to_path_buf();
+        }
+        let dir = opened
+            .parent()
+            .zip(opened.file_name())
+            .and_then(|(dir, name)| Some((sys::lstat(&sys::cstring(dir).ok()?).ok()?, name)))
+            .and_then(|(st, name)| {
+                self.known
+                    .values()
+                    .find(|k| k.is_dir && k.dev == st.st_dev && k.ino == st.st_ino)
+                    .map(|k| k.path.join(name))
+            });
+        dir.unwrap_or_else(|| opened.to_path_buf())
     }
 
     pub fn known(&self, h: &FileHandle) -> Option<&Known> {
@@ -160,6 +268,27 @@ impl Tree {
                 (None, None) => {}
             }
         }
+        // A file name removed from or added to a tree directory (removal first: merged events
+        // of a name deleted and created again end with the file that exists now).
+        if self.files
+            && !is_dir
+            && let Some((dh, Some(name))) = &info.dir
+            && let Some(p) = child_of(self, dh, name)
+        {
+            if mask & (libc::FAN_DELETE | libc::FAN_MOVED_FROM) != 0 {
+                self.names.remove(&p);
+            }
+            if mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0 {
+                match self.add_member(&p) {
+                    Ok(()) => {}
+                    Err(FanotifyError::Path { source, .. }) if vanished(&source) => {}
+                    Err(e) => {
+                        tracing::warn!(path = %p.display(), error = %e, "Cannot mark protected file.");
+                        unwatched.push(p);
+                    }
+                }
+            }
+        }
         if mask & libc::FAN_DELETE_SELF != 0
             && let Some(h) = &info.fid
         {
@@ -211,6 +340,8 @@ impl Tree {
     /// watched.
     pub fn rescan(&mut self) -> Vec<PathBuf> {
         self.seen = Some(HashSet::new());
+        // The walk names every file that is still there.
+        self.names = Names::default();
         let mut unwatched = Vec::new();
         for root in self.roots.clone() {
             match std::fs::symlink_metadata(&root) {
@@ -239,15 +370,24 @@ impl Tree {
     /// Removes every mark this tree placed (best effort: paths may be stale; closing the
     /// groups removes whatever is left).
     pub fn unmark_all(&mut self) {
+        let files = std::mem::take(&mut self.names);
+        for path in files.paths() {
+            self.unmark_file(path);
+        }
         for (h, k) in std::mem::take(&mut self.known) {
             if k.is_dir {
                 self.unmark_handle(&h);
-            } else if let Ok(c) = sys::cstring(&k.path) {
-                for g in self.groups.iter().filter(|g| g.file_mask != 0) {
-                    let flags = libc::FAN_MARK_REMOVE | libc::FAN_MARK_DONT_FOLLOW;
-                    let _ = sys::fanotify_mark(g.fd.as_fd(), flags, g.file_mask, libc::AT_FDCWD, Some(&c));
-                }
+            } else {
+                self.unmark_file(&k.path);
             }
+        }
+    }
+
+    fn unmark_file(&self, path: &Path) {
+        let Ok(c) = sys::cstring(path) else { return };
+        for g in self.groups.iter().filter(|g| g.file_mask != 0) {
+            let flags = libc::FAN_MARK_REMOVE | libc::FAN_MARK_DONT_FOLLOW;
+            let _ = sys::fanotify_mark(g.fd.as_fd(), flags, g.file_mask, libc::AT_FDCWD, Some(&c));
         }
     }
 
@@ -280,8 +420,18 @@ impl Tree {
             };
             for ent in entries.flatten() {
                 // `file_type` does not follow symlinks.
-                if ent.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(ent.path());
+                match ent.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(ent.path()),
+                    Ok(t) if t.is_file() && self.files => match self.add_member(&ent.path()) {
+                        Ok(()) => {}
+                        Err(FanotifyError::Path { source, .. }) if vanished(&source) => {}
+                        Err(e) if strict => return Err(e),
+                        Err(e) => {
+                            tracing::warn!(path = %ent.path().display(), error = %e, "Cannot mark protected file.");
+                            unwatched.push(ent.path());
+                        }
+                    },
+                    _ => {}
                 }
             }
         }
@@ -318,7 +468,7 @@ impl Tree {
         match self.known.get(&h).map(|k| k.path.clone()) {
             Some(old) if old != path => self.rewrite_prefix(&old, path),
             Some(_) => {}
-            None if self.known.len() >= self.max => {
+            None if self.len() >= self.max => {
                 return Err(FanotifyError::TooManyMarks { path: path.to_path_buf(), limit: self.max });
             }
             None => {}
@@ -332,6 +482,27 @@ impl Tree {
         self.known
             .insert(h, Known { path: path.to_path_buf(), is_dir: true, dev: st.st_dev, ino: st.st_ino });
         Ok(true)
+    }
+
+    /// Marks a regular file inside a tree and indexes its name (never opening it, as
+    /// [`Self::add_file`]).
+    fn add_member(&mut self, path: &Path) -> Result<(), FanotifyError> {
+        let c = sys::cstring(path).map_err(FanotifyError::path("lstat", path))?;
+        let st = sys::lstat(&c).map_err(FanotifyError::path("lstat", path))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(());
+        }
+        let id = (st.st_dev, st.st_ino);
+        if self.names.get(id).is_none() && self.len() >= self.max {
+            return Err(FanotifyError::TooManyMarks { path: path.to_path_buf(), limit: self.max });
+        }
+        for g in self.groups.iter().filter(|g| g.file_mask != 0) {
+            let flags = libc::FAN_MARK_ADD | libc::FAN_MARK_DONT_FOLLOW;
+            sys::fanotify_mark(g.fd.as_fd(), flags, g.file_mask, libc::AT_FDCWD, Some(&c))
+                .map_err(|e| mark_error(e, path, g.needs))?;
+        }
+        self.names.insert(id, path.to_path_buf());
+        Ok(())
     }
 
     /// Marks one protected single file, by path (never opening it: an open could be a
@@ -352,7 +523,7 @@ impl Tree {
             }
         };
         let h = sys::name_to_handle(libc::AT_FDCWD, &c, fsid).map_err(handle_error(path))?;
-        if !self.known.contains_key(&h) && self.known.len() >= self.max {
+        if !self.known.contains_key(&h) && self.len() >= self.max {
             return Err(FanotifyError::TooManyMarks { path: path.to_path_buf(), limit: self.max });
         }
         for g in self.groups.iter().filter(|g| g.file_mask != 0) {
@@ -361,6 +532,9 @@ impl Tree {
                 .map_err(|e| mark_error(e, path, g.needs))?;
         }
         self.note_seen(&h);
+        if self.files {
+            self.names.insert((st.st_dev, st.st_ino), path.to_path_buf());
+        }
         self.known
             .insert(h, Known { path: path.to_path_buf(), is_dir: false, dev: st.st_dev, ino: st.st_ino });
         Ok(())
@@ -368,6 +542,7 @@ impl Tree {
 
     /// A directory moved from `old` to `new`: every path at or below `old` follows.
     fn rewrite_prefix(&mut self, old: &Path, new: &Path) {
+        self.names.rewrite_prefix(old, new);
         for k in self.known.values_mut() {
             if let Ok(rest) = k.path.strip_prefix(old) {
                 k.path = if rest.as_os_str().is_empty() { new.to_path_buf() } else { new.join(rest) };
@@ -375,8 +550,10 @@ impl Tree {
         }
     }
 
-    /// Unmarks and forgets every directory at or below `path`.
+    /// Unmarks and forgets every directory at or below `path` (and forgets the file names
+    /// there).
     fn unmark_under(&mut self, path: &Path) {
+        self.names.remove_under(path);
         let under: Vec<FileHandle> = self
             .known
             .iter()
