@@ -18,6 +18,9 @@ const PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // mkfs.ext4 and losetup: tests/tests/enforce_identity.rs makes its own filesystem.
+    "e2fsprogs",
+    "mount",
 ];
 /// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine.
 const VM_PACKAGES: &[&str] = &["qemu-system-x86"];
