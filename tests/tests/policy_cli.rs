@@ -155,6 +155,52 @@ fn check_accepts_a_valid_set_and_prints_a_stable_hash() {
 }
 
 #[test]
+fn check_reports_contradictory_policies_and_the_winner() {
+    let f = Fixture::new("check-conflict");
+    let doc = |name: &str, path: &str, entry: &str| {
+        format!(
+            "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: {name}}}\nspec:\n  mode: enforce\n  protect: [{{path: {path}}}]\n  allow:\n    - {entry}\n  default: {{action: deny, severity: high}}\n"
+        )
+    };
+    let mynumber = format!("{}/mynumber", f.data());
+    let a = f.policy(
+        "10-dept.yaml",
+        &doc(
+            "department",
+            f.data(),
+            "{name: daemon-rw, subjects: [{user: daemon}], operations: [read, write]}",
+        ),
+    );
+    f.policy("20-mynumber.yaml", &doc("mynumber", &mynumber, "{name: bin-read, subjects: [{group: bin}]}"));
+    let o = run(&["check", f.policies()]);
+    assert_eq!(o.status.code(), Some(0), "a conflict is a warning: {}", describe(&o));
+    let want = format!(
+        "{}:8:14: warning: policies `department` and `mynumber` contradict each other on {mynumber}: for user daemon (uid 1), read,write: `department` allows it (allow entry `daemon-rw`), `mynumber` has no allow entry for it (its default gives deny); `mynumber` wins (deny): an access is allowed only if every policy covering the path allows it",
+        path_str(&a)
+    );
+    assert!(o.stderr.lines().any(|l| l == want), "expected\n{want}\n{}", describe(&o));
+    // The other direction: `mynumber` allows the group bin every operation, `department`
+    // allows it nothing.
+    assert!(
+        o.stderr.contains("policies `mynumber` and `department` contradict each other")
+            && o.stderr.contains("`department` wins (deny)"),
+        "{}",
+        describe(&o)
+    );
+    // Policies on separate trees do not conflict.
+    let g = Fixture::new("check-no-conflict");
+    g.policy(
+        "10-a.yaml",
+        &doc("a", &format!("{}/mynumber", g.data()), "{name: e, subjects: [{user: daemon}]}"),
+    );
+    fs::create_dir_all(g.data.join("other")).expect("mkdir other");
+    g.policy("20-b.yaml", &doc("b", &format!("{}/other", g.data()), "{name: e, subjects: [{user: bin}]}"));
+    let o = run(&["check", g.policies()]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(!o.stderr.contains("contradict"), "{}", describe(&o));
+}
+
+#[test]
 fn shipped_policies_check() {
     // The shipped files are embedded so this also runs in the VM matrix (no workspace there).
     let f = Fixture::new("shipped");

@@ -417,6 +417,7 @@ impl Enforcement {
             tracing::error!(error = %e, "Could not fill the BPF LSM tables; enforcing with fanotify instead.");
             lsm = None;
         }
+        log_warnings(&set);
         // With the BPF LSM program the kernel decides; the responder is not needed.
         let trees = if lsm.is_some() { Vec::new() } else { enforced_trees(&set) };
         let names: Vec<(String, Mode)> =
@@ -504,6 +505,7 @@ impl Enforcement {
             return Ok(self.policies.current().hash().to_owned());
         }
         let set = PolicySet::load(&self.sources)?;
+        log_warnings(&set);
         if enforced_trees(&set) != enforced_trees(&self.policies.current()) {
             tracing::warn!("The reloaded policies protect other trees; restart the sensor to watch them.");
         }
@@ -523,6 +525,13 @@ impl Enforcement {
     /// The policy files, for `sensor.start`.
     pub fn files(&self) -> Vec<String> {
         self.policies.current().files().iter().map(|p| p.display().to_string()).collect()
+    }
+}
+
+/// Logs the set's warnings (conflicting policies, unused lists) as the loader found them.
+fn log_warnings(set: &PolicySet) {
+    for w in set.warnings() {
+        tracing::warn!(file = %w.file.display(), line = w.pos.line, "{}", w.problem);
     }
 }
 

@@ -16,6 +16,7 @@ use std::{
 pub mod calendar;
 pub mod cli;
 pub mod compile;
+pub mod conflict;
 pub mod error;
 pub mod eval;
 pub mod load;
@@ -177,12 +178,16 @@ impl PolicySet {
             diag.errors.dedup();
             return Err(PolicyErrors { errors: diag.errors });
         }
+        let groups = GroupCache::new(options.directory.clone());
+        for c in conflict::conflicts(&compiled.policies, &groups) {
+            diag.warning(&c.file, c.pos, c.to_string());
+        }
         Ok(Self {
             compiled,
             hash: model::hex(&program::sha256(canonical.as_bytes())),
             files: texts.iter().map(|(p, _)| p.clone()).collect(),
             warnings: diag.warnings,
-            groups: GroupCache::new(options.directory.clone()),
+            groups,
             hasher: ProgramHasher::default(),
         })
     }

@@ -390,3 +390,80 @@ fn system_directories_cannot_be_protected_and_sets_are_shareable() {
     fn shareable<T: Send + Sync>() {}
     shareable::<PolicySet>();
 }
+
+#[test]
+fn contradictory_policies_are_reported_with_the_winner() {
+    let doc = |name: &str, path: &str, allow: &str, action: &str| {
+        format!(
+            "kind: AccessPolicy\nmetadata: {{name: {name}}}\nspec:\n  mode: enforce\n  protect: [{{path: {path}}}]\n  allow:\n{allow}  default: {{action: {action}, severity: high}}\n"
+        )
+    };
+    let jinji = doc(
+        "jinji",
+        "/srv/share/jinji",
+        "    - {name: tanaka-rw, subjects: [{user: tanaka}], operations: [read, write]}\n    - {name: suzuki-r, subjects: [{user: suzuki}], operations: [read]}\n    - {name: payroll-r, subjects: [{group: payroll}], operations: [read]}\n",
+        "alert",
+    );
+    let payroll = doc(
+        "payroll-mynumber",
+        "/srv/share/jinji/mynumber",
+        "    - {name: payroll-rw, subjects: [{group: payroll}], operations: [read, write]}\n",
+        "deny",
+    );
+    let other = doc("other", "/srv/other", "    - {name: sato, subjects: [{user: sato}]}\n", "deny");
+    let set = set_of(&[("a.yaml", &jinji), ("b.yaml", &payroll), ("c.yaml", &other)]);
+    let found: Vec<String> = set.warnings().iter().map(|w| w.problem.to_string()).collect();
+    // tanaka: jinji allows read and write, payroll-mynumber (tanaka is not in payroll) does
+    // not; the group payroll: payroll-mynumber allows write, jinji only read. suzuki (in
+    // payroll) reads under both: no conflict; `other` overlaps nothing.
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(
+        found[0],
+        "policies `jinji` and `payroll-mynumber` contradict each other on /srv/share/jinji/mynumber: for \
+         user tanaka (uid 1001), read,write: `jinji` allows it (allow entry `tanaka-rw`), `payroll-mynumber` has no allow \
+         entry for it (its default gives deny); `payroll-mynumber` wins (deny): an access is allowed only if \
+         every policy covering the path allows it"
+    );
+    assert!(
+        found[1].starts_with(
+            "policies `payroll-mynumber` and `jinji` contradict each other on /srv/share/jinji/mynumber: for group payroll (gid 2001), write:"
+        ) && found[1].contains("`jinji` wins (alert)"),
+        "{}",
+        found[1]
+    );
+    assert_eq!(set.warnings()[0].file, Path::new("a.yaml"));
+    assert_eq!(set.warnings()[0].pos.line, 8, "the allowing entry's line");
+    // The evaluator agrees with the report.
+    let f = "/srv/share/jinji/mynumber/a.csv";
+    let d = decide(&set, &req(f, Op::Read.into(), TANAKA, None, "/x"));
+    assert_eq!((d.verdict, d.policy.as_deref()), (Verdict::Deny, Some("payroll-mynumber")));
+    let d = decide(&set, &req(f, Op::Read | Op::Write, SUZUKI, None, "/x"));
+    assert_eq!((d.verdict, d.policy.as_deref()), (Verdict::Alert, Some("jinji")));
+    assert_eq!(decide(&set, &req(f, Op::Read.into(), SUZUKI, None, "/x")).verdict, Verdict::Allow);
+}
+
+#[test]
+fn globs_conflict_only_where_they_surely_overlap() {
+    let doc = |name: &str, protect: &str| {
+        format!(
+            "kind: AccessPolicy\nmetadata: {{name: {name}}}\nspec:\n  mode: audit\n  protect: [{protect}]\n  allow: [{{name: e, subjects: [{{user: {name}}}]}}]\n  default: {{action: deny, severity: low}}\n"
+        )
+    };
+    let region = |a: &str, b: &str| -> Vec<String> {
+        let set = set_of(&[("a.yaml", &doc("tanaka", a)), ("b.yaml", &doc("sato", b))]);
+        set.warnings()
+            .iter()
+            .map(|w| w.problem.to_string())
+            .map(|m| {
+                m.split(" contradict each other on ").nth(1).unwrap().split(':').next().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let both = |r: &str| vec![r.to_owned(), r.to_owned()];
+    assert_eq!(region("{path: /d}", "{glob: \"/d/x/*.csv\"}"), both("the files matching /d/x/*.csv"));
+    assert_eq!(region("{glob: \"/d/**/*.csv\"}", "{path: /d/x/a.csv}"), both("/d/x/a.csv"));
+    assert_eq!(region("{glob: \"/d/*.csv\"}", "{glob: \"/d/*.csv\"}"), both("the files matching /d/*.csv"));
+    assert!(region("{glob: \"/d/**/*.csv\"}", "{path: /d/x/a.txt}").is_empty());
+    assert!(region("{glob: \"/d/*.csv\"}", "{glob: \"/d/*.xlsx\"}").is_empty());
+    assert!(region("{path: /d/a}", "{path: /d/ab}").is_empty());
+}
