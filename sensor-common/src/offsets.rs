@@ -78,6 +78,7 @@ offsets! {
         pt_regs_si,
         pt_regs_dx,
         pt_regs_r8,
+        pt_regs_r10,
         path_mnt,
         path_dentry,
         dentry_d_parent,

@@ -12,16 +12,17 @@
 use core::mem::offset_of;
 
 use aya_ebpf::{
+    helpers::bpf_probe_read_user,
     helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     macros::{fentry, map, tracepoint},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{FEntryContext, TracePointContext},
 };
 use sensor_common::{
     event::{
         Kind,
         file::{
-            CLOSE_EXIT, CLOSE_RELEASE, CLOSE_SYSCALL, Close, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
+            CLOSE_EXIT, CLOSE_RELEASE, CLOSE_SYSCALL, Close, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
             IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Tracked,
         },
     },
@@ -54,6 +55,8 @@ enum Arg {
     Si,
     /// Third argument.
     Dx,
+    /// Fourth argument.
+    R10,
 }
 
 /// The current tgid, when it may hold a tracked file.
@@ -73,6 +76,7 @@ fn arg(which: Arg) -> Result<u64, i32> {
         Arg::Di => off!(pt_regs_di),
         Arg::Si => off!(pt_regs_si),
         Arg::Dx => off!(pt_regs_dx),
+        Arg::R10 => off!(pt_regs_r10),
     };
     read(regs, off)
 }
@@ -340,6 +344,158 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         account(t, res as u64, write, IO_URING);
     }
     0
+}
+
+// ---------------------------------------------------------------------------------------
+// Linux AIO
+// ---------------------------------------------------------------------------------------
+
+/// `struct iocb` opcodes (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/aio_abi.h#L38>).
+const IOCB_CMD_PREAD: u16 = 0;
+const IOCB_CMD_PWRITE: u16 = 1;
+const IOCB_CMD_PREADV: u16 = 7;
+const IOCB_CMD_PWRITEV: u16 = 8;
+/// `struct iocb` (uapi, the same on every 64-bit architecture): `aio_lio_opcode` (u16) and
+/// `aio_fildes` (u32) offsets (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/aio_abi.h#L79>).
+const IOCB_OPCODE: u64 = 16;
+const IOCB_FILDES: u64 = 20;
+/// `struct io_event { u64 data, obj; s64 res, res2; }`: `obj` is the submitted iocb's
+/// user address, `res` the bytes moved (or -errno).
+const IO_EVENT_SIZE: u64 = 32;
+const IO_EVENT_OBJ: u64 = 8;
+const IO_EVENT_RES: u64 = 16;
+/// Requests examined per `io_submit` call and completions per `io_getevents` call (the
+/// verifier needs a bound; docs/architecture.md, "Coverage").
+const AIO_MAX_SUBMIT: u64 = 32;
+const AIO_MAX_EVENTS: u64 = 64;
+
+/// A submitted AIO request: the submitting process and its iocb's user address.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AioKey {
+    tgid: u64,
+    iocb: u64,
+}
+
+/// The tracked file a request reads or writes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AioReq {
+    file: u64,
+    write: u64,
+}
+
+/// AIO requests on tracked files, from submission until their completion is reaped. LRU:
+/// requests never reaped (the process exits, or reads the completion ring in user space)
+/// are evicted.
+#[map]
+static AIO_PENDING: LruHashMap<AioKey, AioReq> = LruHashMap::with_max_entries(8192, 0);
+
+#[inline(always)]
+fn user<T>(addr: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_user checks the address and fails instead of faulting.
+    unsafe { bpf_probe_read_user(addr as *const T) }.ok()
+}
+
+#[inline(always)]
+fn current_tgid() -> u64 {
+    aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32
+}
+
+/// `io_submit(ctx, nr, iocbpp)`: the read and write requests on tracked files are noted (at
+/// entry: a completion may be reaped by another thread before this call returns).
+#[tracepoint(category = "syscalls", name = "sys_enter_io_submit")]
+pub fn sys_enter_io_submit(_ctx: TracePointContext) -> u32 {
+    if !tracked_tgid() {
+        return 0;
+    }
+    let (Ok(nr), Ok(iocbpp)) = (arg(Arg::Si), arg(Arg::Dx)) else { return 0 };
+    let (task, tgid) = (current_task(), current_tgid());
+    for i in 0..AIO_MAX_SUBMIT {
+        if i as i64 >= nr as i64 {
+            break;
+        }
+        let Some(iocb) = user::<u64>(iocbpp + i * 8) else { break };
+        let write = match user::<u16>(iocb + IOCB_OPCODE) {
+            Some(IOCB_CMD_PREAD | IOCB_CMD_PREADV) => 0,
+            Some(IOCB_CMD_PWRITE | IOCB_CMD_PWRITEV) => 1,
+            _ => continue,
+        };
+        let Some(fd) = user::<u32>(iocb + IOCB_FILDES) else { continue };
+        let Ok(file) = file_of_fd(task, i64::from(fd)) else { continue };
+        // SAFETY: presence check only.
+        if unsafe { TRACKED.get(file) }.is_some() {
+            let _ = AIO_PENDING.insert(&AioKey { tgid, iocb }, &AioReq { file, write }, 0);
+        }
+    }
+    0
+}
+
+/// `io_submit` returns how many requests it queued: the ones after them never run.
+#[tracepoint(category = "syscalls", name = "sys_exit_io_submit")]
+pub fn sys_exit_io_submit(ctx: TracePointContext) -> u32 {
+    if !tracked_tgid() {
+        return 0;
+    }
+    // SAFETY: probe-read of the tracepoint record.
+    let Ok(ret) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else { return 0 };
+    let (Ok(nr), Ok(iocbpp)) = (arg(Arg::Si), arg(Arg::Dx)) else { return 0 };
+    let tgid = current_tgid();
+    let queued = ret.max(0);
+    for i in 0..AIO_MAX_SUBMIT {
+        let i = i as i64;
+        if i >= nr as i64 {
+            break;
+        }
+        if i < queued {
+            continue;
+        }
+        let Some(iocb) = user::<u64>(iocbpp + i as u64 * 8) else { break };
+        let _ = AIO_PENDING.remove(&AioKey { tgid, iocb });
+    }
+    0
+}
+
+/// `io_getevents(ctx, min_nr, nr, events, timeout)` and `io_pgetevents(…, events, …)`:
+/// each reaped completion of a noted request adds its result to the file's totals.
+#[inline(always)]
+fn on_getevents_exit(ctx: &TracePointContext) -> u32 {
+    if !tracked_tgid() {
+        return 0;
+    }
+    let Some(n) = moved(ctx) else { return 0 };
+    let Ok(events) = arg(Arg::R10) else { return 0 };
+    let tgid = current_tgid();
+    for i in 0..AIO_MAX_EVENTS {
+        if i >= n {
+            break;
+        }
+        let ev = events + i * IO_EVENT_SIZE;
+        let Some(iocb) = user::<u64>(ev + IO_EVENT_OBJ) else { break };
+        let key = AioKey { tgid, iocb };
+        // SAFETY: the value is copied before the map can change.
+        let Some(req) = (unsafe { AIO_PENDING.get(&key) }).copied() else { continue };
+        let _ = AIO_PENDING.remove(&key);
+        match user::<i64>(ev + IO_EVENT_RES) {
+            Some(res) if res > 0 => {
+                if let Some(t) = TRACKED.get_ptr_mut(req.file) {
+                    account(t, res as u64, req.write != 0, IO_AIO);
+                }
+            }
+            _ => {}
+        }
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_io_getevents")]
+pub fn sys_exit_io_getevents(ctx: TracePointContext) -> u32 {
+    on_getevents_exit(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_io_pgetevents")]
+pub fn sys_exit_io_pgetevents(ctx: TracePointContext) -> u32 {
+    on_getevents_exit(&ctx)
 }
 
 /// Whether the caller holds the only reference to `file`.

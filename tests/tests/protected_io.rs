@@ -1014,6 +1014,38 @@ fn opener_exit_with_file_open_reports_exit_close() {
 
 /// Helper mode: runs only in a child started by [`run_child`] (with `CHILD_ENV` set);
 /// without it, does nothing.
+/// Linux AIO: `io_submit` of the whole file in two read requests at once, completions reaped
+/// with `io_getevents`; buffered, or `O_DIRECT` (aligned requests, the last one short at EOF).
+fn aio_case(label: &str, direct: bool) {
+    let tree = Tree::new(label);
+    let file = tree.file("protected/data.bin", SIZE);
+    let what = if direct { "O_DIRECT AIO reads" } else { "buffered AIO reads" };
+    let op = json!({"op": "aio_read", "path": path_str(&file), "size": SIZE, "direct": direct});
+    single_use(
+        &tree,
+        what,
+        op,
+        None,
+        None,
+        |run| Use {
+            io: vec!["aio"],
+            read_calls: Some(run.u("calls")),
+            ..Use::read(what, run, 0, &file, &tree.protected, SIZE as u64)
+        },
+        never,
+    );
+}
+
+#[test]
+fn aio_buffered_read() {
+    aio_case("pio-aio", false);
+}
+
+#[test]
+fn aio_direct_read() {
+    aio_case("pio-aio-direct", true);
+}
+
 #[test]
 #[ignore = "helper: runs in a child process started by the other tests"]
 fn io_child() {
@@ -1284,6 +1316,7 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
             res.insert("fd".into(), json!(fd));
         }
         "io_uring_read" => child_io_uring(spec, size, res),
+        "aio_read" => child_aio(spec, size, res),
         "create_rename" => {
             let path = s(spec, "path");
             let fd = c_open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL);
@@ -1449,5 +1482,105 @@ fn child_io_uring(spec: &Value, size: usize, res: &mut serde_json::Map<String, V
     c_close(fd);
     drop(ring);
     res.insert("calls".into(), json!(reqs));
+    res.insert("fd".into(), json!(fd));
+}
+
+/// `struct iocb` (include/uapi/linux/aio_abi.h).
+#[repr(C)]
+#[derive(Default)]
+struct Iocb {
+    data: u64,
+    key: u32,
+    rw_flags: i32,
+    opcode: u16,
+    reqprio: i16,
+    fildes: u32,
+    buf: u64,
+    nbytes: u64,
+    offset: i64,
+    reserved2: u64,
+    flags: u32,
+    resfd: u32,
+}
+
+fn child_aio(spec: &Value, size: usize, res: &mut serde_json::Map<String, Value>) {
+    const IOCB_CMD_PREAD: u16 = 0;
+    const CHUNK: usize = 65536;
+    let direct = spec["direct"].as_bool() == Some(true);
+    let path = CString::new(s(spec, "path")).expect("no NUL");
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
+    // SAFETY: valid NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if direct && e.raw_os_error() == Some(libc::EINVAL) {
+            res.insert("skip".into(), json!(format!("O_DIRECT open: {e}")));
+            return;
+        }
+        panic!("open: {e}");
+    }
+    let mut ctx: u64 = 0;
+    // SAFETY: io_setup writes the context id to `ctx`.
+    if unsafe { libc::syscall(libc::SYS_io_setup, 8, &mut ctx) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            res.insert("skip".into(), json!(format!("io_setup: {e}")));
+            return;
+        }
+        panic!("io_setup: {e}");
+    }
+    // One request per 64 KiB, all submitted at once, into a 4096-aligned buffer (O_DIRECT).
+    let chunks = size.div_ceil(CHUNK);
+    let mut raw = vec![0u8; chunks * CHUNK + 4096];
+    let start = raw.as_ptr().align_offset(4096);
+    let buf = &mut raw[start..start + chunks * CHUNK];
+    let mut iocbs: Vec<Iocb> = (0..chunks)
+        .map(|i| Iocb {
+            data: i as u64,
+            opcode: IOCB_CMD_PREAD,
+            fildes: fd as u32,
+            buf: buf[i * CHUNK..].as_mut_ptr() as u64,
+            // O_DIRECT wants whole blocks: the last request asks past the end and gets less.
+            nbytes: if direct { CHUNK } else { CHUNK.min(size - i * CHUNK) } as u64,
+            offset: (i * CHUNK) as i64,
+            ..Iocb::default()
+        })
+        .collect();
+    let ptrs: Vec<*mut Iocb> = iocbs.iter_mut().map(|c| c as *mut Iocb).collect();
+    // SAFETY: the iocbs and the buffer outlive the completions reaped below.
+    let n = unsafe { libc::syscall(libc::SYS_io_submit, ctx, chunks as libc::c_long, ptrs.as_ptr()) };
+    assert_eq!(n, chunks as libc::c_long, "io_submit: {}", io::Error::last_os_error());
+    let mut events = [[0i64; 4]; 8];
+    let (mut reaped, mut total) = (0, 0usize);
+    while reaped < chunks {
+        // SAFETY: `events` holds 8 `struct io_event`.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_io_getevents,
+                ctx,
+                1 as libc::c_long,
+                8 as libc::c_long,
+                events.as_mut_ptr(),
+                0usize,
+            )
+        };
+        assert!(got > 0, "io_getevents: {}", io::Error::last_os_error());
+        for ev in &events[..got as usize] {
+            assert!(
+                ev[2] > 0,
+                "AIO read request {} failed: {}",
+                ev[0],
+                io::Error::from_raw_os_error(-ev[2] as i32)
+            );
+            total += ev[2] as usize;
+        }
+        reaped += got as usize;
+    }
+    assert_eq!(total, size, "AIO read {total} bytes of {size}");
+    assert!(buf[..size] == pattern(size), "AIO read other bytes than the file's");
+    // SAFETY: the context made above; nothing is in flight.
+    unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+    c_close(fd);
+    res.insert("calls".into(), json!(chunks));
     res.insert("fd".into(), json!(fd));
 }

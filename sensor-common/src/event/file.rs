@@ -73,6 +73,9 @@ pub const IO_COPY_FILE_RANGE: u32 = 1 << 4;
 pub const IO_MMAP: u32 = 1 << 5;
 /// io_uring read and write requests.
 pub const IO_URING: u32 = 1 << 6;
+/// Linux AIO (`io_submit`) read and write requests, counted as their completions are reaped
+/// by `io_getevents`/`io_pgetevents`.
+pub const IO_AIO: u32 = 1 << 7;
 
 /// `file.close`: the last reference to a tracked open file was closed by `close(2)`, or (the
 /// fentry backend) released otherwise. (On the tracepoint backend, when the opener exits with

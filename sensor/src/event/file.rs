@@ -4,8 +4,8 @@ use std::mem::offset_of;
 use sensor_common::event::{
     Task,
     file::{
-        CLOSE_EXIT, CLOSE_RELEASE, Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE,
-        IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
+        CLOSE_EXIT, CLOSE_RELEASE, Close, FMODE_CREATED, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
+        IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
     },
 };
 
@@ -137,7 +137,7 @@ pub fn add_file(rec: &mut Record, path: &str, ino: u64, dev: u32) {
 }
 
 fn add_stats(d: &Decoder, rec: &mut Record, s: &Tracked, protected: Option<String>) {
-    const IO: [(u32, &str); 7] = [
+    const IO: [(u32, &str); 8] = [
         (IO_READ, "read"),
         (IO_WRITE, "write"),
         (IO_SENDFILE, "sendfile"),
@@ -145,6 +145,7 @@ fn add_stats(d: &Decoder, rec: &mut Record, s: &Tracked, protected: Option<Strin
         (IO_COPY_FILE_RANGE, "copy_file_range"),
         (IO_MMAP, "mmap"),
         (IO_URING, "io_uring"),
+        (IO_AIO, "aio"),
     ];
     let io: Vec<&str> = IO.iter().filter(|(bit, _)| s.io & bit != 0).map(|(_, n)| *n).collect();
     rec.set(attr::FILE_BYTES_READ, s.bytes_read)

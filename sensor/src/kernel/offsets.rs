@@ -204,6 +204,7 @@ pub const SPECS: &[Spec] = &[
     member("pt_regs_si", "pt_regs", &["si"]),
     member("pt_regs_dx", "pt_regs", &["dx"]),
     member("pt_regs_r8", "pt_regs", &["r8"]),
+    member("pt_regs_r10", "pt_regs", &["r10"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/path.h#L9
     member("path_mnt", "path", &["mnt"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/path.h#L10
