@@ -425,7 +425,7 @@ pub fn sys_enter_io_submit(_ctx: TracePointContext) -> u32 {
         let Ok(file) = file_of_fd(task, i64::from(fd)) else { continue };
         // SAFETY: presence check only.
         if unsafe { TRACKED.get(file) }.is_some() {
-            let _ = AIO_PENDING.insert(&AioKey { tgid, iocb }, &AioReq { file, write }, 0);
+            let _ = AIO_PENDING.insert(AioKey { tgid, iocb }, AioReq { file, write }, 0);
         }
     }
     0
@@ -451,7 +451,7 @@ pub fn sys_exit_io_submit(ctx: TracePointContext) -> u32 {
             continue;
         }
         let Some(iocb) = user::<u64>(iocbpp + i as u64 * 8) else { break };
-        let _ = AIO_PENDING.remove(&AioKey { tgid, iocb });
+        let _ = AIO_PENDING.remove(AioKey { tgid, iocb });
     }
     0
 }
@@ -474,8 +474,8 @@ fn on_getevents_exit(ctx: &TracePointContext) -> u32 {
         let Some(iocb) = user::<u64>(ev + IO_EVENT_OBJ) else { break };
         let key = AioKey { tgid, iocb };
         // SAFETY: the value is copied before the map can change.
-        let Some(req) = (unsafe { AIO_PENDING.get(&key) }).copied() else { continue };
-        let _ = AIO_PENDING.remove(&key);
+        let Some(req) = (unsafe { AIO_PENDING.get(key) }).copied() else { continue };
+        let _ = AIO_PENDING.remove(key);
         match user::<i64>(ev + IO_EVENT_RES) {
             Some(res) if res > 0 => {
                 if let Some(t) = TRACKED.get_ptr_mut(req.file) {

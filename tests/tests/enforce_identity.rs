@@ -160,6 +160,16 @@ fn cat_as(uid: u32, path: &Path, ns: Option<(&Path, &Path)>) -> Read {
     Read { pid, ok: status.success(), data: read_lossy(&out_path), stderr: read_lossy(&err_path) }
 }
 
+/// One name of a protected file: read through `path` (after the bind mount `ns` in a private
+/// mount namespace), decided as `in_tree`, inode `ino`.
+struct Case<'a> {
+    what: &'static str,
+    path: PathBuf,
+    ns: Option<(&'a Path, &'a Path)>,
+    in_tree: PathBuf,
+    ino: u64,
+}
+
 #[test]
 fn policy_follows_the_file_under_every_name() {
     let dir = TempDir::new("enforce-identity");
@@ -209,23 +219,36 @@ fn policy_follows_the_file_under_every_name() {
 
     let ino = fs::metadata(&file).expect("stat").ino();
     let fresh_ino = fs::metadata(&fresh).expect("stat").ino();
-    let cases: [(&str, PathBuf, Option<(&Path, &Path)>, &Path, u64); 8] = [
-        ("the file in the tree", file.clone(), None, &file, ino),
-        ("a hard link made outside the tree before start", before.clone(), None, &file, ino),
-        ("a hard link made outside the tree after start", after.clone(), None, &file, ino),
-        ("a bind mount made after start", bind.join("ledger.csv"), None, &file, ino),
-        ("a second mount of the filesystem made after start", m2.join("tree/ledger.csv"), None, &file, ino),
-        (
+    let case = |what, path: &Path, ns, in_tree: &Path, ino| Case {
+        what,
+        path: path.to_path_buf(),
+        ns,
+        in_tree: in_tree.to_path_buf(),
+        ino,
+    };
+    let cases = [
+        case("the file in the tree", &file, None, &file, ino),
+        case("a hard link made outside the tree before start", &before, None, &file, ino),
+        case("a hard link made outside the tree after start", &after, None, &file, ino),
+        case("a bind mount made after start", &bind.join("ledger.csv"), None, &file, ino),
+        case(
+            "a second mount of the filesystem made after start",
+            &m2.join("tree/ledger.csv"),
+            None,
+            &file,
+            ino,
+        ),
+        case(
             "a bind mount in a private mount namespace",
-            ns_point.join("ledger.csv"),
+            &ns_point.join("ledger.csv"),
             Some((&tree, &ns_point)),
             &file,
             ino,
         ),
-        ("a file created in the tree after start", fresh.clone(), None, &fresh, fresh_ino),
-        ("a hard link to the file created after start", fresh_link.clone(), None, &fresh, fresh_ino),
+        case("a file created in the tree after start", &fresh, None, &fresh, fresh_ino),
+        case("a hard link to the file created after start", &fresh_link, None, &fresh, fresh_ino),
     ];
-    for (what, path, ns, in_tree, ino) in &cases {
+    for Case { what, path, ns, in_tree, ino } in &cases {
         let allowed = cat_as(0, path, *ns);
         assert!(
             allowed.ok && allowed.data == SECRET,

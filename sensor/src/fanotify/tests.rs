@@ -589,7 +589,7 @@ fn responder_decides_by_identity_under_every_name() {
             Verdict::Allow
         }
     });
-    let resp = Responder::start(&[tree.clone()], opts(1000, FailMode::FailOpen), decide).unwrap();
+    let resp = Responder::start(std::slice::from_ref(&tree), opts(1000, FailMode::FailOpen), decide).unwrap();
 
     assert!(denied(&cat(&secret)), "the file itself");
     assert!(denied(&cat(&before)), "a hard link made outside the tree before start");
@@ -600,7 +600,7 @@ fn responder_decides_by_identity_under_every_name() {
     let r = cat(&outside);
     assert!(r.status.success() && r.stdout == "U", "an unrelated file outside the tree");
     assert!(
-        seen.lock().unwrap().contains(&(secret.clone(), after.clone())),
+        seen.lock().unwrap().contains(&(secret.clone(), after)),
         "decided as the in-tree file, opened as the link: {:?}",
         seen.lock().unwrap()
     );
@@ -625,7 +625,7 @@ fn responder_decides_by_identity_under_every_name() {
     }
     assert!(denied(&cat(&before)), "the link of the renamed file");
     assert!(
-        seen.lock().unwrap().contains(&(renamed.clone(), before.clone())),
+        seen.lock().unwrap().contains(&(renamed, before.clone())),
         "decided under the new in-tree name: {:?}",
         seen.lock().unwrap()
     );
