@@ -14,14 +14,14 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         Kind,
-        file::{FMODE_CREATED, OPEN_FENTRY, Open, Tracked},
+        file::{FMODE_CREATED, OPEN_FENTRY, OPEN_PIDFD_GETFD, Open, Tracked},
     },
     path::{InodeKey, Protected},
 };
 
 use crate::{
     emit::{count_loss, header_for_current, send},
-    io::track,
+    io::{mark_holder, track},
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
     path::{PROTECTED, find_protected, write_record_path},
 };
@@ -150,6 +150,11 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
     ev.header.flags |= flags;
     ev.path_len = n as u16;
     send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
+    if syscall == OPEN_PIDFD_GETFD {
+        // Already tracked: its totals go on; the receiver's bytes are counted there too.
+        mark_holder(ev.header.task.tgid);
+        return 0;
+    }
 
     // A file created in a protected tree is protected itself: it stays protected when it is
     // renamed out of the tree or linked from elsewhere.

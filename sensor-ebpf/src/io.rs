@@ -515,6 +515,27 @@ pub fn track(file: u64, stats: &Tracked) -> bool {
     TRACKED.insert(file, stats, 0).is_ok() && TRACKED_TGIDS.insert(stats.opener.tgid, 1, 0).is_ok()
 }
 
+/// A process that received a tracked file's descriptor: its bytes are counted from now on.
+#[inline(always)]
+pub fn mark_holder(tgid: u32) {
+    let _ = TRACKED_TGIDS.insert(tgid, 1, 0);
+}
+
+/// `pidfd_getfd(pidfd, targetfd, flags)`: the caller now holds another process's open file.
+/// When that file is tracked, the caller is reported with a `file.open` (syscall
+/// `pidfd_getfd`) and its reads and writes are counted in the open's totals.
+#[tracepoint(category = "syscalls", name = "sys_exit_pidfd_getfd")]
+pub fn sys_exit_pidfd_getfd(ctx: TracePointContext) -> u32 {
+    // SAFETY: probe-read of the tracepoint record.
+    let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else { return 0 };
+    let Ok(file) = file_of_fd(current_task(), fd) else { return 0 };
+    // SAFETY: presence check only.
+    if unsafe { TRACKED.get(file) }.is_none() {
+        return 0;
+    }
+    crate::file::opened(fd, sensor_common::event::file::OPEN_PIDFD_GETFD)
+}
+
 /// A forked child of a tracking process shares its descriptors (called by `process.rs`).
 #[inline(always)]
 pub fn inherit(parent_tgid: u32, child_tgid: u32) {

@@ -56,6 +56,7 @@ const TRACEPOINTS: &[(&str, &str, Family)] = &[
     ("sys_exit_io_submit", "syscalls", Family::File),
     ("sys_exit_io_getevents", "syscalls", Family::File),
     ("sys_exit_io_pgetevents", "syscalls", Family::File),
+    ("sys_exit_pidfd_getfd", "syscalls", Family::File),
     ("sys_enter_link", "syscalls", Family::Link),
     ("sys_enter_linkat", "syscalls", Family::Link),
     ("sys_exit_link", "syscalls", Family::Link),

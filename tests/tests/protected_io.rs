@@ -1046,6 +1046,63 @@ fn aio_direct_read() {
     aio_case("pio-aio-direct", true);
 }
 
+/// A descriptor taken from another process with `pidfd_getfd`: the thief's `file.open`
+/// names it (syscall `pidfd_getfd`), and its reads are counted in the open's totals.
+#[test]
+fn pidfd_getfd_thief_is_recorded_with_its_bytes() {
+    let tree = Tree::new("pio-pidfd");
+    let file = tree.file("protected/data.bin", SIZE);
+    let fifo = tree.dir.join("go.fifo");
+    mnsensor_tests::util::mkfifo(&fifo);
+    let mut sensor = tree.sensor();
+    // The victim holds the file open as descriptor 3 and waits (reading nothing).
+    let sh = mnsensor_tests::find_tool("sh");
+    let mut victim = ChildGuard::spawn(Command::new(&sh).args([
+        "-c",
+        r#"exec 3< "$1"; read x < "$2""#,
+        "victim",
+        path_str(&file),
+        path_str(&fifo),
+    ]));
+    let vpid = victim.pid();
+    sensor.wait_for(&format!("file.open by the victim {vpid}"), |e| {
+        is(e, "file.open") && pid_of(e) == Some(vpid)
+    });
+    let op = json!({"op": "pidfd_getfd", "pid": vpid, "fd": 3, "size": SIZE, "chunk": CHUNK});
+    let run = run_child(op, None, None, CHILD_TIMEOUT);
+    let released = fs::OpenOptions::new().write(true).open(&fifo).and_then(|mut w| {
+        use std::io::Write as _;
+        w.write_all(b"go\n")
+    });
+    released.expect("release the victim");
+    let status = victim.wait_timeout(scaled(CHILD_TIMEOUT));
+    if skip_unsupported(&run, &mut sensor, "pidfd_getfd") {
+        return;
+    }
+    assert!(status.success(), "victim: {status}");
+    wait_exit(&mut sensor, vpid);
+    wait_exit(&mut sensor, run.pid);
+    sensor.stop();
+    let events = sensor.events().to_vec();
+    let thief: Vec<&Value> =
+        events.iter().filter(|e| is(e, "file.open") && pid_of(e) == Some(run.pid)).collect();
+    assert_eq!(thief.len(), 1, "one file.open for the thief {}:\n{}", run.pid, records_of(&events, run.pid));
+    let ctx = show(thief[0]);
+    assert_eq!(get_str(thief[0], "file.path"), path_str(&file), "{ctx}");
+    assert_eq!(get_str(thief[0], "mnsensor.syscall"), "pidfd_getfd", "{ctx}");
+    assert_eq!(get_u64(thief[0], "file.inode"), inode(&file), "{ctx}");
+    // The open's totals (opened by the victim, which read nothing) hold the thief's bytes.
+    let close = events
+        .iter()
+        .find(|e| {
+            is(e, "file.close")
+                && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(u64::from(vpid))
+        })
+        .unwrap_or_else(|| panic!("no file.close of the victim's open:\n{}", records_of(&events, vpid)));
+    assert_eq!(get_u64(close, "mnsensor.file.bytes_read"), SIZE as u64, "{}", show(close));
+    assert_eq!(get_u64(close, "mnsensor.file.read_calls"), run.u("calls"), "{}", show(close));
+}
+
 #[test]
 #[ignore = "helper: runs in a child process started by the other tests"]
 fn io_child() {
@@ -1317,6 +1374,24 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
         }
         "io_uring_read" => child_io_uring(spec, size, res),
         "aio_read" => child_aio(spec, size, res),
+        "pidfd_getfd" => {
+            let (pid, target) = (n(spec, "pid") as libc::c_long, n(spec, "fd") as libc::c_long);
+            // SAFETY: plain syscalls on integers.
+            let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_long) } as i32;
+            if pidfd < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ENOSYS) {
+                    res.insert("skip".into(), json!(format!("pidfd_open: {e}")));
+                    return;
+                }
+                panic!("pidfd_open: {e}");
+            }
+            // SAFETY: as above.
+            let fd = unsafe {
+                libc::syscall(libc::SYS_pidfd_getfd, pidfd as libc::c_long, target, 0 as libc::c_long)
+            } as i32;
+            read_from(fd, "pidfd_getfd", pidfd, (size, chunk), res);
+        }
         "create_rename" => {
             let path = s(spec, "path");
             let fd = c_open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL);
@@ -1426,12 +1501,24 @@ fn child_read_handle(spec: &Value, size: usize, chunk: usize, res: &mut serde_js
     let fd = unsafe {
         libc::syscall(libc::SYS_open_by_handle_at, mfd, &raw mut fh, libc::O_RDONLY | libc::O_CLOEXEC)
     } as i32;
+    read_from(fd, "open_by_handle_at", mfd, (size, chunk), res);
+}
+
+/// The descriptor `fd` that `call` returned: reads it whole, then closes it and the helper
+/// descriptor `aux` it came through.
+fn read_from(
+    fd: i32,
+    call: &str,
+    aux: i32,
+    (size, chunk): (usize, usize),
+    res: &mut serde_json::Map<String, Value>,
+) {
     if fd < 0 {
-        os_err("open_by_handle_at");
+        os_err(call);
     }
     res.insert("calls".into(), json!(read_counted(fd, size, chunk)));
     c_close(fd);
-    c_close(mfd);
+    c_close(aux);
     res.insert("fd".into(), json!(fd));
 }
 

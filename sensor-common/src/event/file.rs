@@ -110,6 +110,10 @@ pub const CLOSE_RELEASE: u32 = 2;
 pub const OPEN_IO_URING: u32 = 0x1_0000;
 /// `Open::syscall` of a file seen by the fentry program on `security_file_open`.
 pub const OPEN_FENTRY: u32 = 0x2_0000;
+/// `Open::syscall` of a tracked file's descriptor taken from another process with
+/// `pidfd_getfd(2)` (its x86_64 syscall number): the receiver's `file.open`. The original
+/// open's totals go on and count the receiver's bytes too.
+pub const OPEN_PIDFD_GETFD: u32 = 438;
 
 /// `file.delete`, `file.rename`, `file.link`, `file.truncate` from the kernel (the fentry
 /// backend: `security_path_*` hooks, confirmed by the exit of the VFS operation), and the

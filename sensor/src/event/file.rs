@@ -5,7 +5,8 @@ use sensor_common::event::{
     Task,
     file::{
         CLOSE_EXIT, CLOSE_RELEASE, Close, FMODE_CREATED, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
-        IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
+        IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, OPEN_PIDFD_GETFD, Open,
+        Tracked,
     },
 };
 
@@ -230,6 +231,7 @@ fn syscall_name(nr: u32) -> Option<&'static str> {
         304 => "open_by_handle_at",
         437 => "openat2",
         OPEN_IO_URING => "io_uring_openat",
+        OPEN_PIDFD_GETFD => "pidfd_getfd",
         OPEN_FENTRY => return None,
         _ => "unknown",
     })
