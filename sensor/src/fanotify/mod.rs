@@ -90,7 +90,8 @@
 //! * At most `max_marks` objects (directories + single files, and for the responder every
 //!   file in the trees; default [`DEFAULT_MAX_MARKS`] for the observer,
 //!   [`responder_mark_limit`] for the responder) per observer or responder: over the limit
-//!   at start is an error
+//!   at start is an error (for the responder's files: they stay unmarked, decided through
+//!   their directory's mark only, and a warning says how many)
 //!   ([`FanotifyError::TooManyMarks`]); a directory created later beyond it is reported
 //!   (`FsEventKind::Unwatched`, `Notice::Unwatched`) and left unwatched.
 //! * Symlinks are never followed while walking; a tree spanning several filesystems works as
@@ -116,8 +117,9 @@ pub use responder::{
 
 /// The default cap on marked objects (directories plus single files) per protected set. It is
 /// the per-group limit kernels before 5.13 enforce, so the same configuration works there.
-/// The observer uses two groups and the responder two, so each marked object costs up to four
-/// marks against `/proc/sys/fs/fanotify/max_user_marks`.
+/// The observer uses two groups and the responder two, so each marked directory costs up to
+/// four marks against `/proc/sys/fs/fanotify/max_user_marks`; each file in an enforced tree
+/// costs one more (the responder's permission group).
 pub const DEFAULT_MAX_MARKS: usize = 8192;
 
 /// The responder's default cap on marked objects: half of `fs.fanotify.max_user_marks`

@@ -632,3 +632,31 @@ fn responder_decides_by_identity_under_every_name() {
     resp.stop();
     assert!(cat(&before).status.success(), "after stop() nothing is intercepted");
 }
+
+#[test]
+fn responder_files_beyond_the_mark_limit_are_decided_through_their_directory() {
+    let t = TempTree::new();
+    let tree = t.join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    for n in ["a", "b", "c"] {
+        std::fs::write(tree.join(n), n).unwrap();
+    }
+    let decide: Decide = Arc::new(|_: &PermissionRequest| Verdict::Deny);
+    // One directory and one file fit; the other two files get no mark of their own.
+    let o = ResponderOptions { max_marks: 2, ..opts(1000, FailMode::FailOpen) };
+    let resp = Responder::start(std::slice::from_ref(&tree), o, decide).expect("starts despite the limit");
+    let links: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let l = t.join(&format!("link-{n}"));
+            std::fs::hard_link(tree.join(n), &l).unwrap();
+            l
+        })
+        .collect();
+    for n in ["a", "b", "c"] {
+        assert!(denied(&cat(&tree.join(n))), "{n} through the tree");
+    }
+    let through_links = links.iter().filter(|l| denied(&cat(l))).count();
+    assert_eq!(through_links, 1, "only the marked file is refused through a link outside");
+    resp.stop();
+}

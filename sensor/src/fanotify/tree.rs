@@ -53,6 +53,8 @@ pub(crate) struct Tree {
     /// Mark every regular file in the trees and keep [`Self::names`].
     files: bool,
     names: Names,
+    /// Files left unmarked by the mark limit since the last [`Self::take_unmarked_files`].
+    unmarked_files: usize,
 }
 
 /// A file's identity: (`st_dev`, `st_ino`).
@@ -165,6 +167,7 @@ impl Tree {
             seen: None,
             files,
             names: Names::default(),
+            unmarked_files: 0,
         };
         for root in &roots {
             let meta = std::fs::symlink_metadata(root).map_err(FanotifyError::path("lstat", root))?;
@@ -174,7 +177,20 @@ impl Tree {
                 tree.add_file(root)?;
             }
         }
+        tree.warn_unmarked();
         Ok(tree)
+    }
+
+    /// Says (once per walk) how many files the mark limit left without their own mark.
+    fn warn_unmarked(&mut self) {
+        let n = std::mem::take(&mut self.unmarked_files);
+        if n > 0 {
+            tracing::warn!(
+                files = n,
+                limit = self.max,
+                "Protected files beyond the fanotify mark limit are decided through their directories only: opens through hard links outside the tree are not intercepted."
+            );
+        }
     }
 
     /// Number of marked objects.
@@ -332,6 +348,7 @@ impl Tree {
                 self.unmark_under(&old);
             }
         }
+        self.warn_unmarked();
         unwatched
     }
 
@@ -355,6 +372,7 @@ impl Tree {
                 Err(_) => {}
             }
         }
+        self.warn_unmarked();
         let seen = self.seen.take().unwrap_or_default();
         let gone: Vec<FileHandle> = self.known.keys().filter(|h| !seen.contains(*h)).cloned().collect();
         for h in gone {
@@ -425,6 +443,9 @@ impl Tree {
                     Ok(t) if t.is_file() && self.files => match self.add_member(&ent.path()) {
                         Ok(()) => {}
                         Err(FanotifyError::Path { source, .. }) if vanished(&source) => {}
+                        // Still protected through its directory's mark (not through links
+                        // elsewhere): counted, said once by the caller.
+                        Err(FanotifyError::TooManyMarks { .. }) => self.unmarked_files += 1,
                         Err(e) if strict => return Err(e),
                         Err(e) => {
                             tracing::warn!(path = %ent.path().display(), error = %e, "Cannot mark protected file.");
@@ -468,7 +489,7 @@ impl Tree {
         match self.known.get(&h).map(|k| k.path.clone()) {
             Some(old) if old != path => self.rewrite_prefix(&old, path),
             Some(_) => {}
-            None if self.len() >= self.max => {
+            None if self.known.len() >= self.max => {
                 return Err(FanotifyError::TooManyMarks { path: path.to_path_buf(), limit: self.max });
             }
             None => {}
@@ -523,7 +544,7 @@ impl Tree {
             }
         };
         let h = sys::name_to_handle(libc::AT_FDCWD, &c, fsid).map_err(handle_error(path))?;
-        if !self.known.contains_key(&h) && self.len() >= self.max {
+        if !self.known.contains_key(&h) && self.known.len() >= self.max {
             return Err(FanotifyError::TooManyMarks { path: path.to_path_buf(), limit: self.max });
         }
         for g in self.groups.iter().filter(|g| g.file_mask != 0) {
