@@ -53,7 +53,7 @@ pub(crate) struct Tree {
     /// Mark every regular file in the trees and keep [`Self::names`].
     files: bool,
     names: Names,
-    /// Files left unmarked by the mark limit since the last [`Self::take_unmarked_files`].
+    /// Files left unmarked by the mark limit since the last [`Self::warn_unmarked`].
     unmarked_files: usize,
 }
 
