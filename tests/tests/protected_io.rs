@@ -1020,7 +1020,7 @@ fn aio_case(label: &str, direct: bool) {
     let tree = Tree::new(label);
     let file = tree.file("protected/data.bin", SIZE);
     let what = if direct { "O_DIRECT AIO reads" } else { "buffered AIO reads" };
-    let op = json!({"op": "aio_read", "path": path_str(&file), "size": SIZE, "direct": direct});
+    let op = json!({"op": "aio", "path": path_str(&file), "size": SIZE, "direct": direct});
     single_use(
         &tree,
         what,
@@ -1044,6 +1044,32 @@ fn aio_buffered_read() {
 #[test]
 fn aio_direct_read() {
     aio_case("pio-aio-direct", true);
+}
+
+#[test]
+fn aio_buffered_write() {
+    let tree = Tree::new("pio-aio-write");
+    let file = tree.file("protected/out.bin", 0);
+    let op = json!({"op": "aio", "path": path_str(&file), "size": SIZE, "direct": false, "write": true});
+    single_use(
+        &tree,
+        "buffered AIO writes",
+        op,
+        None,
+        None,
+        |run| Use {
+            access: "write",
+            bytes_read: 0,
+            bytes_written: SIZE as u64,
+            read_calls: Some(0),
+            write_calls: Some(run.u("calls")),
+            io: vec!["aio"],
+            ..Use::read("AIO writes", run, 0, &file, &tree.protected, 0)
+        },
+        never,
+    )
+    .expect("not skipped");
+    assert!(fs::read(&file).expect("read back") == pattern(SIZE), "the AIO writes reached the file");
 }
 
 /// A descriptor taken from another process with `pidfd_getfd`: the thief's `file.open`
@@ -1373,7 +1399,7 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
             res.insert("fd".into(), json!(fd));
         }
         "io_uring_read" => child_io_uring(spec, size, res),
-        "aio_read" => child_aio(spec, size, res),
+        "aio" => child_aio(spec, size, res),
         "pidfd_getfd" => {
             let (pid, target) = (n(spec, "pid") as libc::c_long, n(spec, "fd") as libc::c_long);
             // SAFETY: plain syscalls on integers.
@@ -1592,10 +1618,13 @@ struct Iocb {
 
 fn child_aio(spec: &Value, size: usize, res: &mut serde_json::Map<String, Value>) {
     const IOCB_CMD_PREAD: u16 = 0;
+    const IOCB_CMD_PWRITE: u16 = 1;
     const CHUNK: usize = 65536;
     let direct = spec["direct"].as_bool() == Some(true);
+    let write = spec["write"].as_bool() == Some(true);
     let path = CString::new(s(spec, "path")).expect("no NUL");
-    let flags = libc::O_RDONLY | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
+    let access = if write { libc::O_WRONLY } else { libc::O_RDONLY };
+    let flags = access | libc::O_CLOEXEC | if direct { libc::O_DIRECT } else { 0 };
     // SAFETY: valid NUL-terminated path.
     let fd = unsafe { libc::open(path.as_ptr(), flags) };
     if fd < 0 {
@@ -1621,13 +1650,16 @@ fn child_aio(spec: &Value, size: usize, res: &mut serde_json::Map<String, Value>
     let mut raw = vec![0u8; chunks * CHUNK + 4096];
     let start = raw.as_ptr().align_offset(4096);
     let buf = &mut raw[start..start + chunks * CHUNK];
+    if write {
+        buf[..size].copy_from_slice(&pattern(size));
+    }
     let mut iocbs: Vec<Iocb> = (0..chunks)
         .map(|i| Iocb {
             data: i as u64,
-            opcode: IOCB_CMD_PREAD,
+            opcode: if write { IOCB_CMD_PWRITE } else { IOCB_CMD_PREAD },
             fildes: fd as u32,
             buf: buf[i * CHUNK..].as_mut_ptr() as u64,
-            // O_DIRECT wants whole blocks: the last request asks past the end and gets less.
+            // O_DIRECT reads whole blocks: the last request asks past the end and gets less.
             nbytes: if direct { CHUNK } else { CHUNK.min(size - i * CHUNK) } as u64,
             offset: (i * CHUNK) as i64,
             ..Iocb::default()
@@ -1663,8 +1695,8 @@ fn child_aio(spec: &Value, size: usize, res: &mut serde_json::Map<String, Value>
         }
         reaped += got as usize;
     }
-    assert_eq!(total, size, "AIO read {total} bytes of {size}");
-    assert!(buf[..size] == pattern(size), "AIO read other bytes than the file's");
+    assert_eq!(total, size, "AIO moved {total} bytes of {size}");
+    assert!(write || buf[..size] == pattern(size), "AIO read other bytes than the file's");
     // SAFETY: the context made above; nothing is in flight.
     unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
     c_close(fd);
