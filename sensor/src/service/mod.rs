@@ -1,0 +1,147 @@
+//! Running as a service: systemd's notify protocol ([`notify`]), the status socket
+//! ([`status`]) and configuration reloads. The daemon calls [`Service`] at a handful of
+//! points: ready after the programs are attached and the policies loaded, `watchdog()` from
+//! the drain tick, `tick()` once a second, `reloading()`/`reloaded()` around SIGHUP, and
+//! `stopping()`.
+pub mod notify;
+pub mod status;
+
+use std::collections::BTreeMap;
+
+use self::{
+    notify::Notifier,
+    status::{Snapshot, StatusError, StatusServer},
+};
+use crate::{
+    cli::RunArgs,
+    config::{self, Config},
+    event::{Record, attr, sensor::StartInfo},
+};
+
+/// The service side of a running sensor.
+#[derive(Debug)]
+pub struct Service {
+    notify: Notifier,
+    status: StatusServer,
+    /// The command line, to read the configuration again on SIGHUP.
+    args: RunArgs,
+    /// The configuration in force.
+    config: Config,
+    ticks: u64,
+}
+
+impl Service {
+    /// Reads the notify environment and binds the status socket (state `starting`).
+    pub fn start(args: &RunArgs, config: &Config) -> Result<Self, StatusError> {
+        let notify = Notifier::from_env();
+        let snapshot = Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            state: "starting".to_owned(),
+            config_source: crate::daemon::source_name(args.config.as_ref()),
+            watchdog: notify.watchdog_enabled(),
+            ..Snapshot::default()
+        };
+        let status = StatusServer::bind(&config.status_socket, snapshot)?;
+        Ok(Self { notify, status, args: args.clone(), config: config.clone(), ticks: 0 })
+    }
+
+    /// The programs are attached and the policies loaded: `READY=1`.
+    pub fn ready(&mut self, info: &StartInfo) {
+        self.status.update(|s| {
+            s.state = "ready".to_owned();
+            s.kernel_release.clone_from(&info.kernel_release);
+            s.backends = BTreeMap::from([
+                ("process".to_owned(), "tracepoint".to_owned()),
+                ("file".to_owned(), info.file_backend.to_owned()),
+                ("file.observer".to_owned(), info.file_observer.to_owned()),
+                ("file.change".to_owned(), info.change_backend.to_owned()),
+                ("network".to_owned(), "tracepoint".to_owned()),
+            ]);
+            s.policies = policy_backends(&info.enforcement);
+            s.policy_hash.clone_from(&info.policy_hash);
+            s.policy_files.clone_from(&info.policy_files);
+        });
+        self.notify.ready(&format!("Ready: {} policies", info.enforcement.len()));
+        tracing::debug!("Notified systemd: ready.");
+    }
+
+    /// From the event loop (drain tick): `WATCHDOG=1` when due.
+    pub fn watchdog(&mut self) {
+        self.notify.watchdog();
+    }
+
+    /// Once a second from the event loop: counters and the policy set in force.
+    pub fn tick(&mut self, events: u64, lost: u64, policy_hash: &str, backends: &[String]) {
+        self.status.update(|s| {
+            s.counters.events = events;
+            s.counters.lost = lost;
+            if s.policy_hash != policy_hash {
+                policy_hash.clone_into(&mut s.policy_hash);
+                s.policies = policy_backends(backends);
+            }
+        });
+        self.ticks += 1;
+        if self.ticks % 5 == 0 {
+            self.notify.status(&format!("Running: {events} events, {lost} lost, policy {policy_hash:.12}"));
+        }
+    }
+
+    /// SIGHUP received: `RELOADING=1`.
+    pub fn reloading(&mut self) {
+        self.status.update(|s| s.state = "reloading".to_owned());
+        self.notify.reloading();
+    }
+
+    /// After the policy reload: reads the configuration again, says which changed keys need
+    /// a restart (log and the returned `sensor.config_reloaded` record), then `READY=1`.
+    pub fn reloaded(&mut self, time_ns: i128, policy_files: Vec<String>) -> Record {
+        let mut rec = Record::new("sensor.config_reloaded", time_ns);
+        rec.set(attr::CONFIG_SOURCE, crate::daemon::source_name(self.args.config.as_ref()));
+        let (restart, error) = match Config::effective(&self.args) {
+            Ok(new) => (config::restart_required(&self.config, &new), None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        match &error {
+            Some(e) => {
+                tracing::error!(error = %e, "Configuration reload failed; the running configuration stays.")
+            }
+            None if restart.is_empty() => tracing::info!("Configuration reloaded; nothing needs a restart."),
+            None => tracing::warn!(
+                keys = restart.join(","),
+                "Configuration changed where only a restart applies it; the old values stay until then."
+            ),
+        }
+        rec.set(attr::CONFIG_RESTART_REQUIRED, restart.clone());
+        rec.set_opt(attr::CONFIG_ERROR, error.clone());
+        self.status.update(|s| {
+            s.state = "ready".to_owned();
+            s.restart_required = restart.iter().map(|k| (*k).to_owned()).collect();
+            s.policy_files = policy_files;
+            if error.is_some() {
+                s.counters.reload_errors += 1;
+            } else {
+                s.counters.reloads += 1;
+            }
+        });
+        self.notify.ready("Reloaded");
+        rec
+    }
+
+    /// Shutting down: `STOPPING=1`.
+    pub fn stopping(&mut self) {
+        self.status.update(|s| s.state = "stopping".to_owned());
+        self.notify.stopping();
+    }
+}
+
+/// `policy=backend` strings (`sensor.start`) as a map.
+fn policy_backends(items: &[String]) -> BTreeMap<String, String> {
+    items
+        .iter()
+        .map(|s| match s.rsplit_once('=') {
+            Some((name, backend)) => (name.to_owned(), backend.to_owned()),
+            None => (s.clone(), String::new()),
+        })
+        .collect()
+}
