@@ -27,7 +27,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
             let config = Config::effective(&args)?;
-            let service = Service::start(&args, &config)?;
+            let service = Service::start(&args, &config);
             let spec = RunSpec { config, config_source: daemon::source_name(args.config.as_ref()), service };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use self::{
     notify::Notifier,
-    status::{Snapshot, StatusError, StatusServer},
+    status::{Snapshot, StatusServer},
 };
 use crate::{
     cli::RunArgs,
@@ -22,7 +22,8 @@ use crate::{
 #[derive(Debug)]
 pub struct Service {
     notify: Notifier,
-    status: StatusServer,
+    /// `None` when the socket could not be set up (logged): the sensor runs without it.
+    status: Option<StatusServer>,
     /// The command line, to read the configuration again on SIGHUP.
     args: RunArgs,
     /// The configuration in force.
@@ -31,8 +32,10 @@ pub struct Service {
 }
 
 impl Service {
-    /// Reads the notify environment and binds the status socket (state `starting`).
-    pub fn start(args: &RunArgs, config: &Config) -> Result<Self, StatusError> {
+    /// Reads the notify environment and binds the status socket (state `starting`). A
+    /// socket that cannot be set up (another sensor answers on it, no permission) is logged
+    /// and left out: watching files matters more than answering `mnsensor status`.
+    pub fn start(args: &RunArgs, config: &Config) -> Self {
         let notify = Notifier::from_env();
         let snapshot = Snapshot {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -42,13 +45,25 @@ impl Service {
             watchdog: notify.watchdog_enabled(),
             ..Snapshot::default()
         };
-        let status = StatusServer::bind(&config.status_socket, snapshot)?;
-        Ok(Self { notify, status, args: args.clone(), config: config.clone(), ticks: 0 })
+        let status = match StatusServer::bind(&config.status_socket, snapshot) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "No status socket; `mnsensor status` cannot reach this sensor.");
+                None
+            }
+        };
+        Self { notify, status, args: args.clone(), config: config.clone(), ticks: 0 }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        if let Some(s) = &self.status {
+            s.update(f);
+        }
     }
 
     /// The programs are attached and the policies loaded: `READY=1`.
     pub fn ready(&mut self, info: &StartInfo) {
-        self.status.update(|s| {
+        self.update(|s| {
             s.state = "ready".to_owned();
             s.kernel_release.clone_from(&info.kernel_release);
             s.backends = BTreeMap::from([
@@ -73,7 +88,7 @@ impl Service {
 
     /// Once a second from the event loop: counters and the policy set in force.
     pub fn tick(&mut self, events: u64, lost: u64, policy_hash: &str, backends: &[String]) {
-        self.status.update(|s| {
+        self.update(|s| {
             s.counters.events = events;
             s.counters.lost = lost;
             if s.policy_hash != policy_hash {
@@ -89,7 +104,7 @@ impl Service {
 
     /// SIGHUP received: `RELOADING=1`.
     pub fn reloading(&mut self) {
-        self.status.update(|s| s.state = "reloading".to_owned());
+        self.update(|s| s.state = "reloading".to_owned());
         self.notify.reloading();
     }
 
@@ -114,7 +129,7 @@ impl Service {
         }
         rec.set(attr::CONFIG_RESTART_REQUIRED, restart.clone());
         rec.set_opt(attr::CONFIG_ERROR, error.clone());
-        self.status.update(|s| {
+        self.update(|s| {
             s.state = "ready".to_owned();
             s.restart_required = restart.iter().map(|k| (*k).to_owned()).collect();
             s.policy_files = policy_files;
@@ -130,7 +145,7 @@ impl Service {
 
     /// Shutting down: `STOPPING=1`.
     pub fn stopping(&mut self) {
-        self.status.update(|s| s.state = "stopping".to_owned());
+        self.update(|s| s.state = "stopping".to_owned());
         self.notify.stopping();
     }
 }
