@@ -32,6 +32,13 @@ pub enum Command {
     Config(ConfigArgs),
     /// Ask the running sensor how it is doing; exits 1 when it is not running or not healthy.
     Status(StatusArgs),
+    /// Write the man pages and shell completions into DIR (for packaging; `cargo xtask package`).
+    #[command(hide = true)]
+    Generate {
+        /// Output directory (created): `man/*.1`, `bash/mnsensor`, `zsh/_mnsensor`, `fish/mnsensor.fish`.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `mnsensor run`.

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod enforce;
 pub mod event;
 pub mod fanotify;
+pub mod generate;
 pub mod kernel;
 pub mod logging;
 pub mod output;

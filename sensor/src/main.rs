@@ -38,6 +38,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Policy(args) => Ok(sensor::policy::cli::run(args)),
         Command::Config(args) => Ok(sensor::config::cli::run(args)),
+        Command::Generate { dir } => {
+            for path in
+                sensor::generate::generate(&dir).with_context(|| format!("writing to {}", dir.display()))?
+            {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(args) => {
             let snap = match status::query(&args.socket) {
                 Ok(s) => s,

@@ -18,6 +18,9 @@ const PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // `systemd-analyze verify|security` on the unit (tests/tests/service.rs); systemd need
+    // not run.
+    "systemd",
 ];
 /// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine.
 const VM_PACKAGES: &[&str] = &["qemu-system-x86"];

@@ -97,7 +97,7 @@ impl Service {
             }
         });
         self.ticks += 1;
-        if self.ticks % 5 == 0 {
+        if self.ticks.is_multiple_of(5) {
             self.notify.status(&format!("Running: {events} events, {lost} lost, policy {policy_hash:.12}"));
         }
     }
