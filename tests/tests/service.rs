@@ -325,38 +325,35 @@ fn log_options_for_operators() {
         assert_eq!(o.status.code(), Some(2), "--log-level {bad}: {}", describe(&o));
         assert!(o.stderr.contains("not a log level"), "{}", describe(&o));
     }
-    // A diagnostic through tracing (the status socket cannot be made), in each format; the
-    // run then fails on the missing protected path, before touching the kernel.
+    // A diagnostic through tracing (the policy loader warns about a subdirectory it does not
+    // read), in each format; the run then fails on the missing protected path, before
+    // touching the kernel.
     let dir = TempDir::new("logs");
-    let bad_socket = dir.write("file", "").join("status.sock");
+    let set = dir.mkdir("set");
+    std::fs::copy(workspace_root().join("policies/default.yaml"), set.join("10-default.yaml")).unwrap();
+    dir.mkdir("set/unread");
     let missing = dir.join("missing");
     let run = |format: &str| {
-        mnsensor(&[
-            "--log-format",
-            format,
-            "run",
-            "--output",
-            "stdout",
-            "--status-socket",
-            path_str(&bad_socket),
-            "--protect",
-            path_str(&missing),
-        ])
+        let args =
+            ["--log-format", format, "run", "--output", "stdout", "--policy", path_str(&set), "--protect"];
+        let o = mnsensor(&[&args[..], &[path_str(&missing)]].concat());
+        assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+        o
     };
     let o = run("text");
-    assert!(o.stderr.contains("ERROR") && o.stderr.contains("No status socket"), "{}", describe(&o));
+    assert!(o.stderr.contains("WARN") && o.stderr.contains("subdirectory not read"), "{}", describe(&o));
     assert!(!o.stderr.contains('\u{1b}'), "ANSI escapes although stderr is a file: {}", describe(&o));
     let o = run("json");
     let line = o
         .stderr
         .lines()
-        .find(|l| l.contains("No status socket"))
+        .find(|l| l.contains("subdirectory not read"))
         .unwrap_or_else(|| panic!("{}", describe(&o)));
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-    assert_eq!(v["level"], "ERROR", "{line}");
+    assert_eq!(v["level"], "WARN", "{line}");
     let o = run("journal");
     assert!(
-        o.stderr.lines().any(|l| l.starts_with("<3>") && l.contains("No status socket")),
+        o.stderr.lines().any(|l| l.starts_with("<4>") && l.contains("subdirectory not read")),
         "{}",
         describe(&o)
     );

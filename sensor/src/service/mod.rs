@@ -1,6 +1,6 @@
 //! Running as a service: systemd's notify protocol ([`notify`]), the status socket
 //! ([`status`]) and configuration reloads. The daemon calls [`Service`] at a handful of
-//! points: ready after the programs are attached and the policies loaded, `watchdog()` from
+//! points: `ready()` after the programs are attached and the policies loaded, `watchdog()` from
 //! the drain tick, `tick()` once a second, `reloading()`/`reloaded()` around SIGHUP, and
 //! `stopping()`.
 pub mod notify;
@@ -22,7 +22,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Service {
     notify: Notifier,
-    /// `None` when the socket could not be set up (logged): the sensor runs without it.
+    /// Bound when ready; `None` before, or when it could not be set up (logged).
     status: Option<StatusServer>,
     /// The command line, to read the configuration again on SIGHUP.
     args: RunArgs,
@@ -32,27 +32,17 @@ pub struct Service {
 }
 
 impl Service {
-    /// Reads the notify environment and binds the status socket (state `starting`). A
-    /// socket that cannot be set up (another sensor answers on it, no permission) is logged
-    /// and left out: watching files matters more than answering `mnsensor status`.
+    /// Reads the notify environment. Nothing is bound yet: the status socket comes with
+    /// [`Self::ready`], so that a sensor that cannot start (no privileges, bad input) leaves
+    /// nothing behind and says only why it cannot start.
     pub fn start(args: &RunArgs, config: &Config) -> Self {
-        let notify = Notifier::from_env();
-        let snapshot = Snapshot {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            pid: std::process::id(),
-            state: "starting".to_owned(),
-            config_source: crate::daemon::source_name(args.config.as_ref()),
-            watchdog: notify.watchdog_enabled(),
-            ..Snapshot::default()
-        };
-        let status = match StatusServer::bind(&config.status_socket, snapshot) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "No status socket; `mnsensor status` cannot reach this sensor.");
-                None
-            }
-        };
-        Self { notify, status, args: args.clone(), config: config.clone(), ticks: 0 }
+        Self {
+            notify: Notifier::from_env(),
+            status: None,
+            args: args.clone(),
+            config: config.clone(),
+            ticks: 0,
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut Snapshot)) {
@@ -61,22 +51,36 @@ impl Service {
         }
     }
 
-    /// The programs are attached and the policies loaded: `READY=1`.
+    /// The programs are attached and the policies loaded: binds the status socket (a socket
+    /// that cannot be set up, e.g. another sensor answers on it, is logged and left out:
+    /// watching files matters more than answering `mnsensor status`), then `READY=1`.
     pub fn ready(&mut self, info: &StartInfo) {
-        self.update(|s| {
-            s.state = "ready".to_owned();
-            s.kernel_release.clone_from(&info.kernel_release);
-            s.backends = BTreeMap::from([
+        let snapshot = Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            state: "ready".to_owned(),
+            config_source: crate::daemon::source_name(self.args.config.as_ref()),
+            watchdog: self.notify.watchdog_enabled(),
+            kernel_release: info.kernel_release.clone(),
+            backends: BTreeMap::from([
                 ("process".to_owned(), "tracepoint".to_owned()),
                 ("file".to_owned(), info.file_backend.to_owned()),
                 ("file.observer".to_owned(), info.file_observer.to_owned()),
                 ("file.change".to_owned(), info.change_backend.to_owned()),
                 ("network".to_owned(), "tracepoint".to_owned()),
-            ]);
-            s.policies = policy_backends(&info.enforcement);
-            s.policy_hash.clone_from(&info.policy_hash);
-            s.policy_files.clone_from(&info.policy_files);
-        });
+            ]),
+            policies: policy_backends(&info.enforcement),
+            policy_hash: info.policy_hash.clone(),
+            policy_files: info.policy_files.clone(),
+            ..Snapshot::default()
+        };
+        self.status = match StatusServer::bind(&self.config.status_socket, snapshot) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "No status socket; `mnsensor status` cannot reach this sensor.");
+                None
+            }
+        };
         self.notify.ready(&format!("Ready: {} policies", info.enforcement.len()));
         tracing::debug!("Notified systemd: ready.");
     }

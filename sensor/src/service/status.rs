@@ -29,7 +29,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(5);
 pub struct Snapshot {
     pub version: String,
     pub pid: u32,
-    /// `starting`, `ready`, `reloading` or `stopping`.
+    /// `ready`, `reloading` or `stopping` (the socket exists once the sensor is ready).
     pub state: String,
     /// Filled in when answering: `ready` and updated within [`STALE_AFTER`].
     pub healthy: bool,
@@ -73,7 +73,7 @@ pub enum StatusError {
     InUse(PathBuf),
     #[error("cannot set up the status socket {path}: {source}")]
     Setup { path: PathBuf, source: io::Error },
-    #[error("mnsensor is not running (cannot connect to {path}: {source})")]
+    #[error("mnsensor is not running, or still starting (cannot connect to {path}: {source})")]
     NotRunning { path: PathBuf, source: io::Error },
     #[error("bad answer from {path}: {message}")]
     Answer { path: PathBuf, message: String },
