@@ -222,31 +222,31 @@ impl Config {
     }
 }
 
-/// The keys that a reload (SIGHUP) cannot change in a running sensor: those whose values
-/// differ between `old` and `new`. The policy files themselves are reloaded; everything
-/// else needs a restart.
-pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |key: &'static str, differs: bool| {
-        if differs {
-            keys.push(key);
-        }
+/// The top-level keys whose values differ between `old` and `new` (in key order). None of
+/// them changes in a running sensor (the policy files themselves are reloaded): each needs
+/// a restart. Keys added later are covered without a change here.
+pub fn restart_required(old: &Config, new: &Config) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
     };
-    check("protect", old.protect != new.protect);
-    check("outputs", old.outputs != new.outputs);
-    check("ring_buffer_bytes", old.ring_buffer_bytes != new.ring_buffer_bytes);
-    check("drain_interval_ms", old.drain_interval_ms != new.drain_interval_ms);
-    check("state_dir", old.state_dir != new.state_dir);
-    check("policies", old.policies != new.policies);
-    check("enforcement", old.enforcement != new.enforcement);
-    check("max_protected_inodes", old.max_protected_inodes != new.max_protected_inodes);
-    check("status_socket", old.status_socket != new.status_socket);
-    keys
+    old.iter().filter(|(k, v)| new.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::Config;
+
+    #[test]
+    fn restart_required_names_the_changed_keys() {
+        let old = Config::default();
+        let mut new = old.clone();
+        assert!(super::restart_required(&old, &new).is_empty());
+        new.drain_interval_ms = 30;
+        new.enforcement.deadline_ms = 300;
+        assert_eq!(super::restart_required(&old, &new), ["drain_interval_ms", "enforcement"]);
+    }
 
     #[test]
     fn embedded_default_equals_code_default() {

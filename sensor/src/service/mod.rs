@@ -135,7 +135,7 @@ impl Service {
         rec.set_opt(attr::CONFIG_ERROR, error.clone());
         self.update(|s| {
             s.state = "ready".to_owned();
-            s.restart_required = restart.iter().map(|k| (*k).to_owned()).collect();
+            s.restart_required.clone_from(&restart);
             s.policy_files = policy_files;
             if error.is_some() {
                 s.counters.reload_errors += 1;
