@@ -39,7 +39,6 @@ pub enum DaemonError {
     Seq(#[from] SeqError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyErrors),
-
     /// Signal handlers or the ring buffer's readiness could not be set up.
     #[error("cannot set up {what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
