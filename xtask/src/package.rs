@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// The cargo-deb release installed when missing (`cargo install --locked`: minutes).
-const CARGO_DEB_VERSION: &str = "3.6.3";
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 #[derive(clap::Args)]
 pub struct Args {
