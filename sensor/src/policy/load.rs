@@ -66,7 +66,11 @@ pub fn discover(paths: &[PathBuf], host_checks: bool, diag: &mut Diagnostics) ->
                 if name.starts_with('.') {
                     continue;
                 }
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let policy_name = name.ends_with(".yaml") || name.ends_with(".yml");
+                if policy_name {
+                    // A directory with a policy name is refused when read.
+                    out.push(Candidate { path: arg.join(entry.file_name()), policy_dir: dir.clone() });
+                } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     // Never read, by the tools and the daemon alike; said so rather than
                     // skipped silently (policies/examples/ next to a live set, for instance).
                     diag.warning(
@@ -74,8 +78,6 @@ pub fn discover(paths: &[PathBuf], host_checks: bool, diag: &mut Diagnostics) ->
                         Pos::START,
                         "subdirectory not read: only the files directly in a policy directory are policies (name it to load it)".into(),
                     );
-                } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-                    out.push(Candidate { path: arg.join(entry.file_name()), policy_dir: dir.clone() });
                 }
             }
             if out.len() == before {
