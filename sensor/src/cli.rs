@@ -35,7 +35,7 @@ pub enum Command {
     /// Write the man pages and shell completions into DIR (for packaging; `cargo xtask package`).
     #[command(hide = true)]
     Generate {
-        /// Output directory (created): `man/*.1`, `bash/mnsensor`, `zsh/_mnsensor`, `fish/mnsensor.fish`.
+        /// Output directory (created): `man/*.1`, `bash/mnsensor.bash`, `zsh/_mnsensor`, `fish/mnsensor.fish`.
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },

@@ -11,7 +11,7 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
-/// Writes `man/mnsensor*.1` and `bash/mnsensor`, `zsh/_mnsensor`, `fish/mnsensor.fish`.
+/// Writes `man/mnsensor*.1` and `bash/mnsensor.bash`, `zsh/_mnsensor`, `fish/mnsensor.fish`.
 pub fn generate(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let man = dir.join("man");

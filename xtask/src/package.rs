@@ -35,7 +35,7 @@ pub fn package(args: &Args) -> Result<()> {
     install_cargo_deb()?;
     let started = Instant::now();
     run(cargo().args(["build", "--release", "-p", "sensor", "--bin", "mnsensor"]))?;
-    let generated = root().join("target/package/generated");
+    let generated = root().join("packaging/generated");
     let _ = fs::remove_dir_all(&generated);
     run(Command::new(target_dir().join("release/mnsensor")).arg("generate").arg(&generated))?;
     let first = deb(None)?;
@@ -166,6 +166,8 @@ impl ScratchRoot {
         for f in ["var/lib/dpkg/status", "var/lib/dpkg/available"] {
             fs::write(dir.join(f), "")?;
         }
+        fs::create_dir_all(dir.join("dev"))?;
+        run(Command::new("mknod").args(["-m", "666"]).arg(dir.join("dev/null")).args(["c", "1", "3"]))?;
         let busybox = setup::busybox();
         if !busybox.is_file() {
             bail!("{} is missing: run `cargo xtask setup --vm`", busybox.display());
@@ -181,8 +183,14 @@ impl ScratchRoot {
         self.dir.join(rel)
     }
 
+    /// `dpkg --root`; `--force-depends` because the scratch root holds no other package
+    /// (libc6 is the host's).
     fn dpkg(&self, args: &[&str], target: &Path) -> Result<()> {
-        run(Command::new("dpkg").arg(format!("--root={}", self.dir.display())).args(args).arg(target))
+        run(Command::new("dpkg")
+            .arg(format!("--root={}", self.dir.display()))
+            .arg("--force-depends")
+            .args(args)
+            .arg(target))
     }
 
     fn query(&self, format: &str) -> Result<String> {
