@@ -1,15 +1,23 @@
 //! Command line (stable contract; later releases extend it).
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::{LogFormat, parse_filter};
 
 /// mnsensor: eBPF host sensor for file servers that hold My Number data.
 #[derive(Debug, Parser)]
 #[command(name = "mnsensor", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log level of the daemon's own diagnostics on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "info", env = "MNSENSOR_LOG")]
+    /// Log level of the daemon's own diagnostics on stderr: error, warn, info, debug, trace,
+    /// or a `tracing` filter such as `warn,sensor::daemon=debug`.
+    #[arg(long, global = true, default_value = "info", env = "MNSENSOR_LOG", value_parser = parse_filter)]
     pub log_level: String,
+    /// Format of the diagnostics on stderr: `text` (colours only on a terminal), `json` (one
+    /// object a line), `journal` (`<N>` priority prefixes, no time: journald adds both), or
+    /// `auto` (`journal` when stderr is the journal, else `text`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "MNSENSOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -20,10 +28,21 @@ pub enum Command {
     Run(RunArgs),
     /// Check, explain and test access policies (docs/policy.md).
     Policy(crate::policy::cli::PolicyArgs),
+    /// Check the configuration, or show the one in effect (docs/configuration.md).
+    Config(ConfigArgs),
+    /// Ask the running sensor how it is doing; exits 1 when it is not running or not healthy.
+    Status(StatusArgs),
+    /// Write the man pages and shell completions into DIR (for packaging; `cargo xtask package`).
+    #[command(hide = true)]
+    Generate {
+        /// Output directory (created): `man/*.1`, `bash/mnsensor.bash`, `zsh/_mnsensor`, `fish/mnsensor.fish`.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `mnsensor run`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Configuration file (YAML); without it the embedded default is used.
     #[arg(long, value_name = "FILE")]
@@ -40,4 +59,48 @@ pub struct RunArgs {
     /// Kernel-to-daemon ring buffer size in bytes (power of two, ≥ 4096).
     #[arg(long, value_name = "BYTES")]
     pub ring_buffer_bytes: Option<u32>,
+    /// Where `mnsensor status` reaches the sensor [default: /run/mnsensor/status.sock].
+    #[arg(long, value_name = "PATH")]
+    pub status_socket: Option<PathBuf>,
+}
+
+/// `mnsensor config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file and the policies it names without starting; every
+    /// error with file:line:column. Exit 0 valid, 1 invalid.
+    Check {
+        /// The configuration file.
+        #[arg(value_name = "FILE", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        file: PathBuf,
+        /// Skip the policy checks that need the target host (owners, users, paths).
+        #[arg(long)]
+        no_host_checks: bool,
+    },
+    /// Print the configuration `mnsensor run` would use with these arguments, as YAML.
+    Show(RunArgs),
+}
+
+/// `mnsensor status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sensor's status socket.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_STATUS_SOCKET)]
+    pub socket: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+/// How `mnsensor status` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
 }

@@ -2,16 +2,27 @@
 //! command-line flags on top.
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::yaml::Pos;
+
+pub mod cli;
+pub mod schema;
 
 /// The embedded default configuration, documented key by key.
 pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
+
+/// The configuration file of an installed sensor (`mnsensor config check` without FILE).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mnsensor/config.yaml";
+
+/// Where the running daemon answers `mnsensor status`.
+pub const DEFAULT_STATUS_SOCKET: &str = "/run/mnsensor/status.sock";
 
 /// Largest configuration file accepted.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Configuration file contents. Unknown keys are errors.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Protected files and directories (`file.open` is reported for opens inside them).
@@ -32,6 +43,8 @@ pub struct Config {
     /// Capacity of the kernel's protected-inode map: protected paths plus the files found
     /// below protected directories at start plus files created in them while running.
     pub max_protected_inodes: u32,
+    /// The unix socket `mnsensor status` asks (created 0600 in a 0700 directory).
+    pub status_socket: PathBuf,
 }
 
 impl Default for Config {
@@ -45,12 +58,13 @@ impl Default for Config {
             max_protected_inodes: 65_536,
             policies: Vec::new(),
             enforcement: Enforcement::default(),
+            status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
         }
     }
 }
 
 /// `enforcement:` settings.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Enforcement {
     /// Longest a process waits for a decision, in milliseconds; then `fail_mode` applies
@@ -67,11 +81,18 @@ impl Default for Enforcement {
 }
 
 /// What a late decision becomes.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FailMode {
     Open,
     Closed,
+}
+
+/// One problem of a configuration: where (none for the command line) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub pos: Option<Pos>,
+    pub message: String,
 }
 
 /// A configuration that could not be read or is invalid.
@@ -83,23 +104,30 @@ pub enum ConfigError {
     /// The file is larger than [`MAX_CONFIG_BYTES`].
     #[error("configuration {path} is {size} bytes, more than the {max}-byte limit")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
-    /// YAML syntax or schema error (with line and column).
-    #[error("invalid configuration {source_name}: {message}")]
-    Parse { source_name: String, message: String },
-    /// A value is out of range.
-    #[error("invalid configuration {source_name}: {message}")]
-    Invalid { source_name: String, message: String },
+    /// Every problem found (YAML syntax, unknown or duplicate keys, wrong types, ranges),
+    /// each with its line and column; nothing of the configuration was used.
+    #[error("{}", show_problems(source_name, problems))]
+    Invalid { source_name: String, problems: Vec<Problem> },
+}
+
+fn show_problems(source_name: &str, problems: &[Problem]) -> String {
+    let n = problems.len();
+    let mut out = format!("invalid configuration {source_name}: {n} error{}", if n == 1 { "" } else { "s" });
+    for p in problems {
+        match p.pos {
+            Some(pos) => out.push_str(&format!("\n  {source_name}:{pos}: {}", p.message)),
+            None => out.push_str(&format!("\n  {source_name}: {}", p.message)),
+        }
+    }
+    out
 }
 
 impl Config {
-    /// Parses YAML text; `source_name` names it in errors.
+    /// Parses YAML text; `source_name` names it in errors. Every problem of the text is
+    /// reported at once (see [`schema`]).
     pub fn parse(text: &str, source_name: &str) -> Result<Self, ConfigError> {
-        let config: Self = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-            source_name: source_name.to_owned(),
-            message: e.to_string(),
-        })?;
-        config.validate(source_name)?;
-        Ok(config)
+        schema::parse(text)
+            .map_err(|problems| ConfigError::Invalid { source_name: source_name.to_owned(), problems })
     }
 
     /// Reads and parses a configuration file.
@@ -118,41 +146,107 @@ impl Config {
         Self::parse(DEFAULT_YAML, "embedded default")
     }
 
-    /// Checks value ranges.
+    /// The configuration `mnsensor run` uses: the file (or the embedded default), then the
+    /// flags on top (lists add, except `--output`, which replaces; values replace).
+    pub fn effective(args: &crate::cli::RunArgs) -> Result<Self, ConfigError> {
+        let mut config = match &args.config {
+            Some(path) => Self::load(path)?,
+            None => Self::embedded()?,
+        };
+        config.protect.extend(args.protect.iter().cloned());
+        config.policies.extend(args.policy.iter().cloned());
+        if !args.output.is_empty() {
+            config.outputs.clone_from(&args.output);
+        }
+        if let Some(bytes) = args.ring_buffer_bytes {
+            config.ring_buffer_bytes = bytes;
+        }
+        if let Some(path) = &args.status_socket {
+            config.status_socket.clone_from(path);
+        }
+        config.validate("the command line")?;
+        Ok(config)
+    }
+
+    /// Checks value ranges (after the flags were applied).
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { source_name: source_name.to_owned(), message };
+        let problems: Vec<Problem> = self
+            .range_problems()
+            .into_iter()
+            .map(|(key, message)| Problem { pos: None, message: format!("`{key}`: {message}") })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { source_name: source_name.to_owned(), problems })
+        }
+    }
+
+    /// Every out-of-range value: (dotted key, what is wrong).
+    pub fn range_problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         let rb = self.ring_buffer_bytes;
         if rb < 4096 || !rb.is_power_of_two() {
-            return Err(invalid(format!("ring_buffer_bytes must be a power of two ≥ 4096, got {rb}")));
+            out.push(("ring_buffer_bytes", format!("must be a power of two ≥ 4096, got {rb}")));
         }
         if !(1..=1000).contains(&self.drain_interval_ms) {
-            return Err(invalid(format!(
-                "drain_interval_ms must be 1..=1000, got {}",
-                self.drain_interval_ms
-            )));
+            out.push(("drain_interval_ms", format!("must be 1..=1000, got {}", self.drain_interval_ms)));
         }
         if !(16..=1 << 22).contains(&self.max_protected_inodes) {
-            return Err(invalid(format!(
-                "max_protected_inodes must be 16..=4194304, got {}",
-                self.max_protected_inodes
-            )));
+            out.push((
+                "max_protected_inodes",
+                format!("must be 16..=4194304, got {}", self.max_protected_inodes),
+            ));
         }
         if !(10..=10_000).contains(&self.enforcement.deadline_ms) {
-            return Err(invalid(format!(
-                "enforcement.deadline_ms must be 10..=10000, got {}",
-                self.enforcement.deadline_ms
-            )));
+            out.push((
+                "enforcement.deadline_ms",
+                format!("must be 10..=10000, got {}", self.enforcement.deadline_ms),
+            ));
         }
         if self.outputs.is_empty() {
-            return Err(invalid("outputs must name at least one output".to_owned()));
+            out.push(("outputs", "must name at least one output".to_owned()));
         }
-        Ok(())
+        if !self.status_socket.is_absolute() {
+            out.push((
+                "status_socket",
+                format!("must be an absolute path, got {}", self.status_socket.display()),
+            ));
+        }
+        out
     }
+
+    /// The configuration as YAML (`mnsensor config show`).
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+}
+
+/// The top-level keys whose values differ between `old` and `new` (in key order). None of
+/// them changes in a running sensor (the policy files themselves are reloaded): each needs
+/// a restart. Keys added later are covered without a change here.
+pub fn restart_required(old: &Config, new: &Config) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
+    };
+    old.iter().filter(|(k, v)| new.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::Config;
+
+    #[test]
+    fn restart_required_names_the_changed_keys() {
+        let old = Config::default();
+        let mut new = old.clone();
+        assert!(super::restart_required(&old, &new).is_empty());
+        new.drain_interval_ms = 30;
+        new.enforcement.deadline_ms = 300;
+        assert_eq!(super::restart_required(&old, &new), ["drain_interval_ms", "enforcement"]);
+    }
 
     #[test]
     fn embedded_default_equals_code_default() {

@@ -49,6 +49,8 @@ pub struct RunSpec {
     pub config: Config,
     /// `embedded` or the configuration file's path.
     pub config_source: String,
+    /// systemd notifications and the status socket.
+    pub service: crate::service::Service,
 }
 
 /// Runs until SIGINT or SIGTERM. Everything is detached when this returns, also on error.
@@ -159,6 +161,8 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     }
     sink.flush();
     tracing::info!(programs = info.programs.len(), protected = info.protect.len(), "Sensor started.");
+    let mut service = spec.service;
+    service.ready(&info);
 
     let mut consumer = Consumer {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until dropped.
@@ -185,7 +189,13 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
-            _ = sighup.recv() => consumer.reload()?,
+            _ = sighup.recv() => {
+                service.reloading();
+                consumer.reload()?;
+                let rec = service.reloaded(Clock::realtime_ns(), consumer.enforcement.files());
+                consumer.sink.emit(&rec)?;
+                consumer.sink.flush();
+            }
             _ = sigterm.recv() => break "SIGTERM",
             guard = consumer.ring.readable_mut() => {
                 let mut guard = guard.map_err(io_err("ring buffer polling"))?;
@@ -205,6 +215,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 }
             },
             _ = drain_tick.tick() => {
+                service.watchdog();
                 consumer.drain()?;
                 consumer.settle(false)?;
                 // Records reach the outputs within one drain period, not one second.
@@ -220,10 +231,13 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 consumer.report_loss()?;
                 consumer.decoder.clock = Clock::now();
                 consumer.sink.flush();
+                let hash = consumer.enforcement.policies.current().hash().to_owned();
+                service.tick(consumer.delivered, consumer.lost_total, &hash, &consumer.enforcement.backends);
             }
         }
     };
 
+    service.stopping();
     // Stop producing, then collect everything that was produced.
     consumer.enforcement.stop();
     drop(programs);
@@ -251,7 +265,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
 
 /// The policy files or directories in use: as configured, else the installed directory when
 /// it exists, else none (the embedded default).
-fn policy_sources(configured: &[PathBuf]) -> Vec<PathBuf> {
+pub fn policy_sources(configured: &[PathBuf]) -> Vec<PathBuf> {
     if !configured.is_empty() {
         return configured.to_vec();
     }

@@ -4,20 +4,19 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use sensor::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, StatusFormat},
     config::Config,
     daemon::{self, RunSpec},
+    service::{Service, status},
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    sensor::logging::init(&cli.log_level, cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            // One line: what failed and why, outermost first.
+            // What failed and why, outermost first.
             eprintln!("mnsensor: error: {e:#}");
             ExitCode::FAILURE
         }
@@ -27,20 +26,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
-            let mut config = match &args.config {
-                Some(path) => Config::load(path)?,
-                None => Config::embedded()?,
-            };
-            config.protect.extend(args.protect);
-            config.policies.extend(args.policy);
-            if !args.output.is_empty() {
-                config.outputs = args.output;
-            }
-            if let Some(bytes) = args.ring_buffer_bytes {
-                config.ring_buffer_bytes = bytes;
-            }
-            config.validate("the command line")?;
-            let spec = RunSpec { config, config_source: daemon::source_name(args.config.as_ref()) };
+            let config = Config::effective(&args)?;
+            let service = Service::start(&args, &config);
+            let spec = RunSpec { config, config_source: daemon::source_name(args.config.as_ref()), service };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -49,5 +37,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(args) => Ok(sensor::policy::cli::run(args)),
+        Command::Config(args) => Ok(sensor::config::cli::run(args)),
+        Command::Generate { dir } => {
+            for path in
+                sensor::generate::generate(&dir).with_context(|| format!("writing to {}", dir.display()))?
+            {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let snap = match status::query(&args.socket) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("mnsensor: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            match args.format {
+                StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&snap)?),
+                StatusFormat::Text => print!("{}", status::render(&snap)),
+            }
+            Ok(if snap.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
     }
 }

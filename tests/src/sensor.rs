@@ -120,6 +120,8 @@ impl Sensor {
         cmd.arg("run")
             .arg("--output")
             .arg(format!("jsonl:{}", path_str(&events_path)))
+            .arg("--status-socket")
+            .arg(dir.join("status.sock"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)

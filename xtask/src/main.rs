@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod lint;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -44,6 +45,9 @@ enum Task {
     VmTest(vm::Args),
     /// rustfmt and clippy with warnings denied.
     Lint,
+    /// Build the Debian package (cargo-deb) into target/package/; `--test` also installs,
+    /// upgrades, removes and purges it in a scratch root.
+    Package(package::Args),
     /// Measure the sensor's overhead, throughput, memory and latency (docs/performance.md).
     Bench(bench::Args),
 }
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Task::Test => test::test(),
         Task::VmTest(args) => vm::vm_test(&args),
         Task::Lint => lint::lint(),
+        Task::Package(args) => package::package(&args),
         Task::Bench(args) => bench::bench(&args),
     };
     match result {

@@ -21,6 +21,9 @@ const PACKAGES: &[&str] = &[
     // mkfs.ext4 and losetup: tests/tests/enforce_identity.rs makes its own filesystem.
     "e2fsprogs",
     "mount",
+    // `systemd-analyze verify|security` on the unit (tests/tests/service.rs); systemd need
+    // not run.
+    "systemd",
 ];
 /// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine.
 const VM_PACKAGES: &[&str] = &["qemu-system-x86"];

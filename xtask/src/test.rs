@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     cmd::{cargo, run, step, target_dir},
-    setup, vm,
+    package, setup, vm,
 };
 
 pub fn test() -> Result<()> {
@@ -25,6 +25,8 @@ pub fn test() -> Result<()> {
     stage("integration tests on the host", || {
         run(cargo().env("MNSENSOR_BIN", &bin).args(["test", "--no-fail-fast", "-p", "mnsensor-tests"]))
     })?;
+    // cargo-deb (installed once, minutes), the release build, then the scratch-root test.
+    stage("package", || package::package(&package::Args { test: true }))?;
     stage("integration tests in VMs", || vm::vm_test(&vm::Args::default()))?;
     step("test: all stages passed");
     Ok(())

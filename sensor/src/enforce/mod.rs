@@ -339,6 +339,24 @@ fn ops_bits(ops: OpSet) -> u8 {
     Op::ALL.iter().enumerate().filter(|(_, op)| ops.contains(**op)).fold(0, |b, (i, _)| b | (1 << i))
 }
 
+/// The open flags of a thread blocked in an open syscall (`nr` and its arguments, as
+/// `/proc/<pid>/task/<tid>/syscall` shows them); the numbers come from libc for the target
+/// architecture (arm64 has no `open` or `creat`, only `openat` and `openat2`).
+fn open_flags(nr: i64, args: &[u64]) -> Option<u64> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    match nr {
+        libc::SYS_open => return args.get(1).copied(),
+        libc::SYS_creat => return Some((libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64),
+        _ => {}
+    }
+    match nr {
+        // openat(dfd, path, flags, mode)
+        libc::SYS_openat => args.get(2).copied(),
+        // openat2(dfd, path, struct open_how *, size): the flags are behind a pointer.
+        _ => None,
+    }
+}
+
 /// The operations of an open that waits in a permission event: fanotify does not say how
 /// the file is opened, so the flags are read from the waiting thread's syscall arguments
 /// (`/proc/<pid>/task/<tid>/syscall`). Read when they cannot be found.
@@ -351,13 +369,7 @@ fn ops_of_open(pid: u32, mut ops: OpSet) -> OpSet {
         let nr: i64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(-1);
         let args: Vec<u64> =
             words.take(6).filter_map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok()).collect();
-        // x86_64: open(path, flags), openat(dfd, path, flags), creat(path, mode).
-        let flags = match nr {
-            2 => args.get(1).copied(),
-            257 => args.get(2).copied(),
-            85 => Some((libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64),
-            _ => None,
-        };
+        let flags = open_flags(nr, &args);
         if let Some(flags) = flags {
             let flags = flags as i32;
             if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {

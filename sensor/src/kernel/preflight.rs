@@ -52,7 +52,8 @@ pub enum PreflightError {
     /// Capabilities needed to load the programs or read tracefs and /proc are missing.
     #[error(
         "missing capabilities {}: run mnsensor as root, or grant them \
-         (systemd: AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_DAC_READ_SEARCH CAP_SYS_PTRACE)",
+         (systemd: AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_SYS_ADMIN; \
+         CAP_SYS_ADMIN is needed for fanotify enforcement and observation, see packaging/mnsensor.service)",
         .0.join(", ")
     )]
     Capabilities(Vec<&'static str>),

@@ -133,7 +133,8 @@ fn print_errors(e: &PolicyErrors) {
     );
 }
 
-fn load(paths: &[PathBuf], options: &LoadOptions) -> Option<PolicySet> {
+/// Loads a set, printing its warnings, or every error; `None` on errors.
+pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Option<PolicySet> {
     match PolicySet::load_with(paths, options) {
         Ok(set) => {
             for w in set.warnings() {

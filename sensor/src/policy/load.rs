@@ -2,7 +2,8 @@
 //!
 //! A path given to the loader is a file or a directory. In a directory, the files named
 //! `*.yaml` or `*.yml` that do not start with `.` are policy files; other names (editor
-//! backups, `README`, `*.dpkg-old`) are ignored. The set's files are read in byte-wise
+//! backups, `README`, `*.dpkg-old`) are ignored; subdirectories are not read, with a warning
+//! (the same for `policy check` and the daemon). The set's files are read in byte-wise
 //! lexical order of their paths.
 //!
 //! A file is refused (an error, nothing loaded) when it is not a regular file, is a
@@ -62,8 +63,21 @@ pub fn discover(paths: &[PathBuf], host_checks: bool, diag: &mut Diagnostics) ->
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+                if name.starts_with('.') {
+                    continue;
+                }
+                let policy_name = name.ends_with(".yaml") || name.ends_with(".yml");
+                if policy_name {
+                    // A directory with a policy name is refused when read.
                     out.push(Candidate { path: arg.join(entry.file_name()), policy_dir: dir.clone() });
+                } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    // Never read, by the tools and the daemon alike; said so rather than
+                    // skipped silently (policies/examples/ next to a live set, for instance).
+                    diag.warning(
+                        &arg.join(entry.file_name()),
+                        Pos::START,
+                        "subdirectory not read: only the files directly in a policy directory are policies (name it to load it)".into(),
+                    );
                 }
             }
             if out.len() == before {

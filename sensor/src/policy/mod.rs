@@ -111,9 +111,14 @@ impl std::fmt::Debug for PolicySet {
 }
 
 impl PolicySet {
-    /// Loads policy files and directories with every check (see [`LoadOptions`]).
+    /// Loads policy files and directories with every check (see [`LoadOptions`]), as the
+    /// daemon does: warnings go to the log (`policy check` prints the same ones).
     pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyErrors> {
-        Self::load_with(paths, &LoadOptions::default())
+        let set = Self::load_with(paths, &LoadOptions::default())?;
+        for w in set.warnings() {
+            tracing::warn!(warning = %w, "Policy warning.");
+        }
+        Ok(set)
     }
 
     pub fn load_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Self, PolicyErrors> {
