@@ -13,11 +13,11 @@ use tokio::{
 };
 
 use crate::{
+    analyze::{self, Analyzer as _, Audit},
     bpf::{BpfError, LossCounters, Programs},
     config::{Config, FailMode},
-    enforce::{self, Enforcement},
-    analyze::{self, Analyzer as _, Audit},
     decode,
+    enforce::{self, Enforcement},
     enrich::Enricher,
     event::{self, Envelope, Event, Record, file::CloseReason, time::Clock},
     fanotify::{self, Observer, ResponderOptions},

@@ -194,7 +194,8 @@ impl Watch {
             out.push(change(d, ev, Some(now), Change::Chmod { mode: now.mode, old_mode: before.mode }));
         }
         if (now.uid, now.gid) != (before.uid, before.gid) {
-            let chown = Change::Chown { uid: now.uid, gid: now.gid, old_uid: before.uid, old_gid: before.gid };
+            let chown =
+                Change::Chown { uid: now.uid, gid: now.gid, old_uid: before.uid, old_gid: before.gid };
             out.push(change(d, ev, Some(now), chown));
         }
         self.size_change(d, ev, before, now, out);
@@ -221,16 +222,23 @@ impl Watch {
             return;
         }
         self.reported.insert(key, Instant::now());
-        let access =
-            FileAccess { subject: subject(ev.pid), file: file(d, ev, snapshot), fanotify_event: kind_name(ev.kind) };
+        let access = FileAccess {
+            subject: subject(ev.pid),
+            file: file(d, ev, snapshot),
+            fanotify_event: kind_name(ev.kind),
+        };
         out.push(Envelope::new(Clock::realtime_ns(), Event::FileAccess(access)));
     }
 }
 
 /// A change `ev` reported.
 fn change(d: &Enricher, ev: &FsEvent, meta: Option<Meta>, change: Change) -> Envelope {
-    let change =
-        FileChange { subject: subject(ev.pid), file: file(d, ev, meta), change, observed_by: ObservedBy::Fanotify };
+    let change = FileChange {
+        subject: subject(ev.pid),
+        file: file(d, ev, meta),
+        change,
+        observed_by: ObservedBy::Fanotify,
+    };
     Envelope::new(Clock::realtime_ns(), Event::FileChange(change))
 }
 

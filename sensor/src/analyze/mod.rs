@@ -95,7 +95,13 @@ pub fn decision(ev: DecisionEvent) -> Envelope {
         rule: None,
         protected: None,
     };
-    let decision =
-        Decision { subject, file, ops: ev.ops, decision: ev.decision, hash: ev.hash.into(), enforcement: ev.enforcement };
+    let decision = Decision {
+        subject,
+        file,
+        ops: ev.ops,
+        decision: ev.decision,
+        hash: ev.hash.into(),
+        enforcement: ev.enforcement,
+    };
     Envelope::new(ev.time_ns, Event::Decision(decision))
 }

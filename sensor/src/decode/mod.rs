@@ -178,7 +178,11 @@ fn close(bytes: &[u8], subject: Subject, clock: &Clock) -> Result<Event, DecodeE
         subject,
         // A release (`security_file_free`) walks no path: enrich fills in the one seen at open.
         file: FileRef {
-            path: if len == 0 { String::new() } else { path::from_kernel(w.area(at, len as usize, FILE_DATA)) },
+            path: if len == 0 {
+                String::new()
+            } else {
+                path::from_kernel(w.area(at, len as usize, FILE_DATA))
+            },
             id: Some((stats.dev, stats.ino)),
             rule: None,
             protected: None,
@@ -202,13 +206,17 @@ fn change(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
     let size: u64 = field!(w, WireChange, size)?;
     let nlink: u32 = field!(w, WireChange, nlink)?;
     let (path, change) = match op {
-        CHANGE_DELETE => {
-            (path::from_kernel(first), Change::Delete { size: Some(size), links: Some(u64::from(nlink.saturating_sub(1))) })
+        CHANGE_DELETE => (
+            path::from_kernel(first),
+            Change::Delete { size: Some(size), links: Some(u64::from(nlink.saturating_sub(1))) },
+        ),
+        CHANGE_TRUNCATE => (
+            path::from_kernel(first),
+            Change::Truncate { size: field!(w, WireChange, new_size)?, old_size: size },
+        ),
+        CHANGE_RENAME => {
+            (path::from_kernel(second), Change::Rename { old_path: Some(path::from_kernel(first)) })
         }
-        CHANGE_TRUNCATE => {
-            (path::from_kernel(first), Change::Truncate { size: field!(w, WireChange, new_size)?, old_size: size })
-        }
-        CHANGE_RENAME => (path::from_kernel(second), Change::Rename { old_path: Some(path::from_kernel(first)) }),
         CHANGE_LINK => (
             path::from_kernel(second),
             Change::Link { old_path: Some(path::from_kernel(first)), links: u64::from(nlink) + 1 },

@@ -37,7 +37,19 @@ fn wire<T: Copy>(v: &T, len: usize) -> Vec<u8> {
 fn header(kind: Kind) -> Header {
     let mut comm = [0u8; 16];
     comm[..3].copy_from_slice(b"cat");
-    let task = Task { tgid: 42, tid: 43, ppid: 1, uid: 1000, gid: 1000, euid: 1000, egid: 1000, auid: 1000, sessionid: 2, _pad: 0, comm };
+    let task = Task {
+        tgid: 42,
+        tid: 43,
+        ppid: 1,
+        uid: 1000,
+        gid: 1000,
+        euid: 1000,
+        egid: 1000,
+        auid: 1000,
+        sessionid: 2,
+        _pad: 0,
+        comm,
+    };
     Header { kind: kind as u32, flags: 0, time_ns: 5, task }
 }
 
@@ -147,5 +159,7 @@ fn decodes_kinds_and_rejects_short_records() {
     link.data[FILE_DATA..FILE_DATA + 3].copy_from_slice(b"new");
     let ev = decode(&wire(&*link, offset_of!(Change, data) + FILE_DATA + 3), &clock).unwrap();
     let Event::FileChange(c) = &ev.event else { panic!("not a change") };
-    assert!(matches!(&c.change, crate::event::change::Change::LinkNames { base, name } if base == "/tmp" && name == "new"));
+    assert!(
+        matches!(&c.change, crate::event::change::Change::LinkNames { base, name } if base == "/tmp" && name == "new")
+    );
 }

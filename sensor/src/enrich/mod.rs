@@ -20,7 +20,7 @@ use std::{
 };
 
 use sensor_common::{
-    event::file::Tracked,
+    event::{Task, file::Tracked},
     path::InodeKey,
 };
 
@@ -29,10 +29,10 @@ use crate::{
     enforce::Policies,
     event::{
         Envelope, Event, FileRef, Subject,
-        change::Change,
+        change::{Change, ObservedBy},
         decision::{Decision, LsmDecision},
         file::{CloseReason, FileClose, OpenHow},
-        subject::{Attribution, CredKey, Creds, Id, Program},
+        subject::{Attribution, CredKey, Creds, Id, Program, identity, same_identity},
     },
     policy::{Decision as Verdict, Mode, Reason, Verdict as Kind},
     proctable::ProcTable,
@@ -44,6 +44,8 @@ use crate::{
 const NAMES_TTL: Duration = Duration::from_secs(60);
 /// Most credential blocks cached.
 const MAX_CREDS: usize = 4096;
+/// Most identity blocks (threads) cached.
+const MAX_IDENTS: usize = 16_384;
 
 /// The enrich stage.
 pub struct Enricher {
@@ -52,6 +54,8 @@ pub struct Enricher {
     pub protect: ProtectSet,
     names: Names,
     creds: HashMap<CredKey, (Arc<Creds>, Instant)>,
+    /// Identity blocks by thread id, with the task they were written for.
+    idents: HashMap<u32, (Task, Instant, Arc<[u8]>)>,
     /// Configured path of each protection rule.
     rules: Vec<Arc<str>>,
     policies: Arc<Policies>,
@@ -68,6 +72,7 @@ impl Enricher {
             protect,
             names: Names::default(),
             creds: HashMap::new(),
+            idents: HashMap::new(),
             rules,
             policies,
             now: Instant::now(),
@@ -108,13 +113,13 @@ impl Enricher {
                 }
             }
             Event::FileClose(e) => {
-                let known = self.files.open.remove(&e.kernel_file);
-                if e.file.path.is_empty()
-                    && let Some(k) = &known
-                {
-                    e.file.path.clone_from(&k.path);
+                // Closes the daemon writes itself (`close_untracked`) took their entry already.
+                if let Some(k) = self.files.open.remove(&e.kernel_file) {
+                    if e.file.path.is_empty() {
+                        e.file.path = k.path;
+                    }
+                    e.file.protected = k.protected;
                 }
-                e.file.protected = known.and_then(|k| k.protected);
                 let (dev, ino) = e.file.id.unwrap_or_default();
                 self.files.note_closed(self.now, e.subject.task.tgid, dev, ino);
             }
@@ -123,7 +128,9 @@ impl Enricher {
                     let Some((file, links)) = self.linked(base, name) else { return false };
                     e.file = file;
                     e.change = Change::Link { old_path: None, links };
-                } else if let Some(rule) = e.file.rule {
+                } else if e.observed_by == ObservedBy::Kernel
+                    && let Some(rule) = e.file.rule
+                {
                     e.file.protected = self.rule(rule);
                     let name = e.name();
                     self.files.note_change(self.now, name, &e.file.path);
@@ -133,7 +140,11 @@ impl Enricher {
                 let decision = self.lsm(e);
                 env.event = Event::Decision(decision);
             }
-            Event::Exit(_) | Event::FileAccess(_) | Event::Conn(_) | Event::Decision(_) | Event::Sensor(_) => {}
+            Event::Exit(_)
+            | Event::FileAccess(_)
+            | Event::Conn(_)
+            | Event::Decision(_)
+            | Event::Sensor(_) => {}
         }
         if let Some(subject) = env.subject_mut() {
             self.subject(subject);
@@ -141,25 +152,43 @@ impl Enricher {
         true
     }
 
-    /// Adds the credential and program blocks to a subject.
+    /// Adds the identity (with names) and program blocks to a subject.
     pub fn subject(&mut self, s: &mut Subject) {
-        if s.known && s.creds.is_none() {
-            s.creds = Some(self.creds(s));
+        if s.known && s.ident.is_none() {
+            s.ident = Some(self.ident(&s.task));
         }
         if s.program.is_none() {
             s.program = self.procs.get(s.task.tgid);
         }
     }
 
-    fn creds(&mut self, s: &Subject) -> Arc<Creds> {
-        let key = Creds::key(&s.task);
+    /// The identity block of `task`: reused while the thread's identity is unchanged and its
+    /// names are fresh.
+    fn ident(&mut self, task: &Task) -> Arc<[u8]> {
+        if let Some((t, at, block)) = self.idents.get(&task.tid)
+            && same_identity(t, task)
+            && self.now.duration_since(*at) < NAMES_TTL
+        {
+            return block.clone();
+        }
+        let creds = self.creds(task);
+        let block: Arc<[u8]> = identity(task, &creds).into();
+        if self.idents.len() >= MAX_IDENTS {
+            self.idents.clear();
+        }
+        self.idents.insert(task.tid, (*task, self.now, block.clone()));
+        block
+    }
+
+    fn creds(&mut self, task: &Task) -> Arc<Creds> {
+        let key = Creds::key(task);
         if let Some((c, at)) = self.creds.get(&key)
             && self.now.duration_since(*at) < NAMES_TTL
         {
             return c.clone();
         }
         let names = &mut self.names;
-        let creds = Arc::new(Creds::build(&s.task, |id| match id {
+        let creds = Arc::new(Creds::build(task, |id| match id {
             Id::User(uid) => names.user(uid),
             Id::Group(gid) => names.group(gid),
         }));
@@ -177,7 +206,14 @@ impl Enricher {
 
     /// The `file.close` of a tracked file the kernel will not report: its opener exited
     /// (`Exit`) or the sensor is stopping (`SensorStop`).
-    pub fn close_untracked(&mut self, file: u64, stats: &Tracked, reason: CloseReason, time_ns: i128, clock: &crate::event::time::Clock) -> Envelope {
+    pub fn close_untracked(
+        &mut self,
+        file: u64,
+        stats: &Tracked,
+        reason: CloseReason,
+        time_ns: i128,
+        clock: &crate::event::time::Clock,
+    ) -> Envelope {
         let known = self.files.open.remove(&file);
         let mut close = FileClose {
             subject: Subject::of(stats.opener),

@@ -139,11 +139,8 @@ mod tests {
     fn every_key_is_documented() {
         let src = include_str!("attr.rs");
         let documented = documented();
-        let keys: Vec<&str> = src
-            .lines()
-            .filter(|l| l.starts_with("pub const"))
-            .filter_map(|l| l.rsplit('"').nth(1))
-            .collect();
+        let keys: Vec<&str> =
+            src.lines().filter(|l| l.starts_with("pub const")).filter_map(|l| l.rsplit('"').nth(1)).collect();
         assert!(keys.len() > 60, "parsed only {} keys", keys.len());
         let missing: Vec<_> = keys.iter().filter(|k| !documented.contains(**k)).collect();
         // `json::key` writes keys without escaping them.

@@ -56,7 +56,9 @@ impl FileOpen {
                 json::opt(out, attr::SYSCALL, syscall_name(syscall));
             }
             OpenHow::Procfs { mapped } => {
-                rec.set_opt(attr::FILE_FD, self.fd).flag(attr::FILE_MAPPED, mapped).set(attr::OBSERVED_BY, "procfs");
+                rec.set_opt(attr::FILE_FD, self.fd)
+                    .flag(attr::FILE_MAPPED, mapped)
+                    .set(attr::OBSERVED_BY, "procfs");
             }
         }
         self.file.write_protected(rec);
@@ -200,7 +202,10 @@ pub fn flag_names(flags: u32) -> impl Iterator<Item = &'static str> {
     // O_SYNC includes the O_DSYNC bit.
     let sync = flags & libc::O_SYNC == libc::O_SYNC;
     std::iter::once(mode).chain(sync.then_some("O_SYNC")).chain(
-        NAMED.into_iter().filter(move |(bit, name)| flags & bit != 0 && !(*name == "O_DSYNC" && sync)).map(|(_, n)| n),
+        NAMED
+            .into_iter()
+            .filter(move |(bit, name)| flags & bit != 0 && !(*name == "O_DSYNC" && sync))
+            .map(|(_, n)| n),
     )
 }
 

@@ -5,6 +5,7 @@
 //! checks it), so they are copied as they are.
 
 /// Appends the comma between two pairs (none when `out` is empty or ends in `{`).
+#[inline]
 pub fn sep(out: &mut Vec<u8>) {
     if !matches!(out.last(), None | Some(b'{')) {
         out.push(b',');
@@ -12,6 +13,7 @@ pub fn sep(out: &mut Vec<u8>) {
 }
 
 /// Appends `,"key":` (no comma when `out` is empty or ends in `{`).
+#[inline]
 pub fn key(out: &mut Vec<u8>, key: &str) {
     sep(out);
     out.push(b'"');
@@ -19,10 +21,27 @@ pub fn key(out: &mut Vec<u8>, key: &str) {
     out.extend_from_slice(b"\":");
 }
 
+/// Whether a byte needs escaping in a JSON string.
+const fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 /// Appends a JSON string (escaped as `serde_json` does).
+#[inline]
 pub fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| needs_escape(b)) {
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    escaped(out, bytes);
+}
+
+/// [`string`] for text that holds characters to escape.
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -36,7 +55,14 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
             0..=0x1f => {
                 out.extend_from_slice(&bytes[start..i]);
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]);
                 start = i + 1;
                 continue;
             }
@@ -51,18 +77,14 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends an unsigned integer.
-pub fn uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+#[inline]
+pub fn uint(out: &mut Vec<u8>, n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
     }
-    out.extend_from_slice(&buf[i..]);
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
 }
 
 /// Appends a signed integer.
@@ -156,6 +178,7 @@ impl Value for Numbers<'_> {
 }
 
 /// Appends `,"key":value`.
+#[inline]
 pub fn pair<V: Value + ?Sized>(out: &mut Vec<u8>, k: &str, v: &V) {
     key(out, k);
     v.write(out);
@@ -181,7 +204,9 @@ mod tests {
 
     #[test]
     fn writes_what_serde_json_writes() {
-        for s in ["", "plain", "a\"b\\c", "tab\tnl\ncr\r\u{8}\u{c}\u{1}\u{1f}\u{7f}", "給与.xlsx", "é\u{2028}"] {
+        for s in
+            ["", "plain", "a\"b\\c", "tab\tnl\ncr\r\u{8}\u{c}\u{1}\u{1f}\u{7f}", "給与.xlsx", "é\u{2028}"]
+        {
             let mut out = Vec::new();
             string(&mut out, s);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap());

@@ -93,7 +93,9 @@ impl Envelope {
             Event::FileAccess(_) => Name::FileAccess,
             Event::Conn(e) => e.name(),
             Event::Decision(_) | Event::LsmDecision(_) => Name::PolicyDecision,
-            Event::Sensor(r) => Name::ALL.iter().copied().find(|n| n.as_str() == r.name).unwrap_or(Name::SensorAlert),
+            Event::Sensor(r) => {
+                Name::ALL.iter().copied().find(|n| n.as_str() == r.name).unwrap_or(Name::SensorAlert)
+            }
         }
     }
 

@@ -87,7 +87,11 @@ mod tests {
     fn names_and_loss_keys_are_documented() {
         let doc = include_str!("../../../docs/events.md");
         for name in Name::ALL.iter().filter(|n| **n != Name::FileChange) {
-            assert!(doc.contains(&format!("`{}`", name.as_str())), "{} is not in docs/events.md", name.as_str());
+            assert!(
+                doc.contains(&format!("`{}`", name.as_str())),
+                "{} is not in docs/events.md",
+                name.as_str()
+            );
         }
         for kind in Kind::ALL {
             let key = Name::of_kind(kind).loss_key();

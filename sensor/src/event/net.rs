@@ -11,9 +11,15 @@ use super::{Name, Record, Subject, attr, json};
 pub enum ConnOp {
     Connect,
     /// Accepted, on descriptor `fd`.
-    Accept { fd: i32 },
+    Accept {
+        fd: i32,
+    },
     /// Closed, from TCP state `previous_state`, with the byte counts.
-    Close { previous_state: u16, sent: u64, received: u64 },
+    Close {
+        previous_state: u16,
+        sent: u64,
+        received: u64,
+    },
 }
 
 /// `network.connect`, `network.accept`, `network.close`.

@@ -24,8 +24,12 @@ impl Exec {
         match &self.subject.program {
             // Enrich built the program block of this exec: its head is these bytes.
             Some(p) => p.write_head(rec.body()),
-            None => super::subject::Program::new(Some(self.exe.clone()), self.args.clone(), super::subject::Attribution::Exec)
-                .write_head(rec.body()),
+            None => super::subject::Program::new(
+                Some(self.exe.clone()),
+                self.args.clone(),
+                super::subject::Attribution::Exec,
+            )
+            .write_head(rec.body()),
         }
         rec.set(attr::PROCESS_WORKING_DIRECTORY, self.cwd.as_str()).set(attr::PROCESS_ATTRIBUTION, "exec");
         write_device(rec.body(), self.exe_dev);

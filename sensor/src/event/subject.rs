@@ -18,8 +18,9 @@ pub struct Subject {
     pub task: Task,
     /// Whether `task` holds the identity (false: the process was gone, only its pid is known).
     pub known: bool,
-    /// Credential block with names (enrich stage); without it ids are written without names.
-    pub creds: Option<Arc<Creds>>,
+    /// The identity block (pid … session id) with user and group names, written by the enrich
+    /// stage for exactly this task identity; without it ids are written without names.
+    pub ident: Option<Arc<[u8]>>,
     /// Program block (enrich stage); without it the attribution is `unknown`.
     pub program: Option<Arc<Program>>,
 }
@@ -27,12 +28,12 @@ pub struct Subject {
 impl Subject {
     /// A subject with the kernel's identity of `task`.
     pub fn of(task: Task) -> Self {
-        Self { task, known: true, creds: None, program: None }
+        Self { task, known: true, ident: None, program: None }
     }
 
     /// A subject of which only the process id is known.
     pub fn pid(pid: u32) -> Self {
-        Self { task: Task { tgid: pid, ..Task::default() }, known: false, creds: None, program: None }
+        Self { task: Task { tgid: pid, ..Task::default() }, known: false, ident: None, program: None }
     }
 
     /// The process id.
@@ -48,31 +49,15 @@ impl Subject {
 
     /// Writes the identity attributes (no program block).
     pub fn write_task(&self, rec: &mut Record) {
-        let t = &self.task;
         let out = rec.body();
-        json::pair(out, attr::PROCESS_PID, &t.tgid);
         if !self.known {
+            json::pair(out, attr::PROCESS_PID, &self.task.tgid);
             return;
         }
-        json::pair(out, attr::PROCESS_THREAD_ID, &t.tid);
-        json::pair(out, attr::PROCESS_PARENT_PID, &t.ppid);
-        let fallback;
-        let creds = match &self.creds {
-            Some(c) => &**c,
-            None => {
-                fallback = Creds::build(t, |_| None);
-                &fallback
-            }
-        };
         json::sep(out);
-        out.extend_from_slice(&creds.ids);
-        json::pair(out, attr::PROCESS_COMM, cstr(&t.comm).as_ref());
-        if !creds.login.is_empty() {
-            json::sep(out);
-            out.extend_from_slice(&creds.login);
-        }
-        if t.sessionid != u32::MAX {
-            json::pair(out, attr::SESSION_ID, &t.sessionid);
+        match &self.ident {
+            Some(block) => out.extend_from_slice(block),
+            None => out.extend_from_slice(&identity(&self.task, &Creds::build(&self.task, |_| None))),
         }
     }
 
@@ -85,6 +70,33 @@ impl Subject {
             }
         }
     }
+}
+
+/// The identity block of `task` (pid … session id, no leading comma) with the credential
+/// block `creds`.
+pub fn identity(t: &Task, creds: &Creds) -> Vec<u8> {
+    let mut block = Vec::with_capacity(384);
+    let out = &mut block;
+    json::pair(out, attr::PROCESS_PID, &t.tgid);
+    json::pair(out, attr::PROCESS_THREAD_ID, &t.tid);
+    json::pair(out, attr::PROCESS_PARENT_PID, &t.ppid);
+    json::sep(out);
+    out.extend_from_slice(&creds.ids);
+    json::pair(out, attr::PROCESS_COMM, cstr(&t.comm).as_ref());
+    if !creds.login.is_empty() {
+        json::sep(out);
+        out.extend_from_slice(&creds.login);
+    }
+    if t.sessionid != u32::MAX {
+        json::pair(out, attr::SESSION_ID, &t.sessionid);
+    }
+    block
+}
+
+/// Whether two tasks have the same identity block.
+pub fn same_identity(a: &Task, b: &Task) -> bool {
+    (a.tgid, a.tid, a.ppid, a.uid, a.gid, a.euid, a.egid, a.auid, a.sessionid, a.comm)
+        == (b.tgid, b.tid, b.ppid, b.uid, b.gid, b.euid, b.egid, b.auid, b.sessionid, b.comm)
 }
 
 /// The credential attributes of a task, written once per credential tuple and name TTL.
