@@ -134,7 +134,7 @@ fn decodes_kinds_and_rejects_short_records() {
         decode(&bytes[..offset_of!(Open, data) - 1], &clock),
         Err(DecodeError::Short { kind: 4, .. })
     ));
-    let mut bad = bytes.clone();
+    let mut bad = bytes;
     bad[..4].copy_from_slice(&99u32.to_ne_bytes());
     assert!(matches!(decode(&bad, &clock), Err(DecodeError::UnknownKind(99))));
 
