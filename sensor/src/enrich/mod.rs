@@ -279,3 +279,97 @@ impl Enricher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sensor_common::event::Task;
+
+    use super::Enricher;
+    use crate::{
+        enforce::Policies,
+        event::{
+            Envelope, Event, FileRef, Subject,
+            file::{CloseReason, FileClose, FileOpen, OpenHow},
+            process::Exec,
+        },
+        policy::PolicySet,
+        proctable::ProcTable,
+        protect::ProtectSet,
+    };
+
+    fn enricher() -> Enricher {
+        let policies = Arc::new(Policies::new(PolicySet::embedded().unwrap()));
+        Enricher::new(ProcTable::default(), ProtectSet::default(), policies)
+    }
+
+    fn task(euid: u32) -> Task {
+        Task {
+            tgid: u32::MAX - 7,
+            tid: u32::MAX - 7,
+            euid,
+            auid: u32::MAX,
+            sessionid: u32::MAX,
+            ..Task::default()
+        }
+    }
+
+    fn json(ev: &Envelope) -> serde_json::Value {
+        serde_json::from_str(&ev.record().to_json(1, "h")).unwrap()
+    }
+
+    fn open(task: Task, file: u64) -> Envelope {
+        let how = OpenHow::Kernel { flags: 0, fmode: 0, syscall: 257, file, rule: 0 };
+        let file = FileRef { path: "/srv/a/b.txt".into(), id: Some((1, 2)), rule: Some(0), protected: None };
+        Envelope::new(0, Event::FileOpen(FileOpen { subject: Subject::of(task), file, fd: Some(3), how }))
+    }
+
+    #[test]
+    fn names_programs_and_follows_exec_and_credential_changes() {
+        let mut e = enricher();
+        let exec = Exec {
+            subject: Subject::of(task(0)),
+            exe: "/usr/bin/cat".into(),
+            args: vec!["cat".to_owned(), "b.txt".to_owned()].into(),
+            cwd: "/srv".into(),
+            exe_dev: 1,
+            exe_ino: 9,
+            old_pid: u32::MAX - 7,
+        };
+        let mut ev = Envelope::new(0, Event::Exec(exec));
+        assert!(e.enrich(&mut ev));
+        let mut ev = open(task(0), 77);
+        assert!(e.enrich(&mut ev));
+        let v = json(&ev);
+        assert_eq!(v["process.user.name"], "root");
+        assert_eq!(v["process.executable.path"], "/usr/bin/cat");
+        assert_eq!(v["process.command_line"], "cat b.txt");
+        assert_eq!(v["mnsensor.process.attribution"], "exec");
+        assert_eq!(v["file.name"], "b.txt");
+
+        // A credential change is seen at once (the identity block is per identity).
+        let mut ev = open(task(3_999_999_999), 78);
+        assert!(e.enrich(&mut ev));
+        let v = json(&ev);
+        assert_eq!(v["process.user.id"], 3_999_999_999u64);
+        assert!(v.get("process.user.name").is_none());
+
+        // A close that names no path gets the open's.
+        let close = FileClose {
+            subject: Subject::of(task(0)),
+            file: FileRef { id: Some((1, 2)), ..FileRef::default() },
+            kernel_file: 77,
+            reason: CloseReason::Release,
+            fd: None,
+            stats: Default::default(),
+            opened_ns: 0,
+        };
+        let mut ev = Envelope::new(0, Event::FileClose(close));
+        assert!(e.enrich(&mut ev));
+        let v = json(&ev);
+        assert_eq!(v["file.path"], "/srv/a/b.txt");
+        assert_eq!(v["mnsensor.close.reason"], "release");
+        assert!(e.files.open.contains_key(&78) && !e.files.open.contains_key(&77));
+    }
+}
