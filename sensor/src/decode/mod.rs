@@ -28,6 +28,7 @@ use crate::event::{
     time::Clock,
 };
 
+pub mod replay;
 #[cfg(test)]
 mod tests;
 
