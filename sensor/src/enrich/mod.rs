@@ -45,7 +45,7 @@ const NAMES_TTL: Duration = Duration::from_secs(60);
 /// Most credential blocks cached.
 const MAX_CREDS: usize = 4096;
 /// Most identity blocks (threads) cached.
-const MAX_IDENTS: usize = 16_384;
+const MAX_IDENTS: usize = 4096;
 
 /// The enrich stage.
 pub struct Enricher {
