@@ -1,11 +1,14 @@
 //! mnsensor: an eBPF host sensor for Linux file servers that hold My Number data.
 //!
 //! Architecture: docs/architecture.md. Event schema: docs/events.md.
+pub mod analyze;
 pub mod bpf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod decode;
 pub mod enforce;
+pub mod enrich;
 pub mod event;
 pub mod fanotify;
 pub mod generate;

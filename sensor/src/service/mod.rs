@@ -115,7 +115,7 @@ impl Service {
     /// After the policy reload: reads the configuration again, says which changed keys need
     /// a restart (log and the returned `sensor.config_reloaded` record), then `READY=1`.
     pub fn reloaded(&mut self, time_ns: i128, policy_files: Vec<String>) -> Record {
-        let mut rec = Record::new("sensor.config_reloaded", time_ns);
+        let mut rec = Record::new(crate::event::Name::SensorConfigReloaded, time_ns);
         rec.set(attr::CONFIG_SOURCE, crate::daemon::source_name(self.args.config.as_ref()));
         let (restart, error) = match Config::effective(&self.args) {
             Ok(new) => (config::restart_required(&self.config, &new), None),
