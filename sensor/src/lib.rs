@@ -15,5 +15,7 @@ pub mod proctable;
 pub mod protect;
 pub mod scan;
 pub mod seq;
+#[cfg(test)]
+mod test_skip;
 pub mod users;
 pub mod watch;

@@ -6,8 +6,9 @@
 //!
 //! Every test starts its own sensor on its own temp dirs and creates its own users
 //! (`useradd -M -N -s /usr/sbin/nologin mnt_<random>`, removed with `userdel` by a drop
-//! guard, also on failure). In the busybox VM (`MNSENSOR_VM=1`, no `useradd`) the tests
-//! that need users are skipped.
+//! guard, also on failure). In the busybox VM (`MNSENSOR_VM=1`, no `useradd`) they use the
+//! fixed users `mnt_vm1`..`mnt_vm4` of its initramfs, so every test also runs under the BPF
+//! LSM backend there.
 //!
 //! The opens run in a child process: this test binary re-executed with `CHILD_ENV` set,
 //! which runs only the ignored helper test [`enforce_child`]. The child (optionally given a
@@ -65,6 +66,8 @@ struct TestUser {
     name: String,
     uid: u32,
     gid: u32,
+    /// One of the VM's fixed users: never deleted.
+    fixed: bool,
 }
 
 /// A tool on the usual system paths, `None` when absent.
@@ -91,14 +94,19 @@ fn user_tool(tool: &Path, args: &[&str], ok: &[i32]) -> mnsensor_tests::Output {
     }
 }
 
-/// `n` new users, or `None` (after saying so) in the busybox VM, which has no `useradd`.
-fn test_users(what: &str, n: usize) -> Option<Vec<TestUser>> {
+/// Users of the busybox VM's initramfs (xtask/src/vm/initramfs.rs), which has no `useradd`.
+const VM_USERS: [&str; 4] = ["mnt_vm1", "mnt_vm2", "mnt_vm3", "mnt_vm4"];
+
+/// `n` users of their own: new ones (`useradd`), or in the busybox VM the fixed users of
+/// its initramfs (the VM runs one test at a time, so they are never shared).
+fn test_users(what: &str, n: usize) -> Vec<TestUser> {
     let Some(useradd) = tool("useradd") else {
-        if mnsensor_tests::in_vm() {
-            eprintln!("skipping {what}: no useradd in this VM");
-            return None;
-        }
-        panic!("{what}: useradd is needed (only the busybox VM, MNSENSOR_VM=1, may skip)");
+        assert!(
+            mnsensor_tests::in_vm(),
+            "{what}: useradd is needed (only the busybox VM, MNSENSOR_VM=1, has fixed users instead)"
+        );
+        assert!(n <= VM_USERS.len(), "{what}: the VM has only {} test users", VM_USERS.len());
+        return VM_USERS[..n].iter().map(|name| passwd_user(name, true)).collect();
     };
     let mut users = Vec::new();
     for _ in 0..n {
@@ -107,22 +115,35 @@ fn test_users(what: &str, n: usize) -> Option<Vec<TestUser>> {
         let o = user_tool(&useradd, &["-M", "-N", "-s", "/usr/sbin/nologin", &name], &[0]);
         assert!(o.status.success(), "useradd {name}: {}\n{}{}", o.status, o.stdout, o.stderr);
         // From here on the guard deletes the user, whatever happens.
-        let mut user = TestUser { name, uid: u32::MAX, gid: u32::MAX };
-        let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-        let line = passwd
-            .lines()
-            .find(|l| l.split(':').next() == Some(user.name.as_str()))
-            .unwrap_or_else(|| panic!("{} is not in /etc/passwd after useradd", user.name));
-        let fields: Vec<&str> = line.split(':').collect();
-        user.uid = fields[2].parse().expect("uid");
-        user.gid = fields[3].parse().expect("gid");
+        let mut user = TestUser { name, uid: u32::MAX, gid: u32::MAX, fixed: false };
+        let found = passwd_user(&user.name, false);
+        (user.uid, user.gid) = (found.uid, found.gid);
         users.push(user);
     }
-    Some(users)
+    users
+}
+
+/// `name`'s entry of /etc/passwd.
+fn passwd_user(name: &str, fixed: bool) -> TestUser {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let line = passwd
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} is not in /etc/passwd"));
+    let fields: Vec<&str> = line.split(':').collect();
+    TestUser {
+        name: name.to_owned(),
+        uid: fields[2].parse().expect("uid"),
+        gid: fields[3].parse().expect("gid"),
+        fixed,
+    }
 }
 
 impl Drop for TestUser {
     fn drop(&mut self) {
+        if self.fixed {
+            return;
+        }
         let Some(userdel) = tool("userdel") else {
             eprintln!("warning: no userdel to remove test user {}", self.name);
             return;
@@ -509,7 +530,7 @@ fn assert_decision_fields(d: &Value, policy: &str, path: &Path, mode: &str, enfo
 
 #[test]
 fn allowed_user_and_program_may_open() {
-    let Some(users) = test_users("allowed_user_and_program_may_open", 3) else { return };
+    let users = test_users("allowed_user_and_program_may_open", 3);
     let (by_name, by_uid, other) = (&users[0], &users[1], &users[2]);
     let f = Fixture::new("enf-allow");
     let file = f.file("mynumber/ledger.csv");
@@ -569,7 +590,7 @@ fn a_day_that_is_not_now() -> &'static str {
 
 fn schedule_case(mode: &str) {
     let what = format!("schedule_outside_the_window_{mode}");
-    let Some(users) = test_users(&what, 1) else { return };
+    let users = test_users(&what, 1);
     let user = &users[0];
     let f = Fixture::new(&format!("enf-sched-{mode}"));
     let file = f.file("mynumber/ledger.csv");
@@ -628,7 +649,7 @@ fn schedule_outside_the_window_in_audit_mode_would_deny() {
 
 #[test]
 fn disallowed_user_is_denied_and_recorded() {
-    let Some(users) = test_users("disallowed_user_is_denied_and_recorded", 2) else { return };
+    let users = test_users("disallowed_user_is_denied_and_recorded", 2);
     let (staff, outsider) = (&users[0], &users[1]);
     let f = Fixture::new("enf-deny");
     let file = f.file("jinji/mynumber/2026.csv");
@@ -668,7 +689,7 @@ fn disallowed_user_is_denied_and_recorded() {
 
 #[test]
 fn program_is_matched_by_its_real_path() {
-    let Some(users) = test_users("program_is_matched_by_its_real_path", 1) else { return };
+    let users = test_users("program_is_matched_by_its_real_path", 1);
     let user = &users[0];
     let f = Fixture::new("enf-prog");
     let file = f.file("mynumber/ledger.csv");
@@ -805,7 +826,7 @@ impl FileWatch {
 
 #[test]
 fn program_without_a_pinned_hash_is_not_read() {
-    let Some(users) = test_users("program_without_a_pinned_hash_is_not_read", 1) else { return };
+    let users = test_users("program_without_a_pinned_hash_is_not_read", 1);
     let user = &users[0];
     let f = Fixture::new("enf-nohash");
     let file = f.file("mynumber/ledger.csv");
@@ -862,7 +883,7 @@ fn program_without_a_pinned_hash_is_not_read() {
 
 #[test]
 fn login_uid_decides_who_is_responsible() {
-    let Some(users) = test_users("login_uid_decides_who_is_responsible", 2) else { return };
+    let users = test_users("login_uid_decides_who_is_responsible", 2);
     let (allowed, other) = (&users[0], &users[1]);
     let f = Fixture::new("enf-auid");
     let file = f.file("mynumber/ledger.csv");
@@ -898,7 +919,7 @@ fn login_uid_decides_who_is_responsible() {
 
 #[test]
 fn kill_action_kills_the_opener_before_it_reads() {
-    let Some(users) = test_users("kill_action_kills_the_opener_before_it_reads", 1) else { return };
+    let users = test_users("kill_action_kills_the_opener_before_it_reads", 1);
     let user = &users[0];
     let f = Fixture::new("enf-kill");
     let file = f.file("mynumber/ledger.csv");
@@ -937,9 +958,7 @@ fn kill_action_kills_the_opener_before_it_reads() {
 
 #[test]
 fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
-    let Some(users) = test_users("reload_applies_valid_sets_and_keeps_the_old_one_on_errors", 1) else {
-        return;
-    };
+    let users = test_users("reload_applies_valid_sets_and_keeps_the_old_one_on_errors", 1);
     let user = &users[0];
     let f = Fixture::new("enf-reload");
     let file = f.file("mynumber/ledger.csv");
@@ -986,11 +1005,13 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
     let denied = run_child(&Access::read(&file, user));
     let since = cached_at.elapsed();
     denied.assert_eperm("right after the reload to a set that denies the user (no cache wait)");
-    if since >= Duration::from_secs(1) {
-        eprintln!(
-            "note: {since:?} passed between the cached allowed decision and the access after the reload; \
+    if via == "fanotify" && since >= Duration::from_secs(1) {
+        // The rest of the test holds; only the cache drop went unexercised: a marker, so
+        // the runner fails on it (it is on no allowlist) instead of passing in silence.
+        mnsensor_tests::skip::skip(&format!(
+            "{since:?} passed between the cached allowed decision and the access after the reload; \
              the decision cache had expired by itself, so its drop on reload was not exercised"
-        );
+        ));
     }
     wait_exit(&mut sensor, denied.pid);
     sensor.stop();
@@ -1052,9 +1073,8 @@ fn deadline_case(fail_mode: &str, user: &TestUser, f: &Fixture, big: &Path, hash
     let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&pdir)]);
     let via = enforced_by(&sensor, "pinned");
     if via != "fanotify" {
-        eprintln!("skipping the fail_mode {fail_mode} case: no one waits for a decision with {via}");
         sensor.stop();
-        return;
+        mnsensor_tests::skip!("fail_mode {fail_mode}: no one waits for a decision with {via}");
     }
     let run = run_child(&Access { exe: Some(big), ..Access::read(&file, user) });
     let what = format!("fail_mode {fail_mode}: hashing the allowed program takes longer than 50 ms");
@@ -1080,7 +1100,7 @@ fn deadline_case(fail_mode: &str, user: &TestUser, f: &Fixture, big: &Path, hash
 
 #[test]
 fn late_decisions_get_the_fail_mode() {
-    let Some(users) = test_users("late_decisions_get_the_fail_mode", 1) else { return };
+    let users = test_users("late_decisions_get_the_fail_mode", 1);
     let user = &users[0];
     let f = Fixture::new("enf-deadline");
     let bins = f.dir.mkdir("bin");

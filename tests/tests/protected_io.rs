@@ -169,8 +169,8 @@ fn run_child(mut op: Value, uid: Option<u32>, cwd: Option<&Path>, timeout: Durat
 fn skip_unsupported(run: &ChildRun, sensor: &mut Sensor, what: &str) -> bool {
     let Some(reason) = run.skipped() else { return false };
     if in_vm() {
-        eprintln!("skipping {what}: not available in this VM kernel ({reason})");
         sensor.stop();
+        mnsensor_tests::skip::skip(&format!("{what}: not available in this VM kernel ({reason})"));
         return true;
     }
     panic!("{what}: not available on this host ({reason}); only the VM may skip it");

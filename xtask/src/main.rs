@@ -6,6 +6,7 @@ mod cmd;
 mod lint;
 mod run;
 mod setup;
+mod skips;
 mod test;
 mod vm;
 
