@@ -5,6 +5,8 @@ pub mod bpf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(test)]
+mod docs_contract;
 pub mod enforce;
 pub mod event;
 pub mod fanotify;
