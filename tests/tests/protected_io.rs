@@ -31,8 +31,8 @@ use std::{
 };
 
 use mnsensor_tests::{
-    ChildGuard, Sensor, TempDir, dev_string, get_str, get_str_array, get_u64, in_vm, is, mentions, path_str,
-    pid_of, scaled, show, test_pid, util::read_lossy,
+    ChildGuard, Sensor, TempDir, dev_string, get_str, get_str_array, get_u64, has, in_vm, is, mentions,
+    path_str, pid_of, scaled, show, test_pid, util::read_lossy,
 };
 use serde_json::{Value, json};
 
@@ -363,7 +363,22 @@ fn single_use(
     use_of: impl FnOnce(&ChildRun) -> Use,
     ignore: impl Fn(&Value) -> bool,
 ) -> Option<(Value, Value)> {
+    single_use_on(tree, what, op, uid, cwd, use_of, ignore).map(|(open, close, _)| (open, close))
+}
+
+/// [`single_use`], also returning the file backend of `sensor.start`
+/// (`mnsensor.backend.file`: `tracepoint` or `fentry`).
+fn single_use_on(
+    tree: &Tree,
+    what: &str,
+    op: Value,
+    uid: Option<u32>,
+    cwd: Option<&Path>,
+    use_of: impl FnOnce(&ChildRun) -> Use,
+    ignore: impl Fn(&Value) -> bool,
+) -> Option<(Value, Value, String)> {
     let mut sensor = tree.sensor();
+    let backend = get_str(sensor.start_event(), "mnsensor.backend.file").to_owned();
     let run = run_child(op, uid, cwd, CHILD_TIMEOUT);
     if skip_unsupported(&run, &mut sensor, what) {
         return None;
@@ -372,7 +387,8 @@ fn single_use(
     sensor.stop();
     let u = use_of(&run);
     let events = sensor.events().to_vec();
-    Some(check_use(&events, &u, ignore))
+    let (open, close) = check_use(&events, &u, ignore);
+    Some((open, close, backend))
 }
 
 /// A child, as nobody, reads all `SIZE` bytes of `file` in `CHUNK`s with `op` (the file reached
@@ -563,15 +579,22 @@ fn read_reopened_from_o_path_descriptor() {
         read_calls: Some(read_calls(SIZE, CHUNK)),
         ..Use::read("O_PATH then open(/proc/self/fd/N)", &run, 0, &file, &tree.protected, SIZE as u64)
     };
-    // The O_PATH open itself grants no data access; whether it is reported depends on the
-    // backend (security_file_open does not see it), so its records are set aside.
-    let (open, _) = check_use(sensor.events(), &u, |e| {
-        (is(e, "file.open")
-            && e.get("mnsensor.file.flags").is_some()
-            && get_str_array(e, "mnsensor.file.flags").iter().any(|f| f == "O_PATH"))
-            || (is(e, "file.close") && e.get("mnsensor.file.fd").and_then(Value::as_u64) == Some(path_fd))
-    });
+    // docs/events.md: `O_PATH` descriptors are not reported. So nothing is set aside: an
+    // O_PATH open (or a close of the O_PATH descriptor) is an unexpected record.
+    let (open, _) = check_use(sensor.events(), &u, |_| false);
     assert!(!get_str_array(&open, "mnsensor.file.flags").iter().any(|f| f == "O_PATH"), "{}", show(&open));
+    let o_path: Vec<&Value> = sensor
+        .events()
+        .iter()
+        .filter(|e| pid_of(e) == Some(run.pid))
+        .filter(|e| {
+            (is(e, "file.open")
+                && has(e, "mnsensor.file.flags")
+                && get_str_array(e, "mnsensor.file.flags").iter().any(|f| f == "O_PATH"))
+                || (is(e, "file.close") && e.get("mnsensor.file.fd").and_then(Value::as_u64) == Some(path_fd))
+        })
+        .collect();
+    assert!(o_path.is_empty(), "O_PATH descriptors are never reported (docs/events.md): {o_path:?}");
 }
 
 #[test]
@@ -672,7 +695,7 @@ fn sendfile_to_loopback_socket() {
         None,
         |run| Use {
             io: vec!["sendfile"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("sendfile", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
@@ -693,7 +716,7 @@ fn splice_file_to_pipe() {
         None,
         |run| Use {
             io: vec!["splice"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("splice", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
@@ -714,7 +737,7 @@ fn copy_file_range_to_file_outside_tree() {
         None,
         |run| Use {
             io: vec!["copy_file_range"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("copy_file_range", run, 0, &file, &tree.protected, SIZE as u64)
         },
         // The destination is not protected: any record of it is a failure (not ignored).
@@ -737,7 +760,7 @@ fn io_uring_read() {
         None,
         |run| Use {
             io: vec!["io_uring"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("io_uring read", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
@@ -749,7 +772,7 @@ fn io_uring_openat_and_read() {
     let tree = Tree::new("pio-uring-open");
     let file = tree.file("protected/data.bin", SIZE);
     let op = json!({"op": "io_uring_read", "path": path_str(&file), "size": SIZE, "open_with_uring": true});
-    let result = single_use(
+    let result = single_use_on(
         &tree,
         "io_uring openat and read requests",
         op,
@@ -757,15 +780,20 @@ fn io_uring_openat_and_read() {
         None,
         |run| Use {
             io: vec!["io_uring"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("io_uring openat + read", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
     );
-    if let Some((open, _)) = result {
-        // Left out with the fentry backend; when present it names the io_uring request.
-        if open.get("mnsensor.syscall").is_some() {
-            assert_eq!(get_str(&open, "mnsensor.syscall"), "io_uring_openat", "{}", show(&open));
+    if let Some((open, _, backend)) = result {
+        // docs/events.md: the tracepoint backend names the syscall (here the io_uring
+        // request); the fentry backend sees the open before it and names none.
+        match backend.as_str() {
+            "tracepoint" => {
+                assert_eq!(get_str(&open, "mnsensor.syscall"), "io_uring_openat", "{}", show(&open))
+            }
+            "fentry" => assert!(!has(&open, "mnsensor.syscall"), "{}", show(&open)),
+            other => panic!("unknown file backend {other:?}"),
         }
     }
 }
@@ -1230,6 +1258,7 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
             }
             let fd = c_open(s(spec, "path"), libc::O_RDONLY);
             let mut moved = 0;
+            let mut calls = 0u64;
             let mut got_back = Vec::with_capacity(size);
             let mut buf = vec![0u8; 65536];
             while moved < size {
@@ -1251,17 +1280,20 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
                     left -= r as usize;
                 }
                 moved += got as usize;
+                calls += 1;
             }
             assert!(got_back == pattern(size), "spliced bytes differ from the file's");
             c_close(fd);
             c_close(pipe[0]);
             c_close(pipe[1]);
+            res.insert("calls".into(), json!(calls));
             res.insert("fd".into(), json!(fd));
         }
         "copy_file_range" => {
             let fd = c_open(s(spec, "path"), libc::O_RDONLY);
             let dfd = c_open(s(spec, "dst"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC);
             let mut copied = 0;
+            let mut calls = 0u64;
             while copied < size {
                 // SAFETY: valid descriptors; NULL offsets use the file positions.
                 let got = unsafe {
@@ -1278,9 +1310,11 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
                     os_err(&format!("copy_file_range returned {got}"));
                 }
                 copied += got as usize;
+                calls += 1;
             }
             c_close(dfd);
             c_close(fd);
+            res.insert("calls".into(), json!(calls));
             res.insert("fd".into(), json!(fd));
         }
         "io_uring_read" => child_io_uring(spec, size, res),
