@@ -7,6 +7,7 @@
 //!   kernel programs are gone.
 //! * [`event`] has accessors for records and the per-record schema check.
 //! * [`docs`] parses `docs/events.md`.
+//! * [`policy_hash`] recomputes the policy-set hash from its documented preimage.
 //! * [`skip`] has the loud skip marker ([`skip!`]) the runners count.
 //! * [`util`] has deadlines, temp dirs, child processes and small syscall helpers.
 //!
@@ -24,6 +25,7 @@
 pub mod bpf;
 pub mod docs;
 pub mod event;
+pub mod policy_hash;
 pub mod sensor;
 pub mod skip;
 pub mod util;

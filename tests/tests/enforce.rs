@@ -224,13 +224,14 @@ impl Fixture {
         self.dir.write("config.yaml", DECIDE_CONFIG)
     }
 
-    /// The policy-set hash `mnsensor policy check policies/` prints (asserting success).
+    /// The policy-set hash of `policies/` (see [`set_hash`]).
     fn check_hash(&self) -> String {
         set_hash(&self.policies)
     }
 }
 
-/// The policy-set hash `mnsensor policy check DIR` prints (asserting success).
+/// The policy-set hash of DIR, recomputed from its documented preimage; `mnsensor policy
+/// check DIR` must print the same.
 fn set_hash(dir: &Path) -> String {
     let o = run_capture(
         Command::new(sensor_bin()).args(["policy", "check", path_str(dir)]),
@@ -243,8 +244,9 @@ fn set_hash(dir: &Path) -> String {
         .find_map(|l| l.strip_prefix("policy set sha256: "))
         .unwrap_or_else(|| panic!("no hash in the output of policy check:\n{}", o.stdout))
         .to_owned();
-    assert_eq!(hash.len(), 64, "{hash:?}");
-    hash
+    let want = mnsensor_tests::policy_hash::of_dir(dir);
+    assert_eq!(hash, want, "policy check prints another hash than the documented preimage gives");
+    want
 }
 
 /// A policy document: `mode`, one protected path, `body` (lists and allow, indented by two
