@@ -1039,9 +1039,12 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
 // ---------------------------------------------------------------------------------------
 
 /// Size of the slow-to-hash program: the test binary extended with a sparse tail (the ELF
-/// loader ignores trailing bytes). Reading and hashing it takes well over 50 ms even in an
-/// optimized sensor.
-const BIG: u64 = 256 << 20;
+/// loader ignores trailing bytes). Hashing 4 GiB takes over a second on any CPU (SHA-256 runs
+/// at most a few GB/s per core), a hundred times the 10 ms deadline of these cases, so the
+/// deadline expires whatever the machine's speed.
+const BIG: u64 = 4 << 30;
+/// The shortest deadline the configuration accepts (docs/configuration.md).
+const SHORT_DEADLINE_MS: u64 = 10;
 
 /// SHA-256 (hex) of a file, with `openssl` when present (fast), else `sha256sum`.
 fn sha256_hex(p: &Path) -> String {
@@ -1075,16 +1078,12 @@ fn deadline_case(fail_mode: &str, user: &TestUser, f: &Fixture, big: &Path, hash
     chmod(&p, 0o644);
     let config = f.dir.write(
         format!("config-{fail_mode}.yaml"),
-        format!("enforcement:\n  deadline_ms: 50\n  fail_mode: {fail_mode}\n"),
+        format!("enforcement:\n  deadline_ms: {SHORT_DEADLINE_MS}\n  fail_mode: {fail_mode}\n"),
     );
     let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&pdir)]);
-    let via = enforced_by(&sensor, "pinned");
-    if via != "fanotify" {
-        sensor.stop();
-        mnsensor_tests::skip!("fail_mode {fail_mode}: no one waits for a decision with {via}");
-    }
+    assert_eq!(enforced_by(&sensor, "pinned"), "fanotify", "the same backend as the probe");
     let run = run_child(&Access { exe: Some(big), ..Access::read(&file, user) });
-    let what = format!("fail_mode {fail_mode}: hashing the allowed program takes longer than 50 ms");
+    let what = format!("fail_mode {fail_mode}: hashing the allowed 4 GiB program outlasts the deadline");
     if fail_mode == "closed" {
         run.assert_eperm(&what);
     } else {
@@ -1110,6 +1109,16 @@ fn late_decisions_get_the_fail_mode() {
     let users = test_users("late_decisions_get_the_fail_mode", 1);
     let user = &users[0];
     let f = Fixture::new("enf-deadline");
+    // Only the fanotify backend makes an opener wait for the daemon: find out first, before
+    // writing and hashing the big programs.
+    f.file("probe/a.csv");
+    f.policy("10-probe.yaml", &policy_doc("probe", "enforce", &f.data.join("probe"), "", "deny"));
+    let mut probe = f.sensor();
+    let via = enforced_by(&probe, "probe");
+    probe.stop();
+    if via != "fanotify" {
+        mnsensor_tests::skip!("no one waits for a decision with {via}, so there is no deadline");
+    }
     let bins = f.dir.mkdir("bin");
     chmod(&bins, 0o755);
     // One program per case (the sensor caches a program's hash by file version).
