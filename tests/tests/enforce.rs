@@ -106,7 +106,13 @@ fn test_users(what: &str, n: usize) -> Vec<TestUser> {
             "{what}: useradd is needed (only the busybox VM, MNSENSOR_VM=1, has fixed users instead)"
         );
         assert!(n <= VM_USERS.len(), "{what}: the VM has only {} test users", VM_USERS.len());
-        return VM_USERS[..n].iter().map(|name| passwd_user(name, true)).collect();
+        return VM_USERS[..n]
+            .iter()
+            .map(|name| {
+                let (uid, gid) = passwd_ids(name);
+                TestUser { name: (*name).to_owned(), uid, gid, fixed: true }
+            })
+            .collect();
     };
     let mut users = Vec::new();
     for _ in 0..n {
@@ -116,27 +122,21 @@ fn test_users(what: &str, n: usize) -> Vec<TestUser> {
         assert!(o.status.success(), "useradd {name}: {}\n{}{}", o.status, o.stdout, o.stderr);
         // From here on the guard deletes the user, whatever happens.
         let mut user = TestUser { name, uid: u32::MAX, gid: u32::MAX, fixed: false };
-        let found = passwd_user(&user.name, false);
-        (user.uid, user.gid) = (found.uid, found.gid);
+        (user.uid, user.gid) = passwd_ids(&user.name);
         users.push(user);
     }
     users
 }
 
-/// `name`'s entry of /etc/passwd.
-fn passwd_user(name: &str, fixed: bool) -> TestUser {
+/// The uid and primary gid of `name` in /etc/passwd.
+fn passwd_ids(name: &str) -> (u32, u32) {
     let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
     let line = passwd
         .lines()
         .find(|l| l.split(':').next() == Some(name))
         .unwrap_or_else(|| panic!("{name} is not in /etc/passwd"));
     let fields: Vec<&str> = line.split(':').collect();
-    TestUser {
-        name: name.to_owned(),
-        uid: fields[2].parse().expect("uid"),
-        gid: fields[3].parse().expect("gid"),
-        fixed,
-    }
+    (fields[2].parse().expect("uid"), fields[3].parse().expect("gid"))
 }
 
 impl Drop for TestUser {
