@@ -19,6 +19,16 @@ pub fn is(ev: &Value, name: &str) -> bool {
     self::name(ev) == name
 }
 
+/// Whether the record came from the kernel-to-daemon ring buffer (what
+/// `mnsensor.events.delivered` counts): not the sensor's own `sensor.*` records, not records
+/// of the fanotify observer or the startup `/proc` scan (`mnsensor.observed_by`), and not
+/// the `file.close` records the daemon writes for files still open when it stops.
+pub fn from_ring(ev: &Value) -> bool {
+    !name(ev).starts_with("sensor.")
+        && !has(ev, "mnsensor.observed_by")
+        && ev.get("mnsensor.close.reason").and_then(Value::as_str) != Some("sensor_stop")
+}
+
 /// Whether the record has the key.
 pub fn has(ev: &Value, key: &str) -> bool {
     ev.get(key).is_some()

@@ -61,8 +61,21 @@ fn start_record_describes_the_run_and_stop_detaches() {
     for id in &ids {
         assert!(!prog_loaded(*id), "program {id} still loaded after stop");
     }
-    assert!(stop.get("mnsensor.events.delivered").and_then(Value::as_u64).is_some(), "{}", show(&stop));
-    assert!(stop.get("mnsensor.events.lost").and_then(Value::as_u64).is_some(), "{}", show(&stop));
+    // Every ring record delivered is in the output, and every loss was reported.
+    let ring = sensor.events().iter().filter(|e| mnsensor_tests::event::from_ring(e)).count() as u64;
+    let reported: u64 = sensor
+        .events()
+        .iter()
+        .filter(|e| mnsensor_tests::is(e, "sensor.event_loss"))
+        .map(|e| mnsensor_tests::get_u64(e, "mnsensor.loss.count"))
+        .sum();
+    assert_eq!(stop.get("mnsensor.events.lost").and_then(Value::as_u64), Some(reported), "{}", show(&stop));
+    assert_eq!(
+        stop.get("mnsensor.events.delivered").and_then(Value::as_u64),
+        Some(ring),
+        "delivered vs. ring records in the output: {}",
+        show(&stop)
+    );
 }
 
 #[test]
