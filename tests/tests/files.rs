@@ -331,3 +331,31 @@ fn directory_moved_into_tree_is_protected_at_once() {
     });
     sensor.stop();
 }
+
+/// docs/events.md, record quality flags: a path of more than 64 components is cut (its start
+/// is missing) and flagged `mnsensor.path.truncated`.
+#[test]
+fn deep_paths_are_cut_at_the_start_and_flagged() {
+    let tree = TempDir::new("files-deep");
+    let p = tree.mkdir("protected");
+    let rel: String = (0..70).map(|i| format!("d{i}/")).collect();
+    let deep = tree.write(format!("protected/{rel}deep.txt"), "deep\n");
+    let mut sensor = Sensor::start(&["--protect", path_str(&p)]);
+    drop(fs::File::open(&deep).expect("open the deep file"));
+    let me = test_pid();
+    let ev = sensor.wait_for("file.open of the deep file", |e| {
+        is(e, "file.open")
+            && pid_of(e) == Some(me)
+            && e.get("file.name").and_then(Value::as_str) == Some("deep.txt")
+    });
+    assert_eq!(get_bool(&ev, "mnsensor.path.truncated"), Some(true), "{}", show(&ev));
+    let path = get_str(&ev, "file.path");
+    let full = path_str(&deep);
+    assert!(
+        path.len() < full.len() && full.ends_with(path.trim_start_matches('/')),
+        "the end of the path: {}",
+        show(&ev)
+    );
+    assert_eq!(get_u64(&ev, "file.inode"), fs::metadata(&deep).expect("stat").ino(), "{}", show(&ev));
+    sensor.stop();
+}
