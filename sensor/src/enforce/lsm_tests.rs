@@ -219,7 +219,7 @@ fn compiled_tables_agree_with_evaluate() {
     for seed in 1..=60u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         // Overlapping trees, in both set orders; a file protected on its own.
-        let mut docs = vec![
+        let mut docs = [
             ("10-outer.yaml", policy(&mut rng, "outer", &world.outer, &world.programs)),
             ("20-inner.yaml", policy(&mut rng, "inner", &world.inner, &world.programs)),
             ("30-solo.yaml", policy(&mut rng, "solo", &world.solo, &world.programs)),
