@@ -966,6 +966,36 @@ fn writes_counted_and_reported_at_last_close_of_dup() {
     assert_eq!(fs::metadata(&file).expect("stat").len(), (FIRST + SECOND) as u64);
 }
 
+/// docs/events.md, `file.close`: bytes moved into the file by every write path are counted
+/// (`bytes_written`, `write_calls`) and named in `mnsensor.file.io`.
+#[test]
+fn every_write_path_is_counted() {
+    let tree = Tree::new("pio-write-paths");
+    let file = tree.file("protected/out.bin", 0);
+    let src = tree.outside.join("src.bin");
+    fs::write(&src, pattern(6 * 10_000)).expect("write the source");
+    let op = json!({"op": "write_paths", "path": path_str(&file), "src": path_str(&src)});
+    single_use(
+        &tree,
+        "writev, pwritev, splice, copy_file_range, sendfile and io_uring into the file",
+        op,
+        None,
+        None,
+        |run| Use {
+            access: "write",
+            bytes_read: 0,
+            bytes_written: run.u("bytes"),
+            read_calls: Some(0),
+            write_calls: Some(run.u("calls")),
+            io: vec!["write", "splice", "copy_file_range", "sendfile", "io_uring"],
+            ..Use::read("write paths", run, 0, &file, &tree.protected, 0)
+        },
+        never,
+    )
+    .expect("not skipped");
+    assert_eq!(fs::read(&file).expect("read back"), pattern(6 * 10_000), "the file holds what was written");
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Unrelated files
 // ---------------------------------------------------------------------------------------
@@ -1339,6 +1369,7 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
             res.insert("calls".into(), json!(calls));
             res.insert("fd".into(), json!(fd));
         }
+        "write_paths" => child_write_paths(spec, res),
         "write_dup" => {
             let (first, second) = (n(spec, "first"), n(spec, "second"));
             let data = pattern(first + second);
@@ -1433,6 +1464,100 @@ fn child_read_handle(spec: &Value, size: usize, chunk: usize, res: &mut serde_js
     res.insert("calls".into(), json!(read_counted(fd, size, chunk)));
     c_close(fd);
     c_close(mfd);
+    res.insert("fd".into(), json!(fd));
+}
+
+/// Writes `SEG`-byte segments into the protected file through every write path but plain
+/// write(2): writev, pwritev, splice from a pipe, copy_file_range and sendfile from a file
+/// outside the tree, and an io_uring write request. Reports the calls that moved bytes.
+fn child_write_paths(spec: &Value, res: &mut serde_json::Map<String, Value>) {
+    const SEG: usize = 10_000;
+    let data = pattern(6 * SEG);
+    let fd = c_open(s(spec, "path"), libc::O_WRONLY);
+    let src = c_open(s(spec, "src"), libc::O_RDONLY);
+    let mut calls = 0u64;
+    let mut at = 0usize;
+    // writev and pwritev: one call each, two iovecs.
+    for positioned in [false, true] {
+        let (a, b) = data[at..at + SEG].split_at(SEG / 2);
+        let iov = [
+            libc::iovec { iov_base: a.as_ptr() as *mut _, iov_len: a.len() },
+            libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() },
+        ];
+        // SAFETY: both iovecs point into `data`.
+        let got = unsafe {
+            if positioned {
+                libc::pwritev(fd, iov.as_ptr(), 2, at as libc::off_t)
+            } else {
+                libc::writev(fd, iov.as_ptr(), 2)
+            }
+        };
+        assert_eq!(got, SEG as isize, "writev/pwritev: {}", io::Error::last_os_error());
+        at += SEG;
+        calls += 1;
+    }
+    // SAFETY: plain lseek past the pwritev segment (pwritev leaves the position alone).
+    assert_eq!(unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_SET) }, at as libc::off_t);
+    // splice: the segment goes through a pipe.
+    let mut pipe = [0i32; 2];
+    // SAFETY: valid array of two ints.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        os_err("pipe2");
+    }
+    // SAFETY: data[at..] has SEG bytes; a pipe holds 64 KiB.
+    assert_eq!(unsafe { libc::write(pipe[1], data[at..].as_ptr().cast(), SEG) }, SEG as isize);
+    let mut moved = 0;
+    while moved < SEG {
+        // SAFETY: valid descriptors; NULL offsets use the positions.
+        let got =
+            unsafe { libc::splice(pipe[0], std::ptr::null_mut(), fd, std::ptr::null_mut(), SEG - moved, 0) };
+        if got <= 0 {
+            os_err("splice into the file");
+        }
+        moved += got as usize;
+        calls += 1;
+    }
+    at += SEG;
+    c_close(pipe[0]);
+    c_close(pipe[1]);
+    // copy_file_range and sendfile from the source (which holds the same pattern).
+    for use_sendfile in [false, true] {
+        let mut moved = 0;
+        while moved < SEG {
+            let mut off = (at + moved) as libc::off_t;
+            // SAFETY: valid descriptors and offset.
+            let got = unsafe {
+                if use_sendfile {
+                    libc::sendfile(fd, src, &mut off, SEG - moved)
+                } else {
+                    libc::copy_file_range(src, &mut off, fd, std::ptr::null_mut(), SEG - moved, 0)
+                }
+            };
+            if got <= 0 {
+                os_err(if use_sendfile { "sendfile into the file" } else { "copy_file_range into the file" });
+            }
+            moved += got as usize;
+            calls += 1;
+        }
+        at += SEG;
+    }
+    // io_uring: one write request at the end.
+    {
+        use io_uring::{IoUring, opcode, types};
+        let mut ring = IoUring::new(4).unwrap_or_else(|e| panic!("io_uring_setup: {e}"));
+        let e = opcode::Write::new(types::Fd(fd), data[at..].as_ptr(), SEG as u32).offset(at as u64).build();
+        // SAFETY: the buffer outlives the completion waited for here.
+        unsafe { ring.submission().push(&e) }.expect("submission queue full");
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        let got = ring.completion().next().expect("a completion").result();
+        assert_eq!(got, SEG as i32, "io_uring write: {}", io::Error::from_raw_os_error(-got));
+        calls += 1;
+        at += SEG;
+    }
+    c_close(src);
+    c_close(fd);
+    res.insert("calls".into(), json!(calls));
+    res.insert("bytes".into(), json!(at));
     res.insert("fd".into(), json!(fd));
 }
 
