@@ -1400,3 +1400,29 @@ fn a_file_under_two_policies_needs_both() {
         assert_eq!(named(2), "jinji", "the outer policy refused the inner-only user");
     }
 }
+
+/// docs/events.md, `mnsensor.enforcement.backends`: `NAME=none` for a policy that asks for
+/// enforcement this machine cannot give (also logged as an error); its accesses go through.
+/// procfs has no file handles, so fanotify cannot mark it; where the BPF LSM enforces, the
+/// kernel covers it too and there is nothing to test.
+#[test]
+fn a_policy_that_cannot_be_enforced_is_listed_as_none() {
+    let f = Fixture::new("enf-none");
+    let tree = Path::new("/proc/sys/fs/fanotify");
+    f.policy("10-p.yaml", &policy_doc("procfs", "enforce", tree, "", "deny"));
+    let mut sensor = f.sensor();
+    let backends = get_str_array(sensor.start_event(), "mnsensor.enforcement.backends");
+    if backends == ["procfs=bpf-lsm"] {
+        sensor.stop();
+        mnsensor_tests::skip!("the BPF LSM enforces even procfs here: no policy asks for too much");
+    }
+    assert_eq!(backends, ["procfs=none"], "{}", show(sensor.start_event()));
+    let value = fs::read_to_string(tree.join("max_queued_events")).expect("the access is not refused");
+    assert!(value.trim().parse::<u64>().is_ok(), "{value:?}");
+    sensor.stop();
+    let stderr = sensor.stderr();
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("cannot be enforced here"),
+        "logged as an error:\n{stderr}"
+    );
+}
