@@ -19,7 +19,10 @@ use sensor_common::event::policy::{
 };
 
 use crate::{
-    policy::{AccessRequest, Action, Executable, Mode, Op, OpSet, PolicySet, ProtectTarget, Verdict},
+    policy::{
+        AccessRequest, Action, Executable, Mode, Op, OpSet, PolicySet, ProtectTarget, Verdict, When,
+        compile::TargetKind,
+    },
     protect::{ProtectSet, kernel_dev},
 };
 
@@ -78,15 +81,15 @@ pub fn compile(set: &PolicySet, protect: &ProtectSet) -> Tables {
 }
 
 /// Compiles the tables for `set` as they hold at `now`.
-pub fn compile_at(set: &PolicySet, protect: &ProtectSet, now: crate::policy::When) -> Tables {
+pub fn compile_at(set: &PolicySet, protect: &ProtectSet, now: When) -> Tables {
     let mut t = Tables::default();
     let ids = enforce_ids(set);
     for e in protect.entries() {
         // The policy of the innermost protected path (docs/policy.md): of the enforce-mode
         // policies covering the rule's path, the one whose covering path is the longest.
         let depth = |i: usize| match set.policies()[i].covering(&e.path).map(|t| &t.kind) {
-            Some(crate::policy::compile::TargetKind::Path(p)) => Some(p.as_os_str().len()),
-            Some(crate::policy::compile::TargetKind::Glob { .. }) => Some(0),
+            Some(TargetKind::Path(p)) => Some(p.as_os_str().len()),
+            Some(TargetKind::Glob { .. }) => Some(0),
             None => None,
         };
         let id = ids
