@@ -14,8 +14,8 @@ use crate::{
 };
 
 /// Host-side limit for one VM (boot, all tests, power-off).
-/// The whole suite with enforcement under the BPF LSM takes 20-25 min on a loaded 2-core
-/// machine (docs/building.md).
+/// The whole suite with enforcement under the BPF LSM is estimated at 20–25 min on a loaded
+/// 2-core machine, from the per-executable times in docs/building.md.
 pub const TIMEOUT: Duration = Duration::from_secs(40 * 60);
 const APPEND: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf";
 
