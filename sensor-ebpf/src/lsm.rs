@@ -10,7 +10,7 @@
 use core::mem::offset_of;
 
 use aya_ebpf::{
-    helpers::generated::bpf_send_signal,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_send_signal},
     macros::{lsm, map},
     maps::{Array, HashMap, PerCpuArray},
     programs::LsmContext,
@@ -55,7 +55,9 @@ const FMODE_EXEC: u32 = 0x20;
 
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
-    if config!(lsm_enforce) == 0 {
+    // The sensor itself is never refused (as with fanotify, where its own opens are never
+    // asked): it reads the protected trees to resolve them and to report open files.
+    if config!(lsm_enforce) == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == config!(self_tgid) {
         return 0;
     }
     let file: u64 = ctx.arg(0);

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+#[cfg(test)]
+mod docs_contract;
 pub mod enforce;
 pub mod enrich;
 pub mod event;
@@ -21,5 +23,7 @@ pub mod protect;
 pub mod scan;
 pub mod seq;
 pub mod service;
+#[cfg(test)]
+mod test_skip;
 pub mod users;
 pub mod watch;

@@ -72,7 +72,9 @@ impl ProtectSet {
         for entry in read.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
             let key = InodeKey { ino: meta.ino(), dev: kernel_dev(meta.dev()), _pad: 0 };
-            if meta.is_dir() && key.dev == dev {
+            // A protected directory below this one has its own rule (innermost wins).
+            let own_rule = self.entries.iter().any(|e| e.key == key && e.value.flags & PROTECT_TREE != 0);
+            if meta.is_dir() && key.dev == dev && !own_rule {
                 self.walk(&entry.path(), dev, rule, budget);
             } else if meta.is_file()
                 && !self.members.contains_key(&key)
@@ -129,9 +131,11 @@ impl ProtectSet {
         let by_identity =
             self.entries.iter().find(|e| e.key == key).map(|e| e.value).or(self.members.get(&key).copied());
         by_identity.map(|v| v.rule).or_else(|| {
+            // The innermost protected directory, as the kernel's ancestry walk finds it.
             self.entries
                 .iter()
-                .find(|e| e.value.flags & PROTECT_TREE != 0 && path.starts_with(&e.path))
+                .filter(|e| e.value.flags & PROTECT_TREE != 0 && path.starts_with(&e.path))
+                .max_by_key(|e| e.path.as_os_str().len())
                 .map(|e| e.value.rule)
         })
     }

@@ -1,11 +1,51 @@
 //! Parsing of `docs/events.md`, the event schema.
 
-use std::{collections::BTreeSet, sync::OnceLock};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::OnceLock,
+};
+
+/// The type column of the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocType {
+    String,
+    Number,
+    Boolean,
+    Strings,
+    Numbers,
+}
+
+impl DocType {
+    fn parse(cell: &str) -> Option<Self> {
+        match cell {
+            "string" => Some(Self::String),
+            "number" => Some(Self::Number),
+            "boolean" => Some(Self::Boolean),
+            "array of strings" => Some(Self::Strings),
+            "array of numbers" => Some(Self::Numbers),
+            _ => None,
+        }
+    }
+
+    /// Whether a JSON value has this type.
+    pub fn matches(self, v: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match (self, v) {
+            (Self::String, Value::String(_)) | (Self::Number, Value::Number(_)) => true,
+            (Self::Boolean, Value::Bool(_)) => true,
+            (Self::Strings, Value::Array(a)) => a.iter().all(Value::is_string),
+            (Self::Numbers, Value::Array(a)) => a.iter().all(Value::is_number),
+            _ => false,
+        }
+    }
+}
 
 /// One row of a table in the schema: its backticked key and where it is.
 #[derive(Clone, Debug)]
 pub struct DocKey {
     pub key: String,
+    /// The second column (`None` when it is not one of the four documented types).
+    pub ty: Option<DocType>,
     /// The nearest heading above the table (without `#`s).
     pub section: String,
     /// 1-based line number in the file.
@@ -41,17 +81,25 @@ pub fn table_keys(md: &str) -> Vec<DocKey> {
                 "docs/events.md line {}: malformed key cell {first:?}",
                 i + 1
             );
-            keys.push(DocKey { key: key.to_owned(), section: section.clone(), line: i + 1 });
+            let ty = t.split('|').nth(2).map(str::trim).and_then(DocType::parse);
+            keys.push(DocKey { key: key.to_owned(), ty, section: section.clone(), line: i + 1 });
         }
     }
     keys
 }
 
-/// The set of documented keys (what an event may contain).
-pub fn documented_keys() -> &'static BTreeSet<String> {
-    static KEYS: OnceLock<BTreeSet<String>> = OnceLock::new();
+/// The documented keys (what an event may contain) with their types.
+pub fn documented_keys() -> &'static BTreeMap<String, DocType> {
+    static KEYS: OnceLock<BTreeMap<String, DocType>> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let keys: BTreeSet<String> = table_keys(events_md()).into_iter().map(|k| k.key).collect();
+        let keys: BTreeMap<String, DocType> = table_keys(events_md())
+            .into_iter()
+            .map(|k| {
+                let ty =
+                    k.ty.unwrap_or_else(|| panic!("docs/events.md line {}: `{}` has no type", k.line, k.key));
+                (k.key, ty)
+            })
+            .collect();
         assert!(!keys.is_empty(), "no keys found in docs/events.md tables");
         keys
     })

@@ -7,6 +7,8 @@
 //!   kernel programs are gone.
 //! * [`event`] has accessors for records and the per-record schema check.
 //! * [`docs`] parses `docs/events.md`.
+//! * [`policy_hash`] recomputes the policy-set hash from its documented preimage.
+//! * [`skip`] has the loud skip marker ([`skip!`]) the runners count.
 //! * [`util`] has deadlines, temp dirs, child processes and small syscall helpers.
 //!
 //! Everything panics with context on failure: tests do not return `Result`.
@@ -16,13 +18,16 @@
 //! * `MNSENSOR_TEST_TIMEOUT_SCALE` (float, default 1) multiplies every deadline. They are
 //!   deadlines, never performance assertions;
 //! * `MNSENSOR_VM=1` inside the minimal busybox VM;
+//! * `MNSENSOR_SKIP_FILE`: skip markers are appended there too ([`skip`]);
 //! * `MNSENSOR_TEST_KEEP_FAILED`: keep a failed test's sensor dir (events, stderr) for
 //!   debugging instead of removing it.
 
 pub mod bpf;
 pub mod docs;
 pub mod event;
+pub mod policy_hash;
 pub mod sensor;
+pub mod skip;
 pub mod util;
 
 pub use event::{get_bool, get_str, get_str_array, get_u64, has, is, mentions, pid_of, show};

@@ -6,8 +6,9 @@
 //!
 //! Every test starts its own sensor on its own temp dirs and creates its own users
 //! (`useradd -M -N -s /usr/sbin/nologin mnt_<random>`, removed with `userdel` by a drop
-//! guard, also on failure). In the busybox VM (`MNSENSOR_VM=1`, no `useradd`) the tests
-//! that need users are skipped.
+//! guard, also on failure). In the busybox VM (`MNSENSOR_VM=1`, no `useradd`) they use the
+//! fixed users `mnt_vm1`..`mnt_vm4` of its initramfs, so every test also runs under the BPF
+//! LSM backend there.
 //!
 //! The opens run in a child process: this test binary re-executed with `CHILD_ENV` set,
 //! which runs only the ignored helper test [`enforce_child`]. The child (optionally given a
@@ -65,6 +66,8 @@ struct TestUser {
     name: String,
     uid: u32,
     gid: u32,
+    /// One of the VM's fixed users: never deleted.
+    fixed: bool,
 }
 
 /// A tool on the usual system paths, `None` when absent.
@@ -91,14 +94,25 @@ fn user_tool(tool: &Path, args: &[&str], ok: &[i32]) -> mnsensor_tests::Output {
     }
 }
 
-/// `n` new users, or `None` (after saying so) in the busybox VM, which has no `useradd`.
-fn test_users(what: &str, n: usize) -> Option<Vec<TestUser>> {
+/// Users of the busybox VM's initramfs (xtask/src/vm/initramfs.rs), which has no `useradd`.
+const VM_USERS: [&str; 4] = ["mnt_vm1", "mnt_vm2", "mnt_vm3", "mnt_vm4"];
+
+/// `n` users of their own: new ones (`useradd`), or in the busybox VM the fixed users of
+/// its initramfs (the VM runs one test at a time, so they are never shared).
+fn test_users(what: &str, n: usize) -> Vec<TestUser> {
     let Some(useradd) = tool("useradd") else {
-        if mnsensor_tests::in_vm() {
-            eprintln!("skipping {what}: no useradd in this VM");
-            return None;
-        }
-        panic!("{what}: useradd is needed (only the busybox VM, MNSENSOR_VM=1, may skip)");
+        assert!(
+            mnsensor_tests::in_vm(),
+            "{what}: useradd is needed (only the busybox VM, MNSENSOR_VM=1, has fixed users instead)"
+        );
+        assert!(n <= VM_USERS.len(), "{what}: the VM has only {} test users", VM_USERS.len());
+        return VM_USERS[..n]
+            .iter()
+            .map(|name| {
+                let (uid, gid) = passwd_ids(name);
+                TestUser { name: (*name).to_owned(), uid, gid, fixed: true }
+            })
+            .collect();
     };
     let mut users = Vec::new();
     for _ in 0..n {
@@ -107,22 +121,29 @@ fn test_users(what: &str, n: usize) -> Option<Vec<TestUser>> {
         let o = user_tool(&useradd, &["-M", "-N", "-s", "/usr/sbin/nologin", &name], &[0]);
         assert!(o.status.success(), "useradd {name}: {}\n{}{}", o.status, o.stdout, o.stderr);
         // From here on the guard deletes the user, whatever happens.
-        let mut user = TestUser { name, uid: u32::MAX, gid: u32::MAX };
-        let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-        let line = passwd
-            .lines()
-            .find(|l| l.split(':').next() == Some(user.name.as_str()))
-            .unwrap_or_else(|| panic!("{} is not in /etc/passwd after useradd", user.name));
-        let fields: Vec<&str> = line.split(':').collect();
-        user.uid = fields[2].parse().expect("uid");
-        user.gid = fields[3].parse().expect("gid");
+        let mut user = TestUser { name, uid: u32::MAX, gid: u32::MAX, fixed: false };
+        (user.uid, user.gid) = passwd_ids(&user.name);
         users.push(user);
     }
-    Some(users)
+    users
+}
+
+/// The uid and primary gid of `name` in /etc/passwd.
+fn passwd_ids(name: &str) -> (u32, u32) {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let line = passwd
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} is not in /etc/passwd"));
+    let fields: Vec<&str> = line.split(':').collect();
+    (fields[2].parse().expect("uid"), fields[3].parse().expect("gid"))
 }
 
 impl Drop for TestUser {
     fn drop(&mut self) {
+        if self.fixed {
+            return;
+        }
         let Some(userdel) = tool("userdel") else {
             eprintln!("warning: no userdel to remove test user {}", self.name);
             return;
@@ -203,13 +224,14 @@ impl Fixture {
         self.dir.write("config.yaml", DECIDE_CONFIG)
     }
 
-    /// The policy-set hash `mnsensor policy check policies/` prints (asserting success).
+    /// The policy-set hash of `policies/` (see [`set_hash`]).
     fn check_hash(&self) -> String {
         set_hash(&self.policies)
     }
 }
 
-/// The policy-set hash `mnsensor policy check DIR` prints (asserting success).
+/// The policy-set hash of DIR, recomputed from its documented preimage; `mnsensor policy
+/// check DIR` must print the same.
 fn set_hash(dir: &Path) -> String {
     let o = run_capture(
         Command::new(sensor_bin()).args(["policy", "check", path_str(dir)]),
@@ -222,8 +244,9 @@ fn set_hash(dir: &Path) -> String {
         .find_map(|l| l.strip_prefix("policy set sha256: "))
         .unwrap_or_else(|| panic!("no hash in the output of policy check:\n{}", o.stdout))
         .to_owned();
-    assert_eq!(hash.len(), 64, "{hash:?}");
-    hash
+    let want = mnsensor_tests::policy_hash::of_dir(dir);
+    assert_eq!(hash, want, "policy check prints another hash than the documented preimage gives");
+    want
 }
 
 /// A policy document: `mode`, one protected path, `body` (lists and allow, indented by two
@@ -509,7 +532,7 @@ fn assert_decision_fields(d: &Value, policy: &str, path: &Path, mode: &str, enfo
 
 #[test]
 fn allowed_user_and_program_may_open() {
-    let Some(users) = test_users("allowed_user_and_program_may_open", 3) else { return };
+    let users = test_users("allowed_user_and_program_may_open", 3);
     let (by_name, by_uid, other) = (&users[0], &users[1], &users[2]);
     let f = Fixture::new("enf-allow");
     let file = f.file("mynumber/ledger.csv");
@@ -569,7 +592,7 @@ fn a_day_that_is_not_now() -> &'static str {
 
 fn schedule_case(mode: &str) {
     let what = format!("schedule_outside_the_window_{mode}");
-    let Some(users) = test_users(&what, 1) else { return };
+    let users = test_users(&what, 1);
     let user = &users[0];
     let f = Fixture::new(&format!("enf-sched-{mode}"));
     let file = f.file("mynumber/ledger.csv");
@@ -628,7 +651,7 @@ fn schedule_outside_the_window_in_audit_mode_would_deny() {
 
 #[test]
 fn disallowed_user_is_denied_and_recorded() {
-    let Some(users) = test_users("disallowed_user_is_denied_and_recorded", 2) else { return };
+    let users = test_users("disallowed_user_is_denied_and_recorded", 2);
     let (staff, outsider) = (&users[0], &users[1]);
     let f = Fixture::new("enf-deny");
     let file = f.file("jinji/mynumber/2026.csv");
@@ -668,7 +691,7 @@ fn disallowed_user_is_denied_and_recorded() {
 
 #[test]
 fn program_is_matched_by_its_real_path() {
-    let Some(users) = test_users("program_is_matched_by_its_real_path", 1) else { return };
+    let users = test_users("program_is_matched_by_its_real_path", 1);
     let user = &users[0];
     let f = Fixture::new("enf-prog");
     let file = f.file("mynumber/ledger.csv");
@@ -805,7 +828,7 @@ impl FileWatch {
 
 #[test]
 fn program_without_a_pinned_hash_is_not_read() {
-    let Some(users) = test_users("program_without_a_pinned_hash_is_not_read", 1) else { return };
+    let users = test_users("program_without_a_pinned_hash_is_not_read", 1);
     let user = &users[0];
     let f = Fixture::new("enf-nohash");
     let file = f.file("mynumber/ledger.csv");
@@ -825,6 +848,7 @@ fn program_without_a_pinned_hash_is_not_read() {
     );
     f.policy("10-p.yaml", &policy_doc("programs", "enforce", &f.data, &body, "deny"));
     let mut sensor = f.sensor();
+    let via = enforced_by(&sensor, "programs");
     let mut watch_plain = FileWatch::new(&plain);
     let mut watch_pinned = FileWatch::new(&pinned);
     let a = run_child(&Access { exe: Some(&plain), ..Access::read(&file, user) });
@@ -832,10 +856,12 @@ fn program_without_a_pinned_hash_is_not_read() {
     wait_exit(&mut sensor, a.pid);
     wait_exit(&mut sensor, b.pid);
     let me = sensor.pid();
-    // The watches work: they see the child's exec, and the sensor hashing the pinned program.
+    // The watches work: they see the child's exec, and (with fanotify, which decides each
+    // open as it comes) the sensor hashing the pinned program. With the BPF LSM the hash is
+    // taken when the tables are compiled, at start, before the watches.
     assert!(!watch_plain.of(a.pid).is_empty(), "the watch on {} did not see its exec", plain.display());
     assert!(
-        !watch_pinned.of(me).is_empty(),
+        via != "fanotify" || !watch_pinned.of(me).is_empty(),
         "the sensor (pid {me}) never read {}, whose sha256 is pinned; events: {:?}",
         pinned.display(),
         watch_pinned.poll()
@@ -862,7 +888,7 @@ fn program_without_a_pinned_hash_is_not_read() {
 
 #[test]
 fn login_uid_decides_who_is_responsible() {
-    let Some(users) = test_users("login_uid_decides_who_is_responsible", 2) else { return };
+    let users = test_users("login_uid_decides_who_is_responsible", 2);
     let (allowed, other) = (&users[0], &users[1]);
     let f = Fixture::new("enf-auid");
     let file = f.file("mynumber/ledger.csv");
@@ -898,7 +924,7 @@ fn login_uid_decides_who_is_responsible() {
 
 #[test]
 fn kill_action_kills_the_opener_before_it_reads() {
-    let Some(users) = test_users("kill_action_kills_the_opener_before_it_reads", 1) else { return };
+    let users = test_users("kill_action_kills_the_opener_before_it_reads", 1);
     let user = &users[0];
     let f = Fixture::new("enf-kill");
     let file = f.file("mynumber/ledger.csv");
@@ -922,11 +948,24 @@ fn kill_action_kills_the_opener_before_it_reads() {
     let d = one_decision(&events, run.pid, "kill", "kill action");
     assert_decision_fields(&d, "no-one", &file, "enforce", &via);
     assert_eq!(get_u64(&d, "process.user.id"), u64::from(user.uid), "{}", show(&d));
-    // Nothing of the file left the kernel: no bytes were read through any descriptor.
-    for c in events.iter().filter(|e| {
-        is(e, "file.close")
-            && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(run.pid.into())
-    }) {
+    // The open was refused, so the child never got a descriptor and read nothing. With the
+    // fentry file backend, `security_file_open` sees the open before the refusal, and the
+    // refused open file's release is reported: exactly one such record, with no bytes. The
+    // other backends see only opens that succeeded: none.
+    let fentry = get_str(sensor.start_event(), "mnsensor.backend.file") == "fentry";
+    let closes: Vec<Value> = events
+        .iter()
+        .filter(|e| {
+            is(e, "file.close")
+                && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(run.pid.into())
+                && e.get("file.path").and_then(Value::as_str) == Some(path_str(&file))
+        })
+        .cloned()
+        .collect();
+    let expected = usize::from(fentry);
+    assert_eq!(closes.len(), expected, "file.close records of the refused open:\n{}", lines(&closes));
+    for c in &closes {
+        assert_eq!(get_str(c, "mnsensor.close.reason"), "release", "{}", show(c));
         assert_eq!(get_u64(c, "mnsensor.file.bytes_read"), 0, "the killed child read data: {}", show(c));
     }
 }
@@ -937,9 +976,7 @@ fn kill_action_kills_the_opener_before_it_reads() {
 
 #[test]
 fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
-    let Some(users) = test_users("reload_applies_valid_sets_and_keeps_the_old_one_on_errors", 1) else {
-        return;
-    };
+    let users = test_users("reload_applies_valid_sets_and_keeps_the_old_one_on_errors", 1);
     let user = &users[0];
     let f = Fixture::new("enf-reload");
     let file = f.file("mynumber/ledger.csv");
@@ -986,11 +1023,13 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
     let denied = run_child(&Access::read(&file, user));
     let since = cached_at.elapsed();
     denied.assert_eperm("right after the reload to a set that denies the user (no cache wait)");
-    if since >= Duration::from_secs(1) {
-        eprintln!(
-            "note: {since:?} passed between the cached allowed decision and the access after the reload; \
+    if via == "fanotify" && since >= Duration::from_secs(1) {
+        // The rest of the test holds; only the cache drop went unexercised: a marker, so
+        // the runner fails on it (it is on no allowlist) instead of passing in silence.
+        mnsensor_tests::skip::skip(&format!(
+            "{since:?} passed between the cached allowed decision and the access after the reload; \
              the decision cache had expired by itself, so its drop on reload was not exercised"
-        );
+        ));
     }
     wait_exit(&mut sensor, denied.pid);
     sensor.stop();
@@ -1011,25 +1050,42 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
 // ---------------------------------------------------------------------------------------
 
 /// Size of the slow-to-hash program: the test binary extended with a sparse tail (the ELF
-/// loader ignores trailing bytes). Reading and hashing it takes well over 50 ms even in an
-/// optimized sensor.
-const BIG: u64 = 256 << 20;
+/// loader ignores trailing bytes). Hashing 4 GiB takes over a second on any CPU (SHA-256 runs
+/// at most a few GB/s per core), a hundred times the 10 ms deadline of these cases, so the
+/// deadline expires whatever the machine's speed.
+const BIG: u64 = 4 << 30;
+/// The shortest deadline the configuration accepts (docs/configuration.md).
+const SHORT_DEADLINE_MS: u64 = 10;
 
-/// SHA-256 (hex) of a file, with `openssl` when present (fast), else `sha256sum`.
+/// SHA-256 (hex) of a file, with `openssl` when present (fast even for the 4 GiB program
+/// while this binary is unoptimized), else in this process (the busybox VM has neither).
 fn sha256_hex(p: &Path) -> String {
-    let mut cmd = match tool("openssl") {
-        Some(openssl) => {
-            let mut c = Command::new(openssl);
-            c.args(["dgst", "-sha256", "-r"]);
-            c
+    use sha2::{Digest as _, Sha256};
+    if let Some(openssl) = tool("openssl") {
+        let o = run_capture(
+            Command::new(openssl).args(["dgst", "-sha256", "-r"]).arg(p),
+            scaled(Duration::from_secs(120)),
+        );
+        assert!(o.status.success(), "hashing {}: {}", p.display(), o.stderr);
+        let hash = o.stdout.split_whitespace().next().expect("a hash").to_owned();
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "not a sha256: {}",
+            o.stdout
+        );
+        return hash;
+    }
+    let mut file = fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        if n == 0 {
+            break;
         }
-        None => Command::new(mnsensor_tests::find_tool("sha256sum")),
-    };
-    let o = run_capture(cmd.arg(p), scaled(Duration::from_secs(120)));
-    assert!(o.status.success(), "hashing {}: {}", p.display(), o.stderr);
-    let hash = o.stdout.split_whitespace().next().expect("a hash").to_owned();
-    assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "not a sha256: {}", o.stdout);
-    hash
+        hasher.update(&buf[..n]);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn deadline_case(fail_mode: &str, user: &TestUser, f: &Fixture, big: &Path, hash: &str) {
@@ -1047,17 +1103,12 @@ fn deadline_case(fail_mode: &str, user: &TestUser, f: &Fixture, big: &Path, hash
     chmod(&p, 0o644);
     let config = f.dir.write(
         format!("config-{fail_mode}.yaml"),
-        format!("enforcement:\n  deadline_ms: 50\n  fail_mode: {fail_mode}\n"),
+        format!("enforcement:\n  deadline_ms: {SHORT_DEADLINE_MS}\n  fail_mode: {fail_mode}\n"),
     );
     let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&pdir)]);
-    let via = enforced_by(&sensor, "pinned");
-    if via != "fanotify" {
-        eprintln!("skipping the fail_mode {fail_mode} case: no one waits for a decision with {via}");
-        sensor.stop();
-        return;
-    }
+    assert_eq!(enforced_by(&sensor, "pinned"), "fanotify", "the same backend as the probe");
     let run = run_child(&Access { exe: Some(big), ..Access::read(&file, user) });
-    let what = format!("fail_mode {fail_mode}: hashing the allowed program takes longer than 50 ms");
+    let what = format!("fail_mode {fail_mode}: hashing the allowed 4 GiB program outlasts the deadline");
     if fail_mode == "closed" {
         run.assert_eperm(&what);
     } else {
@@ -1080,9 +1131,19 @@ fn deadline_case(fail_mode: &str, user: &TestUser, f: &Fixture, big: &Path, hash
 
 #[test]
 fn late_decisions_get_the_fail_mode() {
-    let Some(users) = test_users("late_decisions_get_the_fail_mode", 1) else { return };
+    let users = test_users("late_decisions_get_the_fail_mode", 1);
     let user = &users[0];
     let f = Fixture::new("enf-deadline");
+    // Only the fanotify backend makes an opener wait for the daemon: find out first, before
+    // writing and hashing the big programs.
+    f.file("probe/a.csv");
+    f.policy("10-probe.yaml", &policy_doc("probe", "enforce", &f.data.join("probe"), "", "deny"));
+    let mut probe = f.sensor();
+    let via = enforced_by(&probe, "probe");
+    probe.stop();
+    if via != "fanotify" {
+        mnsensor_tests::skip!("no one waits for a decision with {via}, so there is no deadline");
+    }
     let bins = f.dir.mkdir("bin");
     chmod(&bins, 0o755);
     // One program per case (the sensor caches a program's hash by file version).
@@ -1135,4 +1196,250 @@ fn start_lists_the_enforcement_backend_of_each_policy() {
     sensor.stop();
     let d = one_decision(sensor.events(), run.pid, "deny", "strict");
     assert_decision_fields(&d, "strict", &file, "enforce", &via);
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. The alert and audit actions; groups, globs and several policies on one path
+// ---------------------------------------------------------------------------------------
+
+/// docs/policy.md: the `alert` and `audit` actions never refuse: the access proceeds and a
+/// `policy.decision` with that decision records it.
+#[test]
+fn alert_and_audit_defaults_let_the_access_through_and_record_it() {
+    let users = test_users("alert_and_audit_defaults_let_the_access_through_and_record_it", 1);
+    let user = &users[0];
+    let f = Fixture::new("enf-alert");
+    let alerted = f.file("alerted/a.csv");
+    let audited = f.file("audited/a.csv");
+    let dir = |p: &Path| p.parent().expect("dir").to_path_buf();
+    f.policy("10-alert.yaml", &policy_doc("alerting", "enforce", &dir(&alerted), "", "alert"));
+    f.policy("20-audit.yaml", &policy_doc("auditing", "enforce", &dir(&audited), "", "audit"));
+    let mut sensor = f.sensor();
+    let via = enforced_by(&sensor, "alerting");
+    let a = run_child(&Access::read(&alerted, user));
+    a.assert_read("alert default: the access proceeds");
+    let b = run_child(&Access::read(&audited, user));
+    b.assert_read("audit default: the access proceeds");
+    if via == "bpf-lsm" {
+        // Known gap: the BPF LSM program reports only the refusals it applies, so alert and
+        // audit decisions go unrecorded on that backend. The accesses did proceed (above).
+        sensor.stop();
+        mnsensor_tests::skip!("the BPF LSM backend does not record alert and audit decisions yet");
+    }
+    for run in [&a, &b] {
+        wait_exit(&mut sensor, run.pid);
+        sensor.wait_for(&format!("policy.decision of child {}", run.pid), |e| {
+            is(e, "policy.decision") && pid_of(e) == Some(run.pid)
+        });
+    }
+    sensor.stop();
+    let events = sensor.events().to_vec();
+    for (run, decision, policy, file) in
+        [(&a, "alert", "alerting", &alerted), (&b, "audit", "auditing", &audited)]
+    {
+        let d = one_decision(&events, run.pid, decision, decision);
+        assert_decision_fields(&d, policy, file, "enforce", &via);
+        assert_eq!(get_u64(&d, "process.user.id"), u64::from(user.uid), "{}", show(&d));
+    }
+}
+
+/// A group of test users, removed on drop (host); in the busybox VM the fixed `mnt_vmgrp`
+/// of its initramfs, whose members are `mnt_vm1` and `mnt_vm2`.
+struct TestGroup {
+    name: String,
+    fixed: bool,
+}
+
+fn test_group(what: &str, members: &[&TestUser]) -> TestGroup {
+    let Some(groupadd) = tool("groupadd") else {
+        assert!(
+            mnsensor_tests::in_vm(),
+            "{what}: groupadd is needed (only the busybox VM has a fixed group)"
+        );
+        let names: Vec<&str> = members.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, VM_USERS[..2], "{what}: mnt_vmgrp's members are mnt_vm1 and mnt_vm2");
+        return TestGroup { name: "mnt_vmgrp".to_owned(), fixed: true };
+    };
+    let uuid = fs::read_to_string("/proc/sys/kernel/random/uuid").expect("read a random uuid");
+    let name = format!("mntg_{}", &uuid.trim().replace('-', "")[..12]);
+    let o = user_tool(&groupadd, &[&name], &[0]);
+    assert!(o.status.success(), "groupadd {name}: {}\n{}{}", o.status, o.stdout, o.stderr);
+    let group = TestGroup { name, fixed: false };
+    let usermod = tool("usermod").expect("usermod next to groupadd");
+    for m in members {
+        let o = user_tool(&usermod, &["-a", "-G", &group.name, &m.name], &[0]);
+        assert!(
+            o.status.success(),
+            "usermod -a -G {} {}: {}\n{}{}",
+            group.name,
+            m.name,
+            o.status,
+            o.stdout,
+            o.stderr
+        );
+    }
+    group
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        if self.fixed {
+            return;
+        }
+        if let Some(groupdel) = tool("groupdel") {
+            // 6: no such group.
+            let o = user_tool(&groupdel, &[&self.name], &[0, 6]);
+            if !matches!(o.status.code(), Some(0 | 6)) {
+                eprintln!("warning: groupdel {}: {}\n{}{}", self.name, o.status, o.stdout, o.stderr);
+            }
+        }
+    }
+}
+
+/// docs/policy.md: `{group: NAME}` allows the group's members (listed in the group), and
+/// no one else.
+#[test]
+fn group_members_may_open_others_may_not() {
+    let users = test_users("group_members_may_open_others_may_not", 3);
+    let group = test_group("group_members_may_open_others_may_not", &[&users[0], &users[1]]);
+    let f = Fixture::new("enf-group");
+    let file = f.file("mynumber/ledger.csv");
+    let body = format!("  allow:\n    - name: staff\n      subjects: [{{group: {}}}]\n", group.name);
+    f.policy("10-p.yaml", &policy_doc("grouped", "enforce", &f.data, &body, "deny"));
+    let mut sensor = f.sensor();
+    let via = enforced_by(&sensor, "grouped");
+    let a = run_child(&Access::read(&file, &users[0]));
+    a.assert_read("first member of the group");
+    let b = run_child(&Access::read(&file, &users[1]));
+    b.assert_read("second member of the group");
+    let c = run_child(&Access::read(&file, &users[2]));
+    c.assert_eperm("not in the group");
+    for pid in [a.pid, b.pid, c.pid] {
+        wait_exit(&mut sensor, pid);
+    }
+    sensor.stop();
+    let events = sensor.events().to_vec();
+    assert_allowed_records(&events, a.pid, &file, "member");
+    assert_allowed_records(&events, b.pid, &file, "member");
+    let d = one_decision(&events, c.pid, "deny", "outsider");
+    assert_decision_fields(&d, "grouped", &file, "enforce", &via);
+    assert_eq!(get_u64(&d, "process.user.id"), u64::from(users[2].uid), "{}", show(&d));
+}
+
+/// docs/policy.md: a `glob` protects the files under its base that match it, and only those.
+#[test]
+fn a_glob_protects_the_matching_files_only() {
+    let users = test_users("a_glob_protects_the_matching_files_only", 1);
+    let user = &users[0];
+    let f = Fixture::new("enf-glob");
+    let matching = f.file("share/2026/mynumber-list.csv");
+    let other = f.file("share/2026/notes.csv");
+    let doc = format!(
+        "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: globbed}}\nspec:\n  mode: enforce\n  protect: [{{glob: \"{}/share/**/mynumber-*.csv\"}}]\n  default: {{action: deny, severity: high}}\n",
+        path_str(&f.data)
+    );
+    f.policy("10-p.yaml", &doc);
+    let mut sensor = f.sensor();
+    let via = enforced_by(&sensor, "globbed");
+    let denied = run_child(&Access::read(&matching, user));
+    denied.assert_eperm("a file the glob matches");
+    let allowed = run_child(&Access::read(&other, user));
+    allowed.assert_read("a file next to it the glob does not match");
+    wait_exit(&mut sensor, denied.pid);
+    wait_exit(&mut sensor, allowed.pid);
+    sensor.stop();
+    let events = sensor.events().to_vec();
+    let d = one_decision(&events, denied.pid, "deny", "glob match");
+    assert_decision_fields(&d, "globbed", &matching, "enforce", &via);
+    assert!(decisions_of(&events, allowed.pid).is_empty(), "no decision for an unprotected file");
+}
+
+/// docs/policy.md, "Several policies on one path": a file under two policies needs both.
+#[test]
+fn a_file_under_two_policies_needs_both() {
+    let users = test_users("a_file_under_two_policies_needs_both", 3);
+    // outer_only: allowed by the outer policy only; both: by both; inner_only: by the inner.
+    let (outer_only, both, inner_only) = (&users[0], &users[1], &users[2]);
+    let f = Fixture::new("enf-overlap");
+    let inner_file = f.file("jinji/mynumber/2026.csv");
+    let outer_file = f.file("jinji/staff.csv");
+    let inner = inner_file.parent().expect("dir").to_path_buf();
+    let outer = inner.parent().expect("dir").to_path_buf();
+    let allow = |a: &TestUser, b: &TestUser| {
+        format!("  allow:\n    - name: staff\n      subjects: [{{uid: {}}}, {{uid: {}}}]\n", a.uid, b.uid)
+    };
+    f.policy("10-jinji.yaml", &policy_doc("jinji", "enforce", &outer, &allow(outer_only, both), "deny"));
+    f.policy("20-payroll.yaml", &policy_doc("payroll", "enforce", &inner, &allow(both, inner_only), "deny"));
+    let mut sensor = f.sensor();
+    let via = enforced_by(&sensor, "jinji");
+    assert_eq!(enforced_by(&sensor, "payroll"), via, "one backend for both");
+    let runs = [
+        (run_child(&Access::read(&inner_file, both)), true, "in both policies' lists, inner file"),
+        (
+            run_child(&Access::read(&inner_file, outer_only)),
+            false,
+            "only the outer policy allows, inner file",
+        ),
+        (
+            run_child(&Access::read(&inner_file, inner_only)),
+            false,
+            "only the inner policy allows, inner file",
+        ),
+        (run_child(&Access::read(&outer_file, outer_only)), true, "outer policy allows, outer file"),
+        (run_child(&Access::read(&outer_file, inner_only)), false, "outer policy refuses, outer file"),
+    ];
+    for (run, ok, what) in &runs {
+        if *ok {
+            run.assert_read(what);
+        } else {
+            run.assert_eperm(what);
+        }
+        wait_exit(&mut sensor, run.pid);
+    }
+    sensor.stop();
+    let events = sensor.events().to_vec();
+    for (run, ok, what) in &runs {
+        if *ok {
+            let file = if what.ends_with("inner file") { &inner_file } else { &outer_file };
+            assert_allowed_records(&events, run.pid, file, what);
+        } else {
+            let d = one_decision(&events, run.pid, "deny", what);
+            assert_eq!(get_str(&d, "mnsensor.enforcement"), via, "{}", show(&d));
+        }
+    }
+    // Which policy a refusal names: the refusing one (docs/policy.md, "Evaluation").
+    let named = |i: usize| {
+        get_str(&one_decision(&events, runs[i].0.pid, "deny", runs[i].2), "mnsensor.policy.name").to_owned()
+    };
+    assert_eq!(named(1), "payroll", "the inner policy refused the outer-only user");
+    assert_eq!(named(4), "jinji", "the outer file is the outer policy's alone");
+    if via == "fanotify" {
+        assert_eq!(named(2), "jinji", "the outer policy refused the inner-only user");
+    }
+}
+
+/// docs/events.md, `mnsensor.enforcement.backends`: `NAME=none` for a policy that asks for
+/// enforcement this machine cannot give (also logged as an error); its accesses go through.
+/// procfs has no file handles, so fanotify cannot mark it; where the BPF LSM enforces, the
+/// kernel covers it too and there is nothing to test.
+#[test]
+fn a_policy_that_cannot_be_enforced_is_listed_as_none() {
+    let f = Fixture::new("enf-none");
+    let tree = Path::new("/proc/sys/fs/fanotify");
+    f.policy("10-p.yaml", &policy_doc("procfs", "enforce", tree, "", "deny"));
+    let mut sensor = f.sensor();
+    let backends = get_str_array(sensor.start_event(), "mnsensor.enforcement.backends");
+    if backends == ["procfs=bpf-lsm"] {
+        sensor.stop();
+        mnsensor_tests::skip!("the BPF LSM enforces even procfs here: no policy asks for too much");
+    }
+    assert_eq!(backends, ["procfs=none"], "{}", show(sensor.start_event()));
+    let value = fs::read_to_string(tree.join("max_queued_events")).expect("the access is not refused");
+    assert!(value.trim().parse::<u64>().is_ok(), "{value:?}");
+    sensor.stop();
+    let stderr = sensor.stderr();
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("cannot be enforced here"),
+        "logged as an error:\n{stderr}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Start and stop: the `sensor.start` record, program ids, and clean detach.
 
 use mnsensor_tests::{
-    Sensor, TempDir, bpf::prog_loaded, get_str, get_str_array, get_u64, kernel_release, path_str, show,
+    Sensor, TempDir, bpf::prog_loaded, get_str, get_str_array, get_u64, is, kernel_release, path_str, show,
 };
 use serde_json::Value;
 
@@ -61,8 +61,21 @@ fn start_record_describes_the_run_and_stop_detaches() {
     for id in &ids {
         assert!(!prog_loaded(*id), "program {id} still loaded after stop");
     }
-    assert!(stop.get("mnsensor.events.delivered").and_then(Value::as_u64).is_some(), "{}", show(&stop));
-    assert!(stop.get("mnsensor.events.lost").and_then(Value::as_u64).is_some(), "{}", show(&stop));
+    // Every ring record delivered is in the output, and every loss was reported.
+    let ring = sensor.events().iter().filter(|e| mnsensor_tests::event::from_ring(e)).count() as u64;
+    let reported: u64 = sensor
+        .events()
+        .iter()
+        .filter(|e| is(e, "sensor.event_loss"))
+        .map(|e| get_u64(e, "mnsensor.loss.count"))
+        .sum();
+    assert_eq!(stop.get("mnsensor.events.lost").and_then(Value::as_u64), Some(reported), "{}", show(&stop));
+    assert_eq!(
+        stop.get("mnsensor.events.delivered").and_then(Value::as_u64),
+        Some(ring),
+        "delivered vs. ring records in the output: {}",
+        show(&stop)
+    );
 }
 
 #[test]
@@ -74,7 +87,7 @@ fn without_protect_file_backend_is_off() {
         assert!(get_str_array(&start, "mnsensor.config.protect").is_empty(), "{}", show(&start));
     }
     sensor.stop();
-    sensor.assert_none("file.open without protected paths", |e| mnsensor_tests::is(e, "file.open"));
+    sensor.assert_none("file.open without protected paths", |e| is(e, "file.open"));
 }
 
 #[test]

@@ -165,10 +165,7 @@ fn ipv4_loopback_connection() {
 fn ipv6_loopback_connection() {
     let listener = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot bind [::1]:0 ({e}): no IPv6 loopback here");
-            return;
-        }
+        Err(e) => mnsensor_tests::skip!("cannot bind [::1]:0 ({e}): no IPv6 loopback here"),
     };
     let target = listener.local_addr().unwrap();
     check_connection(listener, target, "ipv6", false, "ipv6");
@@ -181,8 +178,7 @@ fn ipv4_mapped_connection_is_reported_as_ipv4() {
     // SAFETY: socket/close have no memory-safety preconditions.
     let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        eprintln!("SKIPPED: no AF_INET6 sockets here ({})", std::io::Error::last_os_error());
-        return;
+        mnsensor_tests::skip!("no AF_INET6 sockets here ({})", std::io::Error::last_os_error());
     }
     // SAFETY: we own fd.
     unsafe { libc::close(fd) };

@@ -139,7 +139,11 @@ fn check_accepts_a_valid_set_and_prints_a_stable_hash() {
             .to_owned()
     };
     let h = hash(&o);
-    assert_eq!(h.len(), 64);
+    assert_eq!(
+        h,
+        mnsensor_tests::policy_hash::of_dir(&f.policies),
+        "the documented preimage (docs/policy.md)"
+    );
     assert_eq!(hash(&run(&["check", f.policies()])), h, "same files, same hash");
     // Comments and layout do not change the hash; content does.
     let g = Fixture::new("check-ok2");
@@ -151,7 +155,9 @@ fn check_accepts_a_valid_set_and_prints_a_stable_hash() {
     );
     assert_eq!(hash(&run(&["check", g.policies()])), h, "reformatted copy");
     g.policy("x.yaml", &text.replace("severity: high", "severity: critical"));
-    assert_ne!(hash(&run(&["check", g.policies()])), h);
+    let changed = hash(&run(&["check", g.policies()]));
+    assert_ne!(changed, h);
+    assert_eq!(changed, mnsensor_tests::policy_hash::of_dir(&g.policies), "the documented preimage");
 }
 
 #[test]

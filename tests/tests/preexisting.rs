@@ -51,3 +51,51 @@ fn process_started_before_the_sensor_is_attributed_from_procfs() {
     });
     sensor.stop();
 }
+
+/// docs/events.md, `mnsensor.observed_by`: a file already open or mapped when the sensor
+/// starts is reported once, right after `sensor.start`, with `observed_by: procfs` (and
+/// `file.mapped` for a mapping found in `/proc/<pid>/maps`, not as a descriptor).
+#[test]
+fn files_already_open_or_mapped_at_start_are_reported_from_procfs() {
+    use std::os::{fd::AsRawFd as _, unix::fs::MetadataExt as _};
+    let tree = TempDir::new("preexisting-open");
+    let p = tree.mkdir("protected");
+    let held = tree.write("protected/held.txt", "held\n");
+    let mapped = tree.write("protected/mapped.bin", vec![7u8; 8192]);
+    let fd = std::fs::File::open(&held).expect("open held");
+    let map_fd = std::fs::File::open(&mapped).expect("open mapped");
+    // SAFETY: a fresh private read-only mapping of our own descriptor, unmapped below.
+    let map = unsafe {
+        libc::mmap(std::ptr::null_mut(), 8192, libc::PROT_READ, libc::MAP_PRIVATE, map_fd.as_raw_fd(), 0)
+    };
+    assert_ne!(map, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+    // Only the mapping holds the second file now.
+    drop(map_fd);
+
+    let mut sensor = Sensor::start(&["--protect", path_str(&p)]);
+    let me = test_pid();
+    let of = |path: &std::path::Path| {
+        let path = path_str(path).to_owned();
+        move |e: &Value| {
+            is(e, "file.open")
+                && pid_of(e) == Some(me)
+                && e.get("file.path").and_then(Value::as_str) == Some(path.as_str())
+        }
+    };
+    let ev = sensor.wait_for("procfs record of the held descriptor", of(&held));
+    assert_eq!(get_str(&ev, "mnsensor.observed_by"), "procfs", "{}", show(&ev));
+    assert_eq!(get_u64(&ev, "file.inode"), std::fs::metadata(&held).expect("stat").ino(), "{}", show(&ev));
+    assert_ne!(ev.get("mnsensor.file.mapped").and_then(Value::as_bool), Some(true), "{}", show(&ev));
+    let ev = sensor.wait_for("procfs record of the mapping", of(&mapped));
+    assert_eq!(get_str(&ev, "mnsensor.observed_by"), "procfs", "{}", show(&ev));
+    assert_eq!(ev.get("mnsensor.file.mapped").and_then(Value::as_bool), Some(true), "{}", show(&ev));
+    // SAFETY: unmaps what we mapped.
+    assert_eq!(unsafe { libc::munmap(map, 8192) }, 0);
+    drop(fd);
+    sensor.stop();
+    // Reported once each.
+    for path in [&held, &mapped] {
+        let n = sensor.matching(of(path)).len();
+        assert_eq!(n, 1, "{} reported {n} times at start", path.display());
+    }
+}

@@ -131,3 +131,33 @@ fn sigkill_is_reported_as_exit_signal_9() {
     );
     sensor.stop();
 }
+
+/// docs/events.md, record quality flags: a command line longer than 4096 bytes is cut and
+/// flagged `mnsensor.argv.truncated`; a short one is not flagged.
+#[test]
+fn long_command_lines_are_cut_and_flagged() {
+    let mut sensor = Sensor::start(&[]);
+    let sh = find_tool("sh");
+    let long = "x".repeat(3000);
+    let mut child = ChildGuard::spawn(Command::new(&sh).args(["-c", "exit 0", &long, &long]));
+    let pid = child.pid();
+    assert!(child.wait_timeout(scaled(CHILD_TIMEOUT)).success());
+    let mut short = ChildGuard::spawn(Command::new(&sh).args(["-c", "exit 0", "short"]));
+    let short_pid = short.pid();
+    assert!(short.wait_timeout(scaled(CHILD_TIMEOUT)).success());
+    let exec = sensor
+        .wait_for(&format!("process.exec of pid {pid}"), |e| is(e, "process.exec") && pid_of(e) == Some(pid));
+    assert_eq!(exec.get("mnsensor.argv.truncated").and_then(Value::as_bool), Some(true), "{}", show(&exec));
+    let line = get_str(&exec, "process.command_line");
+    let full = format!("{} -c exit 0 {long} {long}", path_str(&sh));
+    assert!(
+        line.len() <= 4096 && full.starts_with(line),
+        "a cut prefix of the command line: {}",
+        show(&exec)
+    );
+    let exec = sensor.wait_for(&format!("process.exec of pid {short_pid}"), |e| {
+        is(e, "process.exec") && pid_of(e) == Some(short_pid)
+    });
+    assert!(!has(&exec, "mnsensor.argv.truncated"), "{}", show(&exec));
+    sensor.stop();
+}

@@ -31,8 +31,8 @@ use std::{
 };
 
 use mnsensor_tests::{
-    ChildGuard, Sensor, TempDir, dev_string, get_str, get_str_array, get_u64, in_vm, is, mentions, path_str,
-    pid_of, scaled, show, test_pid, util::read_lossy,
+    ChildGuard, Sensor, TempDir, dev_string, get_str, get_str_array, get_u64, has, in_vm, is, mentions,
+    path_str, pid_of, scaled, show, test_pid, util::read_lossy,
 };
 use serde_json::{Value, json};
 
@@ -169,8 +169,8 @@ fn run_child(mut op: Value, uid: Option<u32>, cwd: Option<&Path>, timeout: Durat
 fn skip_unsupported(run: &ChildRun, sensor: &mut Sensor, what: &str) -> bool {
     let Some(reason) = run.skipped() else { return false };
     if in_vm() {
-        eprintln!("skipping {what}: not available in this VM kernel ({reason})");
         sensor.stop();
+        mnsensor_tests::skip::skip(&format!("{what}: not available in this VM kernel ({reason})"));
         return true;
     }
     panic!("{what}: not available on this host ({reason}); only the VM may skip it");
@@ -363,7 +363,22 @@ fn single_use(
     use_of: impl FnOnce(&ChildRun) -> Use,
     ignore: impl Fn(&Value) -> bool,
 ) -> Option<(Value, Value)> {
+    single_use_on(tree, what, op, uid, cwd, use_of, ignore).map(|(open, close, _)| (open, close))
+}
+
+/// [`single_use`], also returning the file backend of `sensor.start`
+/// (`mnsensor.backend.file`: `tracepoint` or `fentry`).
+fn single_use_on(
+    tree: &Tree,
+    what: &str,
+    op: Value,
+    uid: Option<u32>,
+    cwd: Option<&Path>,
+    use_of: impl FnOnce(&ChildRun) -> Use,
+    ignore: impl Fn(&Value) -> bool,
+) -> Option<(Value, Value, String)> {
     let mut sensor = tree.sensor();
+    let backend = get_str(sensor.start_event(), "mnsensor.backend.file").to_owned();
     let run = run_child(op, uid, cwd, CHILD_TIMEOUT);
     if skip_unsupported(&run, &mut sensor, what) {
         return None;
@@ -372,7 +387,8 @@ fn single_use(
     sensor.stop();
     let u = use_of(&run);
     let events = sensor.events().to_vec();
-    Some(check_use(&events, &u, ignore))
+    let (open, close) = check_use(&events, &u, ignore);
+    Some((open, close, backend))
 }
 
 /// A child, as nobody, reads all `SIZE` bytes of `file` in `CHUNK`s with `op` (the file reached
@@ -563,15 +579,22 @@ fn read_reopened_from_o_path_descriptor() {
         read_calls: Some(read_calls(SIZE, CHUNK)),
         ..Use::read("O_PATH then open(/proc/self/fd/N)", &run, 0, &file, &tree.protected, SIZE as u64)
     };
-    // The O_PATH open itself grants no data access; whether it is reported depends on the
-    // backend (security_file_open does not see it), so its records are set aside.
-    let (open, _) = check_use(sensor.events(), &u, |e| {
-        (is(e, "file.open")
-            && e.get("mnsensor.file.flags").is_some()
-            && get_str_array(e, "mnsensor.file.flags").iter().any(|f| f == "O_PATH"))
-            || (is(e, "file.close") && e.get("mnsensor.file.fd").and_then(Value::as_u64) == Some(path_fd))
-    });
+    // docs/events.md: `O_PATH` descriptors are not reported. So nothing is set aside: an
+    // O_PATH open (or a close of the O_PATH descriptor) is an unexpected record.
+    let (open, _) = check_use(sensor.events(), &u, |_| false);
     assert!(!get_str_array(&open, "mnsensor.file.flags").iter().any(|f| f == "O_PATH"), "{}", show(&open));
+    let o_path: Vec<&Value> = sensor
+        .events()
+        .iter()
+        .filter(|e| pid_of(e) == Some(run.pid))
+        .filter(|e| {
+            (is(e, "file.open")
+                && has(e, "mnsensor.file.flags")
+                && get_str_array(e, "mnsensor.file.flags").iter().any(|f| f == "O_PATH"))
+                || (is(e, "file.close") && e.get("mnsensor.file.fd").and_then(Value::as_u64) == Some(path_fd))
+        })
+        .collect();
+    assert!(o_path.is_empty(), "O_PATH descriptors are never reported (docs/events.md): {o_path:?}");
 }
 
 #[test]
@@ -672,7 +695,7 @@ fn sendfile_to_loopback_socket() {
         None,
         |run| Use {
             io: vec!["sendfile"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("sendfile", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
@@ -693,7 +716,7 @@ fn splice_file_to_pipe() {
         None,
         |run| Use {
             io: vec!["splice"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("splice", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
@@ -714,7 +737,7 @@ fn copy_file_range_to_file_outside_tree() {
         None,
         |run| Use {
             io: vec!["copy_file_range"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("copy_file_range", run, 0, &file, &tree.protected, SIZE as u64)
         },
         // The destination is not protected: any record of it is a failure (not ignored).
@@ -737,7 +760,7 @@ fn io_uring_read() {
         None,
         |run| Use {
             io: vec!["io_uring"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("io_uring read", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
@@ -749,7 +772,7 @@ fn io_uring_openat_and_read() {
     let tree = Tree::new("pio-uring-open");
     let file = tree.file("protected/data.bin", SIZE);
     let op = json!({"op": "io_uring_read", "path": path_str(&file), "size": SIZE, "open_with_uring": true});
-    let result = single_use(
+    let result = single_use_on(
         &tree,
         "io_uring openat and read requests",
         op,
@@ -757,15 +780,20 @@ fn io_uring_openat_and_read() {
         None,
         |run| Use {
             io: vec!["io_uring"],
-            read_calls: None,
+            read_calls: Some(run.u("calls")),
             ..Use::read("io_uring openat + read", run, 0, &file, &tree.protected, SIZE as u64)
         },
         never,
     );
-    if let Some((open, _)) = result {
-        // Left out with the fentry backend; when present it names the io_uring request.
-        if open.get("mnsensor.syscall").is_some() {
-            assert_eq!(get_str(&open, "mnsensor.syscall"), "io_uring_openat", "{}", show(&open));
+    if let Some((open, _, backend)) = result {
+        // docs/events.md: the tracepoint backend names the syscall (here the io_uring
+        // request); the fentry backend sees the open before it and names none.
+        match backend.as_str() {
+            "tracepoint" => {
+                assert_eq!(get_str(&open, "mnsensor.syscall"), "io_uring_openat", "{}", show(&open))
+            }
+            "fentry" => assert!(!has(&open, "mnsensor.syscall"), "{}", show(&open)),
+            other => panic!("unknown file backend {other:?}"),
         }
     }
 }
@@ -936,6 +964,36 @@ fn writes_counted_and_reported_at_last_close_of_dup() {
     // Exactly one file.close, and it carries the original descriptor (closed last), not the
     // dup's (closed first, not the last reference): checked by `check_use` via `close_fd`.
     assert_eq!(fs::metadata(&file).expect("stat").len(), (FIRST + SECOND) as u64);
+}
+
+/// docs/events.md, `file.close`: bytes moved into the file by every write path are counted
+/// (`bytes_written`, `write_calls`) and named in `mnsensor.file.io`.
+#[test]
+fn every_write_path_is_counted() {
+    let tree = Tree::new("pio-write-paths");
+    let file = tree.file("protected/out.bin", 0);
+    let src = tree.outside.join("src.bin");
+    fs::write(&src, pattern(6 * 10_000)).expect("write the source");
+    let op = json!({"op": "write_paths", "path": path_str(&file), "src": path_str(&src)});
+    single_use(
+        &tree,
+        "writev, pwritev, splice, copy_file_range, sendfile and io_uring into the file",
+        op,
+        None,
+        None,
+        |run| Use {
+            access: "write",
+            bytes_read: 0,
+            bytes_written: run.u("bytes"),
+            read_calls: Some(0),
+            write_calls: Some(run.u("calls")),
+            io: vec!["write", "splice", "copy_file_range", "sendfile", "io_uring"],
+            ..Use::read("write paths", run, 0, &file, &tree.protected, 0)
+        },
+        never,
+    )
+    .expect("not skipped");
+    assert_eq!(fs::read(&file).expect("read back"), pattern(6 * 10_000), "the file holds what was written");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1345,6 +1403,7 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
             }
             let fd = c_open(s(spec, "path"), libc::O_RDONLY);
             let mut moved = 0;
+            let mut calls = 0u64;
             let mut got_back = Vec::with_capacity(size);
             let mut buf = vec![0u8; 65536];
             while moved < size {
@@ -1366,17 +1425,20 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
                     left -= r as usize;
                 }
                 moved += got as usize;
+                calls += 1;
             }
             assert!(got_back == pattern(size), "spliced bytes differ from the file's");
             c_close(fd);
             c_close(pipe[0]);
             c_close(pipe[1]);
+            res.insert("calls".into(), json!(calls));
             res.insert("fd".into(), json!(fd));
         }
         "copy_file_range" => {
             let fd = c_open(s(spec, "path"), libc::O_RDONLY);
             let dfd = c_open(s(spec, "dst"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC);
             let mut copied = 0;
+            let mut calls = 0u64;
             while copied < size {
                 // SAFETY: valid descriptors; NULL offsets use the file positions.
                 let got = unsafe {
@@ -1393,9 +1455,11 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
                     os_err(&format!("copy_file_range returned {got}"));
                 }
                 copied += got as usize;
+                calls += 1;
             }
             c_close(dfd);
             c_close(fd);
+            res.insert("calls".into(), json!(calls));
             res.insert("fd".into(), json!(fd));
         }
         "io_uring_read" => child_io_uring(spec, size, res),
@@ -1439,6 +1503,7 @@ fn child_op(spec: &Value, res: &mut serde_json::Map<String, Value>) {
             res.insert("calls".into(), json!(calls));
             res.insert("fd".into(), json!(fd));
         }
+        "write_paths" => child_write_paths(spec, res),
         "write_dup" => {
             let (first, second) = (n(spec, "first"), n(spec, "second"));
             let data = pattern(first + second);
@@ -1545,6 +1610,100 @@ fn read_from(
     res.insert("calls".into(), json!(read_counted(fd, size, chunk)));
     c_close(fd);
     c_close(aux);
+    res.insert("fd".into(), json!(fd));
+}
+
+/// Writes `SEG`-byte segments into the protected file through every write path but plain
+/// write(2): writev, pwritev, splice from a pipe, copy_file_range and sendfile from a file
+/// outside the tree, and an io_uring write request. Reports the calls that moved bytes.
+fn child_write_paths(spec: &Value, res: &mut serde_json::Map<String, Value>) {
+    const SEG: usize = 10_000;
+    let data = pattern(6 * SEG);
+    let fd = c_open(s(spec, "path"), libc::O_WRONLY);
+    let src = c_open(s(spec, "src"), libc::O_RDONLY);
+    let mut calls = 0u64;
+    let mut at = 0usize;
+    // writev and pwritev: one call each, two iovecs.
+    for positioned in [false, true] {
+        let (a, b) = data[at..at + SEG].split_at(SEG / 2);
+        let iov = [
+            libc::iovec { iov_base: a.as_ptr() as *mut _, iov_len: a.len() },
+            libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() },
+        ];
+        // SAFETY: both iovecs point into `data`.
+        let got = unsafe {
+            if positioned {
+                libc::pwritev(fd, iov.as_ptr(), 2, at as libc::off_t)
+            } else {
+                libc::writev(fd, iov.as_ptr(), 2)
+            }
+        };
+        assert_eq!(got, SEG as isize, "writev/pwritev: {}", io::Error::last_os_error());
+        at += SEG;
+        calls += 1;
+    }
+    // SAFETY: plain lseek past the pwritev segment (pwritev leaves the position alone).
+    assert_eq!(unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_SET) }, at as libc::off_t);
+    // splice: the segment goes through a pipe.
+    let mut pipe = [0i32; 2];
+    // SAFETY: valid array of two ints.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        os_err("pipe2");
+    }
+    // SAFETY: data[at..] has SEG bytes; a pipe holds 64 KiB.
+    assert_eq!(unsafe { libc::write(pipe[1], data[at..].as_ptr().cast(), SEG) }, SEG as isize);
+    let mut moved = 0;
+    while moved < SEG {
+        // SAFETY: valid descriptors; NULL offsets use the positions.
+        let got =
+            unsafe { libc::splice(pipe[0], std::ptr::null_mut(), fd, std::ptr::null_mut(), SEG - moved, 0) };
+        if got <= 0 {
+            os_err("splice into the file");
+        }
+        moved += got as usize;
+        calls += 1;
+    }
+    at += SEG;
+    c_close(pipe[0]);
+    c_close(pipe[1]);
+    // copy_file_range and sendfile from the source (which holds the same pattern).
+    for use_sendfile in [false, true] {
+        let mut moved = 0;
+        while moved < SEG {
+            let mut off = (at + moved) as libc::off_t;
+            // SAFETY: valid descriptors and offset.
+            let got = unsafe {
+                if use_sendfile {
+                    libc::sendfile(fd, src, &mut off, SEG - moved)
+                } else {
+                    libc::copy_file_range(src, &mut off, fd, std::ptr::null_mut(), SEG - moved, 0)
+                }
+            };
+            if got <= 0 {
+                os_err(if use_sendfile { "sendfile into the file" } else { "copy_file_range into the file" });
+            }
+            moved += got as usize;
+            calls += 1;
+        }
+        at += SEG;
+    }
+    // io_uring: one write request at the end.
+    {
+        use io_uring::{IoUring, opcode, types};
+        let mut ring = IoUring::new(4).unwrap_or_else(|e| panic!("io_uring_setup: {e}"));
+        let e = opcode::Write::new(types::Fd(fd), data[at..].as_ptr(), SEG as u32).offset(at as u64).build();
+        // SAFETY: the buffer outlives the completion waited for here.
+        unsafe { ring.submission().push(&e) }.expect("submission queue full");
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        let got = ring.completion().next().expect("a completion").result();
+        assert_eq!(got, SEG as i32, "io_uring write: {}", io::Error::from_raw_os_error(-got));
+        calls += 1;
+        at += SEG;
+    }
+    c_close(src);
+    c_close(fd);
+    res.insert("calls".into(), json!(calls));
+    res.insert("bytes".into(), json!(at));
     res.insert("fd".into(), json!(fd));
 }
 

@@ -7,6 +7,7 @@ mod lint;
 mod package;
 mod run;
 mod setup;
+mod skips;
 mod test;
 mod vm;
 

@@ -19,7 +19,10 @@ use sensor_common::event::policy::{
 };
 
 use crate::{
-    policy::{AccessRequest, Action, Executable, Mode, Op, OpSet, PolicySet, ProtectTarget, Verdict},
+    policy::{
+        AccessRequest, Action, Executable, Mode, Op, OpSet, PolicySet, ProtectTarget, Verdict, When,
+        compile::TargetKind,
+    },
     protect::{ProtectSet, kernel_dev},
 };
 
@@ -74,27 +77,55 @@ const COMBOS: [(u32, &[Op]); 6] = [
 
 /// Compiles the tables for `set` at the current time.
 pub fn compile(set: &PolicySet, protect: &ProtectSet) -> Tables {
+    compile_at(set, protect, jiff::Timestamp::now().into())
+}
+
+/// Compiles the tables for `set` as they hold at `now`.
+pub fn compile_at(set: &PolicySet, protect: &ProtectSet, now: When) -> Tables {
     let mut t = Tables::default();
     let ids = enforce_ids(set);
     for e in protect.entries() {
-        let id = ids.iter().find(|(_, i)| set.policies()[*i].covering(&e.path).is_some()).map(|(id, _)| *id);
+        // The policy of the innermost protected path (docs/policy.md): of the enforce-mode
+        // policies covering the rule's path, the one whose covering path is the longest.
+        let depth = |i: usize| match set.policies()[i].covering(&e.path).map(|t| &t.kind) {
+            Some(TargetKind::Path(p)) => Some(p.as_os_str().len()),
+            Some(TargetKind::Glob { .. }) => Some(0),
+            None => None,
+        };
+        let id = ids
+            .iter()
+            .filter_map(|&(id, i)| Some((depth(i)?, std::cmp::Reverse(id))))
+            .max()
+            .map(|(_, std::cmp::Reverse(id))| id);
         if let Some(id) = id {
             t.rule_policy.push((e.value.rule, id));
         }
     }
-    let now: crate::policy::When = jiff::Timestamp::now().into();
+    let action_of = |i: usize| match set.policies()[i].default.action {
+        Action::Kill => ACTION_KILL,
+        Action::Deny => ACTION_DENY,
+        Action::Alert | Action::Audit => 0,
+    };
     for &(id, i) in &ids {
         let policy = &set.policies()[i];
-        let action = match policy.default.action {
-            Action::Kill => ACTION_KILL,
-            Action::Deny => ACTION_DENY,
-            Action::Alert | Action::Audit => 0,
+        let Some(path) = representative(set, &policy.name) else {
+            t.defaults.push((id, PolicyDefault { action: action_of(i), _pad: 0 }));
+            continue;
         };
-        t.defaults.push((id, PolicyDefault { action, _pad: 0 }));
-        let Some(path) = representative(set, &policy.name) else { continue };
+        // Every enforce-mode policy covering the path takes part (an outer tree's policy
+        // too): their users and programs get table entries, and a user none of them allows
+        // gets the strictest of their defaults, as `evaluate` would decide.
+        let covering: Vec<usize> =
+            ids.iter().map(|&(_, j)| j).filter(|&j| set.policies()[j].covering(&path).is_some()).collect();
+        let action = covering.iter().map(|&j| action_of(j)).max_by_key(|a| match *a {
+            ACTION_KILL => 2,
+            ACTION_DENY => 1,
+            _ => 0,
+        });
+        t.defaults.push((id, PolicyDefault { action: action.unwrap_or(0), _pad: 0 }));
         let mut uids = BTreeSet::new();
         let mut programs = BTreeSet::new();
-        for entry in &policy.allow {
+        for entry in covering.iter().flat_map(|&j| &set.policies()[j].allow) {
             uids.extend(entry.subjects.uids.iter().map(|(u, _)| *u));
             for (gid, _) in &entry.subjects.gids {
                 uids.extend(group_members(*gid));
@@ -116,7 +147,10 @@ pub fn compile(set: &PolicySet, protect: &ProtectSet) -> Tables {
                         program: Executable { path: program, sha256: None },
                         time: now,
                     };
-                    if set.evaluate(&req).verdict == Verdict::Allow { mask | bit } else { mask }
+                    // The kernel only refuses: a verdict that lets the access through (allow, or
+                    // a recording one of another covering policy) is allowed in the tables.
+                    let refused = matches!(set.evaluate(&req).verdict, Verdict::Deny | Verdict::Kill);
+                    if refused { mask } else { mask | bit }
                 })
             };
             let any = allowed(Path::new(""));
@@ -181,3 +215,7 @@ fn group_members(gid: u32) -> Vec<u32> {
     }
     uids
 }
+
+#[cfg(test)]
+#[path = "lsm_tests.rs"]
+mod tests;

@@ -16,6 +16,15 @@ use super::*;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// `n` milliseconds times `MNSENSOR_TEST_TIMEOUT_SCALE` (docs/testing.md). Every time in these
+/// tests (deadlines, callback delays, ceilings and waits) goes through it, so the ratios the
+/// tests rely on (a ceiling below a deadline, a deadline below a callback's delay) hold on a
+/// slow machine too.
+fn ms(n: u64) -> Duration {
+    let scale = std::env::var("MNSENSOR_TEST_TIMEOUT_SCALE").ok().and_then(|s| s.parse::<f64>().ok());
+    Duration::from_millis(n).mul_f64(scale.filter(|f| *f > 0.0).unwrap_or(1.0))
+}
+
 /// A temporary directory, removed on drop.
 struct TempTree(PathBuf);
 
@@ -66,10 +75,10 @@ fn run(prog: &str, args: &[&str]) -> Ran {
         if child.try_wait().expect("try_wait").is_some() {
             break;
         }
-        if start.elapsed() > Duration::from_secs(5) {
+        if start.elapsed() > ms(5000) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("child {prog} {args:?} (pid {pid}) did not finish in 5 s");
+            panic!("child {prog} {args:?} (pid {pid}) did not finish in {:?}", ms(5000));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -118,7 +127,10 @@ fn find<'a>(evs: &'a [FsEvent], pid: u32, kind: FsEventKind, path: &Path) -> &'a
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
-const WAIT: Duration = Duration::from_secs(3);
+/// How long an expected fanotify record may take (scaled by [`ms`]).
+fn wait() -> Duration {
+    ms(3000)
+}
 
 #[test]
 fn probe_reports_features() {
@@ -137,7 +149,7 @@ fn observer_content_events_carry_pid_and_identity() {
 
     let r = cat(&f);
     assert!(r.status.success());
-    let evs = collect(&mut obs, WAIT, |e| has(e, r.pid, FsEventKind::CloseNoWrite, &f));
+    let evs = collect(&mut obs, wait(), |e| has(e, r.pid, FsEventKind::CloseNoWrite, &f));
     for kind in [FsEventKind::Open, FsEventKind::Access, FsEventKind::CloseNoWrite] {
         let e = find(&evs, r.pid, kind, &f);
         assert_eq!((e.dev, e.ino), (Some(meta.dev()), Some(meta.ino())), "{e:?}");
@@ -147,7 +159,7 @@ fn observer_content_events_carry_pid_and_identity() {
 
     let w = sh(&format!("echo more >> '{}'", f.display()));
     assert!(w.status.success());
-    let evs = collect(&mut obs, WAIT, |e| has(e, w.pid, FsEventKind::CloseWrite, &f));
+    let evs = collect(&mut obs, wait(), |e| has(e, w.pid, FsEventKind::CloseWrite, &f));
     for kind in [FsEventKind::Open, FsEventKind::Modify, FsEventKind::CloseWrite] {
         let e = find(&evs, w.pid, kind, &f);
         assert_eq!(e.ino, Some(meta.ino()));
@@ -160,7 +172,7 @@ fn observer_content_events_carry_pid_and_identity() {
     // Our own accesses are dropped.
     let _ = std::fs::read(&f).unwrap();
     std::fs::write(t.join("own"), "x").unwrap();
-    let evs = collect(&mut obs, Duration::from_millis(300), |_| false);
+    let evs = collect(&mut obs, ms(300), |_| false);
     let own = std::process::id();
     assert!(evs.iter().all(|e| e.pid != own), "{evs:#?}");
 }
@@ -174,12 +186,12 @@ fn observer_follows_directories_created_after_start() {
     // `a/b` and the file appear before the observer can mark `a`: the walk of `a` on its
     // FAN_CREATE must find `b`.
     let mk = run("/bin/mkdir", &[sub.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, mk.pid, FsEventKind::Create, &sub));
+    let evs = collect(&mut obs, wait(), |e| has(e, mk.pid, FsEventKind::Create, &sub));
     assert!(find(&evs, mk.pid, FsEventKind::Create, &sub).is_dir);
     let deep = sub.join("a/b/h");
     let mk2 = sh(&format!("mkdir -p '{}' && echo hi > '{}'", sub.join("a/b").display(), deep.display()));
     assert!(mk2.status.success());
-    let _ = collect(&mut obs, WAIT, |e| {
+    let _ = collect(&mut obs, wait(), |e| {
         e.iter().any(|e| e.kind == FsEventKind::Create && e.path == sub.join("a"))
     });
     assert!(obs.marked() >= 4, "marked {}", obs.marked());
@@ -189,7 +201,7 @@ fn observer_follows_directories_created_after_start() {
     let r = cat(&g);
     let r2 = cat(&deep);
     assert!(r.status.success() && r2.status.success());
-    let evs = collect(&mut obs, WAIT, |e| {
+    let evs = collect(&mut obs, wait(), |e| {
         has(e, r.pid, FsEventKind::CloseNoWrite, &g) && has(e, r2.pid, FsEventKind::CloseNoWrite, &deep)
     });
     assert!(has(&evs, w.pid, FsEventKind::Create, &g), "{evs:#?}");
@@ -206,7 +218,7 @@ fn observer_namespace_events() {
     let (a, b) = (t.join("a"), t.join("b"));
 
     let touch = run("/usr/bin/touch", &[a.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, touch.pid, FsEventKind::Create, &a));
+    let evs = collect(&mut obs, wait(), |e| has(e, touch.pid, FsEventKind::Create, &a));
     let c = find(&evs, touch.pid, FsEventKind::Create, &a);
     let meta = std::fs::metadata(&a).unwrap();
     assert!(!c.is_dir);
@@ -214,7 +226,7 @@ fn observer_namespace_events() {
     assert_eq!((c.dev, c.ino), (Some(meta.dev()), Some(meta.ino())), "{c:?}");
 
     let mv = run("/bin/mv", &[a.to_str().unwrap(), b.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, mv.pid, FsEventKind::MovedTo, &b));
+    let evs = collect(&mut obs, wait(), |e| has(e, mv.pid, FsEventKind::MovedTo, &b));
     let r = find(&evs, mv.pid, FsEventKind::Rename, &b);
     assert_eq!(r.old_path.as_deref(), Some(a.as_path()));
     assert_eq!(r.ino, Some(meta.ino()));
@@ -223,7 +235,7 @@ fn observer_namespace_events() {
     let ch = run("/bin/chmod", &["600", b.to_str().unwrap()]);
     let tr = run("/usr/bin/truncate", &["-s", "3", b.to_str().unwrap()]);
     let rm = run("/bin/rm", &[b.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, rm.pid, FsEventKind::Delete, &b));
+    let evs = collect(&mut obs, wait(), |e| has(e, rm.pid, FsEventKind::Delete, &b));
     find(&evs, ch.pid, FsEventKind::Attrib, &b);
     // truncate(2) reaches only the FID group (no path in the event).
     assert!(has(&evs, tr.pid, FsEventKind::Modify, &b), "{evs:#?}");
@@ -233,15 +245,15 @@ fn observer_namespace_events() {
     let (d1, d2) = (t.join("d1"), t.join("d2"));
     let mk = run("/bin/mkdir", &[d1.to_str().unwrap()]);
     let mv = run("/bin/mv", &[d1.to_str().unwrap(), d2.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, mv.pid, FsEventKind::Rename, &d2));
+    let evs = collect(&mut obs, wait(), |e| has(e, mv.pid, FsEventKind::Rename, &d2));
     assert!(find(&evs, mk.pid, FsEventKind::Create, &d1).is_dir);
     assert!(find(&evs, mv.pid, FsEventKind::Rename, &d2).is_dir);
     let x = d2.join("x");
     let touch = run("/usr/bin/touch", &[x.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, touch.pid, FsEventKind::Create, &x));
+    let evs = collect(&mut obs, wait(), |e| has(e, touch.pid, FsEventKind::Create, &x));
     find(&evs, touch.pid, FsEventKind::Create, &x);
     let rm = run("/bin/rm", &["-r", d2.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, rm.pid, FsEventKind::DeleteSelf, &d2));
+    let evs = collect(&mut obs, wait(), |e| has(e, rm.pid, FsEventKind::DeleteSelf, &d2));
     assert!(find(&evs, rm.pid, FsEventKind::Delete, &d2).is_dir);
     find(&evs, rm.pid, FsEventKind::Delete, &x);
     assert_eq!(obs.marked(), 1, "deleted directories leave the map");
@@ -254,20 +266,20 @@ fn observer_unwatches_directories_moved_out() {
     let mut obs = Observer::new(&[t.path().to_path_buf()]).unwrap();
     let (d, f) = (t.join("d"), t.join("d/f"));
     let mk = run("/bin/mkdir", &[d.to_str().unwrap()]);
-    let _ = collect(&mut obs, WAIT, |e| has(e, mk.pid, FsEventKind::Create, &d));
+    let _ = collect(&mut obs, wait(), |e| has(e, mk.pid, FsEventKind::Create, &d));
     let w = sh(&format!("echo x > '{}'", f.display()));
-    let evs = collect(&mut obs, WAIT, |e| has(e, w.pid, FsEventKind::CloseWrite, &f));
+    let evs = collect(&mut obs, wait(), |e| has(e, w.pid, FsEventKind::CloseWrite, &f));
     assert!(has(&evs, w.pid, FsEventKind::CloseWrite, &f), "{evs:#?}");
     assert_eq!(obs.marked(), 2);
     let gone = outside.join("d");
     let mv = run("/bin/mv", &[d.to_str().unwrap(), gone.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, mv.pid, FsEventKind::MovedFrom, &d));
+    let evs = collect(&mut obs, wait(), |e| has(e, mv.pid, FsEventKind::MovedFrom, &d));
     // The new side is outside every tree: resolved through open_by_handle_at.
     assert_eq!(find(&evs, mv.pid, FsEventKind::Rename, &gone).old_path.as_deref(), Some(d.as_path()));
     assert_eq!(obs.marked(), 1, "the moved-out directory lost its marks");
     let r = cat(&gone.join("f"));
     assert!(r.status.success());
-    let evs = collect(&mut obs, Duration::from_millis(300), |_| false);
+    let evs = collect(&mut obs, ms(300), |_| false);
     assert!(evs.iter().all(|e| e.pid != r.pid), "{evs:#?}");
 }
 
@@ -282,12 +294,12 @@ fn observer_watches_single_files() {
     let r1 = cat(&other);
     let r2 = cat(&f);
     let ch = run("/bin/chmod", &["600", f.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, ch.pid, FsEventKind::Attrib, &f));
+    let evs = collect(&mut obs, wait(), |e| has(e, ch.pid, FsEventKind::Attrib, &f));
     find(&evs, r2.pid, FsEventKind::Open, &f);
     assert!(evs.iter().all(|e| e.pid != r1.pid), "the sibling is not watched: {evs:#?}");
     let moved = t.join("moved");
     let mv = run("/bin/mv", &[f.to_str().unwrap(), moved.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| has(e, mv.pid, FsEventKind::MoveSelf, &moved));
+    let evs = collect(&mut obs, wait(), |e| has(e, mv.pid, FsEventKind::MoveSelf, &moved));
     assert_eq!(find(&evs, mv.pid, FsEventKind::MoveSelf, &moved).old_path.as_deref(), Some(f.as_path()));
 }
 
@@ -307,7 +319,7 @@ fn observer_mark_limit() {
     let mut obs = Observer::with_options(&[t.path().to_path_buf()], exact).unwrap();
     let d = t.join("d");
     let _mk = run("/bin/mkdir", &[d.to_str().unwrap()]);
-    let evs = collect(&mut obs, WAIT, |e| e.iter().any(|e| e.kind == FsEventKind::Unwatched));
+    let evs = collect(&mut obs, wait(), |e| e.iter().any(|e| e.kind == FsEventKind::Unwatched));
     let u = evs.iter().find(|e| e.kind == FsEventKind::Unwatched).expect("Unwatched reported");
     assert_eq!(u.path, d);
 }
@@ -329,7 +341,7 @@ fn observer_reports_queue_overflow() {
         std::fs::rename(&cur, &next).unwrap();
         cur = next;
     }
-    let evs = collect(&mut obs, WAIT, |e| e.iter().any(|e| e.kind == FsEventKind::Overflow));
+    let evs = collect(&mut obs, wait(), |e| e.iter().any(|e| e.kind == FsEventKind::Overflow));
     assert!(evs.iter().any(|e| e.kind == FsEventKind::Overflow), "{} events, no overflow", evs.len());
     drop(obs);
 }
@@ -345,7 +357,7 @@ fn observer_under_tokio_asyncfd() {
         let mut afd = obs.into_async().unwrap();
         for _ in 0..2 {
             let r = cat(&f);
-            let deadline = tokio::time::Instant::now() + WAIT;
+            let deadline = tokio::time::Instant::now() + wait();
             let mut seen = Vec::new();
             while !has(&seen, r.pid, FsEventKind::CloseNoWrite, &f) {
                 match tokio::time::timeout_at(deadline, next_events(&mut afd)).await {
@@ -361,11 +373,7 @@ fn observer_under_tokio_asyncfd() {
 // Responder
 
 fn opts(deadline_ms: u64, fail_mode: FailMode) -> ResponderOptions {
-    ResponderOptions {
-        deadline: Duration::from_millis(deadline_ms),
-        fail_mode,
-        ..ResponderOptions::default()
-    }
+    ResponderOptions { deadline: ms(deadline_ms), fail_mode, ..ResponderOptions::default() }
 }
 
 fn denied(r: &Ran) -> bool {
@@ -391,7 +399,7 @@ fn responder_denies_and_allows_by_callback() {
 
     let r = cat(&secret);
     assert!(denied(&r), "status {:?} stderr {:?}", r.status, r.stderr);
-    assert!(r.elapsed < Duration::from_millis(250), "a verdict, not the deadline: {:?}", r.elapsed);
+    assert!(r.elapsed < ms(250), "a verdict, not the deadline: {:?}", r.elapsed);
     let r = cat(&public);
     assert!(r.status.success());
     assert_eq!(r.stdout, "P");
@@ -399,7 +407,7 @@ fn responder_denies_and_allows_by_callback() {
     // This process (where the responder runs) is never asked and never blocked.
     let start = Instant::now();
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "S");
-    assert!(start.elapsed() < Duration::from_millis(100));
+    assert!(start.elapsed() < ms(100));
     assert_eq!(own_asked.load(Ordering::Relaxed), 0);
 
     let c = resp.counts();
@@ -414,7 +422,7 @@ fn responder_fail_closed_on_deadline() {
     let f = t.join("f");
     std::fs::write(&f, "x").unwrap();
     let decide: Decide = Arc::new(|_: &PermissionRequest| {
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(ms(600));
         Verdict::Allow
     });
     let mut resp =
@@ -422,7 +430,7 @@ fn responder_fail_closed_on_deadline() {
     let mut notices = resp.notices().unwrap();
     let r = cat(&f);
     assert!(denied(&r), "fail-closed denies: {:?} {:?}", r.status, r.stderr);
-    assert!(r.elapsed < Duration::from_millis(450), "answered at the deadline: {:?}", r.elapsed);
+    assert!(r.elapsed < ms(450), "answered at the deadline: {:?}", r.elapsed);
     let n = notices.try_recv().expect("a DeadlineExpired notice");
     assert_eq!(n, Notice::DeadlineExpired { pid: r.pid, path: f, applied: Verdict::Deny });
     assert_eq!(resp.counts().expired, 1);
@@ -435,7 +443,7 @@ fn responder_fail_open_on_deadline() {
     let f = t.join("f");
     std::fs::write(&f, "x").unwrap();
     let decide: Decide = Arc::new(|_: &PermissionRequest| {
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(ms(600));
         Verdict::Deny
     });
     let mut resp =
@@ -443,7 +451,7 @@ fn responder_fail_open_on_deadline() {
     let mut notices = resp.notices().unwrap();
     let r = cat(&f);
     assert!(r.status.success(), "fail-open allows although the callback would deny: {:?}", r.stderr);
-    assert!(r.elapsed < Duration::from_millis(450), "{:?}", r.elapsed);
+    assert!(r.elapsed < ms(450), "{:?}", r.elapsed);
     match notices.try_recv() {
         Ok(Notice::DeadlineExpired { pid, applied: Verdict::Allow, .. }) => assert_eq!(pid, r.pid),
         other => panic!("expected DeadlineExpired, got {other:?}"),
@@ -469,22 +477,30 @@ fn responder_answers_pending_requests_on_stop() {
     let t = TempTree::new();
     let f = t.join("f");
     std::fs::write(&f, "x").unwrap();
-    let decide: Decide = Arc::new(|_: &PermissionRequest| {
-        std::thread::sleep(Duration::from_millis(1500));
+    // The callback says when `cat`'s request is pending (a barrier, not a sleep).
+    let (asked, pending) = std::sync::mpsc::channel::<()>();
+    let asked = std::sync::Mutex::new(asked);
+    let decide: Decide = Arc::new(move |_: &PermissionRequest| {
+        let _ = asked.lock().map(|a| a.send(()));
+        std::thread::sleep(ms(1500));
         Verdict::Deny
     });
     // Long deadline and fail-closed: only the shutdown can let `cat` through quickly.
     let resp = Responder::start(&[t.path().to_path_buf()], opts(3000, FailMode::FailClosed), decide).unwrap();
-    let start = Instant::now();
     let mut child =
         Command::new("/bin/cat").arg(&f).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    if pending.recv_timeout(ms(5000)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("cat's open never reached the decide callback");
+    }
+    let start = Instant::now();
     resp.stop();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        if start.elapsed() > Duration::from_secs(5) {
+        if start.elapsed() > ms(5000) {
             let _ = child.kill();
             let _ = child.wait();
             panic!("cat still blocked after stop()");
@@ -492,7 +508,7 @@ fn responder_answers_pending_requests_on_stop() {
         std::thread::sleep(Duration::from_millis(5));
     };
     assert!(status.success());
-    assert!(start.elapsed() < Duration::from_millis(1000), "{:?}", start.elapsed());
+    assert!(start.elapsed() < ms(1000), "{:?}", start.elapsed());
 }
 
 #[test]
@@ -531,7 +547,7 @@ fn responder_covers_new_directories_and_exec() {
         if denied(&r) {
             break;
         }
-        assert!(start.elapsed() < WAIT, "opens in a new directory are never intercepted");
+        assert!(start.elapsed() < wait(), "opens in a new directory are never intercepted");
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(resp);

@@ -20,12 +20,21 @@ const APPLETS: &[&str] = &[
 ];
 const FILES: &[(&str, &str)] = &[
     // Debian's first system users and groups: the policy tests name `daemon` and `bin`.
+    // busybox has no `useradd`, so the enforcement tests (tests/tests/enforce.rs) use the
+    // fixed users `mnt_vm1`..`mnt_vm4` (each with its own primary group) and the group
+    // `mnt_vmgrp`, which lists `mnt_vm1` and `mnt_vm2` as members.
     (
         "etc/passwd",
         "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nbin:x:2:2:bin:/bin:/bin/false\n\
+         mnt_vm1:x:60001:60001::/nonexistent:/bin/false\nmnt_vm2:x:60002:60002::/nonexistent:/bin/false\n\
+         mnt_vm3:x:60003:60003::/nonexistent:/bin/false\nmnt_vm4:x:60004:60004::/nonexistent:/bin/false\n\
          nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     ),
-    ("etc/group", "root:x:0:\ndaemon:x:1:\nbin:x:2:\nnogroup:x:65534:\nnobody:x:65534:\n"),
+    (
+        "etc/group",
+        "root:x:0:\ndaemon:x:1:\nbin:x:2:\nmnt_vm1:x:60001:\nmnt_vm2:x:60002:\nmnt_vm3:x:60003:\n\
+         mnt_vm4:x:60004:\nmnt_vmgrp:x:60100:mnt_vm1,mnt_vm2\nnogroup:x:65534:\nnobody:x:65534:\n",
+    ),
     ("etc/nsswitch.conf", "passwd: files\ngroup: files\n"),
 ];
 const DIRS: &[&str] = &["bin", "dev", "etc", "proc", "root", "sys", "tests", "tmp"];
@@ -35,6 +44,8 @@ pub struct Contents<'a> {
     pub sensor: &'a Path,
     /// `(name, executable)`: copied to `/tests/<name>`.
     pub tests: &'a [(String, PathBuf)],
+    /// libtest name filter for every executable (`/etc/vmtest-filter`).
+    pub filter: Option<&'a str>,
 }
 
 /// Builds `<dir>/initramfs.cpio.gz` from a fresh `<dir>/initramfs/` tree.
@@ -58,6 +69,7 @@ pub fn build(dir: &Path, contents: &Contents<'_>) -> Result<PathBuf> {
     for (path, text) in FILES {
         write(&tree.join(path), text, 0o644)?;
     }
+    write(&tree.join("etc/vmtest-filter"), contents.filter.unwrap_or(""), 0o644)?;
     write(&tree.join("init"), INIT, 0o755)?;
 
     let cpio = dir.join("initramfs.cpio");

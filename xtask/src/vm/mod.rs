@@ -19,7 +19,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     cmd::{step, target_dir},
-    setup,
+    setup, skips,
 };
 
 /// VMs at a time; each TCG VM keeps one host core busy.
@@ -33,6 +33,13 @@ pub struct Args {
     /// suites. Repeatable; default: 6.1 and 6.12.
     #[arg(long = "kernel", value_name = "NAME")]
     pub kernels: Vec<String>,
+    /// Only these test executables of mnsensor-tests (`enforce`, `mnsensor_tests-unit`…).
+    /// Repeatable; default: all of them.
+    #[arg(long = "test", value_name = "NAME")]
+    pub tests: Vec<String>,
+    /// Passed to every test executable as libtest's name filter.
+    #[arg(long, value_name = "SUBSTRING")]
+    pub filter: Option<String>,
 }
 
 struct Outcome {
@@ -54,12 +61,20 @@ pub fn vm_test(args: &Args) -> Result<()> {
     let kernels = names.iter().map(|n| kernels::fetch(n)).collect::<Result<Vec<_>>>()?;
 
     let sensor = artifacts::sensor()?;
-    let tests = artifacts::tests()?;
+    let mut tests = artifacts::tests()?;
+    if !args.tests.is_empty() {
+        tests.retain(|(name, _)| args.tests.contains(name));
+    }
     if tests.is_empty() {
-        bail!("mnsensor-tests has no test executables");
+        bail!("no test executables to run (mnsensor-tests has none, or --test matched none)");
     }
     let dir = target_dir().join("vm");
-    let contents = initramfs::Contents { busybox: &setup::busybox(), sensor: &sensor, tests: &tests };
+    let contents = initramfs::Contents {
+        busybox: &setup::busybox(),
+        sensor: &sensor,
+        tests: &tests,
+        filter: args.filter.as_deref(),
+    };
     let initrd = initramfs::build(&dir, &contents)?;
     let expected: Vec<String> = tests.into_iter().map(|(name, _)| name).collect();
 
@@ -108,8 +123,8 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
     }
     println!("\nvm-test summary:");
     println!(
-        "{:<8} {:<42} {:<6} {:>7} {:>7} {:>7}  details",
-        "kernel", "package", "result", "wall_s", "passed", "failed"
+        "{:<8} {:<42} {:<6} {:>7} {:>7} {:>7} {:>7}  details",
+        "kernel", "package", "result", "wall_s", "passed", "failed", "skipped"
     );
     for o in outcomes {
         let (result, details) = match &o.verdict {
@@ -117,13 +132,26 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
             Err(why) => ("FAIL", why.clone()),
         };
         println!(
-            "{:<8} {:<42} {:<6} {:>7.1} {:>7} {:>7}  {details}",
-            o.name, o.package, result, o.secs, o.console.passed, o.console.failed
+            "{:<8} {:<42} {:<6} {:>7.1} {:>7} {:>7} {:>7}  {details}",
+            o.name,
+            o.package,
+            result,
+            o.secs,
+            o.console.passed,
+            o.console.failed,
+            o.console.skips.len()
         );
     }
-    let (passed, failed) =
-        outcomes.iter().fold((0, 0), |(p, f), o| (p + o.console.passed, f + o.console.failed));
-    println!("vm-test: {passed} passed, {failed} failed");
+    for o in outcomes {
+        for s in &o.console.skips {
+            let tag = if skips::allowed(skips::Env::Vm, &s.test) { "allowed" } else { "NOT ALLOWED" };
+            println!("skip on {} ({tag}): {}: {}", o.name, s.test, s.reason);
+        }
+    }
+    let (passed, failed, skipped) = outcomes.iter().fold((0, 0, 0), |(p, f, k), o| {
+        (p + o.console.passed, f + o.console.failed, k + o.console.skips.len())
+    });
+    println!("vm-test: {passed} passed (of which {skipped} skipped a claim), {failed} failed");
     let failures: Vec<&str> =
         outcomes.iter().filter(|o| o.verdict.is_err()).map(|o| o.name.as_str()).collect();
     if !failures.is_empty() {
