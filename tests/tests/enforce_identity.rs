@@ -88,7 +88,7 @@ impl Drop for Mounts {
 fn ext4(dir: &TempDir, mounts: &mut Mounts, at: &Path) -> Option<PathBuf> {
     let (Some(mkfs), Some(losetup)) = (tool("mkfs.ext4"), tool("losetup")) else {
         if in_vm() {
-            eprintln!("skipping: no mkfs.ext4/losetup in this VM");
+            mnsensor_tests::skip::skip("no mkfs.ext4/losetup in the busybox VM guest");
             return None;
         }
         panic!("mkfs.ext4 and losetup are needed (cargo xtask setup installs e2fsprogs and mount)");
