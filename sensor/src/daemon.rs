@@ -474,7 +474,8 @@ impl Consumer {
     }
 }
 
-fn host_name() -> String {
+/// The machine's host name, as records carry it.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())
 }

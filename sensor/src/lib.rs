@@ -5,6 +5,7 @@ pub mod bpf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deliver;
 pub mod enforce;
 pub mod event;
 pub mod fanotify;

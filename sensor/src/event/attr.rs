@@ -83,7 +83,7 @@ pub const POLICY_OPERATIONS: &str = "mnsensor.policy.operations";
 pub const POLICY_FILES: &str = "mnsensor.policy.files";
 pub const POLICY_ERROR: &str = "mnsensor.policy.error";
 pub const ENFORCEMENT: &str = "mnsensor.enforcement";
-pub const ENFORCEMENT_BACKENDS: &str = "mnsensor.enforcement.backends";
+pub const POLICY_BACKENDS: &str = "mnsensor.policy.backends";
 pub const ALERT_KIND: &str = "mnsensor.alert.kind";
 
 pub const NETWORK_TRANSPORT: &str = "network.transport";
@@ -100,6 +100,7 @@ pub const BYTES_RECEIVED: &str = "mnsensor.bytes_received";
 
 pub const SERVICE_NAME: &str = "service.name";
 pub const SERVICE_VERSION: &str = "service.version";
+pub const SCHEMA_VERSION: &str = "mnsensor.schema.version";
 pub const KERNEL_RELEASE: &str = "mnsensor.kernel.release";
 pub const BACKEND_PROCESS: &str = "mnsensor.backend.process";
 pub const BACKEND_FILE: &str = "mnsensor.backend.file";

@@ -1,0 +1,105 @@
+//! Connections to receivers: TCP, optionally wrapped in TLS (rustls, see [`super::tls`]),
+//! for the OTLP (gRPC and HTTP) and syslog exporters.
+use std::{io, os::fd::AsRawFd, sync::Arc, time::Duration};
+
+use rustls::{ClientConfig, pki_types::ServerName};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
+use tokio_rustls::TlsConnector;
+
+/// A byte stream to a receiver, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Io for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Io for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Connector {
+    /// `host:port`.
+    pub addr: String,
+    /// TLS settings and the name the receiver's certificate must carry.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// Longest wait for the TCP connection and the TLS handshake together.
+    pub timeout: Duration,
+}
+
+impl Connector {
+    /// A connector to `host:port`, with TLS when `tls` is set.
+    pub fn new(host: &str, port: u16, tls: Option<Arc<ClientConfig>>, timeout: Duration) -> io::Result<Self> {
+        let tls = match tls {
+            Some(config) => {
+                let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+                Some((config, name))
+            }
+            None => None,
+        };
+        Ok(Self { addr: format!("{host}:{port}"), tls, timeout })
+    }
+
+    /// Opens a connection (and does the TLS handshake, verifying the receiver).
+    pub async fn connect(&self) -> io::Result<Box<dyn Io>> {
+        let attempt = async {
+            let tcp = TcpStream::connect(&self.addr).await?;
+            tcp.set_nodelay(true)?;
+            Ok::<Box<dyn Io>, io::Error>(match &self.tls {
+                None => Box::new(tcp),
+                Some((config, name)) => {
+                    let tls =
+                        TlsConnector::from(config.clone()).connect(name.clone(), tcp).await.map_err(|e| {
+                            io::Error::new(e.kind(), format!("TLS handshake with {} failed: {e}", self.addr))
+                        })?;
+                    Box::new(tls)
+                }
+            })
+        };
+        tokio::time::timeout(self.timeout, attempt).await.unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {} timed out", self.addr)))
+        })
+    }
+}
+
+/// Whether the receiver closed or reset the connection (checked before reusing it, so a
+/// batch is not written into a socket that is already gone).
+pub fn peer_closed(tcp: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the data where it is.
+    let n = unsafe {
+        libc::recv(tcp.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
+/// `error: cause: cause…`, for messages that say what went wrong all the way down.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
