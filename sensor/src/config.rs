@@ -32,6 +32,15 @@ pub struct Config {
     /// Capacity of the kernel's protected-inode map: protected paths plus the files found
     /// below protected directories at start plus files created in them while running.
     pub max_protected_inodes: u32,
+    /// `--output otlp…` settings (docs/operations.md); unset keys come from the
+    /// `OTEL_EXPORTER_OTLP_*` variables.
+    pub otlp: crate::deliver::otlp::OtlpConfig,
+    /// `--output syslog+…` settings.
+    pub syslog: crate::deliver::syslog::SyslogConfig,
+    /// The `sensor.heartbeat` record.
+    pub heartbeat: crate::health::HeartbeatConfig,
+    /// The Prometheus endpoint (off unless `metrics.listen` is set).
+    pub metrics: crate::health::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -45,6 +54,10 @@ impl Default for Config {
             max_protected_inodes: 65_536,
             policies: Vec::new(),
             enforcement: Enforcement::default(),
+            otlp: Default::default(),
+            syslog: Default::default(),
+            heartbeat: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -142,6 +155,9 @@ impl Config {
                 "enforcement.deadline_ms must be 10..=10000, got {}",
                 self.enforcement.deadline_ms
             )));
+        }
+        if let Some(addr) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
+            return Err(invalid(format!("metrics.listen must be a loopback address, got {addr}")));
         }
         if self.outputs.is_empty() {
             return Err(invalid("outputs must name at least one output".to_owned()));

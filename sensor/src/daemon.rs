@@ -15,6 +15,7 @@ use crate::{
     enforce::{self, Enforcement},
     event::{self, Decoder, Record, attr, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
+    health::{self, Heartbeat},
     kernel::{self, KernelError},
     output::{Output, OutputError},
     proctable::ProcTable,
@@ -39,6 +40,8 @@ pub enum DaemonError {
     Seq(#[from] SeqError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyErrors),
+    #[error(transparent)]
+    Metrics(#[from] health::metrics::MetricsError),
     /// Signal handlers or the ring buffer's readiness could not be set up.
     #[error("cannot set up {what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
@@ -152,7 +155,10 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         clock: Clock::now(),
         protect,
     };
-    let mut sink = Sink::new(outputs, seq);
+    let stats = std::sync::Arc::new(health::Stats::default());
+    health::metrics::serve(&config.metrics, stats.clone()).await?;
+    let heartbeat = Heartbeat::new(&config.heartbeat, stats.clone(), health::backends(&info));
+    let mut sink = Sink::new(outputs, seq, stats);
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
     for rec in crate::scan::open_files(&mut decoder) {
         sink.emit(&rec)?;
@@ -176,6 +182,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         loss_since: Clock::realtime_ns(),
         decode_errors: 0,
         kernel_releases: programs.kernel_releases,
+        heartbeat,
     };
     let mut drain_tick = interval(Duration::from_millis(config.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -218,6 +225,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 }
                 consumer.enforcement.refresh_lsm(false);
                 consumer.report_loss()?;
+                consumer.beat()?;
                 consumer.decoder.clock = Clock::now();
                 consumer.sink.flush();
             }
@@ -288,15 +296,17 @@ struct Sink {
     failing: Vec<bool>,
     /// Records written since the last flush.
     dirty: bool,
+    stats: std::sync::Arc<health::Stats>,
 }
 
 impl Sink {
-    fn new(outputs: Vec<Output>, seq: Seq) -> Self {
+    fn new(outputs: Vec<Output>, seq: Seq, stats: std::sync::Arc<health::Stats>) -> Self {
         let failing = vec![false; outputs.len()];
-        Self { outputs, seq, host: host_name(), failing, dirty: false }
+        Self { outputs, seq, host: host_name(), failing, dirty: false, stats }
     }
 
     fn emit(&mut self, rec: &Record) -> Result<(), DaemonError> {
+        self.stats.count(rec.name);
         let line = rec.to_json(self.seq.take()?, &self.host);
         self.dirty = true;
         for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
@@ -343,6 +353,7 @@ struct Consumer {
     decode_errors: u64,
     /// The kernel reports the release of every tracked file, at exit too.
     kernel_releases: bool,
+    heartbeat: Heartbeat,
 }
 
 impl Consumer {
@@ -450,6 +461,16 @@ impl Consumer {
         };
         self.sink.emit(&rec)?;
         self.sink.flush();
+        Ok(())
+    }
+
+    /// Writes `sensor.heartbeat` when one is due.
+    fn beat(&mut self) -> Result<(), DaemonError> {
+        self.heartbeat.stats.set_lost(self.lost_total);
+        let hash = self.enforcement.policies.current().hash().to_owned();
+        if let Some(rec) = self.heartbeat.tick(Clock::realtime_ns(), &hash) {
+            self.sink.emit(&rec)?;
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod deliver;
 pub mod enforce;
 pub mod event;
 pub mod fanotify;
+pub mod health;
 pub mod kernel;
 pub mod output;
 pub mod policy;

@@ -22,6 +22,7 @@
 pub mod bpf;
 pub mod docs;
 pub mod event;
+pub mod receivers;
 pub mod sensor;
 pub mod util;
 

@@ -116,6 +116,14 @@ pub const STOP_REASON: &str = "mnsensor.stop.reason";
 pub const EVENTS_DELIVERED: &str = "mnsensor.events.delivered";
 pub const EVENTS_LOST: &str = "mnsensor.events.lost";
 pub const LOSS_COUNT: &str = "mnsensor.loss.count";
+pub const UPTIME_SECONDS: &str = "mnsensor.uptime";
+pub const HEARTBEAT_BACKENDS: &str = "mnsensor.heartbeat.backends";
+pub const HEARTBEAT_RECORDS: &str = "mnsensor.heartbeat.records";
+pub const HEARTBEAT_COUNTS: &str = "mnsensor.heartbeat.counts";
+pub const LEDGER_BYTES: &str = "mnsensor.ledger.bytes";
+pub const OUTPUTS: &str = "mnsensor.outputs";
+pub const OUTPUT_LAG_RECORDS: &str = "mnsensor.output.lag.records";
+pub const OUTPUT_LAG_SECONDS: &str = "mnsensor.output.lag.seconds";
 pub const LOSS_INTERVAL_START: &str = "mnsensor.loss.interval.start";
 pub const LOSS_INTERVAL_END: &str = "mnsensor.loss.interval.end";
 
@@ -145,6 +153,26 @@ mod tests {
             .filter_map(|l| l.split('`').next())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// A key that is also the dotted prefix of another (`a.b` and `a.b.c`) cannot be stored
+    /// by a SIEM that expands keys into objects (Elasticsearch's default mapping): `a.b`
+    /// would be both a value and an object.
+    #[test]
+    fn no_key_is_the_prefix_of_another() {
+        let src = include_str!("attr.rs");
+        let code = src
+            .lines()
+            .filter(|l| l.starts_with("pub const") || l.trim_start().starts_with("(\""))
+            .filter_map(|l| l.rsplit('"').nth(1))
+            .map(str::to_owned);
+        let keys: BTreeSet<String> = documented().into_iter().chain(code).collect();
+        assert!(keys.len() > 60, "parsed only {} keys", keys.len());
+        let clashes: Vec<(&String, &String)> = keys
+            .iter()
+            .flat_map(|a| keys.iter().filter(move |b| b.starts_with(&format!("{a}."))).map(move |b| (a, b)))
+            .collect();
+        assert!(clashes.is_empty(), "keys that are the dotted prefix of another key: {clashes:?}");
     }
 
     #[test]

@@ -1,0 +1,209 @@
+//! The sensor's health, for the SIEM and for monitoring: counters every record updates, the
+//! periodic `sensor.heartbeat` record (docs/events.md) and the Prometheus text endpoint
+//! ([`metrics`], docs/operations.md).
+//!
+//! The daemon counts every record it writes ([`Stats::count`]) and calls [`Heartbeat::tick`]
+//! from its once-a-second timer; the delivery driver reports each output's lag and the
+//! ledger's size through [`Stats::set_output_lag`] and [`Stats::set_ledger_bytes`].
+pub mod metrics;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+
+use crate::event::{Record, attr};
+
+/// `heartbeat:` in the configuration file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Seconds between two `sensor.heartbeat` records; 0 turns them off.
+    pub interval_s: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self { interval_s: 30 }
+    }
+}
+
+/// How far one output is behind the newest record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputLag {
+    /// The output's spec.
+    pub output: String,
+    /// Records written but not yet accepted by the output's receiver.
+    pub records: u64,
+    /// Age of the oldest of those records, in seconds (0 when none waits).
+    pub seconds: f64,
+}
+
+/// Counters shared by the daemon, the delivery driver, the heartbeat and the metrics endpoint.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    /// Records written, by `event.name`.
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// Kernel records lost during the run.
+    lost: AtomicU64,
+    /// Bytes the ledger holds on disk; `u64::MAX` until the delivery driver reports it.
+    ledger_bytes: AtomicU64,
+    outputs: Mutex<Vec<OutputLag>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            counts: Mutex::default(),
+            lost: AtomicU64::new(0),
+            ledger_bytes: AtomicU64::new(u64::MAX),
+            outputs: Mutex::default(),
+        }
+    }
+}
+
+impl Stats {
+    /// Counts one record written.
+    pub fn count(&self, name: &'static str) {
+        *self.counts.lock().unwrap_or_else(PoisonError::into_inner).entry(name).or_default() += 1;
+    }
+
+    /// Records written so far, by event name.
+    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Sets the run's total of lost kernel records.
+    pub fn set_lost(&self, total: u64) {
+        self.lost.store(total, Ordering::Relaxed);
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Sets the ledger's size on disk.
+    pub fn set_ledger_bytes(&self, bytes: u64) {
+        self.ledger_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The ledger's size on disk, once reported.
+    pub fn ledger_bytes(&self) -> Option<u64> {
+        Some(self.ledger_bytes.load(Ordering::Relaxed)).filter(|&b| b != u64::MAX)
+    }
+
+    /// Sets one output's lag (replacing its previous value).
+    pub fn set_output_lag(&self, lag: OutputLag) {
+        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        match outputs.iter_mut().find(|o| o.output == lag.output) {
+            Some(slot) => *slot = lag,
+            None => outputs.push(lag),
+        }
+    }
+
+    /// Every output's lag, as last reported.
+    pub fn output_lags(&self) -> Vec<OutputLag> {
+        self.outputs.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// The backends `sensor.start` reported, as `KIND=BACKEND`, then the per-policy enforcement.
+pub fn backends(info: &crate::event::sensor::StartInfo) -> Vec<String> {
+    let mut out = vec![
+        "process=tracepoint".to_owned(),
+        format!("file={}", info.file_backend),
+        format!("file_change={}", info.change_backend),
+        format!("file_observer={}", info.file_observer),
+        "network=tracepoint".to_owned(),
+    ];
+    out.extend(info.enforcement.iter().cloned());
+    out
+}
+
+/// Writes `sensor.heartbeat` every interval.
+pub struct Heartbeat {
+    pub stats: Arc<Stats>,
+    interval: Option<Duration>,
+    last: Instant,
+    /// `kind=backend` pairs, as in `sensor.start`.
+    backends: Vec<String>,
+}
+
+impl Heartbeat {
+    /// A heartbeat every `config.interval_s` (none when 0), reporting `backends`.
+    pub fn new(config: &HeartbeatConfig, stats: Arc<Stats>, backends: Vec<String>) -> Self {
+        let interval = (config.interval_s > 0).then(|| Duration::from_secs(config.interval_s));
+        Self { stats, interval, last: Instant::now(), backends }
+    }
+
+    /// Called every second: the heartbeat record when one is due.
+    pub fn tick(&mut self, now_ns: i128, policy_hash: &str) -> Option<Record> {
+        let interval = self.interval?;
+        if self.last.elapsed() < interval {
+            return None;
+        }
+        self.last = Instant::now();
+        Some(self.record(now_ns, policy_hash))
+    }
+
+    /// The `sensor.heartbeat` record now.
+    pub fn record(&self, now_ns: i128, policy_hash: &str) -> Record {
+        let s = &self.stats;
+        let counts: Vec<String> = s.counts().iter().map(|(name, n)| format!("{name}={n}")).collect();
+        let lags = s.output_lags();
+        let mut rec = Record::new("sensor.heartbeat", now_ns);
+        rec.set(attr::UPTIME_SECONDS, s.uptime().as_secs())
+            .set(attr::POLICY_HASH, policy_hash)
+            .set(attr::HEARTBEAT_BACKENDS, self.backends.clone())
+            .set(attr::HEARTBEAT_RECORDS, s.counts().values().sum::<u64>())
+            .set(attr::HEARTBEAT_COUNTS, counts)
+            .set(attr::EVENTS_LOST, s.lost())
+            .set_opt(attr::LEDGER_BYTES, s.ledger_bytes());
+        if !lags.is_empty() {
+            rec.set(attr::OUTPUTS, lags.iter().map(|l| l.output.clone()).collect::<Vec<_>>())
+                .set(attr::OUTPUT_LAG_RECORDS, lags.iter().map(|l| l.records).collect::<Vec<_>>())
+                .set(attr::OUTPUT_LAG_SECONDS, lags.iter().map(|l| l.seconds).collect::<Vec<_>>());
+        }
+        rec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_reports_counters_when_due() {
+        let stats = Arc::new(Stats::default());
+        let mut hb = Heartbeat::new(&HeartbeatConfig { interval_s: 0 }, stats.clone(), vec![]);
+        assert!(hb.tick(1, "h").is_none(), "interval 0 turns heartbeats off");
+        hb = Heartbeat::new(&HeartbeatConfig { interval_s: 1 }, stats.clone(), vec!["file=fentry".into()]);
+        assert!(hb.tick(1, "h").is_none(), "not due yet");
+        stats.count("file.open");
+        stats.count("file.open");
+        stats.count("process.exec");
+        stats.set_lost(5);
+        stats.set_output_lag(OutputLag { output: "otlp".into(), records: 7, seconds: 1.5 });
+        hb.last -= Duration::from_secs(1);
+        let rec = hb.tick(1, "abc").expect("due");
+        assert_eq!(rec.get("mnsensor.heartbeat.records"), Some(&3.into()));
+        assert_eq!(rec.get("mnsensor.heartbeat.counts"), Some(&vec!["file.open=2", "process.exec=1"].into()));
+        assert_eq!(rec.get("mnsensor.events.lost"), Some(&5.into()));
+        assert_eq!(rec.get("mnsensor.policy.hash"), Some(&"abc".into()));
+        assert_eq!(rec.get("mnsensor.ledger.bytes"), None, "unknown until the driver reports it");
+        assert_eq!(rec.get("mnsensor.output.lag.records"), Some(&vec![7].into()));
+        assert!(hb.tick(1, "abc").is_none(), "once per interval");
+    }
+}

@@ -1,0 +1,82 @@
+//! The syslog exporter against rsyslog receiving RFC 5425 (syslog over TLS with octet
+//! counting), verifying rsyslog's certificate against the configured CA.
+
+use std::{
+    fs, thread,
+    time::{Duration, Instant},
+};
+
+use mnsensor_tests::{
+    TempDir,
+    receivers::{FIELD_SEP, Pki, Rsyslog, deliver, sealed_records},
+    scaled,
+};
+use sensor::deliver::{
+    ExportError, Exporter as _,
+    syslog::{Syslog, SyslogConfig},
+    tls::TlsFiles,
+};
+use serde_json::Value;
+
+fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn rsyslog_receives_rfc5425_over_tls() {
+    let dir = TempDir::new("syslog-tls");
+    let pki = Pki::new(dir.path());
+    let rsyslog = Rsyslog::start(dir.path(), &pki);
+    let spec = format!("syslog+tls://127.0.0.1:{}", rsyslog.port);
+
+    // A CA that did not sign rsyslog's certificate: nothing is sent, and the error says why.
+    let rogue = SyslogConfig {
+        tls: TlsFiles { ca_file: Some(pki.rogue_ca.clone()), ..TlsFiles::default() },
+        timeout_ms: 3000,
+        ..SyslogConfig::default()
+    };
+    let mut wrong = Syslog::open(&spec, &rogue).unwrap();
+    match wrong.send(&sealed_records(1..4)) {
+        Err(ExportError::Retryable(e)) => assert!(e.to_lowercase().contains("certificate"), "{e}"),
+        other => panic!("a receiver the CA did not sign must be retryable: {other:?}"),
+    }
+
+    let config = SyslogConfig {
+        tls: TlsFiles { ca_file: Some(pki.ca.clone()), ..TlsFiles::default() },
+        timeout_ms: 3000,
+        ..SyslogConfig::default()
+    };
+    let mut exp = Syslog::open(&spec, &config).unwrap();
+    let sent = sealed_records(1..301);
+    for chunk in sent.chunks(60) {
+        assert!(deliver(&mut exp, chunk, Duration::from_secs(30)).is_empty());
+    }
+    let raw = lines(&rsyslog.raw, sent.len());
+    let fields = lines(&rsyslog.fields, sent.len());
+    rsyslog.stop();
+    assert_eq!(raw.len(), sent.len(), "messages received (the wrong-CA batch must not be among them)");
+    let pid = std::process::id().to_string();
+    for ((rec, raw), fields) in sent.iter().zip(&raw).zip(&fields) {
+        let json = std::str::from_utf8(&rec.line).unwrap();
+        let v: Value = serde_json::from_str(json).unwrap();
+        let name = v["event.name"].as_str().unwrap();
+        // Octet counting delimited every message exactly: the raw message is the whole
+        // RFC 5424 message, no count prefix and nothing of the next message.
+        let pri = if name == "policy.decision" { 84 } else { 86 };
+        assert!(raw.starts_with(&format!("<{pri}>1 2026-11-22T")), "{raw}");
+        assert!(raw.ends_with(json), "the message is the record's JSON: {raw}");
+        let f: Vec<&str> = fields.split(FIELD_SEP).collect();
+        assert_eq!(f.len(), 8, "{fields}");
+        assert_eq!(f[..6], [&pri.to_string(), "fs1.example", "mnsensor", &pid, name, "-"], "{fields}");
+        let msg: Value = serde_json::from_str(f[7].trim_start()).unwrap_or_else(|e| panic!("{e}: {}", f[7]));
+        assert_eq!(msg, v, "rsyslog's MSG is the record");
+    }
+}
