@@ -12,14 +12,14 @@ use tokio::{
 use crate::{
     bpf::{BpfError, LossCounters, Programs},
     config::{Config, FailMode},
+    deliver,
     enforce::{self, Enforcement},
-    event::{self, Decoder, Record, attr, time::Clock},
+    event::{self, Decoder, attr, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
     kernel::{self, KernelError},
-    output::{Output, OutputError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
-    seq::{Seq, SeqError},
+    seal::{SealError, Sealer},
     users::Names,
     watch::Watch,
 };
@@ -28,7 +28,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Output(#[from] OutputError),
+    Output(#[from] deliver::DeliverError),
     #[error(transparent)]
     Protect(#[from] ProtectError),
     #[error(transparent)]
@@ -36,7 +36,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Bpf(#[from] BpfError),
     #[error(transparent)]
-    Seq(#[from] SeqError),
+    Seal(#[from] SealError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyErrors),
     /// Signal handlers or the ring buffer's readiness could not be set up.
@@ -55,7 +55,7 @@ pub struct RunSpec {
 pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let config = spec.config;
     // Bad input first, before anything touches the kernel.
-    let outputs = config.outputs.iter().map(|s| Output::open(s)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = config.outputs.iter().map(|s| deliver::open(s, &config)).collect::<Result<Vec<_>, _>>()?;
     let policy_sources = policy_sources(&config.policies);
     let policy_set = if policy_sources.is_empty() {
         crate::policy::PolicySet::embedded()?
@@ -81,7 +81,6 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("the SIGINT handler"))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("the SIGTERM handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_err("the SIGHUP handler"))?;
-    let seq = Seq::open(&config.state_dir)?;
 
     // In-kernel enforcement where the BPF LSM is active (`bpf` in the LSM list); fanotify
     // permission events otherwise.
@@ -152,7 +151,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         clock: Clock::now(),
         protect,
     };
-    let mut sink = Sink::new(outputs, seq);
+    let mut sink = Sealer::open(&config, outputs)?;
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
     for rec in crate::scan::open_files(&mut decoder) {
         sink.emit(&rec)?;
@@ -185,7 +184,10 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
-            _ = sighup.recv() => consumer.reload()?,
+            _ = sighup.recv() => {
+                consumer.sink.reopen();
+                consumer.reload()?;
+            }
             _ = sigterm.recv() => break "SIGTERM",
             guard = consumer.ring.readable_mut() => {
                 let mut guard = guard.map_err(io_err("ring buffer polling"))?;
@@ -244,7 +246,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.close_tracked(None, "sensor_stop")?;
     let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
     consumer.sink.emit(&stop)?;
-    consumer.sink.flush();
+    consumer.sink.close();
     tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
     Ok(())
 }
@@ -280,54 +282,6 @@ fn start_observer(trees: &[PathBuf]) -> (Option<AsyncFd<Observer>>, Watch) {
     }
 }
 
-/// Numbers and writes records to every output.
-struct Sink {
-    outputs: Vec<Output>,
-    seq: Seq,
-    host: String,
-    failing: Vec<bool>,
-    /// Records written since the last flush.
-    dirty: bool,
-}
-
-impl Sink {
-    fn new(outputs: Vec<Output>, seq: Seq) -> Self {
-        let failing = vec![false; outputs.len()];
-        Self { outputs, seq, host: host_name(), failing, dirty: false }
-    }
-
-    fn emit(&mut self, rec: &Record) -> Result<(), DaemonError> {
-        let line = rec.to_json(self.seq.take()?, &self.host);
-        self.dirty = true;
-        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
-            report(out.write_line(&line), failing);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) {
-        self.dirty = false;
-        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
-            report(out.flush(), failing);
-        }
-    }
-}
-
-/// Logs an output failure once per failure period (not per record).
-fn report(r: Result<(), OutputError>, failing: &mut bool) {
-    match r {
-        Err(e) if !*failing => {
-            tracing::error!(error = %e, "Output failing; records are not reaching it.");
-            *failing = true;
-        }
-        Ok(()) if *failing => {
-            tracing::info!("Output recovered.");
-            *failing = false;
-        }
-        _ => {}
-    }
-}
-
 struct Consumer {
     ring: AsyncFd<RingBuf<MapData>>,
     losses: LossCounters,
@@ -335,7 +289,7 @@ struct Consumer {
     watch: Watch,
     enforcement: Enforcement,
     decoder: Decoder,
-    sink: Sink,
+    sink: Sealer,
     delivered: u64,
     lost_total: u64,
     lost_seen: [u64; KIND_SLOTS as usize],
@@ -472,11 +426,6 @@ impl Consumer {
         self.loss_since = now;
         Ok(())
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())
 }
 
 /// The configuration file path as shown in `sensor.start`.
