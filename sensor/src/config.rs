@@ -22,8 +22,12 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Drain period when the kernel did not wake the daemon, in milliseconds.
     pub drain_interval_ms: u64,
-    /// Runtime state directory.
+    /// State directory (created 0700): the ledger, its signing key, output cursors.
     pub state_dir: PathBuf,
+    /// The ledger every output reads from (docs/ledger.md).
+    pub ledger: Ledger,
+    /// `jsonl:` file outputs: rotation.
+    pub jsonl: crate::deliver::jsonl::Settings,
     /// Policy files or directories; empty: /etc/mnsensor/policies.d when it exists, else
     /// the embedded default (which protects nothing).
     pub policies: Vec<PathBuf>,
@@ -50,7 +54,9 @@ impl Default for Config {
             outputs: vec!["stdout".to_owned()],
             ring_buffer_bytes: 8 << 20,
             drain_interval_ms: 20,
-            state_dir: PathBuf::from("/run/mnsensor"),
+            state_dir: PathBuf::from("/var/lib/mnsensor"),
+            ledger: Ledger::default(),
+            jsonl: crate::deliver::jsonl::Settings::default(),
             max_protected_inodes: 65_536,
             policies: Vec::new(),
             enforcement: Enforcement::default(),
@@ -58,6 +64,49 @@ impl Default for Config {
             syslog: Default::default(),
             heartbeat: Default::default(),
             metrics: Default::default(),
+        }
+    }
+}
+
+/// `ledger:` settings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ledger {
+    /// A new segment file starts once the current one reaches this size.
+    pub segment_bytes: u64,
+    /// Most bytes the ledger may take; then fully delivered segments are removed first, then
+    /// the oldest undelivered ones (with a `sensor.alert` naming their sequence numbers).
+    pub max_bytes: u64,
+    /// Group commit: written records are fsynced this often (a power loss can cost the
+    /// records of one interval).
+    pub fsync_interval_ms: u64,
+    /// A signed checkpoint after this many records...
+    pub checkpoint_records: u64,
+    /// ...or this many milliseconds after the previous one.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 16 << 20,
+            max_bytes: 1 << 30,
+            fsync_interval_ms: 1000,
+            checkpoint_records: 10_000,
+            checkpoint_interval_ms: 10_000,
+        }
+    }
+}
+
+impl Ledger {
+    /// The writer's settings.
+    pub fn settings(&self) -> crate::seal::ledger::Settings {
+        crate::seal::ledger::Settings {
+            segment_bytes: self.segment_bytes,
+            max_bytes: self.max_bytes,
+            fsync_interval: std::time::Duration::from_millis(self.fsync_interval_ms),
+            checkpoint_records: self.checkpoint_records,
+            checkpoint_interval: std::time::Duration::from_millis(self.checkpoint_interval_ms),
         }
     }
 }
@@ -155,6 +204,22 @@ impl Config {
                 "enforcement.deadline_ms must be 10..=10000, got {}",
                 self.enforcement.deadline_ms
             )));
+        }
+        let l = &self.ledger;
+        if !(4096..=1 << 30).contains(&l.segment_bytes) || l.max_bytes < 2 * l.segment_bytes {
+            return Err(invalid(format!(
+                "ledger.segment_bytes must be 4096..=1073741824 and ledger.max_bytes at least twice it, got {} and {}",
+                l.segment_bytes, l.max_bytes
+            )));
+        }
+        if !(1..=60_000).contains(&l.fsync_interval_ms)
+            || l.checkpoint_records == 0
+            || !(100..=3_600_000).contains(&l.checkpoint_interval_ms)
+        {
+            return Err(invalid(
+                "ledger.fsync_interval_ms must be 1..=60000, checkpoint_records ≥ 1, checkpoint_interval_ms 100..=3600000"
+                    .to_owned(),
+            ));
         }
         if let Some(addr) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
             return Err(invalid(format!("metrics.listen must be a loopback address, got {addr}")));

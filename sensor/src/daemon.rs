@@ -12,15 +12,15 @@ use tokio::{
 use crate::{
     bpf::{BpfError, LossCounters, Programs},
     config::{Config, FailMode},
+    deliver,
     enforce::{self, Enforcement},
-    event::{self, Decoder, Record, attr, time::Clock},
+    event::{self, Decoder, attr, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
     health::{self, Heartbeat},
     kernel::{self, KernelError},
-    output::{Output, OutputError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
-    seq::{Seq, SeqError},
+    seal::{SealError, Sealer},
     users::Names,
     watch::Watch,
 };
@@ -29,7 +29,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Output(#[from] OutputError),
+    Output(#[from] deliver::DeliverError),
     #[error(transparent)]
     Protect(#[from] ProtectError),
     #[error(transparent)]
@@ -37,7 +37,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Bpf(#[from] BpfError),
     #[error(transparent)]
-    Seq(#[from] SeqError),
+    Seal(#[from] SealError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyErrors),
     #[error(transparent)]
@@ -58,7 +58,7 @@ pub struct RunSpec {
 pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let config = spec.config;
     // Bad input first, before anything touches the kernel.
-    let outputs = config.outputs.iter().map(|s| Output::open(s)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = config.outputs.iter().map(|s| deliver::open(s, &config)).collect::<Result<Vec<_>, _>>()?;
     let policy_sources = policy_sources(&config.policies);
     let policy_set = if policy_sources.is_empty() {
         crate::policy::PolicySet::embedded()?
@@ -84,7 +84,6 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("the SIGINT handler"))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("the SIGTERM handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_err("the SIGHUP handler"))?;
-    let seq = Seq::open(&config.state_dir)?;
 
     // In-kernel enforcement where the BPF LSM is active (`bpf` in the LSM list); fanotify
     // permission events otherwise.
@@ -155,10 +154,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         clock: Clock::now(),
         protect,
     };
-    let stats = std::sync::Arc::new(health::Stats::default());
-    health::metrics::serve(&config.metrics, stats.clone()).await?;
-    let heartbeat = Heartbeat::new(&config.heartbeat, stats.clone(), health::backends(&info));
-    let mut sink = Sink::new(outputs, seq, stats);
+    let mut sink = Sealer::open(&config, outputs)?;
+    health::metrics::serve(&config.metrics, sink.stats.clone()).await?;
+    let heartbeat = Heartbeat::new(&config.heartbeat, sink.stats.clone(), health::backends(&info));
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
     for rec in crate::scan::open_files(&mut decoder) {
         sink.emit(&rec)?;
@@ -192,7 +190,10 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
-            _ = sighup.recv() => consumer.reload()?,
+            _ = sighup.recv() => {
+                consumer.sink.reopen();
+                consumer.reload()?;
+            }
             _ = sigterm.recv() => break "SIGTERM",
             guard = consumer.ring.readable_mut() => {
                 let mut guard = guard.map_err(io_err("ring buffer polling"))?;
@@ -252,7 +253,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.close_tracked(None, "sensor_stop")?;
     let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
     consumer.sink.emit(&stop)?;
-    consumer.sink.flush();
+    consumer.sink.close();
     tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
     Ok(())
 }
@@ -288,56 +289,6 @@ fn start_observer(trees: &[PathBuf]) -> (Option<AsyncFd<Observer>>, Watch) {
     }
 }
 
-/// Numbers and writes records to every output.
-struct Sink {
-    outputs: Vec<Output>,
-    seq: Seq,
-    host: String,
-    failing: Vec<bool>,
-    /// Records written since the last flush.
-    dirty: bool,
-    stats: std::sync::Arc<health::Stats>,
-}
-
-impl Sink {
-    fn new(outputs: Vec<Output>, seq: Seq, stats: std::sync::Arc<health::Stats>) -> Self {
-        let failing = vec![false; outputs.len()];
-        Self { outputs, seq, host: host_name(), failing, dirty: false, stats }
-    }
-
-    fn emit(&mut self, rec: &Record) -> Result<(), DaemonError> {
-        self.stats.count(rec.name);
-        let line = rec.to_json(self.seq.take()?, &self.host);
-        self.dirty = true;
-        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
-            report(out.write_line(&line), failing);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) {
-        self.dirty = false;
-        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
-            report(out.flush(), failing);
-        }
-    }
-}
-
-/// Logs an output failure once per failure period (not per record).
-fn report(r: Result<(), OutputError>, failing: &mut bool) {
-    match r {
-        Err(e) if !*failing => {
-            tracing::error!(error = %e, "Output failing; records are not reaching it.");
-            *failing = true;
-        }
-        Ok(()) if *failing => {
-            tracing::info!("Output recovered.");
-            *failing = false;
-        }
-        _ => {}
-    }
-}
-
 struct Consumer {
     ring: AsyncFd<RingBuf<MapData>>,
     losses: LossCounters,
@@ -345,7 +296,8 @@ struct Consumer {
     watch: Watch,
     enforcement: Enforcement,
     decoder: Decoder,
-    sink: Sink,
+    sink: Sealer,
+    heartbeat: Heartbeat,
     delivered: u64,
     lost_total: u64,
     lost_seen: [u64; KIND_SLOTS as usize],
@@ -353,7 +305,6 @@ struct Consumer {
     decode_errors: u64,
     /// The kernel reports the release of every tracked file, at exit too.
     kernel_releases: bool,
-    heartbeat: Heartbeat,
 }
 
 impl Consumer {
@@ -464,9 +415,12 @@ impl Consumer {
         Ok(())
     }
 
-    /// Writes `sensor.heartbeat` when one is due.
+    /// Updates the health counters; writes `sensor.heartbeat` when one is due.
     fn beat(&mut self) -> Result<(), DaemonError> {
-        self.heartbeat.stats.set_lost(self.lost_total);
+        let stats = &self.heartbeat.stats;
+        stats.set_lost(self.lost_total);
+        stats.set_ledger_bytes(self.sink.ledger_bytes());
+        stats.set_output_lags(self.sink.lags());
         let hash = self.enforcement.policies.current().hash().to_owned();
         if let Some(rec) = self.heartbeat.tick(Clock::realtime_ns(), &hash) {
             self.sink.emit(&rec)?;
@@ -493,12 +447,6 @@ impl Consumer {
         self.loss_since = now;
         Ok(())
     }
-}
-
-/// The machine's host name, as records carry it.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())
 }
 
 /// The configuration file path as shown in `sensor.start`.

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    tracing_subscriber::fmt().with_writer(sensor::seal::redact::stderr).with_env_filter(filter).init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -36,6 +36,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !args.output.is_empty() {
                 config.outputs = args.output;
             }
+            if let Some(dir) = args.state_dir {
+                config.state_dir = dir;
+            }
             if let Some(bytes) = args.ring_buffer_bytes {
                 config.ring_buffer_bytes = bytes;
             }
@@ -49,5 +52,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(args) => Ok(sensor::policy::cli::run(args)),
+        Command::Ledger(args) => Ok(sensor::seal::cli::run(args)),
     }
 }

@@ -37,6 +37,9 @@ use crate::event::{attr, sensor::SCHEMA_VERSION};
 
 /// The instrumentation scope's name; its version is the schema version.
 pub const SCOPE_NAME: &str = "mnsensor";
+/// Most records in one request: the driver's batches can be larger than receivers accept
+/// (4 MiB is the usual gRPC limit).
+const MAX_RECORDS_PER_REQUEST: usize = 512;
 /// Request timeout when none is configured (the OpenTelemetry default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -337,10 +340,16 @@ impl Exporter for Otlp {
         &self.spec
     }
 
+    /// Sends the batch in requests of at most [`MAX_RECORDS_PER_REQUEST`]. After a failure
+    /// the driver sends the whole batch again, so the requests that had gone through arrive
+    /// twice (with the same `mnsensor.seq`).
     fn send(&mut self, batch: &[Sealed]) -> Result<(), ExportError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+        batch.chunks(MAX_RECORDS_PER_REQUEST).try_for_each(|chunk| self.send_request(chunk))
+    }
+}
+
+impl Otlp {
+    fn send_request(&mut self, batch: &[Sealed]) -> Result<(), ExportError> {
         let req = self.request(batch);
         let reply = match self.grpc.clone() {
             Some(mut client) => {
@@ -457,7 +466,7 @@ fn kv_owned(key: String, value: Any) -> KeyValue {
 pub fn resource(extra: &[(String, String)]) -> Resource {
     let machine_id =
         std::fs::read_to_string("/etc/machine-id").map(|s| s.trim().to_owned()).unwrap_or_default();
-    let host = crate::daemon::host_name();
+    let host = crate::seal::host_name();
     let mut attrs: Vec<(String, String)> = vec![
         ("service.name".into(), "mnsensor".into()),
         ("service.version".into(), env!("CARGO_PKG_VERSION").into()),

@@ -127,9 +127,9 @@ pub fn render(stats: &Stats) -> String {
     let lags = stats.output_lags();
     if !lags.is_empty() {
         let records: Vec<_> =
-            lags.iter().map(|l| (label("output", &l.output), l.records.to_string())).collect();
+            lags.iter().map(|l| (label("output", &l.spec), l.records.to_string())).collect();
         let seconds: Vec<_> =
-            lags.iter().map(|l| (label("output", &l.output), l.seconds.to_string())).collect();
+            lags.iter().map(|l| (label("output", &l.spec), l.seconds.to_string())).collect();
         metric(
             "mnsensor_output_lag_records",
             "gauge",

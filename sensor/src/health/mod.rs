@@ -3,8 +3,8 @@
 //! ([`metrics`], docs/operations.md).
 //!
 //! The daemon counts every record it writes ([`Stats::count`]) and calls [`Heartbeat::tick`]
-//! from its once-a-second timer; the delivery driver reports each output's lag and the
-//! ledger's size through [`Stats::set_output_lag`] and [`Stats::set_ledger_bytes`].
+//! from its once-a-second timer, which also copies each output's lag and the ledger's size
+//! from the sealer ([`Stats::set_output_lags`], [`Stats::set_ledger_bytes`]).
 pub mod metrics;
 
 use std::{
@@ -18,7 +18,10 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::event::{Record, attr};
+use crate::{
+    deliver::LagReport,
+    event::{Record, attr},
+};
 
 /// `heartbeat:` in the configuration file.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -34,17 +37,6 @@ impl Default for HeartbeatConfig {
     }
 }
 
-/// How far one output is behind the newest record.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutputLag {
-    /// The output's spec.
-    pub output: String,
-    /// Records written but not yet accepted by the output's receiver.
-    pub records: u64,
-    /// Age of the oldest of those records, in seconds (0 when none waits).
-    pub seconds: f64,
-}
-
 /// Counters shared by the daemon, the delivery driver, the heartbeat and the metrics endpoint.
 #[derive(Debug)]
 pub struct Stats {
@@ -53,9 +45,9 @@ pub struct Stats {
     counts: Mutex<BTreeMap<&'static str, u64>>,
     /// Kernel records lost during the run.
     lost: AtomicU64,
-    /// Bytes the ledger holds on disk; `u64::MAX` until the delivery driver reports it.
+    /// Bytes the ledger holds on disk; `u64::MAX` until the first report.
     ledger_bytes: AtomicU64,
-    outputs: Mutex<Vec<OutputLag>>,
+    outputs: Mutex<Vec<LagReport>>,
 }
 
 impl Default for Stats {
@@ -100,17 +92,13 @@ impl Stats {
         Some(self.ledger_bytes.load(Ordering::Relaxed)).filter(|&b| b != u64::MAX)
     }
 
-    /// Sets one output's lag (replacing its previous value).
-    pub fn set_output_lag(&self, lag: OutputLag) {
-        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
-        match outputs.iter_mut().find(|o| o.output == lag.output) {
-            Some(slot) => *slot = lag,
-            None => outputs.push(lag),
-        }
+    /// Sets every output's lag.
+    pub fn set_output_lags(&self, lags: Vec<LagReport>) {
+        *self.outputs.lock().unwrap_or_else(PoisonError::into_inner) = lags;
     }
 
     /// Every output's lag, as last reported.
-    pub fn output_lags(&self) -> Vec<OutputLag> {
+    pub fn output_lags(&self) -> Vec<LagReport> {
         self.outputs.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -172,7 +160,7 @@ impl Heartbeat {
             .set(attr::EVENTS_LOST, s.lost())
             .set_opt(attr::LEDGER_BYTES, s.ledger_bytes());
         if !lags.is_empty() {
-            rec.set(attr::OUTPUTS, lags.iter().map(|l| l.output.clone()).collect::<Vec<_>>())
+            rec.set(attr::OUTPUTS, lags.iter().map(|l| l.spec.clone()).collect::<Vec<_>>())
                 .set(attr::OUTPUT_LAG_RECORDS, lags.iter().map(|l| l.records).collect::<Vec<_>>())
                 .set(attr::OUTPUT_LAG_SECONDS, lags.iter().map(|l| l.seconds).collect::<Vec<_>>());
         }
@@ -195,7 +183,7 @@ mod tests {
         stats.count("file.open");
         stats.count("process.exec");
         stats.set_lost(5);
-        stats.set_output_lag(OutputLag { output: "otlp".into(), records: 7, seconds: 1.5 });
+        stats.set_output_lags(vec![LagReport { spec: "otlp".into(), records: 7, seconds: 2, failing: true }]);
         hb.last -= Duration::from_secs(1);
         let rec = hb.tick(1, "abc").expect("due");
         assert_eq!(rec.get("mnsensor.heartbeat.records"), Some(&3.into()));
@@ -203,7 +191,8 @@ mod tests {
         assert_eq!(rec.get("mnsensor.events.lost"), Some(&5.into()));
         assert_eq!(rec.get("mnsensor.policy.hash"), Some(&"abc".into()));
         assert_eq!(rec.get("mnsensor.ledger.bytes"), None, "unknown until the driver reports it");
-        assert_eq!(rec.get("mnsensor.output.lag.records"), Some(&vec![7].into()));
+        assert_eq!(rec.get("mnsensor.lag.records"), Some(&vec![7].into()));
+        assert_eq!(rec.get("mnsensor.lag.seconds"), Some(&vec![2].into()));
         assert!(hb.tick(1, "abc").is_none(), "once per interval");
     }
 }
