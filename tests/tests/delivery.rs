@@ -1,0 +1,197 @@
+//! Delivery through the real sensor: OTLP to rotel across a receiver outage during which the
+//! sensor is SIGKILLed and restarted; the heartbeat record and the metrics endpoint.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use mnsensor_tests::{
+    Sensor, TempDir, get_str, get_u64, is, path_str,
+    receivers::{Received, Rotel, free_port},
+    scaled,
+    util::send_signal,
+};
+use serde_json::Value;
+
+/// Opens and closes `file` for `how_long`, about `per_second` times a second (each open of a
+/// protected file makes a `file.open` and a `file.close` record).
+fn load(file: &Path, how_long: Duration, per_second: u32) {
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < how_long {
+        drop(fs::File::open(file).expect("open protected file"));
+        n += 1;
+        let due = Duration::from_secs(1) * n / per_second;
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            thread::sleep(wait);
+        }
+    }
+}
+
+/// How long rotel is down while the sensor keeps writing (and is killed and restarted).
+const OUTAGE: Duration = Duration::from_secs(6);
+
+#[test]
+fn otlp_survives_an_outage_and_a_sigkill() {
+    let dir = TempDir::new("delivery-outage");
+    let state = dir.mkdir("state");
+    let protected = dir.mkdir("protected");
+    let file = protected.join("マイナンバー一覧.csv");
+    fs::write(&file, "x").unwrap();
+    let config = dir.join("config.yaml");
+    fs::write(&config, "heartbeat: {interval_s: 1}\notlp: {timeout_ms: 2000}\n").unwrap();
+    let rotel = Rotel::start(dir.path(), "rotel-1.txt");
+    let (gp, hp) = (rotel.grpc, rotel.http);
+    let otlp = format!("otlp+grpc://127.0.0.1:{gp}");
+    let args = [
+        "--config",
+        path_str(&config),
+        "--state-dir",
+        path_str(&state),
+        "--protect",
+        path_str(&protected),
+        "--output",
+        &otlp,
+    ];
+
+    let mut first = Sensor::start(&args);
+    let start_seq = get_u64(first.start_event(), "mnsensor.seq");
+    load(&file, Duration::from_secs(1), 200);
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
+    while !rotel.received().iter().any(|r| r.event_name == "file.open") {
+        assert!(Instant::now() < deadline, "no file.open reached rotel");
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    rotel.stop();
+    let down = Instant::now();
+    load(&file, OUTAGE / 3, 200);
+    // Killed during the outage: what it sealed waits in the ledger with the output's cursor.
+    send_signal(first.pid(), libc::SIGKILL);
+    let _ = first.events();
+    drop(first);
+    let mut second = Sensor::start(&args);
+    load(&file, OUTAGE / 3, 200);
+    thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
+    let rotel = Rotel::start_on(dir.path(), "rotel-2.txt", gp, hp);
+    let outage = down.elapsed();
+    let back = Instant::now();
+    load(&file, Duration::from_secs(1), 200);
+    let stop = second.stop();
+    let stop_seq = get_u64(&stop, "mnsensor.seq");
+
+    let deadline = Instant::now() + scaled(Duration::from_secs(30));
+    let received = loop {
+        let mut all = mnsensor_tests::receivers::parse_rotel(&dir.join("rotel-1.txt"));
+        all.extend(rotel.received());
+        if all.iter().any(|r| r.seq() == stop_seq) || Instant::now() > deadline {
+            break all;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let drained = back.elapsed();
+    rotel.stop();
+
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in &received {
+        *counts.entry(r.seq()).or_default() += 1;
+    }
+    let missing: Vec<u64> = (start_seq..=stop_seq).filter(|s| !counts.contains_key(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} records lost across a {outage:?} outage with a SIGKILL: {:?}",
+        missing.len(),
+        stop_seq - start_seq + 1,
+        &missing[..missing.len().min(20)]
+    );
+    let dups: usize = counts.values().map(|n| n - 1).sum();
+    let by_name = |name: &str| received.iter().filter(|r| r.event_name == name).count();
+    assert_eq!(by_name("sensor.start"), 2, "both runs' sensor.start arrived");
+    assert!(by_name("sensor.heartbeat") >= 3, "heartbeats arrived");
+    assert!(by_name("file.open") > 200, "the load arrived");
+    let starts: Vec<&Received> = received.iter().filter(|r| r.event_name == "sensor.start").collect();
+    assert!(starts.iter().all(|r| r.attr("mnsensor.schema.version") == Some("Str(2)")), "{starts:?}");
+    println!(
+        "{} records (seq {start_seq}..={stop_seq}), outage {outage:?} with a SIGKILL, {dups} duplicates, \
+         everything delivered {drained:?} after the receiver came back",
+        stop_seq - start_seq + 1
+    );
+}
+
+/// GET /metrics from 127.0.0.1:`port`.
+fn scrape(port: u16) -> String {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn heartbeat_at_its_interval_with_counters_and_metrics() {
+    let dir = TempDir::new("delivery-heartbeat");
+    let state = dir.mkdir("state");
+    let protected = dir.mkdir("protected");
+    let file = protected.join("list.csv");
+    fs::write(&file, "x").unwrap();
+    let port = free_port();
+    let config = dir.join("config.yaml");
+    fs::write(&config, format!("heartbeat: {{interval_s: 2}}\nmetrics: {{listen: \"127.0.0.1:{port}\"}}\n"))
+        .unwrap();
+    let mut sensor = Sensor::start(&[
+        "--config",
+        path_str(&config),
+        "--state-dir",
+        path_str(&state),
+        "--protect",
+        path_str(&protected),
+    ]);
+    load(&file, Duration::from_millis(500), 100);
+    sensor.wait_until("three heartbeats", Duration::from_secs(15), |evs| {
+        evs.iter().filter(|e| is(e, "sensor.heartbeat")).count() >= 3
+    });
+    let events = sensor.events().to_vec();
+    let metrics = scrape(port);
+    sensor.stop();
+
+    let beats: Vec<(usize, &Value)> =
+        events.iter().enumerate().filter(|(_, e)| is(e, "sensor.heartbeat")).collect();
+    let time =
+        |e: &Value| sensor_common::time::parse_rfc3339_ns(get_str(e, "time")).expect("time") as f64 / 1e9;
+    for pair in beats.windows(2) {
+        let gap = time(pair[1].1) - time(pair[0].1);
+        assert!((1.5..=3.0).contains(&gap), "heartbeats {gap:.2} s apart, interval 2 s");
+    }
+    for (i, hb) in &beats {
+        // Every record before the heartbeat, by name: what the heartbeat counted.
+        let mut want: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &events[..*i] {
+            *want.entry(get_str(e, "event.name")).or_default() += 1;
+        }
+        let want: Vec<String> = want.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let got: Vec<&str> =
+            hb["mnsensor.heartbeat.counts"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(got, want, "heartbeat counts vs the records before it: {hb}");
+        assert_eq!(get_u64(hb, "mnsensor.heartbeat.records"), *i as u64);
+        assert_eq!(get_u64(hb, "mnsensor.events.lost"), 0);
+        assert!(get_u64(hb, "mnsensor.ledger.bytes") > 0, "{hb}");
+        assert_eq!(get_str(hb, "mnsensor.policy.hash"), get_str(&events[0], "mnsensor.policy.hash"));
+        let outputs = hb["mnsensor.outputs"].as_array().expect("mnsensor.outputs");
+        assert!(outputs.iter().any(|o| o.as_str().is_some_and(|o| o.starts_with("jsonl:"))), "{hb}");
+        assert_eq!(hb["mnsensor.lag.records"].as_array().map(Vec::len), Some(outputs.len()));
+        let backends = hb["mnsensor.heartbeat.backends"].as_array().expect("backends");
+        assert!(backends.iter().any(|b| b.as_str().is_some_and(|b| b.starts_with("file="))), "{hb}");
+    }
+    assert!(beats.len() >= 3);
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(metrics.contains("mnsensor_records_total{event=\"sensor.start\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("mnsensor_records_total{event=\"file.open\"}"), "{metrics}");
+    assert!(metrics.contains("\nmnsensor_ledger_bytes "), "{metrics}");
+    assert!(metrics.contains("mnsensor_output_lag_records{output=\"jsonl:"), "{metrics}");
+}
