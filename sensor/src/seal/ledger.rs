@@ -226,6 +226,13 @@ impl Ledger {
                 }
                 recovery.last_seq = tail.last_seq.or_else(|| first.checked_sub(1));
                 recovery.last_time_ns = tail.last_time;
+                // A segment started just before the stop holds no frame: the time is in the
+                // one before it.
+                if tail.head.is_none()
+                    && let Some((_, before)) = found.len().checked_sub(2).map(|i| &found[i])
+                {
+                    recovery.last_time_ns = scan_tail(before).map_or(0, |t| t.last_time);
+                }
                 recovery.clean = tail.clean;
                 (file, tail.head.unwrap_or(prev), tail.last_seq.map_or(*first, |s| s + 1))
             }
@@ -327,7 +334,8 @@ impl Ledger {
             self.make_room(need);
         }
         let mut attempt = self.write_buf();
-        if let Err(e) = &attempt
+        // Disk full: remove old segments (delivered ones first) until the batch fits.
+        while let Err(e) = &attempt
             && e.raw_os_error() == Some(libc::ENOSPC)
             && self.make_room(u64::MAX)
         {

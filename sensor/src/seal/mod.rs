@@ -11,6 +11,9 @@ pub mod reader;
 pub mod redact;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
