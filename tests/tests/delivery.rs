@@ -34,35 +34,56 @@ fn load(file: &Path, how_long: Duration, per_second: u32) {
     }
 }
 
+/// A test's directory: `state/`, `protected/<file>` (one byte) and `config.yaml` with `config`.
+struct Setup {
+    dir: TempDir,
+    file: std::path::PathBuf,
+    /// `--config`, `--state-dir`, `--protect` arguments.
+    args: Vec<String>,
+}
+
+impl Setup {
+    fn new(label: &str, file: &str, config: &str) -> Self {
+        let dir = TempDir::new(label);
+        let state = dir.mkdir("state");
+        let protected = dir.mkdir("protected");
+        let file = protected.join(file);
+        fs::write(&file, "x").unwrap();
+        let cfg = dir.join("config.yaml");
+        fs::write(&cfg, config).unwrap();
+        let args = [("--config", &cfg), ("--state-dir", &state), ("--protect", &protected)]
+            .iter()
+            .flat_map(|(flag, p)| [(*flag).to_owned(), path_str(p).to_owned()])
+            .collect();
+        Self { dir, file, args }
+    }
+
+    /// [`Self::args`] and `extra`, for [`Sensor::start`].
+    fn start(&self, extra: &[&str]) -> Sensor {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).chain(extra.iter().copied()).collect();
+        Sensor::start(&args)
+    }
+}
+
 /// How long rotel is down while the sensor keeps writing (and is killed and restarted).
 const OUTAGE: Duration = Duration::from_secs(6);
 
 #[test]
 fn otlp_survives_an_outage_and_a_sigkill() {
-    let dir = TempDir::new("delivery-outage");
-    let state = dir.mkdir("state");
-    let protected = dir.mkdir("protected");
-    let file = protected.join("マイナンバー一覧.csv");
-    fs::write(&file, "x").unwrap();
-    let config = dir.join("config.yaml");
-    fs::write(&config, "heartbeat: {interval_s: 1}\notlp: {timeout_ms: 2000}\n").unwrap();
+    let setup = Setup::new(
+        "delivery-outage",
+        "マイナンバー一覧.csv",
+        "heartbeat: {interval_s: 1}\notlp: {timeout_ms: 2000}\n",
+    );
+    let (dir, file) = (&setup.dir, &setup.file);
     let rotel = Rotel::start(dir.path(), "rotel-1.txt");
     let (gp, hp) = (rotel.grpc, rotel.http);
     let otlp = format!("otlp+grpc://127.0.0.1:{gp}");
-    let args = [
-        "--config",
-        path_str(&config),
-        "--state-dir",
-        path_str(&state),
-        "--protect",
-        path_str(&protected),
-        "--output",
-        &otlp,
-    ];
+    let args = ["--output", otlp.as_str()];
 
-    let mut first = Sensor::start(&args);
+    let mut first = setup.start(&args);
     let start_seq = get_u64(first.start_event(), "mnsensor.seq");
-    load(&file, Duration::from_secs(1), 200);
+    load(file, Duration::from_secs(1), 200);
     let deadline = Instant::now() + scaled(Duration::from_secs(20));
     while !rotel.received().iter().any(|r| r.event_name == "file.open") {
         assert!(Instant::now() < deadline, "no file.open reached rotel");
@@ -71,18 +92,18 @@ fn otlp_survives_an_outage_and_a_sigkill() {
 
     rotel.stop();
     let down = Instant::now();
-    load(&file, OUTAGE / 3, 200);
+    load(file, OUTAGE / 3, 200);
     // Killed during the outage: what it sealed waits in the ledger with the output's cursor.
     send_signal(first.pid(), libc::SIGKILL);
     let _ = first.events();
     drop(first);
-    let mut second = Sensor::start(&args);
-    load(&file, OUTAGE / 3, 200);
+    let mut second = setup.start(&args);
+    load(file, OUTAGE / 3, 200);
     thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
     let rotel = Rotel::start_on(dir.path(), "rotel-2.txt", gp, hp);
     let outage = down.elapsed();
     let back = Instant::now();
-    load(&file, Duration::from_secs(1), 200);
+    load(file, Duration::from_secs(1), 200);
     let stop = second.stop();
     let stop_seq = get_u64(&stop, "mnsensor.seq");
 
@@ -135,24 +156,11 @@ fn scrape(port: u16) -> String {
 
 #[test]
 fn heartbeat_at_its_interval_with_counters_and_metrics() {
-    let dir = TempDir::new("delivery-heartbeat");
-    let state = dir.mkdir("state");
-    let protected = dir.mkdir("protected");
-    let file = protected.join("list.csv");
-    fs::write(&file, "x").unwrap();
     let port = free_port();
-    let config = dir.join("config.yaml");
-    fs::write(&config, format!("heartbeat: {{interval_s: 2}}\nmetrics: {{listen: \"127.0.0.1:{port}\"}}\n"))
-        .unwrap();
-    let mut sensor = Sensor::start(&[
-        "--config",
-        path_str(&config),
-        "--state-dir",
-        path_str(&state),
-        "--protect",
-        path_str(&protected),
-    ]);
-    load(&file, Duration::from_millis(500), 100);
+    let config = format!("heartbeat: {{interval_s: 2}}\nmetrics: {{listen: \"127.0.0.1:{port}\"}}\n");
+    let setup = Setup::new("delivery-heartbeat", "list.csv", &config);
+    let mut sensor = setup.start(&[]);
+    load(&setup.file, Duration::from_millis(500), 100);
     sensor.wait_until("three heartbeats", Duration::from_secs(15), |evs| {
         evs.iter().filter(|e| is(e, "sensor.heartbeat")).count() >= 3
     });

@@ -48,7 +48,7 @@ fn check(received: &[Received], seqs: std::ops::Range<u64>) {
     for r in received {
         by_seq.insert(r.seq(), r);
     }
-    let sent = sealed_records(seqs.clone());
+    let sent = sealed_records(seqs);
     for s in &sent {
         let r = by_seq.get(&s.seq).unwrap_or_else(|| panic!("seq {} did not arrive", s.seq));
         let decision = s.seq % 3 == 0;
@@ -120,7 +120,7 @@ fn tls_with_ca_and_client_certificate() {
     let http_spec = format!("otlp+https://127.0.0.1:{}/v1/logs", https.port);
 
     // Without the client certificate the receiver refuses the handshake: retryable.
-    let no_client = TlsFiles { ca_file: Some(pki.ca.clone()), ..TlsFiles::default() };
+    let no_client = TlsFiles { ca_file: Some(pki.ca), ..TlsFiles::default() };
     let batch = sealed_records(1..11);
     for spec in [&grpc_spec, &http_spec] {
         let mut exp = Otlp::open(spec, &config(no_client.clone())).unwrap();

@@ -50,7 +50,7 @@ fn rsyslog_receives_rfc5425_over_tls() {
     }
 
     let config = SyslogConfig {
-        tls: TlsFiles { ca_file: Some(pki.ca.clone()), ..TlsFiles::default() },
+        tls: TlsFiles { ca_file: Some(pki.ca), ..TlsFiles::default() },
         timeout_ms: 3000,
         ..SyslogConfig::default()
     };
