@@ -225,6 +225,22 @@ pub fn parse_rotel(path: &Path) -> Vec<Received> {
     let mut list = In::Nothing;
     for raw in text.lines() {
         let line = strip_ansi(raw);
+        let header =
+            ["LogRecord #", "ResourceLog #", "ScopeLogs", "InstrumentationScope ", "Resource SchemaURL"]
+                .iter()
+                .any(|h| line.starts_with(h))
+                || line.trim_start().starts_with("Trace ID");
+        let last = match list {
+            In::Resource => resource.last_mut(),
+            In::Record => out.last_mut().and_then(|r| r.attrs.last_mut()),
+            In::Nothing => None,
+        };
+        if let (Some((_, value)), false, false) = (last, header, line.trim_start().starts_with("-> ")) {
+            // A value with a newline (a command line, say) goes on over several lines.
+            value.push('\n');
+            value.push_str(&line);
+            continue;
+        }
         if let Some(kv) = line.trim_start().strip_prefix("-> ") {
             let (k, v) = kv.split_once(": ").unwrap_or((kv, ""));
             let pair = (k.to_owned(), v.to_owned());

@@ -13,7 +13,7 @@ use std::{
 
 use mnsensor_tests::{
     Sensor, TempDir, get_str, get_u64, is, path_str,
-    receivers::{Received, Rotel, free_port},
+    receivers::{Pki, Received, Rotel, TlsFront, free_port},
     scaled,
     util::send_signal,
 };
@@ -202,4 +202,51 @@ fn heartbeat_at_its_interval_with_counters_and_metrics() {
     assert!(metrics.contains("mnsensor_records_total{event=\"file.open\"}"), "{metrics}");
     assert!(metrics.contains("\nmnsensor_ledger_bytes "), "{metrics}");
     assert!(metrics.contains("mnsensor_output_lag_records{output=\"jsonl:"), "{metrics}");
+}
+
+#[test]
+fn wrong_certificate_keeps_records_in_the_ledger_until_the_right_receiver() {
+    let pki_dir = TempDir::new("delivery-pki");
+    let pki = Pki::new(pki_dir.path());
+    let config = format!(
+        "heartbeat: {{interval_s: 1}}\notlp: {{timeout_ms: 2000, tls: {{ca_file: {}}}}}\n",
+        path_str(&pki.ca)
+    );
+    let setup = Setup::new("delivery-wrong-cert", "list.csv", &config);
+    let rotel = Rotel::start(setup.dir.path(), "rotel.txt");
+    let port = free_port();
+    let rogue = TlsFront::start(port, rotel.grpc, &pki.rogue_cert, &pki.rogue_key, None);
+    let otlp = format!("otlp+grpcs://127.0.0.1:{port}");
+    let mut sensor = setup.start(&["--output", &otlp]);
+    let start_seq = get_u64(sensor.start_event(), "mnsensor.seq");
+    load(&setup.file, Duration::from_secs(1), 100);
+    // The sensor says why the output fails, and the receiver behind the wrong certificate
+    // gets nothing.
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
+    while !sensor.stderr().contains("Output failing") {
+        assert!(Instant::now() < deadline, "no error about the failing output: {}", sensor.stderr());
+        thread::sleep(Duration::from_millis(50));
+    }
+    let stderr = sensor.stderr();
+    assert!(stderr.to_lowercase().contains("certificate"), "the error names the certificate: {stderr}");
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(rotel.received().len(), 0, "records went through a receiver the CA did not sign");
+    rogue.stop();
+    let good = TlsFront::start(port, rotel.grpc, &pki.server_cert, &pki.server_key, None);
+    load(&setup.file, Duration::from_millis(500), 100);
+    let stop = sensor.stop();
+    let stop_seq = get_u64(&stop, "mnsensor.seq");
+    let deadline = Instant::now() + scaled(Duration::from_secs(30));
+    while !rotel.received().iter().any(|r| r.seq() == stop_seq) {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting records did not arrive after the right receiver came back"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let seqs: std::collections::BTreeSet<u64> = rotel.received().iter().map(Received::seq).collect();
+    let missing: Vec<u64> = (start_seq..=stop_seq).filter(|s| !seqs.contains(s)).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    good.stop();
+    rotel.stop();
 }
