@@ -331,11 +331,13 @@ impl TlsFront {
     }
 }
 
-/// rsyslog receiving RFC 5425 (syslog over TLS, octet counting) on 127.0.0.1:`port`, writing
-/// each message's raw text to `raw.log` and its parsed fields to `fields.log`.
+/// rsyslog receiving RFC 5425 (syslog over TLS, octet counting) on 127.0.0.1:`port` and
+/// plain syslog over TCP on 127.0.0.1:`tcp_port`, writing each message's raw text to
+/// `raw.log` and its parsed fields to `fields.log`.
 pub struct Rsyslog {
     child: ChildGuard,
     pub port: u16,
+    pub tcp_port: u16,
     pub raw: PathBuf,
     pub fields: PathBuf,
 }
@@ -345,7 +347,7 @@ pub const FIELD_SEP: &str = "\u{1f}";
 
 impl Rsyslog {
     pub fn start(dir: &Path, pki: &Pki) -> Self {
-        let port = free_port();
+        let (port, tcp_port) = (free_port(), free_port());
         let (raw, fields) = (dir.join("raw.log"), dir.join("fields.log"));
         let work = dir.join("rsyslog-work");
         fs::create_dir_all(&work).expect("mkdir rsyslog work dir");
@@ -365,6 +367,8 @@ ruleset(name="remote") {{
   action(type="omfile" file="{fields}" template="fields")
 }}
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="remote")
+input(type="imtcp" address="127.0.0.1" port="{tcp_port}" ruleset="remote"
+      StreamDriver.Name="ptcp" StreamDriver.Mode="0")
 "#,
                 work = path_str(&work),
                 ca = path_str(&pki.ca),
@@ -386,7 +390,8 @@ input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="remote")
                 .stderr(log),
         );
         wait_listening(port, "rsyslogd");
-        Self { child, port, raw, fields }
+        wait_listening(tcp_port, "rsyslogd (plain TCP)");
+        Self { child, port, tcp_port, raw, fields }
     }
 
     /// Stops rsyslog (SIGTERM: it writes out what it holds) and waits for it.

@@ -1,5 +1,5 @@
 //! The syslog exporter against rsyslog receiving RFC 5425 (syslog over TLS with octet
-//! counting), verifying rsyslog's certificate against the configured CA.
+//! counting), verifying rsyslog's certificate against the configured CA, and over plain TCP.
 
 use std::{
     fs, thread,
@@ -31,7 +31,7 @@ fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
 }
 
 #[test]
-fn rsyslog_receives_rfc5425_over_tls() {
+fn rsyslog_receives_rfc5425_over_tls_and_octet_counted_tcp() {
     let dir = TempDir::new("syslog-tls");
     let pki = Pki::new(dir.path());
     let rsyslog = Rsyslog::start(dir.path(), &pki);
@@ -60,11 +60,18 @@ fn rsyslog_receives_rfc5425_over_tls() {
         assert!(deliver(&mut exp, chunk, Duration::from_secs(30)).is_empty());
     }
     let raw = lines(&rsyslog.raw, sent.len());
-    let fields = lines(&rsyslog.fields, sent.len());
-    rsyslog.stop();
     assert_eq!(raw.len(), sent.len(), "messages received (the wrong-CA batch must not be among them)");
+    // Plain TCP (RFC 6587 octet counting) to the same rsyslog.
+    let mut tcp = Syslog::open(&format!("syslog+tcp://127.0.0.1:{}", rsyslog.tcp_port), &config).unwrap();
+    let sent_tcp = sealed_records(1001..1101);
+    assert!(deliver(&mut tcp, &sent_tcp, Duration::from_secs(30)).is_empty());
+    let all: Vec<_> = sent.iter().chain(&sent_tcp).collect();
+    let raw = lines(&rsyslog.raw, all.len());
+    let fields = lines(&rsyslog.fields, all.len());
+    rsyslog.stop();
+    assert_eq!(raw.len(), all.len(), "messages received over TLS then TCP");
     let pid = std::process::id().to_string();
-    for ((rec, raw), fields) in sent.iter().zip(&raw).zip(&fields) {
+    for ((rec, raw), fields) in all.iter().zip(&raw).zip(&fields) {
         let json = std::str::from_utf8(&rec.line).unwrap();
         let v: Value = serde_json::from_str(json).unwrap();
         let name = v["event.name"].as_str().unwrap();

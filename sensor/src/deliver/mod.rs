@@ -401,7 +401,7 @@ impl Tail {
                     if give_up.is_some_and(|t| Instant::now() >= t) {
                         return false;
                     }
-                    thread::sleep(backoff);
+                    thread::sleep(jitter(backoff));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
@@ -412,4 +412,12 @@ impl Tail {
         self.cursor.save(last + 1, false);
         true
     }
+}
+
+/// `d` times a factor in [0.5, 1), so that sensors cut off by the same outage do not all
+/// retry at the same instant when the receiver comes back.
+fn jitter(d: Duration) -> Duration {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
 }
