@@ -202,6 +202,7 @@ fn heartbeat_at_its_interval_with_counters_and_metrics() {
     assert!(metrics.contains("mnsensor_records_total{event=\"file.open\"}"), "{metrics}");
     assert!(metrics.contains("\nmnsensor_ledger_bytes "), "{metrics}");
     assert!(metrics.contains("mnsensor_output_lag_records{output=\"jsonl:"), "{metrics}");
+    assert!(metrics.contains("\nmnsensor_decision_latency_seconds_bucket{le=\"+Inf\"} "), "{metrics}");
 }
 
 #[test]

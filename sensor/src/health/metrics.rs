@@ -9,7 +9,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::Stats;
+use super::{DECISION_LATENCY, Histogram, Stats};
 
 /// `metrics:` in the configuration file.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -143,7 +143,23 @@ pub fn render(stats: &Stats) -> String {
             &seconds,
         );
     }
+    histogram(
+        &mut out,
+        "mnsensor_decision_latency_seconds",
+        "Time processes waited for fanotify permission decisions (BPF LSM decisions are not in it).",
+        &DECISION_LATENCY,
+    );
     out
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let (counts, sum) = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, n) in Histogram::BOUNDS_US.iter().zip(&counts) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {n}", *bound as f64 / 1e6);
+    }
+    let total = counts.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}\n{name}_sum {sum}\n{name}_count {total}");
 }
 
 #[cfg(test)]
@@ -160,5 +176,14 @@ mod tests {
         assert!(text.contains("mnsensor_records_total{event=\"file.open\"} 1\n"), "{text}");
         assert!(text.contains("mnsensor_events_lost_total 2\n"), "{text}");
         assert!(!text.contains("ledger"), "unknown values are left out: {text}");
+        let h = Histogram::new();
+        h.observe(Duration::from_micros(70));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(1));
+        let mut out = String::new();
+        histogram(&mut out, "x", "h", &h);
+        assert!(out.contains("x_bucket{le=\"0.00005\"} 0\nx_bucket{le=\"0.0001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\nx_sum 1.00307\nx_count 3\n"), "{out}");
     }
 }

@@ -23,6 +23,57 @@ use crate::{
     event::{Record, attr},
 };
 
+/// How long processes waited for fanotify permission decisions: from the sensor reading
+/// the permission event to its verdict (`enforce::Decider::on_permission`). Decisions the
+/// BPF LSM makes in the kernel are not in it.
+pub static DECISION_LATENCY: Histogram = Histogram::new();
+
+/// A latency histogram with fixed buckets, updated without locks.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Observations at or below each bound of [`Histogram::BOUNDS_US`] (not cumulative), then above all.
+    buckets: [AtomicU64; 13],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Upper bounds of the buckets, in microseconds.
+    pub const BOUNDS_US: [u64; 12] =
+        [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000];
+
+    pub const fn new() -> Self {
+        Self { buckets: [const { AtomicU64::new(0) }; 13], sum_ns: AtomicU64::new(0) }
+    }
+
+    /// Counts one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = Self::BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(Self::BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound (the last is the total), and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        let mut total = 0;
+        let counts = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        (counts, self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9)
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// `heartbeat:` in the configuration file.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
