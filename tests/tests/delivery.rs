@@ -70,6 +70,9 @@ const OUTAGE: Duration = Duration::from_secs(6);
 
 #[test]
 fn otlp_survives_an_outage_and_a_sigkill() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
     let setup = Setup::new(
         "delivery-outage",
         "マイナンバー一覧.csv",
@@ -156,6 +159,9 @@ fn scrape(port: u16) -> String {
 
 #[test]
 fn heartbeat_at_its_interval_with_counters_and_metrics() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
     let port = free_port();
     let config = format!("heartbeat: {{interval_s: 2}}\nmetrics: {{listen: \"127.0.0.1:{port}\"}}\n");
     let setup = Setup::new("delivery-heartbeat", "list.csv", &config);
@@ -207,6 +213,9 @@ fn heartbeat_at_its_interval_with_counters_and_metrics() {
 
 #[test]
 fn wrong_certificate_keeps_records_in_the_ledger_until_the_right_receiver() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
     let pki_dir = TempDir::new("delivery-pki");
     let pki = Pki::new(pki_dir.path());
     let config = format!(

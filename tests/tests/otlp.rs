@@ -83,6 +83,9 @@ fn check(received: &[Received], seqs: std::ops::Range<u64>) {
 
 #[test]
 fn grpc_and_http_deliver_every_record_typed() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
     let dir = TempDir::new("otlp-plain");
     let rotel = Rotel::start(dir.path(), "rotel.txt");
     let mut grpc =
@@ -105,6 +108,9 @@ fn grpc_and_http_deliver_every_record_typed() {
 
 #[test]
 fn tls_with_ca_and_client_certificate() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
     let dir = TempDir::new("otlp-tls");
     let pki = Pki::new(dir.path());
     let rotel = Rotel::start(dir.path(), "rotel.txt");
@@ -150,6 +156,9 @@ fn tls_with_ca_and_client_certificate() {
 
 #[test]
 fn wrong_certificate_gets_nothing_and_records_wait() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
     let dir = TempDir::new("otlp-wrong-cert");
     let pki = Pki::new(dir.path());
     let rotel = Rotel::start(dir.path(), "rotel.txt");
@@ -194,6 +203,9 @@ const OUTAGE: Duration = Duration::from_secs(3);
 
 #[test]
 fn receiver_outage_loses_nothing() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
     for protocol in ["grpc", "http"] {
         let dir = TempDir::new(&format!("otlp-outage-{protocol}"));
         let rotel = Rotel::start(dir.path(), "before.txt");
