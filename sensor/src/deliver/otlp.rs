@@ -271,6 +271,41 @@ impl Otlp {
         request(self.resource.clone(), batch, u64::try_from(observed).unwrap_or(0))
     }
 
+    /// Sends one request and reads the reply.
+    fn send_request(&self, batch: &[Sealed]) -> Result<(), ExportError> {
+        let req = self.request(batch);
+        let reply = match self.grpc.clone() {
+            Some(mut client) => {
+                let target = self.target.clone();
+                self.rt.block_on(async move {
+                    tokio::time::timeout(target.timeout, Self::export_grpc(&mut client, req, &target))
+                        .await
+                        .unwrap_or_else(|_| Err(ExportError::Retryable(format!("{}: timed out", target.url))))
+                })
+            }
+            None => {
+                let body = req.encode_to_vec();
+                self.rt.block_on(async {
+                    tokio::time::timeout(self.target.timeout, self.post_http(body)).await.unwrap_or_else(
+                        |_| Err(ExportError::Retryable(format!("{}: timed out", self.target.url))),
+                    )
+                })
+            }
+        }?;
+        match reply.partial_success {
+            Some(ExportLogsPartialSuccess { rejected_log_records, error_message })
+                if rejected_log_records > 0 =>
+            {
+                Err(ExportError::Permanent(format!(
+                    "{}: the receiver rejected {rejected_log_records} of {} records: {error_message}",
+                    self.target.url,
+                    batch.len()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn post_http(&self, body: Vec<u8>) -> Result<ExportLogsServiceResponse, ExportError> {
         let retry = |what: &str, e: &(dyn std::error::Error + 'static)| {
             ExportError::Retryable(format!("{}: {what}: {}", self.target.url, chain(e)))
@@ -345,42 +380,6 @@ impl Exporter for Otlp {
     /// twice (with the same `mnsensor.seq`).
     fn send(&mut self, batch: &[Sealed]) -> Result<(), ExportError> {
         batch.chunks(MAX_RECORDS_PER_REQUEST).try_for_each(|chunk| self.send_request(chunk))
-    }
-}
-
-impl Otlp {
-    fn send_request(&mut self, batch: &[Sealed]) -> Result<(), ExportError> {
-        let req = self.request(batch);
-        let reply = match self.grpc.clone() {
-            Some(mut client) => {
-                let target = self.target.clone();
-                self.rt.block_on(async move {
-                    tokio::time::timeout(target.timeout, Self::export_grpc(&mut client, req, &target))
-                        .await
-                        .unwrap_or_else(|_| Err(ExportError::Retryable(format!("{}: timed out", target.url))))
-                })
-            }
-            None => {
-                let body = req.encode_to_vec();
-                self.rt.block_on(async {
-                    tokio::time::timeout(self.target.timeout, self.post_http(body)).await.unwrap_or_else(
-                        |_| Err(ExportError::Retryable(format!("{}: timed out", self.target.url))),
-                    )
-                })
-            }
-        }?;
-        match reply.partial_success {
-            Some(ExportLogsPartialSuccess { rejected_log_records, error_message })
-                if rejected_log_records > 0 =>
-            {
-                Err(ExportError::Permanent(format!(
-                    "{}: the receiver rejected {rejected_log_records} of {} records: {error_message}",
-                    self.target.url,
-                    batch.len()
-                )))
-            }
-            _ => Ok(()),
-        }
     }
 }
 
