@@ -128,19 +128,19 @@ pub fn redact(text: &mut Vec<u8>, json: bool) -> usize {
             i += 2;
             continue;
         }
-        if in_string && (c.is_ascii_digit() || c == 0xEF) {
-            if let Some((_, len)) = digit_at(b, i) {
-                if !prev_digit && let Some((at, end)) = match_at(b, i) {
-                    masks.extend_from_slice(&at);
-                    count += 1;
-                    i = end;
-                    prev_digit = true;
-                    continue;
-                }
-                prev_digit = true;
+        if in_string
+            && (c.is_ascii_digit() || c == 0xEF)
+            && let Some((_, len)) = digit_at(b, i)
+        {
+            if !prev_digit && let Some((at, end)) = match_at(b, i) {
+                masks.extend_from_slice(&at);
+                count += 1;
+                i = end;
+            } else {
                 i += len;
-                continue;
             }
+            prev_digit = true;
+            continue;
         }
         prev_digit = false;
         i += 1;
