@@ -80,7 +80,7 @@ fn without_protect_file_backend_is_off() {
 #[test]
 fn seq_increases_across_runs() {
     // Sequence numbers continue from the ledger in the state directory.
-    let state = mnsensor_tests::util::TempDir::new("state");
+    let state = TempDir::new("state");
     let state_arg = state.path().to_str().expect("UTF-8 temp path").to_owned();
     let args = ["--state-dir", state_arg.as_str()];
     let mut first = Sensor::start(&args);

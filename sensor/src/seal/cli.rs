@@ -44,6 +44,16 @@ pub enum LedgerCommand {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Measure the seal stage into a scratch state directory (`cargo xtask bench --ledger`).
+    #[command(hide = true)]
+    Bench {
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 1000)]
+        fsync_interval_ms: u64,
+    },
 }
 
 /// Runs a `ledger` subcommand.
@@ -67,6 +77,12 @@ pub fn run(args: LedgerArgs) -> ExitCode {
             }
         }
         LedgerCommand::Show { state_dir, from, follow } => show(&state_dir, from, follow),
+        LedgerCommand::Bench { state_dir, records, fsync_interval_ms } => {
+            match super::bench::run(&state_dir, records, fsync_interval_ms) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         LedgerCommand::Pubkey { state_dir } => match key::load(&state_dir) {
             Ok(k) => {
                 println!("{}", key::hex(k.verifying_key().as_bytes()));

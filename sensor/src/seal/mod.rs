@@ -3,6 +3,7 @@
 //!
 //! [`Sealer`] is what the daemon's consumer writes to: `emit` per record, `flush` every
 //! drain period, `close` at stop (outputs drain everything sealed before the process exits).
+pub mod bench;
 pub mod cli;
 pub mod frame;
 pub mod key;
@@ -113,7 +114,9 @@ impl Sealer {
         self.stats.count(rec.name);
         let line = rec.to_json(self.ledger.next_seq(), &self.host);
         self.append(rec.time_ns, line.into_bytes());
-        self.seal_notices();
+        if !self.pending.is_empty() {
+            self.seal_pending();
+        }
         Ok(())
     }
 
@@ -123,7 +126,7 @@ impl Sealer {
         self.dirty = true;
     }
 
-    /// Seals the queued notices and those about records the ledger or an output lost.
+    /// Queues notices about records the ledger or an output lost, then seals all queued.
     fn seal_notices(&mut self) {
         let now = i128::from(ledger::now_ns());
         for d in self.ledger.take_dropped() {
@@ -153,6 +156,10 @@ impl Sealer {
             ];
             self.pending.push(Notice { name: "sensor.alert", time_ns: now, attrs });
         }
+        self.seal_pending();
+    }
+
+    fn seal_pending(&mut self) {
         for n in std::mem::take(&mut self.pending) {
             let line = notice_json(&n, self.ledger.next_seq(), &self.host);
             self.append(n.time_ns, line);

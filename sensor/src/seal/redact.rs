@@ -37,6 +37,21 @@ fn separator_at(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// Bytes the scan must look at: quotes, backslashes, ASCII digits and the first byte of a
+/// full-width digit.
+static INTERESTING: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = true;
+        d += 1;
+    }
+    t[0xEF] = true;
+    t
+};
+
 /// Whether 12 digits (most significant first) form a My Number (ecosystem.md §5.1).
 pub fn valid_check_digit(d: &[u8; 12]) -> bool {
     const WEIGHTS: [u32; 11] = [6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
@@ -92,6 +107,15 @@ pub fn redact(text: &mut Vec<u8>, json: bool) -> usize {
     let mut prev_digit = false;
     let mut i = 0;
     while i < b.len() {
+        // Skip the bytes that can neither start a number nor change the string state.
+        if !INTERESTING[b[i] as usize] {
+            prev_digit = false;
+            i += 1;
+            while i < b.len() && !INTERESTING[b[i] as usize] {
+                i += 1;
+            }
+            continue;
+        }
         let c = b[i];
         if json && c == b'"' {
             in_string = !in_string;
@@ -104,20 +128,19 @@ pub fn redact(text: &mut Vec<u8>, json: bool) -> usize {
             i += 2;
             continue;
         }
-        if in_string && (c.is_ascii_digit() || c == 0xEF) {
-            if let Some((d, len)) = digit_at(b, i) {
-                let _ = d;
-                if !prev_digit && let Some((at, end)) = match_at(b, i) {
-                    masks.extend_from_slice(&at);
-                    count += 1;
-                    i = end;
-                    prev_digit = true;
-                    continue;
-                }
-                prev_digit = true;
+        if in_string
+            && (c.is_ascii_digit() || c == 0xEF)
+            && let Some((_, len)) = digit_at(b, i)
+        {
+            if !prev_digit && let Some((at, end)) = match_at(b, i) {
+                masks.extend_from_slice(&at);
+                count += 1;
+                i = end;
+            } else {
                 i += len;
-                continue;
             }
+            prev_digit = true;
+            continue;
         }
         prev_digit = false;
         i += 1;
@@ -201,16 +224,11 @@ mod tests {
             r#"{"a":"0123456789018"}"#,
             r#"{"a":"1234 56789018"}"#,
             r#"{"a":"1234 5678 9018 7"}"#,
-            r#"{"a":"\"123456789018"}"#,
         ] {
-            let (out, n) = json(same);
-            if same.contains("\\\"") {
-                // An escaped quote does not end the string: still masked.
-                assert_eq!(n, 1, "{same}");
-            } else {
-                assert_eq!((out.as_str(), n), (same, 0), "{same}");
-            }
+            assert_eq!(json(same), (same.to_owned(), 0), "{same}");
         }
+        // An escaped quote does not end the string.
+        assert_eq!(json(r#"{"a":"\"123456789018"}"#).0, r#"{"a":"\"************"}"#);
         // Two in one string, and a key-like string.
         assert_eq!(json(r#"{"a":"123456789018,983205673214"}"#).1, 2);
     }

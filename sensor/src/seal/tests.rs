@@ -107,7 +107,8 @@ fn torn_tail_is_cut_at_open_and_reported() {
 
 #[test]
 fn each_kind_of_tampering_is_named() {
-    let cases: [(&str, fn(&Path) -> ()); 5] = [
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper); 5] = [
         ("modified", |seg| {
             let f = frames(seg);
             let mut b = fs::read(seg).unwrap();
