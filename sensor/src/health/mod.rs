@@ -187,13 +187,16 @@ impl Heartbeat {
         Self { stats, interval, last: Instant::now(), backends }
     }
 
-    /// Called every second: the heartbeat record when one is due.
+    /// Called every second: the heartbeat record when one is due. A tick up to half a second
+    /// early counts (ticks are not exactly a second apart), and the schedule keeps its phase
+    /// unless it fell a whole interval behind.
     pub fn tick(&mut self, now_ns: i128, policy_hash: &str) -> Option<Record> {
         let interval = self.interval?;
-        if self.last.elapsed() < interval {
+        let due = self.last + interval;
+        if Instant::now() + Duration::from_millis(500) < due {
             return None;
         }
-        self.last = Instant::now();
+        self.last = if due.elapsed() > interval { Instant::now() } else { due };
         Some(self.record(now_ns, policy_hash))
     }
 
@@ -235,8 +238,8 @@ mod tests {
         stats.count("process.exec");
         stats.set_lost(5);
         stats.set_output_lags(vec![LagReport { spec: "otlp".into(), records: 7, seconds: 2, failing: true }]);
-        hb.last -= Duration::from_secs(1);
-        let rec = hb.tick(1, "abc").expect("due");
+        hb.last -= Duration::from_millis(600);
+        let rec = hb.tick(1, "abc").expect("due within half a second");
         assert_eq!(rec.get("mnsensor.heartbeat.records"), Some(&3.into()));
         assert_eq!(rec.get("mnsensor.heartbeat.counts"), Some(&vec!["file.open=2", "process.exec=1"].into()));
         assert_eq!(rec.get("mnsensor.events.lost"), Some(&5.into()));
