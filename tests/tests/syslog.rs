@@ -90,3 +90,43 @@ fn rsyslog_receives_rfc5425_over_tls_and_octet_counted_tcp() {
         assert_eq!(msg, v, "rsyslog's MSG is the record");
     }
 }
+
+/// A receiver that closed the connection (a restart, an idle timeout) is noticed before the
+/// next batch, which then goes over a new connection instead of into the closed one.
+#[test]
+fn a_closed_connection_is_replaced_before_the_next_batch() {
+    use std::{io::Read as _, net::TcpListener};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let accept = || {
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
+        loop {
+            match listener.accept() {
+                Ok((s, _)) => return Some(s),
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Err(_) => return None,
+            }
+        }
+    };
+    let read_all = |mut s: std::net::TcpStream| {
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        String::from_utf8(got).unwrap()
+    };
+    let mut exp = Syslog::open(&format!("syslog+tcp://127.0.0.1:{port}"), &SyslogConfig::default()).unwrap();
+    exp.send(&sealed_records(1..6)).unwrap();
+    let first = accept().expect("first connection");
+    let text = read_all(first.try_clone().unwrap());
+    assert!(text.contains("\"mnsensor.seq\":5,"), "{text}");
+    drop(first);
+    thread::sleep(Duration::from_millis(100));
+    exp.send(&sealed_records(6..11)).unwrap();
+    let second = accept().expect("the batch after the close went over a new connection");
+    let text = read_all(second);
+    for seq in 6..11 {
+        assert!(text.contains(&format!("\"mnsensor.seq\":{seq},")), "seq {seq} missing: {text}");
+    }
+}

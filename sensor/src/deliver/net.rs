@@ -4,7 +4,7 @@ use std::{io, os::fd::AsRawFd, sync::Arc, time::Duration};
 
 use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite},
     net::TcpStream,
 };
 use tokio_rustls::TlsConnector;
@@ -75,16 +75,26 @@ impl Connector {
 }
 
 /// Whether the receiver closed or reset the connection (checked before reusing it, so a
-/// batch is not written into a socket that is already gone).
-pub fn peer_closed(tcp: &TcpStream) -> bool {
+/// batch is not written into a socket that is already gone). For receivers that send nothing
+/// back (syslog): bytes waiting are read through the stream, so that a TLS session ticket
+/// keeps the connection while a TLS close_notify or the end of the stream ends it.
+pub async fn peer_closed(conn: &mut Box<dyn Io>) -> bool {
     let mut byte = 0u8;
     // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the data where it is.
     let n = unsafe {
-        libc::recv(tcp.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        libc::recv(conn.tcp().as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
     };
     match n {
         0 => true,
-        n if n > 0 => false,
+        n if n > 0 => {
+            let mut buf = [0u8; 1024];
+            match tokio::time::timeout(Duration::from_millis(5), conn.read(&mut buf)).await {
+                // Only TLS records that carry no data (session tickets): still open.
+                Err(_) => false,
+                Ok(Ok(0) | Err(_)) => true,
+                Ok(Ok(_)) => false,
+            }
+        }
         _ => io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock,
     }
 }

@@ -165,7 +165,9 @@ async fn write(
     frames: &[u8],
 ) -> Result<(), ExportError> {
     let retry = |e: std::io::Error| ExportError::Retryable(format!("{}: {}", connector.addr, chain(&e)));
-    if conn.as_ref().is_some_and(|c| peer_closed(c.tcp())) {
+    if let Some(c) = conn.as_mut()
+        && peer_closed(c).await
+    {
         *conn = None;
     }
     let stream = match conn {
