@@ -13,7 +13,7 @@ use std::{
 
 use mnsensor_tests::{
     Sensor, TempDir, get_str, get_u64, is, path_str,
-    receivers::{Pki, Received, Rotel, TlsFront, free_port},
+    receivers::{Pki, Received, Rotel, Rsyslog, TlsFront, free_port},
     scaled,
     util::send_signal,
 };
@@ -290,4 +290,41 @@ fn wrong_certificate_keeps_records_in_the_ledger_until_the_right_receiver() {
     assert!(missing.is_empty(), "lost: {missing:?}");
     good.stop();
     rotel.stop();
+}
+
+#[test]
+fn syslog_over_tls_through_the_sensor() {
+    if mnsensor_tests::receivers::skipped_in_vm() {
+        return;
+    }
+    let pki_dir = TempDir::new("delivery-syslog-pki");
+    let pki = Pki::new(pki_dir.path());
+    let config = format!("syslog: {{tls: {{ca_file: {}}}}}\n", path_str(&pki.ca));
+    let setup = Setup::new("delivery-syslog", "list.csv", &config);
+    let rsyslog = Rsyslog::start(setup.dir.path(), &pki);
+    let spec = format!("syslog+tls://127.0.0.1:{}", rsyslog.port);
+    let mut sensor = setup.start(&["--output", &spec]);
+    load(&setup.file, Duration::from_millis(500), 100);
+    sensor.stop();
+    let written: Vec<Value> = sensor.events().to_vec();
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
+    let raw = loop {
+        let raw = fs::read_to_string(&rsyslog.raw).unwrap_or_default();
+        if raw.lines().count() >= written.len() || Instant::now() > deadline {
+            break raw;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    rsyslog.stop();
+    // Every record the sensor wrote to its file arrived, in order, as the message of one
+    // RFC 5424 message whose MSGID is the event name.
+    let lines: Vec<&str> = raw.lines().collect();
+    assert_eq!(lines.len(), written.len(), "messages received: {raw}");
+    for (line, rec) in lines.iter().zip(&written) {
+        let name = get_str(rec, "event.name");
+        let json = &line[line.find('{').expect("JSON message")..];
+        assert_eq!(&serde_json::from_str::<Value>(json).unwrap(), rec, "{line}");
+        let head: Vec<&str> = line[..line.find('{').unwrap()].split(' ').collect();
+        assert_eq!(head[3..7], ["mnsensor", &sensor.pid().to_string(), name, "-"], "{line}");
+    }
 }
