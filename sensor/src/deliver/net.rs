@@ -99,6 +99,40 @@ pub async fn peer_closed(conn: &mut Box<dyn Io>) -> bool {
     }
 }
 
+/// An exporter's own single-thread tokio runtime (exporters are called from their output's
+/// thread, not from the daemon's runtime). It shuts down in the background when dropped,
+/// which is allowed anywhere: the daemon drops the exporters it opened inside its own
+/// runtime when it cannot start.
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    pub fn new() -> io::Result<Self> {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| Self(Some(rt)))
+    }
+
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime is there until dropped")
+    }
+
+    /// Runs `f` to completion on this thread.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.get().block_on(f)
+    }
+
+    /// Makes this runtime the current one until the guard is dropped.
+    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.get().enter()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// `error: cause: cause…`, for messages that say what went wrong all the way down.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -29,7 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{
     ExportError, Exporter, Sealed,
-    net::{Connector, chain},
+    net::{Connector, Runtime, chain},
     severity::Level,
     tls::{TlsError, TlsFiles},
 };
@@ -213,7 +213,7 @@ pub struct Otlp {
     uri: Uri,
     connector: Connector,
     resource: Resource,
-    rt: tokio::runtime::Runtime,
+    rt: Runtime,
     grpc: Option<LogsServiceClient<Channel>>,
 }
 
@@ -237,10 +237,7 @@ impl Otlp {
         let host = uri.host().unwrap_or("localhost");
         let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
         let connector = Connector::new(host, port, tls, target.timeout).map_err(|e| bad(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| OtlpError::Runtime { spec: spec.to_owned(), source })?;
+        let rt = Runtime::new().map_err(|source| OtlpError::Runtime { spec: spec.to_owned(), source })?;
         let grpc = match target.protocol {
             Protocol::HttpProtobuf => None,
             Protocol::Grpc => {

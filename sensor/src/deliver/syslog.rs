@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::{
     ExportError, Exporter, Sealed,
-    net::{Connector, Io, chain, peer_closed},
+    net::{Connector, Io, Runtime, chain, peer_closed},
     severity::Level,
     tls::{TlsError, TlsFiles},
 };
@@ -98,7 +98,7 @@ pub struct Syslog {
     spec: String,
     config: SyslogConfig,
     connector: Connector,
-    rt: tokio::runtime::Runtime,
+    rt: Runtime,
     conn: Option<Box<dyn Io>>,
     procid: String,
 }
@@ -124,7 +124,7 @@ impl Syslog {
         let io = |source| SyslogError::Io { spec: spec.to_owned(), source };
         let timeout = Duration::from_millis(config.timeout_ms);
         let connector = Connector::new(host, port, tls, timeout).map_err(io)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io)?;
+        let rt = Runtime::new().map_err(io)?;
         Ok(Self {
             spec: spec.to_owned(),
             config: config.clone(),
