@@ -51,11 +51,11 @@ fn missing_protect_path_is_an_error() {
 #[test]
 fn start_up_error_with_network_outputs_is_one_clean_error() {
     let p = missing_path("secret");
-    let state = mnsensor_tests::TempDir::new("cli-state");
+    let state = TempDir::new("cli-state");
     let o = run(&[
         "run",
         "--state-dir",
-        mnsensor_tests::path_str(state.path()),
+        path_str(state.path()),
         "--output",
         "otlp+grpc://127.0.0.1:1",
         "--output",
