@@ -1,6 +1,7 @@
 //! `jsonl:PATH`: JSON lines appended to a file created 0600, rotated by size and age
-//! (keeping `keep` files: `PATH.1` the newest), reopened on SIGHUP (for logrotate without
-//! copytruncate). A failed write is cut back, so the file never holds half a batch twice.
+//! (keeping `keep` files: `PATH.1` the newest; a file never grows beyond `rotate_bytes` unless
+//! one record is larger), reopened on SIGHUP (for logrotate without copytruncate). A failed
+//! write is cut back and a retried batch skips what was written, so no line is doubled.
 use std::{
     fs::{self, File, OpenOptions},
     io::Write as _,
@@ -41,6 +42,8 @@ pub struct Jsonl {
     len: u64,
     created: SystemTime,
     buf: Vec<u8>,
+    /// The last record written (a retried batch skips it and those before).
+    written: Option<u64>,
 }
 
 impl Jsonl {
@@ -54,6 +57,7 @@ impl Jsonl {
             len: 0,
             created: SystemTime::now(),
             buf: Vec::with_capacity(1 << 16),
+            written: None,
         };
         out.open_file().map_err(|source| DeliverError::Open { path: path.to_owned(), source })?;
         Ok(out)
@@ -68,12 +72,32 @@ impl Jsonl {
         Ok(())
     }
 
-    fn rotation_due(&self, adding: u64) -> bool {
-        let s = &self.settings;
-        self.len > 0
-            && ((s.rotate_bytes > 0 && self.len + adding > s.rotate_bytes)
-                || (s.rotate_age_secs > 0
-                    && self.created.elapsed().unwrap_or_default() >= Duration::from_secs(s.rotate_age_secs)))
+    fn fail(&self, what: &str, e: std::io::Error) -> ExportError {
+        ExportError::Retryable(format!("{what} {}: {e}", self.path.display()))
+    }
+
+    /// Writes the buffered lines (ending with record `last`); a failed write is cut back.
+    fn write_buf(&mut self, last: Option<u64>) -> Result<(), ExportError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            self.open_file().map_err(|e| self.fail("cannot open", e))?;
+        }
+        let Some(file) = self.file.as_mut() else { return Err(ExportError::Retryable("no file".into())) };
+        match file.write_all(&self.buf) {
+            Ok(()) => {
+                self.len += self.buf.len() as u64;
+                self.buf.clear();
+                self.written = last.or(self.written);
+                Ok(())
+            }
+            Err(e) => {
+                // Cut a partial write back: the retry writes these lines whole.
+                let _ = file.set_len(self.len);
+                Err(self.fail("cannot write", e))
+            }
+        }
     }
 
     /// `PATH` → `PATH.1` → … → `PATH.keep`; the oldest goes.
@@ -102,32 +126,29 @@ impl Exporter for Jsonl {
     }
 
     fn send(&mut self, batch: &[Sealed]) -> Result<(), ExportError> {
-        let path = self.path.clone();
-        let fail =
-            |what: &str, e: std::io::Error| ExportError::Retryable(format!("{what} {}: {e}", path.display()));
+        // Records a failed earlier attempt already wrote are not written again.
+        let written = self.written;
+        let fresh = batch.iter().filter(|r| written.is_none_or(|w| r.seq > w));
         self.buf.clear();
-        for r in batch {
+        let mut last = None;
+        let old = self.settings.rotate_age_secs > 0
+            && self.created.elapsed().unwrap_or_default()
+                >= Duration::from_secs(self.settings.rotate_age_secs);
+        let mut rotate_now = old;
+        for r in fresh {
+            let used = self.len + self.buf.len() as u64;
+            let add = r.line.len() as u64 + 1;
+            let limit = self.settings.rotate_bytes;
+            if used > 0 && (rotate_now || (limit > 0 && used + add > limit)) {
+                self.write_buf(last)?;
+                self.rotate().map_err(|e| self.fail("cannot rotate", e))?;
+                rotate_now = false;
+            }
             self.buf.extend_from_slice(&r.line);
             self.buf.push(b'\n');
+            last = Some(r.seq);
         }
-        if self.file.is_none() {
-            self.open_file().map_err(|e| fail("cannot open", e))?;
-        }
-        if self.rotation_due(self.buf.len() as u64) {
-            self.rotate().map_err(|e| fail("cannot rotate", e))?;
-        }
-        let Some(file) = self.file.as_mut() else { return Err(ExportError::Retryable("no file".into())) };
-        match file.write_all(&self.buf) {
-            Ok(()) => {
-                self.len += self.buf.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // Cut a partial batch back: the retry writes it whole.
-                let _ = file.set_len(self.len);
-                Err(fail("cannot write", e))
-            }
-        }
+        self.write_buf(last)
     }
 
     fn reopen(&mut self) -> Result<(), ExportError> {

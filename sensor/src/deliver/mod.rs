@@ -197,7 +197,8 @@ impl Tails {
             let lag = Arc::new(Lag {
                 spec: spec.clone(),
                 next: Arc::new(AtomicU64::new(next)),
-                delivered_time_ns: AtomicI64::new(0),
+                // Up to date as of the start: lag counts from here.
+                delivered_time_ns: AtomicI64::new(shared.progress().last_time_ns),
                 failing: AtomicBool::new(false),
             });
             shared.register(lag.next.clone());
@@ -211,6 +212,7 @@ impl Tails {
                 reopen: reopen.clone(),
                 give_up: tails.give_up.clone(),
                 rejected: tails.rejected.clone(),
+                warned: None,
             };
             let handle = thread::Builder::new()
                 .name(format!("out-{}", tails.threads.len()))
@@ -323,12 +325,13 @@ struct Tail {
     reopen: Arc<AtomicBool>,
     give_up: Arc<Mutex<Option<Instant>>>,
     rejected: Arc<Mutex<Vec<Rejected>>>,
+    /// When the last lag warning was logged.
+    warned: Option<Instant>,
 }
 
 impl Tail {
     fn run(mut self) {
         let mut batch: Vec<Sealed> = Vec::with_capacity(BATCH);
-        let mut warned = Instant::now() - LAG_WARN;
         loop {
             if self.reopen.swap(false, Ordering::AcqRel)
                 && let Err(e) = self.exporter.reopen()
@@ -364,14 +367,22 @@ impl Tail {
             if !self.deliver(&batch) {
                 break;
             }
-            let lag = self.lag.report(&self.shared);
-            if lag.seconds >= LAG_WARN.as_secs() && warned.elapsed() >= LAG_WARN {
-                warned = Instant::now();
-                tracing::warn!(output = %lag.spec, records = lag.records, seconds = lag.seconds, "Output lagging behind the ledger.");
-            }
+            self.warn_lag();
         }
         let next = self.lag.next.load(Ordering::Acquire);
         self.cursor.save(next, true);
+    }
+
+    /// Warns (at most every [`LAG_WARN`]) while the output is [`LAG_WARN`] or more behind.
+    fn warn_lag(&mut self) {
+        if self.warned.is_some_and(|t| t.elapsed() < LAG_WARN) {
+            return;
+        }
+        let lag = self.lag.report(&self.shared);
+        if lag.seconds >= LAG_WARN.as_secs() {
+            self.warned = Some(Instant::now());
+            tracing::warn!(output = %lag.spec, records = lag.records, seconds = lag.seconds, failing = lag.failing, "Output lagging behind the ledger.");
+        }
     }
 
     /// Sends a batch until it is accepted or rejected for good; `false` when the sensor is
@@ -397,6 +408,7 @@ impl Tail {
                     if !self.lag.failing.swap(true, Ordering::Relaxed) {
                         tracing::error!(output = %self.lag.spec, first, %error, "Output failing; records wait in the ledger.");
                     }
+                    self.warn_lag();
                     let give_up = *self.give_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     if give_up.is_some_and(|t| Instant::now() >= t) {
                         return false;

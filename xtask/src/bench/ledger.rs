@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::cmd::{display, step, target_dir};
 
 /// Records sealed per policy.
-const RECORDS: u64 = 1_000_000;
+const RECORDS: u64 = 300_000;
 /// The fsync intervals compared, in milliseconds (1000 is the default).
 const POLICIES: [u64; 3] = [1000, 100, 10];
 
