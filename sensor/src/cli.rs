@@ -39,6 +39,8 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Verify, show and anchor the hash-chained ledger (docs/ledger.md).
+    Ledger(crate::seal::cli::LedgerArgs),
 }
 
 /// `mnsensor run`.
@@ -56,6 +58,10 @@ pub struct RunArgs {
     /// Where records go: `stdout` or `jsonl:PATH`; repeatable; replaces the configured outputs.
     #[arg(long, value_name = "SPEC")]
     pub output: Vec<String>,
+    /// State directory (ledger, signing key, output cursors); default from the config,
+    /// /var/lib/mnsensor.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Kernel-to-daemon ring buffer size in bytes (power of two, ≥ 4096).
     #[arg(long, value_name = "BYTES")]
     pub ring_buffer_bytes: Option<u32>,

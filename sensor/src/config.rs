@@ -33,8 +33,12 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Drain period when the kernel did not wake the daemon, in milliseconds.
     pub drain_interval_ms: u64,
-    /// Runtime state directory.
+    /// State directory (created 0700): the ledger, its signing key, output cursors.
     pub state_dir: PathBuf,
+    /// The ledger every output reads from (docs/ledger.md).
+    pub ledger: Ledger,
+    /// `jsonl:` file outputs: rotation.
+    pub jsonl: crate::deliver::jsonl::Settings,
     /// Policy files or directories; empty: /etc/mnsensor/policies.d when it exists, else
     /// the embedded default (which protects nothing).
     pub policies: Vec<PathBuf>,
@@ -45,6 +49,15 @@ pub struct Config {
     pub max_protected_inodes: u32,
     /// The unix socket `mnsensor status` asks (created 0600 in a 0700 directory).
     pub status_socket: PathBuf,
+    /// `--output otlp…` settings (docs/operations.md); unset keys come from the
+    /// `OTEL_EXPORTER_OTLP_*` variables.
+    pub otlp: crate::deliver::otlp::OtlpConfig,
+    /// `--output syslog+…` settings.
+    pub syslog: crate::deliver::syslog::SyslogConfig,
+    /// The `sensor.heartbeat` record.
+    pub heartbeat: crate::health::HeartbeatConfig,
+    /// The Prometheus endpoint (off unless `metrics.listen` is set).
+    pub metrics: crate::health::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -54,11 +67,60 @@ impl Default for Config {
             outputs: vec!["stdout".to_owned()],
             ring_buffer_bytes: 8 << 20,
             drain_interval_ms: 20,
-            state_dir: PathBuf::from("/run/mnsensor"),
+            state_dir: PathBuf::from("/var/lib/mnsensor"),
+            ledger: Ledger::default(),
+            jsonl: crate::deliver::jsonl::Settings::default(),
             max_protected_inodes: 65_536,
             policies: Vec::new(),
             enforcement: Enforcement::default(),
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
+            otlp: Default::default(),
+            syslog: Default::default(),
+            heartbeat: Default::default(),
+            metrics: Default::default(),
+        }
+    }
+}
+
+/// `ledger:` settings.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ledger {
+    /// A new segment file starts once the current one reaches this size.
+    pub segment_bytes: u64,
+    /// Most bytes the ledger may take; then fully delivered segments are removed first, then
+    /// the oldest undelivered ones (with a `sensor.alert` naming their sequence numbers).
+    pub max_bytes: u64,
+    /// Group commit: written records are fsynced this often (a power loss can cost the
+    /// records of one interval).
+    pub fsync_interval_ms: u64,
+    /// A signed checkpoint after this many records...
+    pub checkpoint_records: u64,
+    /// ...or this many milliseconds after the previous one.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 16 << 20,
+            max_bytes: 1 << 30,
+            fsync_interval_ms: 1000,
+            checkpoint_records: 10_000,
+            checkpoint_interval_ms: 10_000,
+        }
+    }
+}
+
+impl Ledger {
+    /// The writer's settings.
+    pub fn settings(&self) -> crate::seal::ledger::Settings {
+        crate::seal::ledger::Settings {
+            segment_bytes: self.segment_bytes,
+            max_bytes: self.max_bytes,
+            fsync_interval: std::time::Duration::from_millis(self.fsync_interval_ms),
+            checkpoint_records: self.checkpoint_records,
+            checkpoint_interval: std::time::Duration::from_millis(self.checkpoint_interval_ms),
         }
     }
 }
@@ -164,6 +226,9 @@ impl Config {
         if let Some(path) = &args.status_socket {
             config.status_socket.clone_from(path);
         }
+        if let Some(dir) = &args.state_dir {
+            config.state_dir.clone_from(dir);
+        }
         config.validate("the command line")?;
         Ok(config)
     }
@@ -203,6 +268,34 @@ impl Config {
                 "enforcement.deadline_ms",
                 format!("must be 10..=10000, got {}", self.enforcement.deadline_ms),
             ));
+        }
+        let l = &self.ledger;
+        if !(4096..=1 << 30).contains(&l.segment_bytes) {
+            out.push(("ledger.segment_bytes", format!("must be 4096..=1073741824, got {}", l.segment_bytes)));
+        }
+        if l.max_bytes < 2 * l.segment_bytes {
+            out.push((
+                "ledger.max_bytes",
+                format!(
+                    "must be at least twice ledger.segment_bytes ({}), got {}",
+                    l.segment_bytes, l.max_bytes
+                ),
+            ));
+        }
+        if !(1..=60_000).contains(&l.fsync_interval_ms) {
+            out.push(("ledger.fsync_interval_ms", format!("must be 1..=60000, got {}", l.fsync_interval_ms)));
+        }
+        if l.checkpoint_records == 0 {
+            out.push(("ledger.checkpoint_records", "must be at least 1".to_owned()));
+        }
+        if !(100..=3_600_000).contains(&l.checkpoint_interval_ms) {
+            out.push((
+                "ledger.checkpoint_interval_ms",
+                format!("must be 100..=3600000, got {}", l.checkpoint_interval_ms),
+            ));
+        }
+        if let Some(addr) = self.metrics.listen.filter(|a| !a.ip().is_loopback()) {
+            out.push(("metrics.listen", format!("must be a loopback address, got {addr}")));
         }
         if self.outputs.is_empty() {
             out.push(("outputs", "must name at least one output".to_owned()));

@@ -1,7 +1,7 @@
 //! The running sensor: load, consume the ring buffer, write records, stop cleanly.
 //!
 //! The consumer runs the pipeline: ring buffer and fanotify (sources) → `crate::decode` →
-//! `crate::enrich` → `crate::analyze` → [`Sink`] (numbering and outputs).
+//! `crate::enrich` → `crate::analyze` → `crate::seal` (numbering, redaction, ledger) → `crate::deliver`.
 use std::{path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
@@ -16,16 +16,16 @@ use crate::{
     analyze::{self, Analyzer as _, Audit},
     bpf::{BpfError, LossCounters, Programs},
     config::{Config, FailMode},
-    decode,
+    decode, deliver,
     enforce::{self, Enforcement},
     enrich::Enricher,
     event::{self, Envelope, Event, Record, file::CloseReason, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
+    health::{self, Heartbeat},
     kernel::{self, KernelError},
-    output::{Output, OutputError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
-    seq::{Seq, SeqError},
+    seal::{SealError, Sealer},
     watch::Watch,
 };
 
@@ -33,7 +33,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Output(#[from] OutputError),
+    Output(#[from] deliver::DeliverError),
     #[error(transparent)]
     Protect(#[from] ProtectError),
     #[error(transparent)]
@@ -41,9 +41,11 @@ pub enum DaemonError {
     #[error(transparent)]
     Bpf(#[from] BpfError),
     #[error(transparent)]
-    Seq(#[from] SeqError),
+    Seal(#[from] SealError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyErrors),
+    #[error(transparent)]
+    Metrics(#[from] health::metrics::MetricsError),
     /// Signal handlers or the ring buffer's readiness could not be set up.
     #[error("cannot set up {what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
@@ -62,7 +64,7 @@ pub struct RunSpec {
 pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let config = spec.config;
     // Bad input first, before anything touches the kernel.
-    let outputs = config.outputs.iter().map(|s| Output::open(s)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = config.outputs.iter().map(|s| deliver::open(s, &config)).collect::<Result<Vec<_>, _>>()?;
     let policy_sources = policy_sources(&config.policies);
     let policy_set = if policy_sources.is_empty() {
         crate::policy::PolicySet::embedded()?
@@ -88,7 +90,6 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("the SIGINT handler"))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("the SIGTERM handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_err("the SIGHUP handler"))?;
-    let seq = Seq::open(&config.state_dir)?;
 
     // In-kernel enforcement where the BPF LSM is active (`bpf` in the LSM list); fanotify
     // permission events otherwise.
@@ -149,7 +150,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     };
     let mut enricher = Enricher::new(procs, protect, enforcement.policies.clone());
     let audit = Audit::new(enforcement.policies.clone());
-    let mut sink = Sink::new(outputs, seq);
+    let mut sink = Sealer::open(&config, outputs)?;
+    health::metrics::serve(&config.metrics, sink.stats.clone()).await?;
+    let heartbeat = Heartbeat::new(&config.heartbeat, sink.stats.clone(), health::backends(&info));
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
     for mut ev in crate::scan::open_files(&enricher.protect) {
         if enricher.enrich(&mut ev) {
@@ -180,6 +183,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         loss_since: Clock::realtime_ns(),
         decode_errors: 0,
         kernel_releases: programs.kernel_releases,
+        heartbeat,
     };
     let mut drain_tick = interval(Duration::from_millis(config.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -191,6 +195,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             _ = sigint.recv() => break "SIGINT",
             _ = sighup.recv() => {
                 service.reloading();
+                consumer.sink.reopen();
                 consumer.reload()?;
                 let rec = service.reloaded(Clock::realtime_ns(), consumer.enforcement.files());
                 consumer.sink.emit(&rec)?;
@@ -229,6 +234,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 }
                 consumer.enforcement.refresh_lsm(false);
                 consumer.report_loss()?;
+                consumer.beat()?;
                 consumer.clock = Clock::now();
                 consumer.sink.flush();
                 let hash = consumer.enforcement.policies.current().hash().to_owned();
@@ -258,7 +264,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.close_tracked(None, CloseReason::SensorStop)?;
     let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
     consumer.sink.emit(&stop)?;
-    consumer.sink.flush();
+    consumer.sink.close();
     tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
     Ok(())
 }
@@ -294,54 +300,6 @@ fn start_observer(trees: &[PathBuf]) -> (Option<AsyncFd<Observer>>, Watch) {
     }
 }
 
-/// Numbers and writes records to every output.
-struct Sink {
-    outputs: Vec<Output>,
-    seq: Seq,
-    host: String,
-    failing: Vec<bool>,
-    /// Records written since the last flush.
-    dirty: bool,
-}
-
-impl Sink {
-    fn new(outputs: Vec<Output>, seq: Seq) -> Self {
-        let failing = vec![false; outputs.len()];
-        Self { outputs, seq, host: host_name(), failing, dirty: false }
-    }
-
-    fn emit(&mut self, rec: &Record) -> Result<(), DaemonError> {
-        let line = rec.to_json(self.seq.take()?, &self.host);
-        self.dirty = true;
-        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
-            report(out.write_line(&line), failing);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) {
-        self.dirty = false;
-        for (out, failing) in self.outputs.iter_mut().zip(&mut self.failing) {
-            report(out.flush(), failing);
-        }
-    }
-}
-
-/// Logs an output failure once per failure period (not per record).
-fn report(r: Result<(), OutputError>, failing: &mut bool) {
-    match r {
-        Err(e) if !*failing => {
-            tracing::error!(error = %e, "Output failing; records are not reaching it.");
-            *failing = true;
-        }
-        Ok(()) if *failing => {
-            tracing::info!("Output recovered.");
-            *failing = false;
-        }
-        _ => {}
-    }
-}
-
 struct Consumer {
     ring: AsyncFd<RingBuf<MapData>>,
     losses: LossCounters,
@@ -354,7 +312,8 @@ struct Consumer {
     audit: Audit,
     /// The record buffer, reused for every event.
     rec: Record,
-    sink: Sink,
+    sink: Sealer,
+    heartbeat: Heartbeat,
     delivered: u64,
     lost_total: u64,
     lost_seen: [u64; KIND_SLOTS as usize],
@@ -468,6 +427,19 @@ impl Consumer {
         Ok(())
     }
 
+    /// Updates the health counters; writes `sensor.heartbeat` when one is due.
+    fn beat(&mut self) -> Result<(), DaemonError> {
+        let stats = &self.heartbeat.stats;
+        stats.set_lost(self.lost_total);
+        stats.set_ledger_bytes(self.sink.ledger_bytes());
+        stats.set_output_lags(self.sink.lags());
+        let hash = self.enforcement.policies.current().hash().to_owned();
+        if let Some(rec) = self.heartbeat.tick(Clock::realtime_ns(), &hash) {
+            self.sink.emit(&rec)?;
+        }
+        Ok(())
+    }
+
     /// Writes `sensor.event_loss` when the kernel counted new losses.
     fn report_loss(&mut self) -> Result<(), DaemonError> {
         let totals = self.losses.totals()?;
@@ -487,11 +459,6 @@ impl Consumer {
         self.loss_since = now;
         Ok(())
     }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())
 }
 
 /// The configuration file path as shown in `sensor.start`.

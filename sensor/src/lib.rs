@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod deliver;
 #[cfg(test)]
 mod docs_contract;
 pub mod enforce;
@@ -14,14 +15,14 @@ pub mod enrich;
 pub mod event;
 pub mod fanotify;
 pub mod generate;
+pub mod health;
 pub mod kernel;
 pub mod logging;
-pub mod output;
 pub mod policy;
 pub mod proctable;
 pub mod protect;
 pub mod scan;
-pub mod seq;
+pub mod seal;
 pub mod service;
 #[cfg(test)]
 mod test_skip;

@@ -44,7 +44,7 @@ pub fn parse_filter(text: &str) -> Result<String, String> {
 /// Installs the global subscriber. `filter` was checked by [`parse_filter`].
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_writer(crate::seal::redact::stderr).with_env_filter(filter);
     match resolve(format) {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Journal => builder.with_ansi(false).event_format(Journal).init(),

@@ -60,5 +60,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if snap.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Ledger(args) => Ok(sensor::seal::cli::run(args)),
     }
 }

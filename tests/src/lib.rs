@@ -26,6 +26,7 @@ pub mod bpf;
 pub mod docs;
 pub mod event;
 pub mod policy_hash;
+pub mod receivers;
 pub mod sensor;
 pub mod skip;
 pub mod util;

@@ -105,8 +105,8 @@ pub struct Sensor {
 }
 
 impl Sensor {
-    /// Starts `mnsensor run --output jsonl:<dir>/events.jsonl <args>` and waits until it has
-    /// written `sensor.start`. Panics (with the sensor's stderr) if it exits first or the
+    /// Starts `mnsensor run --output jsonl:<dir>/events.jsonl --state-dir <dir>/state <args>`
+    /// (no `--state-dir` when `args` has one) and waits until it has written `sensor.start`. Panics (with the sensor's stderr) if it exits first or the
     /// deadline passes.
     #[track_caller]
     pub fn start(args: &[&str]) -> Self {
@@ -121,11 +121,11 @@ impl Sensor {
             .arg("--output")
             .arg(format!("jsonl:{}", path_str(&events_path)))
             .arg("--status-socket")
-            .arg(dir.join("status.sock"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
+            .arg(dir.join("status.sock"));
+        if !args.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(dir.join("state"));
+        }
+        cmd.args(args).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         let pid = child.id();
         let mut sensor = Self {
@@ -181,6 +181,11 @@ impl Sensor {
     /// The sensor's private temp dir.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The state directory the harness gave the sensor (ledger, key, cursors).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
     }
 
     /// The jsonl output file.

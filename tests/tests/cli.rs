@@ -46,6 +46,27 @@ fn missing_protect_path_is_an_error() {
     assert!(!o.stdout.contains("sensor.start"), "started despite the bad path: {}", describe(&o));
 }
 
+/// Exporters opened before a start-up error (here OTLP and syslog, which own a runtime) are
+/// closed without a panic, and the error is the one line about the bad path.
+#[test]
+fn start_up_error_with_network_outputs_is_one_clean_error() {
+    let p = missing_path("secret");
+    let state = TempDir::new("cli-state");
+    let o = run(&[
+        "run",
+        "--state-dir",
+        path_str(state.path()),
+        "--output",
+        "otlp+grpc://127.0.0.1:1",
+        "--output",
+        "syslog+tls://127.0.0.1:1",
+        "--protect",
+        &p,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "exit for a missing --protect path: {}", describe(&o));
+    assert!(o.stderr.contains(&p) && !o.stderr.contains("panicked"), "{}", describe(&o));
+}
+
 #[test]
 fn missing_output_directory_is_an_error() {
     let p = missing_path("events.jsonl");

@@ -275,7 +275,7 @@ fn copy_self(dst: &Path) -> PathBuf {
 /// `none` here: these kernels can enforce.
 fn enforced_by(sensor: &Sensor, name: &str) -> String {
     let start = sensor.start_event();
-    let backends = get_str_array(start, "mnsensor.enforcement.backends");
+    let backends = get_str_array(start, "mnsensor.policy.backends");
     let prefix = format!("{name}=");
     let found: Vec<&str> = backends.iter().filter_map(|b| b.strip_prefix(&prefix)).collect();
     assert!(
@@ -606,7 +606,7 @@ fn schedule_case(mode: &str) {
     let via = if mode == "enforce" {
         enforced_by(&sensor, "sched")
     } else {
-        let backends = get_str_array(sensor.start_event(), "mnsensor.enforcement.backends");
+        let backends = get_str_array(sensor.start_event(), "mnsensor.policy.backends");
         assert_eq!(backends, ["sched=audit"], "{}", show(sensor.start_event()));
         "kernel".to_owned()
     };
@@ -1176,7 +1176,7 @@ fn start_lists_the_enforcement_backend_of_each_policy() {
     let ctx = show(&start);
     // fanotify on this kind of host; bpf-lsm where BPF LSM programs load (docs/events.md).
     let via = enforced_by(&sensor, "strict");
-    let mut backends = get_str_array(&start, "mnsensor.enforcement.backends");
+    let mut backends = get_str_array(&start, "mnsensor.policy.backends");
     backends.sort();
     assert_eq!(backends, [format!("strict={via}"), "watching=audit".to_owned()], "{ctx}");
     let mut files = get_str_array(&start, "mnsensor.policy.files");

@@ -36,7 +36,7 @@ fn ledger(tree: &TempDir) -> (String, String) {
 }
 
 fn backend(sensor: &Sensor) -> String {
-    let backends = get_str_array(sensor.start_event(), "mnsensor.enforcement.backends");
+    let backends = get_str_array(sensor.start_event(), "mnsensor.policy.backends");
     let b = backends.iter().find_map(|b| b.strip_prefix("uid-ledger=")).unwrap_or("missing").to_owned();
     if in_vm() {
         assert_eq!(b, "bpf-lsm", "the VM kernels must enforce in the kernel: {}", show(sensor.start_event()));

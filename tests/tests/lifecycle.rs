@@ -92,11 +92,15 @@ fn without_protect_file_backend_is_off() {
 
 #[test]
 fn seq_increases_across_runs() {
-    let mut first = Sensor::start(&[]);
+    // Sequence numbers continue from the ledger in the state directory.
+    let state = TempDir::new("state");
+    let state_arg = state.path().to_str().expect("UTF-8 temp path").to_owned();
+    let args = ["--state-dir", state_arg.as_str()];
+    let mut first = Sensor::start(&args);
     let stop = first.stop();
     let last_seq = get_u64(&stop, "mnsensor.seq");
     drop(first);
-    let mut second = Sensor::start(&[]);
+    let mut second = Sensor::start(&args);
     let start = second.start_event().clone();
     assert!(
         get_u64(&start, "mnsensor.seq") > last_seq,

@@ -25,6 +25,12 @@ const PACKAGES: &[&str] = &[
     // not run.
     "systemd",
 ];
+/// Third-party receivers of the delivery tests (tests/tests/otlp.rs, syslog.rs): rsyslog
+/// with its TLS driver, socat as the TLS front of rotel (it starts no service, unlike a web
+/// server package), openssl for test certificates, and python3-venv for rotel.
+const RECEIVER_PACKAGES: &[&str] = &["rsyslog", "rsyslog-openssl", "socat", "openssl", "python3-venv"];
+/// rotel, the OTLP receiver from PyPI (a Rust collector that can print what it receives).
+const ROTEL_VERSION: &str = "0.0.1a15";
 /// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine.
 const VM_PACKAGES: &[&str] = &["qemu-system-x86"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -33,12 +39,15 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn setup(vm: bool) -> Result<()> {
     let mut done = Vec::new();
-    let packages = [PACKAGES, if vm { VM_PACKAGES } else { &[] }].concat();
+    let packages = [PACKAGES, RECEIVER_PACKAGES, if vm { VM_PACKAGES } else { &[] }].concat();
     for package in apt::install_missing(&packages)? {
         done.push(format!("installed {package}"));
     }
     if install_bpf_linker()? {
         done.push(format!("installed bpf-linker {BPF_LINKER_VERSION}"));
+    }
+    if install_rotel()? {
+        done.push(format!("installed rotel {ROTEL_VERSION} in {}", rotel_dir().display()));
     }
     if mount_tracefs()? {
         done.push(format!("mounted tracefs on {TRACEFS}"));
@@ -88,6 +97,40 @@ fn install_bpf_linker() -> Result<bool> {
 /// `bpf-linker --version`, trimmed, or `None` if it is not on PATH or fails.
 fn bpf_linker_version() -> Result<Option<String>> {
     Ok(probe(Command::new("bpf-linker").arg("--version"))?.map(|v| v.trim().to_owned()))
+}
+
+/// Where rotel is installed: a Python venv; the tests run `<dir>/bin/rotel-agent`.
+pub fn rotel_dir() -> PathBuf {
+    target_dir().join("receivers")
+}
+
+/// Installs rotel from PyPI into [`rotel_dir`] unless that version is there.
+fn install_rotel() -> Result<bool> {
+    let dir = rotel_dir();
+    let stamp = dir.join("rotel.version");
+    let agent = dir.join("bin/rotel-agent");
+    if agent.is_file() && fs::read_to_string(&stamp).is_ok_and(|v| v.trim() == ROTEL_VERSION) {
+        return Ok(false);
+    }
+    step(format!("installing rotel {ROTEL_VERSION} from PyPI into {}", dir.display()));
+    let venv = dir.join("venv");
+    run(Command::new("/usr/bin/python3").arg("-m").arg("venv").arg("--clear").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--pre",
+        &format!("rotel=={ROTEL_VERSION}"),
+    ]))?;
+    let found = cmd::output(Command::new(venv.join("bin/python")).args([
+        "-c",
+        "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+    ]))?;
+    fs::create_dir_all(dir.join("bin")).with_context(|| format!("creating {}", dir.display()))?;
+    let _ = fs::remove_file(&agent);
+    std::os::unix::fs::symlink(found.trim(), &agent)
+        .with_context(|| format!("linking {}", agent.display()))?;
+    fs::write(&stamp, ROTEL_VERSION).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(true)
 }
 
 /// aya finds tracepoints through tracefs; some machines do not mount it.

@@ -187,6 +187,7 @@ impl Decider {
             task: None,
         };
         let (d, event) = self.judge(access);
+        crate::health::DECISION_LATENCY.observe(req.received.elapsed());
         // After the deadline the responder has already answered with the fail mode (and
         // alerted); a record of this verdict would claim an effect it did not have.
         if req.received.elapsed() < self.deadline {

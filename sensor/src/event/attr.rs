@@ -83,7 +83,7 @@ pub const POLICY_OPERATIONS: &str = "mnsensor.policy.operations";
 pub const POLICY_FILES: &str = "mnsensor.policy.files";
 pub const POLICY_ERROR: &str = "mnsensor.policy.error";
 pub const ENFORCEMENT: &str = "mnsensor.enforcement";
-pub const ENFORCEMENT_BACKENDS: &str = "mnsensor.enforcement.backends";
+pub const POLICY_BACKENDS: &str = "mnsensor.policy.backends";
 pub const ALERT_KIND: &str = "mnsensor.alert.kind";
 
 pub const NETWORK_TRANSPORT: &str = "network.transport";
@@ -100,6 +100,7 @@ pub const BYTES_RECEIVED: &str = "mnsensor.bytes_received";
 
 pub const SERVICE_NAME: &str = "service.name";
 pub const SERVICE_VERSION: &str = "service.version";
+pub const SCHEMA_VERSION: &str = "mnsensor.schema.version";
 pub const KERNEL_RELEASE: &str = "mnsensor.kernel.release";
 pub const BACKEND_PROCESS: &str = "mnsensor.backend.process";
 pub const BACKEND_FILE: &str = "mnsensor.backend.file";
@@ -117,6 +118,14 @@ pub const STOP_REASON: &str = "mnsensor.stop.reason";
 pub const EVENTS_DELIVERED: &str = "mnsensor.events.delivered";
 pub const EVENTS_LOST: &str = "mnsensor.events.lost";
 pub const LOSS_COUNT: &str = "mnsensor.loss.count";
+pub const UPTIME_SECONDS: &str = "mnsensor.uptime";
+pub const HEARTBEAT_BACKENDS: &str = "mnsensor.heartbeat.backends";
+pub const HEARTBEAT_RECORDS: &str = "mnsensor.heartbeat.records";
+pub const HEARTBEAT_COUNTS: &str = "mnsensor.heartbeat.counts";
+pub const LEDGER_BYTES: &str = "mnsensor.ledger.bytes";
+pub const OUTPUTS: &str = "mnsensor.outputs";
+pub const OUTPUT_LAG_RECORDS: &str = "mnsensor.lag.records";
+pub const OUTPUT_LAG_SECONDS: &str = "mnsensor.lag.seconds";
 pub const LOSS_INTERVAL_START: &str = "mnsensor.loss.interval.start";
 pub const LOSS_INTERVAL_END: &str = "mnsensor.loss.interval.end";
 
@@ -135,6 +144,48 @@ mod tests {
             .filter_map(|l| l.split('`').next())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// A key that is also the dotted prefix of another (`a.b` and `a.b.c`) cannot be stored
+    /// by a SIEM that expands keys into objects (Elasticsearch's default mapping): `a.b`
+    /// would be both a value and an object.
+    #[test]
+    fn no_key_is_the_prefix_of_another() {
+        let src = include_str!("attr.rs");
+        let code = src
+            .lines()
+            .filter(|l| l.starts_with("pub const") || l.trim_start().starts_with("(\""))
+            .filter_map(|l| l.rsplit('"').nth(1))
+            .map(str::to_owned);
+        let mut keys: BTreeSet<String> = documented().into_iter().chain(code).collect();
+        // Keys written outside this file (the seal stage's own records): every
+        // `"mnsensor.…"` literal in the sources.
+        let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for lit in text.split("\"mnsensor.").skip(1) {
+                        let rest: String = lit
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || "._".contains(*c))
+                            .collect();
+                        if lit[rest.len()..].starts_with('"') && !rest.ends_with('.') {
+                            keys.insert(format!("mnsensor.{rest}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(keys.len() > 60, "parsed only {} keys", keys.len());
+        let clashes: Vec<(&String, &String)> = keys
+            .iter()
+            .flat_map(|a| keys.iter().filter(move |b| b.starts_with(&format!("{a}."))).map(move |b| (a, b)))
+            .collect();
+        assert!(clashes.is_empty(), "keys that are the dotted prefix of another key: {clashes:?}");
     }
 
     #[test]

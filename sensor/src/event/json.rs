@@ -162,16 +162,16 @@ impl<T: Value + ?Sized> Value for &T {
 }
 
 /// An array of numbers.
-pub struct Numbers<'a>(pub &'a [u32]);
+pub struct Numbers<'a, T>(pub &'a [T]);
 
-impl Value for Numbers<'_> {
+impl<T: Copy + Into<u64>> Value for Numbers<'_, T> {
     fn write(&self, out: &mut Vec<u8>) {
         out.push(b'[');
         for (i, n) in self.0.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            uint(out, u64::from(*n));
+            uint(out, (*n).into());
         }
         out.push(b']');
     }

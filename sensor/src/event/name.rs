@@ -58,6 +58,8 @@ names! {
     SensorPolicyError = "sensor.policy_error",
     SensorAlert = "sensor.alert",
     SensorConfigReloaded = "sensor.config_reloaded",
+    SensorHeartbeat = "sensor.heartbeat",
+    SensorGap = "sensor.gap",
 }
 
 impl Name {

@@ -4,6 +4,10 @@ use sensor_common::event::{KIND_SLOTS, Kind};
 use super::{Name, Record, attr, time::rfc3339};
 use crate::fanotify::Notice;
 
+/// Version of the record schema (docs/events.md; changes in CHANGELOG.md). Written in
+/// `sensor.start` and as the OTLP instrumentation scope's version.
+pub const SCHEMA_VERSION: &str = "2";
+
 /// What `sensor.start` reports.
 pub struct StartInfo {
     pub kernel_release: String,
@@ -31,6 +35,7 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
     let mut rec = Record::new(Name::SensorStart, time_ns);
     rec.set(attr::SERVICE_NAME, "mnsensor")
         .set(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION"))
+        .set(attr::SCHEMA_VERSION, SCHEMA_VERSION)
         .set(attr::PROCESS_PID, std::process::id())
         .set(attr::KERNEL_RELEASE, info.kernel_release.as_str())
         .set(attr::BACKEND_PROCESS, "tracepoint")
@@ -46,8 +51,8 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::CONFIG_RING_BUFFER_BYTES, info.ring_buffer_bytes)
         .set(attr::PROCESSES_SEEDED, info.processes_seeded)
         .set(attr::POLICY_HASH, info.policy_hash.as_str())
-        .set(attr::POLICY_FILES, &info.policy_files)
-        .set(attr::ENFORCEMENT_BACKENDS, &info.enforcement);
+        .set(attr::POLICY_FILES, info.policy_files.clone())
+        .set(attr::POLICY_BACKENDS, info.enforcement.clone());
     rec
 }
 

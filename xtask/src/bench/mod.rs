@@ -8,6 +8,7 @@ mod fixture;
 mod host;
 mod interrupt;
 mod latency;
+mod ledger;
 mod overhead;
 mod report;
 mod sensor;
@@ -42,6 +43,9 @@ pub struct Args {
     /// Install auditd if it is missing, to compare with `auditctl -w DIR -p rwa`.
     #[arg(long)]
     with_auditd: bool,
+    /// Only the seal stage: ledger write rate (records/s, MB/s) under three fsync policies.
+    #[arg(long)]
+    ledger: bool,
     /// Measure the existing target/release/mnsensor instead of building it first.
     #[arg(long)]
     no_build: bool,
@@ -133,6 +137,13 @@ pub fn bench(args: &Args) -> Result<()> {
     }
     if args.consumer {
         return consumer();
+    }
+    if args.ledger {
+        if !args.no_build {
+            build::build(true)?;
+        }
+        ledger::run(&target_dir().join("release/mnsensor"))?;
+        return Ok(());
     }
     ensure!(cmd::is_root()?, "the benchmark loads eBPF programs: run as root (`sudo -E cargo xtask bench`)");
     let plan = Plan::new(args);

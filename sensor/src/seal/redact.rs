@@ -1,0 +1,242 @@
+//! Redaction: masks My Numbers (個人番号) before a record is hashed into the ledger, and in
+//! the daemon's own logs. The rule and its limits: docs/redaction.md.
+//!
+//! A My Number is 12 digits whose last is the check digit of the first 11, written plain
+//! (`123456789018`), in groups of four separated by a space or hyphen (`1234 5678 9018`,
+//! `1234-5678-9018`), with ASCII or full-width digits and separators. No digit may stand
+//! right before or after it. Each of its digits becomes `*`; separators stay.
+//! In JSON only string values are scanned (numbers such as inodes are never touched).
+use std::io;
+
+/// ASCII digit value, or the value of a full-width digit (U+FF10..U+FF19, `EF BC 90..99`),
+/// with its length in bytes.
+#[inline]
+fn digit_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
+    match b.get(i)? {
+        c @ b'0'..=b'9' => Some((c - b'0', 1)),
+        0xEF if b.get(i + 1) == Some(&0xBC) => match b.get(i + 2)? {
+            c @ 0x90..=0x99 => Some((c - 0x90, 3)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Length of a group separator at `i`: space, hyphen, full-width space (U+3000),
+/// full-width hyphen-minus (U+FF0D), katakana long sound mark (U+30FC), minus sign (U+2212),
+/// hyphen and dashes (U+2010..U+2015).
+#[inline]
+fn separator_at(b: &[u8], i: usize) -> Option<usize> {
+    match (b.get(i)?, b.get(i + 1), b.get(i + 2)) {
+        (b' ' | b'-', _, _) => Some(1),
+        (0xE3, Some(0x80), Some(0x80)) | (0xEF, Some(0xBC), Some(0x8D)) | (0xE3, Some(0x83), Some(0xBC)) => {
+            Some(3)
+        }
+        (0xE2, Some(0x88), Some(0x92)) | (0xE2, Some(0x80), Some(0x90..=0x95)) => Some(3),
+        _ => None,
+    }
+}
+
+/// Bytes the scan must look at: quotes, backslashes, ASCII digits and the first byte of a
+/// full-width digit.
+static INTERESTING: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = true;
+        d += 1;
+    }
+    t[0xEF] = true;
+    t
+};
+
+/// Whether 12 digits (most significant first) form a My Number (ecosystem.md §5.1).
+pub fn valid_check_digit(d: &[u8; 12]) -> bool {
+    const WEIGHTS: [u32; 11] = [6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
+    let sum: u32 = d[..11].iter().zip(WEIGHTS).map(|(&x, w)| u32::from(x) * w).sum();
+    let r = sum % 11;
+    let check = if r <= 1 { 0 } else { 11 - r };
+    u32::from(d[11]) == check
+}
+
+/// If a My Number starts at `i` (a digit not preceded by a digit), the byte offsets of its
+/// 12 digits with their lengths, and the offset just past it.
+fn match_at(b: &[u8], i: usize) -> Option<([(usize, usize); 12], usize)> {
+    let mut digits = [0u8; 12];
+    let mut at = [(0usize, 0usize); 12];
+    let mut p = i;
+    let mut grouped = None;
+    for n in 0..12 {
+        if n == 4 || n == 8 {
+            let sep = separator_at(b, p);
+            match (grouped, sep) {
+                (None, Some(len)) if n == 4 => {
+                    grouped = Some(true);
+                    p += len;
+                }
+                (None, None) => grouped = Some(false),
+                (Some(true), Some(len)) => p += len,
+                (Some(false), None) => {}
+                _ => return None,
+            }
+        }
+        let (d, len) = digit_at(b, p)?;
+        digits[n] = d;
+        at[n] = (p, len);
+        p += len;
+    }
+    if digit_at(b, p).is_some() || !valid_check_digit(&digits) {
+        return None;
+    }
+    // `1234 5678 9018 7…`: a digit right after the separator continues the grouping.
+    if grouped == Some(true) && separator_at(b, p).is_some_and(|l| digit_at(b, p + l).is_some()) {
+        return None;
+    }
+    Some((at, p))
+}
+
+/// Masks every My Number in `text` (JSON when `json`: only inside string values; any text
+/// otherwise). Returns how many were masked. The common case (none) allocates nothing.
+pub fn redact(text: &mut Vec<u8>, json: bool) -> usize {
+    let b = &text[..];
+    let mut masks: Vec<(usize, usize)> = Vec::new();
+    let mut count = 0;
+    let mut in_string = !json;
+    let mut prev_digit = false;
+    let mut i = 0;
+    while i < b.len() {
+        // Skip the bytes that can neither start a number nor change the string state.
+        if !INTERESTING[b[i] as usize] {
+            prev_digit = false;
+            i += 1;
+            while i < b.len() && !INTERESTING[b[i] as usize] {
+                i += 1;
+            }
+            continue;
+        }
+        let c = b[i];
+        if json && c == b'"' {
+            in_string = !in_string;
+            prev_digit = false;
+            i += 1;
+            continue;
+        }
+        if json && c == b'\\' && in_string {
+            prev_digit = false;
+            i += 2;
+            continue;
+        }
+        if in_string
+            && (c.is_ascii_digit() || c == 0xEF)
+            && let Some((_, len)) = digit_at(b, i)
+        {
+            if !prev_digit && let Some((at, end)) = match_at(b, i) {
+                masks.extend_from_slice(&at);
+                count += 1;
+                i = end;
+            } else {
+                i += len;
+            }
+            prev_digit = true;
+            continue;
+        }
+        prev_digit = false;
+        i += 1;
+    }
+    if count > 0 {
+        let mut out = Vec::with_capacity(text.len());
+        let mut from = 0;
+        for (at, len) in masks {
+            out.extend_from_slice(&text[from..at]);
+            out.push(b'*');
+            from = at + len;
+        }
+        out.extend_from_slice(&text[from..]);
+        *text = out;
+    }
+    count
+}
+
+/// A writer that masks My Numbers in what passes through it (the daemon's own logs: each
+/// log line arrives in one write).
+pub struct Writer<W>(pub W);
+
+impl<W: io::Write> io::Write for Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut text = buf.to_vec();
+        redact(&mut text, false);
+        self.0.write_all(&text)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// stderr behind a [`Writer`] (for `tracing_subscriber`'s `with_writer`).
+pub fn stderr() -> Writer<io::Stderr> {
+    Writer(io::stderr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, valid_check_digit};
+
+    fn digits(s: &str) -> [u8; 12] {
+        let v: Vec<u8> = s.bytes().map(|b| b - b'0').collect();
+        v.try_into().unwrap()
+    }
+
+    fn json(s: &str) -> (String, usize) {
+        let mut v = s.as_bytes().to_vec();
+        let n = redact(&mut v, true);
+        (String::from_utf8(v).unwrap(), n)
+    }
+
+    #[test]
+    fn check_digit_matches_published_examples() {
+        for ok in ["123456789018", "983205673214", "111111111118"] {
+            assert!(valid_check_digit(&digits(ok)), "{ok}");
+        }
+        for bad in ["123456789012", "983205673215", "111111111111"] {
+            assert!(!valid_check_digit(&digits(bad)), "{bad}");
+        }
+        // Remainder 0 or 1 gives check digit 0: 11 zeros sum to 0.
+        assert!(valid_check_digit(&digits("000000000000")));
+    }
+
+    #[test]
+    fn masks_every_written_form_inside_strings_only() {
+        assert_eq!(json(r#"{"a":"id 123456789018 x"}"#), (r#"{"a":"id ************ x"}"#.into(), 1));
+        assert_eq!(json(r#"{"a":"1234-5678-9018"}"#).0, r#"{"a":"****-****-****"}"#);
+        assert_eq!(json(r#"{"a":"/d/1234 5678 9018.csv"}"#).0, r#"{"a":"/d/**** **** ****.csv"}"#);
+        assert_eq!(json(r#"{"a":"１２３４５６７８９０１８"}"#).0, r#"{"a":"************"}"#);
+        assert_eq!(json(r#"{"a":"１２３４－５６７８－９０１８"}"#).0, r#"{"a":"****－****－****"}"#);
+        assert_eq!(json(r#"{"a":["x","a983205673214"]}"#).0, r#"{"a":["x","a************"]}"#);
+        // Numbers outside strings, wrong check digits, longer runs and odd grouping stay.
+        for same in [
+            r#"{"file.inode":123456789018}"#,
+            r#"{"a":"123456789012"}"#,
+            r#"{"a":"1234567890180"}"#,
+            r#"{"a":"0123456789018"}"#,
+            r#"{"a":"1234 56789018"}"#,
+            r#"{"a":"1234 5678 9018 7"}"#,
+        ] {
+            assert_eq!(json(same), (same.to_owned(), 0), "{same}");
+        }
+        // An escaped quote does not end the string.
+        assert_eq!(json(r#"{"a":"\"123456789018"}"#).0, r#"{"a":"\"************"}"#);
+        // Two in one string, and a key-like string.
+        assert_eq!(json(r#"{"a":"123456789018,983205673214"}"#).1, 2);
+    }
+
+    #[test]
+    fn log_text_is_scanned_everywhere() {
+        let mut v = b"path=/x/123456789018 n=983205673214".to_vec();
+        assert_eq!(redact(&mut v, false), 2);
+        assert_eq!(v, b"path=/x/************ n=************");
+    }
+}
