@@ -1,6 +1,7 @@
 //! mnsensor: an eBPF host sensor for Linux file servers that hold My Number data.
 //!
 //! Architecture: docs/architecture.md. Event schema: docs/events.md.
+pub mod analyze;
 pub mod bpf;
 pub mod cli;
 pub mod config;
