@@ -32,6 +32,9 @@ pub struct Config {
     /// Capacity of the kernel's protected-inode map: protected paths plus the files found
     /// below protected directories at start plus files created in them while running.
     pub max_protected_inodes: u32,
+    /// cgroup v2 directory the egress programs attach to when a policy has an `egress`
+    /// section (default `/sys/fs/cgroup`, every process).
+    pub egress_cgroup: PathBuf,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             max_protected_inodes: 65_536,
             policies: Vec::new(),
             enforcement: Enforcement::default(),
+            egress_cgroup: PathBuf::from("/sys/fs/cgroup"),
         }
     }
 }

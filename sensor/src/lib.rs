@@ -6,6 +6,7 @@ pub mod bpf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod egress;
 pub mod enforce;
 pub mod event;
 pub mod fanotify;

@@ -10,6 +10,8 @@ use std::{
     net::IpAddr,
 };
 
+use crate::policy::model::Network;
+
 /// Where a process's taint came from: the first protected read of its chain.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
@@ -56,32 +58,22 @@ pub enum Input {
     },
     /// A file outside the protected trees written by a tainted process.
     Derived { proc: Proc, origin: Origin, path: String, ino: u64, dev: u32, time_ns: i128 },
+    /// A raw, packet or ICMP socket created by a tainted process.
+    RawSocket { proc: Proc, origin: Origin, family: u32, sock_type: u32, protocol: u32, time_ns: i128 },
 }
 
 /// An allowed destination: a network and, when not empty, its ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allowed {
-    pub addr: IpAddr,
-    pub prefix: u8,
+    pub network: Network,
     pub ports: Vec<u16>,
 }
 
 impl Allowed {
     /// Whether `addr:port` falls in this entry.
     pub fn covers(&self, addr: IpAddr, port: u16) -> bool {
-        let within = match (self.addr, addr) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
-            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
-            _ => false,
-        };
-        within && (self.ports.is_empty() || self.ports.contains(&port))
+        self.network.contains(addr) && (self.ports.is_empty() || self.ports.contains(&port))
     }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    a[..full] == b[..full] && (rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0)
 }
 
 /// Tuning, from the policy's `egress` section (defaults in docs/detections.md).
@@ -114,14 +106,14 @@ impl Default for Settings {
 }
 
 /// Programs whose reading of protected files is staging in itself.
-pub const ARCHIVERS: [&str; 14] = [
-    "tar", "zip", "7z", "7za", "7zz", "rar", "gzip", "bzip2", "xz", "zstd", "lz4", "openssl", "gpg", "age",
-];
+pub const ARCHIVERS: [&str; 14] =
+    ["tar", "zip", "7z", "7za", "7zz", "rar", "gzip", "bzip2", "xz", "zstd", "lz4", "openssl", "gpg", "age"];
 
 /// A detection and its evidence chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection {
-    /// `detection.exfiltration`, `detection.bulk_read` or `detection.staging`.
+    /// `detection.exfiltration`, `detection.bulk_read`, `detection.staging` or
+    /// `egress.raw_socket`.
     pub name: &'static str,
     pub time_ns: i128,
     /// Why it fired, one sentence.
@@ -197,12 +189,21 @@ impl Detector {
             self.taint_seen.clear();
         }
         match input {
-            Input::Taint { proc, origin, bytes, files, time_ns } => self.taint(proc, origin, bytes, files, time_ns),
+            Input::Taint { proc, origin, bytes, files, time_ns } => {
+                self.taint(proc, origin, bytes, files, time_ns)
+            }
             Input::Flow { proc, origin, addr, port, protocol, bytes, denied, first_ns, last_ns, .. } => {
                 self.flow(proc, origin, (addr, port, protocol), bytes, denied, first_ns, last_ns)
             }
             Input::Derived { proc, origin, path, ino, dev, time_ns } => {
                 self.derived(proc, origin, path, (dev, ino), time_ns)
+            }
+            Input::RawSocket { proc, origin, family, sock_type, protocol, time_ns } => {
+                let reason = format!(
+                    "{} holds protected data and opened a raw/packet/ICMP socket (family {family}, type {sock_type}, protocol {protocol})",
+                    proc.comm
+                );
+                vec![self.detection("egress.raw_socket", time_ns, &proc, &origin, None, 0, "alert", reason)]
             }
         }
     }
@@ -237,10 +238,16 @@ impl Detector {
         if !ep.reported && (ep.bytes >= self.settings.bulk_bytes || ep.files >= self.settings.bulk_files) {
             ep.reported = true;
             let (b, f, first, last) = (ep.bytes, ep.files, ep.first_ns, ep.last_ns);
-            let mut d = self.detection("detection.bulk_read", t, &proc, &origin, None, 0, "alert", format!(
-                "user {} read {b} protected bytes in {f} files within the window",
-                origin.uid
-            ));
+            let mut d = self.detection(
+                "detection.bulk_read",
+                t,
+                &proc,
+                &origin,
+                None,
+                0,
+                "alert",
+                format!("user {} read {b} protected bytes in {f} files within the window", origin.uid),
+            );
             d.bytes_read = b;
             d.files_read = f;
             d.first_ns = first;
@@ -287,18 +294,33 @@ impl Detector {
         ep.reported = true;
         let (b, first, last, refused) = (ep.bytes, ep.first_ns, ep.last_ns, ep.files > 0);
         let reason = match (allowed_dest, refused) {
-            (true, _) => format!("tainted data sent to an allowed destination by user {}, who is not allowed", proc.uid),
-            (false, true) => "a tainted process tried to reach a destination not on the allow list; refused".to_owned(),
-            (false, false) => format!("a tainted process sent {b} bytes to a destination not on the allow list"),
+            (true, _) => format!(
+                "tainted data sent to an allowed destination by user {}, who is not allowed",
+                proc.uid
+            ),
+            (false, true) => {
+                "a tainted process tried to reach a destination not on the allow list; refused".to_owned()
+            }
+            (false, false) => {
+                format!("a tainted process sent {b} bytes to a destination not on the allow list")
+            }
         };
         let action = if refused { "deny" } else { "alert" };
-        let mut d = self.detection("detection.exfiltration", last, &proc, &origin, Some(dest), b, action, reason);
+        let mut d =
+            self.detection("detection.exfiltration", last, &proc, &origin, Some(dest), b, action, reason);
         d.first_ns = first;
         d.last_ns = last;
         vec![d]
     }
 
-    fn derived(&mut self, proc: Proc, origin: Origin, path: String, file: (u32, u64), t: i128) -> Vec<Detection> {
+    fn derived(
+        &mut self,
+        proc: Proc,
+        origin: Origin,
+        path: String,
+        file: (u32, u64),
+        t: i128,
+    ) -> Vec<Detection> {
         let list = self.derived.entry((origin.dev, origin.ino)).or_default();
         if !list.contains(&path) && list.len() < 64 {
             list.push(path.clone());
@@ -306,10 +328,16 @@ impl Detector {
         if !self.staged.insert(file) {
             return Vec::new();
         }
-        let mut d = self.detection("detection.staging", t, &proc, &origin, None, 0, "alert", format!(
-            "{} wrote a copy of protected data outside the protected trees: {path}",
-            proc.comm
-        ));
+        let mut d = self.detection(
+            "detection.staging",
+            t,
+            &proc,
+            &origin,
+            None,
+            0,
+            "alert",
+            format!("{} wrote a copy of protected data outside the protected trees: {path}", proc.comm),
+        );
         d.derived = vec![path];
         vec![d]
     }
@@ -401,7 +429,7 @@ mod tests {
 
     #[test]
     fn allowed_destination_only_for_allowed_users() {
-        let allowed = Allowed { addr: "10.200.0.0".parse().unwrap(), prefix: 24, ports: vec![9000] };
+        let allowed = Allowed { network: "10.200.0.0/24".parse().unwrap(), ports: vec![9000] };
         let mut d = Detector::new(Settings {
             allowed: vec![allowed],
             allowed_uids: vec![1000],
@@ -444,7 +472,13 @@ mod tests {
         };
         assert_eq!(d.observe(derived("/tmp/copy", 5)).len(), 1);
         assert!(d.observe(derived("/tmp/copy", 5)).is_empty());
-        let tar = Input::Taint { proc: proc(41, 1000, "tar"), origin: origin(1000), bytes: 1, files: 1, time_ns: 2 * S };
+        let tar = Input::Taint {
+            proc: proc(41, 1000, "tar"),
+            origin: origin(1000),
+            bytes: 1,
+            files: 1,
+            time_ns: 2 * S,
+        };
         let out = d.observe(tar);
         assert_eq!(out.iter().filter(|d| d.name == "detection.staging").count(), 1);
         // The exfiltration carries the derived files of the same origin.
@@ -453,10 +487,10 @@ mod tests {
     }
 
     #[test]
-    fn prefix_matching() {
-        let a = Allowed { addr: "10.0.0.0".parse().unwrap(), prefix: 12, ports: vec![] };
-        assert!(a.covers("10.15.255.1".parse().unwrap(), 1));
-        assert!(!a.covers("10.16.0.1".parse().unwrap(), 1));
-        assert!(!a.covers("::1".parse().unwrap(), 1));
+    fn allowed_ports() {
+        let a = Allowed { network: "10.0.0.0/12".parse().unwrap(), ports: vec![443] };
+        assert!(a.covers("10.15.255.1".parse().unwrap(), 443));
+        assert!(!a.covers("10.15.255.1".parse().unwrap(), 80));
+        assert!(!a.covers("10.16.0.1".parse().unwrap(), 443));
     }
 }
