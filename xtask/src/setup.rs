@@ -18,6 +18,9 @@ const PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // The exfiltration tests: a network namespace with a veth pair, and python3 senders.
+    "iproute2",
+    "python3",
 ];
 /// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine.
 const VM_PACKAGES: &[&str] = &["qemu-system-x86"];

@@ -109,6 +109,9 @@ impl Default for Settings {
 pub const ARCHIVERS: [&str; 14] =
     ["tar", "zip", "7z", "7za", "7zz", "rar", "gzip", "bzip2", "xz", "zstd", "lz4", "openssl", "gpg", "age"];
 
+/// Writes below these are control files, not copies of data (`/dev/shm` excepted).
+const PSEUDO: [&str; 3] = ["/proc/", "/sys/", "/dev/"];
+
 /// A detection and its evidence chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection {
@@ -321,6 +324,9 @@ impl Detector {
         file: (u32, u64),
         t: i128,
     ) -> Vec<Detection> {
+        if PSEUDO.iter().any(|p| path.starts_with(p)) && !path.starts_with("/dev/shm/") {
+            return Vec::new();
+        }
         let list = self.derived.entry((origin.dev, origin.ino)).or_default();
         if !list.contains(&path) && list.len() < 64 {
             list.push(path.clone());

@@ -58,6 +58,9 @@ pub enum EgressError {
 /// The cgroup socket programs: (program, socket-address hook or `None` for sock_create).
 const CGROUP_PROGRAMS: [&str; 4] =
     ["egress_connect4", "egress_connect6", "egress_sendmsg4", "egress_sendmsg6"];
+/// Attach mode: aya attaches with a BPF link (5.7+), which always coexists with the other
+/// programs of the cgroup and takes no flags (`AllowMultiple` makes `link_create` fail).
+const LINK: CgroupAttachMode = CgroupAttachMode::Single;
 /// Send syscalls whose destinations and bytes taint.rs counts.
 const SEND_TRACEPOINTS: [&str; 2] = ["sys_exit_sendto", "sys_exit_sendmsg"];
 
@@ -105,20 +108,21 @@ impl Egress {
             prog.attach("syscalls", name).map_err(err)?;
             attached.push(format!("{name}@tracepoint/syscalls/{name}"));
         }
+        let cgroup = &cgroup_v2(cgroup);
         let dir = File::open(cgroup)
             .map_err(|source| EgressError::Cgroup { path: cgroup.display().to_string(), source })?;
         for name in CGROUP_PROGRAMS {
             let prog: &mut CgroupSockAddr = program(ebpf, name)?;
             let err = |source| EgressError::Program { program: name, source };
             prog.load().map_err(err)?;
-            prog.attach(&dir, CgroupAttachMode::AllowMultiple).map_err(err)?;
+            prog.attach(&dir, LINK).map_err(err)?;
             attached.push(format!("{name}@cgroup/{}", cgroup.display()));
         }
         let name = "egress_sock_create";
         let prog: &mut CgroupSock = program(ebpf, name)?;
         let err = |source| EgressError::Program { program: name, source };
         prog.load().map_err(err)?;
-        prog.attach(&dir, CgroupAttachMode::AllowMultiple).map_err(err)?;
+        prog.attach(&dir, LINK).map_err(err)?;
         attached.push(format!("{name}@cgroup/{}", cgroup.display()));
 
         let mut take =
@@ -239,7 +243,7 @@ impl Egress {
                 Some(Input::Derived {
                     proc: task_proc(&d.header.task),
                     origin: self.origin(&d.taint),
-                    path: String::from_utf8_lossy(path).into_owned(),
+                    path: crate::event::path::from_kernel(path),
                     ino: d.ino,
                     dev: d.dev,
                     time_ns: self.clock.wall_ns(d.header.time_ns),
@@ -285,6 +289,16 @@ impl Egress {
         }
         Stats { taint_full: v[0], object_full: v[1], flow_full: v[2], ring_lost: v[3], denied: v[4] }
     }
+}
+
+/// `/sys/fs/cgroup` on a hybrid (v1 + v2) host is a tmpfs of v1 controllers; the v2
+/// hierarchy is then mounted at `/sys/fs/cgroup/unified`.
+fn cgroup_v2(path: &Path) -> std::path::PathBuf {
+    let unified = path.join("unified");
+    if !path.join("cgroup.procs").exists() && unified.join("cgroup.procs").exists() {
+        return unified;
+    }
+    path.to_path_buf()
 }
 
 /// The allow-list key of a network: IPv4 as `::ffff:a.b.c.d` with the prefix + 96.
