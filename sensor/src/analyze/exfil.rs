@@ -150,7 +150,7 @@ impl Episode {
     /// Adds activity at `t`; a gap longer than `window` starts a new episode first.
     fn touch(&mut self, t: i128, window: i128) {
         if self.last_ns != 0 && t - self.last_ns > window {
-            *self = Episode::default();
+            *self = Self::default();
         }
         if self.first_ns == 0 {
             self.first_ns = t;

@@ -347,21 +347,6 @@ fn live_proc(tgid: u32) -> Option<Proc> {
     Some(Proc { tgid, uid, comm })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv4_allow_keys_are_mapped() {
-        let (k, p) = allow_key("10.200.0.0".parse().unwrap(), 24);
-        assert_eq!(p, 120);
-        assert_eq!(&k[10..], &[0xff, 0xff, 10, 200, 0, 0]);
-        let (k, p) = allow_key("2001:db8::".parse().unwrap(), 32);
-        assert_eq!(p, 32);
-        assert_eq!(k[0], 0x20);
-    }
-}
-
 /// The attached programs plus the detector: what the daemon drives once a second.
 pub struct Runner {
     pub egress: Egress,
@@ -412,5 +397,20 @@ impl Runner {
         }
         self.stats = now;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_allow_keys_are_mapped() {
+        let (k, p) = allow_key("10.200.0.0".parse().unwrap(), 24);
+        assert_eq!(p, 120);
+        assert_eq!(&k[10..], &[0xff, 0xff, 10, 200, 0, 0]);
+        let (k, p) = allow_key("2001:db8::".parse().unwrap(), 32);
+        assert_eq!(p, 32);
+        assert_eq!(k[0], 0x20);
     }
 }

@@ -85,3 +85,53 @@ impl Cx<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, sync::Arc};
+
+    use crate::policy::{LoadOptions, PolicySet, egress::EgressAction, nss::FixedDirectory};
+
+    fn load(egress: &[&str]) -> Result<PolicySet, String> {
+        let texts: Vec<(PathBuf, String)> = egress
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let doc = format!(
+                    "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: p{i}}}\nspec:\n  mode: audit\n  protect: []\n  default: {{action: audit, severity: low}}\n{e}"
+                );
+                (PathBuf::from(format!("p{i}.yaml")), doc)
+            })
+            .collect();
+        let options = LoadOptions { host_checks: false, directory: Arc::new(FixedDirectory::default()) };
+        PolicySet::from_texts(&texts, &options).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn section_with_defaults_and_values() {
+        let set = load(&["  egress:\n    action: deny\n    allow:\n      - {network: 10.0.0.0/8, ports: [443, 8443]}\n      - {network: '2001:db8::1'}\n    bulk_read: {files: 5}\n"]).unwrap();
+        let e = set.egress().unwrap();
+        assert_eq!(e.action, EgressAction::Deny);
+        assert_eq!(e.allow.len(), 2);
+        assert_eq!(e.allow[0].ports, vec![443, 8443]);
+        assert_eq!(e.allow[1].network.prefix, 128);
+        assert_eq!(e.bulk_files, 5);
+        assert_eq!(e.bulk_bytes, 100 << 20, "default kept");
+        assert_eq!(e.min_bytes, 1);
+        assert!(load(&[""]).unwrap().egress().is_none());
+    }
+
+    #[test]
+    fn errors_are_reported_with_positions() {
+        let err = load(&["  egress:\n    action: block\n"]).unwrap_err();
+        assert!(err.contains("egress action `block`"), "{err}");
+        let err = load(&["  egress:\n    allow: [{network: 10.0.0.0/33}]\n"]).unwrap_err();
+        assert!(err.contains("prefix"), "{err}");
+        let err = load(&["  egress:\n    allow: [{network: 10.0.0.1, ports: [0]}]\n"]).unwrap_err();
+        assert!(err.contains("port"), "{err}");
+        let err = load(&["  egress:\n    colour: red\n"]).unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+        let err = load(&["  egress: {}\n", "  egress: {}\n"]).unwrap_err();
+        assert!(err.contains("second `egress` section"), "{err}");
+    }
+}
