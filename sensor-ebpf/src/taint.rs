@@ -34,7 +34,7 @@ use sensor_common::event::{
 use crate::{
     emit::now,
     io::{Arg, TRACKED, arg, moved},
-    kread::{current_task, file_of_fd, fill_task, off, path_of, ptr, read},
+    kread::{config, current_task, file_of_fd, fill_task, off, path_of, ptr, read},
     path::write_record_path,
 };
 
@@ -97,6 +97,9 @@ pub fn current() -> Option<Taint> {
 pub fn protected_read(t: *const Tracked, bytes: u64) {
     // SAFETY: `t` points into a TRACKED value.
     let t = unsafe { &*t };
+    if current_tgid() == config!(self_tgid) {
+        return; // the sensor's own reads (hashing, scans) are not data leaving
+    }
     let first_read = t.bytes_read == bytes;
     let time = now();
     if let Some(x) = TAINT.get_ptr_mut(current_tgid()) {

