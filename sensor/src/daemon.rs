@@ -1,4 +1,7 @@
 //! The running sensor: load, consume the ring buffer, write records, stop cleanly.
+//!
+//! The consumer runs the pipeline: ring buffer and fanotify (sources) → `crate::decode` →
+//! `crate::enrich` → `crate::analyze` → [`Sink`] (numbering and outputs).
 use std::{path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
@@ -10,17 +13,19 @@ use tokio::{
 };
 
 use crate::{
+    analyze::{self, Analyzer as _, Audit},
     bpf::{BpfError, LossCounters, Programs},
     config::{Config, FailMode},
+    decode,
     enforce::{self, Enforcement},
-    event::{self, Decoder, Record, attr, time::Clock},
+    enrich::Enricher,
+    event::{self, Envelope, Event, Record, file::CloseReason, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
     kernel::{self, KernelError},
     output::{Output, OutputError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
     seq::{Seq, SeqError},
-    users::Names,
     watch::Watch,
 };
 
@@ -151,22 +156,14 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         policy_files: enforcement.files(),
         enforcement: enforcement.backends.clone(),
     };
-    let mut decoder = Decoder {
-        open_files: std::collections::HashMap::new(),
-        recent_closes: std::collections::HashMap::new(),
-        recent_changes: std::collections::HashMap::new(),
-        pruned: std::time::Instant::now(),
-        opens: Vec::new(),
-        policies: enforcement.policies.clone(),
-        procs,
-        names: Names::default(),
-        clock: Clock::now(),
-        protect,
-    };
+    let mut enricher = Enricher::new(procs, protect, enforcement.policies.clone());
+    let audit = Audit::new(enforcement.policies.clone());
     let mut sink = Sink::new(outputs, seq);
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
-    for rec in crate::scan::open_files(&mut decoder) {
-        sink.emit(&rec)?;
+    for mut ev in crate::scan::open_files(&enricher.protect) {
+        if enricher.enrich(&mut ev) {
+            sink.emit(&ev.record())?;
+        }
     }
     sink.flush();
     tracing::info!(programs = info.programs.len(), protected = info.protect.len(), "Sensor started.");
@@ -179,7 +176,10 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         tracked,
         watch,
         enforcement,
-        decoder,
+        clock: Clock::now(),
+        enricher,
+        audit,
+        rec: Record::new(event::Name::SensorAlert, 0),
         sink,
         delivered: 0,
         lost_total: 0,
@@ -232,7 +232,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 for rec in exfil.as_mut().map(crate::egress::Runner::tick).unwrap_or_default() {
                     consumer.sink.emit(&rec)?;
                 }
-                consumer.decoder.clock = Clock::now();
+                consumer.clock = Clock::now();
                 consumer.sink.flush();
             }
         }
@@ -255,7 +255,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.settle(true)?;
     consumer.decisions()?;
     consumer.report_loss()?;
-    consumer.close_tracked(None, "sensor_stop")?;
+    consumer.close_tracked(None, CloseReason::SensorStop)?;
     let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
     consumer.sink.emit(&stop)?;
     consumer.sink.flush();
@@ -348,7 +348,12 @@ struct Consumer {
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
     watch: Watch,
     enforcement: Enforcement,
-    decoder: Decoder,
+    /// Boot time → wall time.
+    clock: Clock,
+    enricher: Enricher,
+    audit: Audit,
+    /// The record buffer, reused for every event.
+    rec: Record,
     sink: Sink,
     delivered: u64,
     lost_total: u64,
@@ -360,21 +365,24 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Decodes and writes everything waiting in the ring buffer.
+    /// Decodes, enriches, analyzes and writes everything waiting in the ring buffer.
     fn drain(&mut self) -> Result<(), DaemonError> {
         let ring = self.ring.get_mut();
         let mut exited = Vec::new();
+        self.enricher.tick();
         while let Some(item) = ring.next() {
             self.delivered += 1;
-            match self.decoder.decode(&item) {
-                Ok(None) => {}
-                Ok(Some(rec)) => {
-                    if rec.name == "process.exit"
-                        && let Some(pid) = rec.get(attr::PROCESS_PID).and_then(serde_json::Value::as_u64)
-                    {
-                        exited.push(pid as u32);
+            match decode::decode(&item, &self.clock) {
+                Ok(mut ev) => {
+                    if !self.enricher.enrich(&mut ev) {
+                        continue;
                     }
-                    self.sink.emit(&rec)?;
+                    self.audit.observe(&ev);
+                    if let Event::Exit(e) = &ev.event {
+                        exited.push(e.subject.task.tgid);
+                    }
+                    ev.write(&mut self.rec);
+                    self.sink.emit(&self.rec)?;
                 }
                 Err(e) => {
                     self.decode_errors += 1;
@@ -385,16 +393,26 @@ impl Consumer {
             }
         }
         for tgid in exited {
-            if !self.kernel_releases && self.decoder.open_files.values().any(|f| f.opener == tgid) {
-                self.close_tracked(Some(tgid), "exit")?;
+            if !self.kernel_releases && self.enricher.files.open.values().any(|f| f.opener == tgid) {
+                self.close_tracked(Some(tgid), CloseReason::Exit)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Enriches, analyzes and writes an event from a source other than the ring buffer.
+    fn emit(&mut self, mut ev: Envelope) -> Result<(), DaemonError> {
+        if self.enricher.enrich(&mut ev) {
+            self.audit.observe(&ev);
+            ev.write(&mut self.rec);
+            self.sink.emit(&self.rec)?;
         }
         Ok(())
     }
 
     /// Writes `file.close` for tracked files the kernel will not report: those opened by
     /// `opener` (which exited), or all of them (`None`, the sensor is stopping).
-    fn close_tracked(&mut self, opener: Option<u32>, reason: &'static str) -> Result<(), DaemonError> {
+    fn close_tracked(&mut self, opener: Option<u32>, reason: CloseReason) -> Result<(), DaemonError> {
         let entries: Vec<(u64, Tracked)> = self
             .tracked
             .iter()
@@ -404,16 +422,16 @@ impl Consumer {
         let now = Clock::realtime_ns();
         for (file, stats) in entries {
             let _ = self.tracked.remove(&file);
-            let rec = event::file::close_untracked(&mut self.decoder, file, &stats, reason, now);
-            self.sink.emit(&rec)?;
+            let ev = self.enricher.close_untracked(file, &stats, reason, now, &self.clock);
+            self.emit(ev)?;
         }
         Ok(())
     }
 
-    /// Writes the records of fanotify events that have settled, and the decisions made.
+    /// Writes the events of fanotify events that have settled, and the decisions made.
     fn settle(&mut self, all: bool) -> Result<(), DaemonError> {
-        for rec in self.watch.settle(&mut self.decoder, all) {
-            self.sink.emit(&rec)?;
+        for ev in self.watch.settle(&self.enricher, all) {
+            self.emit(ev)?;
         }
         self.decisions()
     }
@@ -421,26 +439,9 @@ impl Consumer {
     /// Judges audit-mode accesses from the kernel's open records, and writes every decision
     /// (from the responder too) and every responder notice.
     fn decisions(&mut self) -> Result<(), DaemonError> {
-        let set = self.enforcement.policies.current();
-        for open in std::mem::take(&mut self.decoder.opens) {
-            let path = std::path::Path::new(&open.path);
-            if set.protects(path) && !enforce::enforced(&set, path) {
-                let exe =
-                    self.decoder.procs.get(open.task.tgid).and_then(|p| p.exe.as_deref().map(PathBuf::from));
-                self.enforcement.decider.decide(enforce::Access {
-                    pid: open.task.tgid,
-                    path,
-                    dev: open.dev,
-                    ino: open.ino,
-                    ops: open.ops,
-                    enforcement: "kernel",
-                    task: Some((open.task, exe)),
-                });
-            }
-        }
+        self.audit.judge(&self.enforcement);
         for ev in self.enforcement.take_decisions() {
-            let rec = event::decision::record(&mut self.decoder, &ev);
-            self.sink.emit(&rec)?;
+            self.emit(analyze::decision(ev))?;
         }
         for notice in self.enforcement.take_notices() {
             let rec = event::sensor::alert(Clock::realtime_ns(), &notice);

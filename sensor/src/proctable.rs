@@ -1,46 +1,24 @@
-//! What the sensor knows about each live process: executable, command line, parent.
+//! What the sensor knows about each live process: its program block (executable, command
+//! line, attribution, pre-serialised), and the `/proc` readers for processes it has not seen
+//! exec.
 //!
 //! Seeded from `/proc` at start so that processes older than the sensor are attributed,
-//! then kept current by exec, fork and exit records. Bounded by an LRU so a fork storm
-//! cannot grow it without limit; exited processes stay until evicted, so late records (a
+//! then kept current by exec and fork events (the enrich stage). Bounded by an LRU so a fork
+//! storm cannot grow it without limit; exited processes stay until evicted, so late records (a
 //! connection closing after its process exited) are still attributed.
 use std::{num::NonZeroUsize, sync::Arc};
 
 use lru::LruCache;
+use sensor_common::event::Task;
+
+pub use crate::event::subject::{Attribution, Program};
 
 /// Most processes remembered.
 const CAPACITY: NonZeroUsize = NonZeroUsize::new(65_536).unwrap();
 
-/// Where a process's executable and command line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attribution {
-    /// Seen exec'ing by the sensor (or forked from such a process).
-    Exec,
-    /// Read from `/proc` because it predates the sensor (or was missed).
-    Procfs,
-}
-
-impl Attribution {
-    /// The `mnsensor.process.attribution` value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Exec => "exec",
-            Self::Procfs => "procfs",
-        }
-    }
-}
-
-/// One process.
-#[derive(Clone, Debug)]
-pub struct ProcInfo {
-    pub exe: Option<Arc<str>>,
-    pub args: Arc<[String]>,
-    pub attribution: Attribution,
-}
-
 /// The table.
 pub struct ProcTable {
-    procs: LruCache<u32, ProcInfo>,
+    procs: LruCache<u32, Arc<Program>>,
 }
 
 impl Default for ProcTable {
@@ -58,45 +36,77 @@ impl ProcTable {
         let mut n = 0;
         for p in all.flatten() {
             if let Some(info) = read_proc(&p) {
-                self.procs.put(p.pid as u32, info);
+                self.procs.put(p.pid as u32, Arc::new(info));
                 n += 1;
             }
         }
         n
     }
 
-    /// A process exec'd.
-    pub fn exec(&mut self, tgid: u32, exe: Arc<str>, args: Arc<[String]>) {
-        self.procs.put(tgid, ProcInfo { exe: Some(exe), args, attribution: Attribution::Exec });
+    /// A process exec'd `program` (replacing what it ran before).
+    pub fn exec(&mut self, tgid: u32, program: Arc<Program>) {
+        self.procs.put(tgid, program);
     }
 
     /// `child` was forked from `parent` and runs the same program.
     pub fn fork(&mut self, parent: u32, child: u32) {
-        if let Some(info) = self.get(parent).cloned() {
-            self.procs.put(child, info);
+        if let Some(program) = self.get(parent) {
+            self.procs.put(child, program);
         }
     }
 
-    /// What is known about `tgid`; reads `/proc/<tgid>` on a miss.
-    pub fn get(&mut self, tgid: u32) -> Option<&ProcInfo> {
-        if !self.procs.contains(&tgid) {
-            let info = procfs::process::Process::new(tgid as i32).ok().and_then(|p| read_proc(&p))?;
-            self.procs.put(tgid, info);
+    /// The program of `tgid`; reads `/proc/<tgid>` on a miss.
+    pub fn get(&mut self, tgid: u32) -> Option<Arc<Program>> {
+        if let Some(p) = self.procs.get(&tgid) {
+            return Some(p.clone());
         }
-        self.procs.get(&tgid)
+        let program = Arc::new(procfs::process::Process::new(tgid as i32).ok().and_then(|p| read_proc(&p))?);
+        self.procs.put(tgid, program.clone());
+        Some(program)
     }
 }
 
-fn read_proc(p: &procfs::process::Process) -> Option<ProcInfo> {
-    let exe = p.exe().ok().map(|e| Arc::from(e.to_string_lossy().as_ref()));
+fn read_proc(p: &procfs::process::Process) -> Option<Program> {
+    let exe: Option<Arc<str>> = p.exe().ok().map(|e| Arc::from(e.to_string_lossy().as_ref()));
     let args: Arc<[String]> = p.cmdline().unwrap_or_default().into();
     // Kernel threads have neither; they are still attributed by their kernel fields.
-    (exe.is_some() || !args.is_empty()).then_some(ProcInfo { exe, args, attribution: Attribution::Procfs })
+    (exe.is_some() || !args.is_empty()).then(|| Program::new(exe, args, Attribution::Procfs))
+}
+
+/// The identity of process `pid` as `/proc` shows it.
+pub fn task_of_pid(pid: u32) -> Option<Task> {
+    task_of(&procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?)
+}
+
+/// The identity of a process as `/proc` shows it.
+pub fn task_of(p: &procfs::process::Process) -> Option<Task> {
+    let status = p.status().ok()?;
+    let mut comm = [0u8; 16];
+    for (dst, src) in comm.iter_mut().zip(status.name.bytes().take(15)) {
+        *dst = src;
+    }
+    let sessionid = std::fs::read_to_string(format!("/proc/{}/sessionid", p.pid))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u32::MAX);
+    Some(Task {
+        tgid: p.pid as u32,
+        tid: p.pid as u32,
+        ppid: status.ppid as u32,
+        uid: status.ruid,
+        gid: status.rgid,
+        euid: status.euid,
+        egid: status.egid,
+        auid: p.loginuid().unwrap_or(u32::MAX),
+        sessionid,
+        _pad: 0,
+        comm,
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Attribution, ProcTable};
+    use super::{Attribution, ProcTable, task_of_pid};
 
     #[test]
     fn seeds_self_from_proc() {
@@ -109,5 +119,7 @@ mod tests {
         assert_eq!(info.attribution, Attribution::Procfs);
         table.fork(me, u32::MAX - 1);
         assert_eq!(table.get(u32::MAX - 1).unwrap().exe.as_deref(), exe.to_str());
+        let task = task_of_pid(me).unwrap();
+        assert_eq!((task.tgid, task.ppid), (me, std::os::unix::process::parent_id()));
     }
 }

@@ -4,9 +4,10 @@
 //! deletions, attribute changes, and accesses that no syscall record explains (the in-kernel
 //! NFS and SMB servers, descriptors passed to other processes). This module keeps a catalog
 //! of the protected files' metadata (so a deletion record can say which inode went and its
-//! last size), turns namespace events into `file.rename`, `file.delete`, `file.chmod`,
-//! `file.chown` and `file.truncate` records, and reports an access the kernel
-//! programs did not explain as `file.access` with `mnsensor.observed_by: fanotify`.
+//! last size), turns namespace events into typed `file.rename`, `file.delete`, `file.chmod`,
+//! `file.chown` and `file.truncate` events, and reports an access the kernel
+//! programs did not explain as `file.access` with `mnsensor.observed_by: fanotify`. Its
+//! events join the kernel's in the enrich stage.
 //!
 //! fanotify events are held for [`SETTLE`] before they are judged, so the ring buffer has been
 //! drained past them and the matching kernel records are known.
@@ -20,10 +21,15 @@ use std::{
 use sensor_common::path::InodeKey;
 
 use crate::{
-    event::{Decoder, Record, attr, file::device, time::Clock},
+    enrich::Enricher,
+    event::{
+        Envelope, Event, FileRef, Name, Subject,
+        change::{Change, FileAccess, FileChange, ObservedBy},
+        time::Clock,
+    },
     fanotify::{FsEvent, FsEventKind},
+    proctable,
     protect::kernel_dev,
-    scan,
 };
 
 /// How long a fanotify event waits for the kernel records that may explain it.
@@ -114,8 +120,8 @@ impl Watch {
         }));
     }
 
-    /// Judges the events that have settled; returns the records to write.
-    pub fn settle(&mut self, d: &mut Decoder, all: bool) -> Vec<Record> {
+    /// Judges the events that have settled; returns the events to write (not yet enriched).
+    pub fn settle(&mut self, d: &Enricher, all: bool) -> Vec<Envelope> {
         let mut out = Vec::new();
         while let Some((at, ..)) = self.pending.front() {
             if !all && at.elapsed() < SETTLE {
@@ -128,7 +134,7 @@ impl Watch {
         out
     }
 
-    fn judge(&mut self, d: &mut Decoder, ev: FsEvent, snapshot: Option<Meta>, out: &mut Vec<Record>) {
+    fn judge(&mut self, d: &Enricher, ev: FsEvent, snapshot: Option<Meta>, out: &mut Vec<Envelope>) {
         use FsEventKind as K;
         match ev.kind {
             K::Overflow | K::Lost => self.lost += 1,
@@ -151,20 +157,18 @@ impl Watch {
                 {
                     self.catalog.insert(ev.path.clone(), m);
                 }
-                if d.kernel_reported("file.rename", &ev.path) {
+                if d.files.kernel_reported(Name::FileRename, &ev.path) {
                     return;
                 }
-                let mut rec = self.record(d, "file.rename", &ev, meta);
-                rec.set_opt(attr::FILE_OLD_PATH, ev.old_path.as_ref().map(|p| p.display().to_string()));
-                out.push(rec);
+                let old_path = ev.old_path.as_ref().map(|p| p.display().to_string());
+                out.push(change(d, &ev, meta, Change::Rename { old_path }));
             }
             K::MovedFrom => {
                 // Without FAN_RENAME (before 5.17) this is the only trace of a move out.
                 if !self.has_rename {
                     let meta = self.catalog.remove(&ev.path);
-                    let mut rec = self.record(d, "file.rename", &ev, meta);
-                    rec.set(attr::FILE_OLD_PATH, ev.path.display().to_string());
-                    out.push(rec);
+                    let old_path = Some(ev.path.display().to_string());
+                    out.push(change(d, &ev, meta, Change::Rename { old_path }));
                 }
             }
             K::Delete => {
@@ -172,12 +176,10 @@ impl Watch {
                     return;
                 }
                 let meta = self.catalog.remove(&ev.path);
-                if d.kernel_reported("file.delete", &ev.path) {
+                if d.files.kernel_reported(Name::FileDelete, &ev.path) {
                     return;
                 }
-                let mut rec = self.record(d, "file.delete", &ev, meta);
-                rec.set_opt(attr::FILE_SIZE, meta.map(|m| m.size));
-                out.push(rec);
+                out.push(change(d, &ev, meta, Change::Delete { size: meta.map(|m| m.size), links: None }));
             }
             K::Attrib => self.attrib(d, &ev, snapshot, out),
             K::DeleteSelf | K::MoveSelf => {}
@@ -185,36 +187,28 @@ impl Watch {
     }
 
     /// chmod, chown and size changes, by comparing with the catalog.
-    fn attrib(&mut self, d: &mut Decoder, ev: &FsEvent, snapshot: Option<Meta>, out: &mut Vec<Record>) {
+    fn attrib(&mut self, d: &Enricher, ev: &FsEvent, snapshot: Option<Meta>, out: &mut Vec<Envelope>) {
         let Some(now) = snapshot else { return };
         let Some(before) = self.catalog.insert(ev.path.clone(), now) else { return };
         if now.mode != before.mode {
-            let mut rec = self.record(d, "file.chmod", ev, Some(now));
-            rec.set(attr::FILE_MODE, format!("{:04o}", now.mode))
-                .set(attr::FILE_OLD_MODE, format!("{:04o}", before.mode));
-            out.push(rec);
+            out.push(change(d, ev, Some(now), Change::Chmod { mode: now.mode, old_mode: before.mode }));
         }
         if (now.uid, now.gid) != (before.uid, before.gid) {
-            let mut rec = self.record(d, "file.chown", ev, Some(now));
-            rec.set(attr::FILE_OWNER_ID, now.uid)
-                .set(attr::FILE_GROUP_ID, now.gid)
-                .set(attr::FILE_OLD_OWNER_ID, before.uid)
-                .set(attr::FILE_OLD_GROUP_ID, before.gid);
-            out.push(rec);
+            let chown =
+                Change::Chown { uid: now.uid, gid: now.gid, old_uid: before.uid, old_gid: before.gid };
+            out.push(change(d, ev, Some(now), chown));
         }
         self.size_change(d, ev, before, now, out);
     }
 
-    fn size_change(&self, d: &mut Decoder, ev: &FsEvent, before: Meta, now: Meta, out: &mut Vec<Record>) {
-        if now.size < before.size && !d.kernel_reported("file.truncate", strip_deleted(&ev.path)) {
-            let mut rec = self.record(d, "file.truncate", ev, Some(now));
-            rec.set(attr::FILE_SIZE, now.size).set(attr::FILE_OLD_SIZE, before.size);
-            out.push(rec);
+    fn size_change(&self, d: &Enricher, ev: &FsEvent, before: Meta, now: Meta, out: &mut Vec<Envelope>) {
+        if now.size < before.size && !d.files.kernel_reported(Name::FileTruncate, strip_deleted(&ev.path)) {
+            out.push(change(d, ev, Some(now), Change::Truncate { size: now.size, old_size: before.size }));
         }
     }
 
     /// Content events: keep the catalog current, report what the kernel records do not explain.
-    fn content(&mut self, d: &mut Decoder, ev: &FsEvent, snapshot: Option<Meta>, out: &mut Vec<Record>) {
+    fn content(&mut self, d: &Enricher, ev: &FsEvent, snapshot: Option<Meta>, out: &mut Vec<Envelope>) {
         let (Some(dev), Some(ino)) = (ev.dev, ev.ino) else { return };
         let path = strip_deleted(&ev.path);
         if let Some(now) = snapshot
@@ -224,45 +218,46 @@ impl Watch {
         }
         // The cheap check first: explaining scans the open files and may read /proc.
         let key = (ev.pid, ino, ev.kind);
-        if self.reported.contains_key(&key) || d.explains(ev.pid, kernel_dev(dev), ino) {
+        if self.reported.contains_key(&key) || d.files.explains(ev.pid, kernel_dev(dev), ino) {
             return;
         }
         self.reported.insert(key, Instant::now());
-        let mut rec = self.record(d, "file.access", ev, snapshot);
-        rec.set(attr::FANOTIFY_EVENT, kind_name(ev.kind));
-        out.push(rec);
+        let access = FileAccess {
+            subject: subject(ev.pid),
+            file: file(d, ev, snapshot),
+            fanotify_event: kind_name(ev.kind),
+        };
+        out.push(Envelope::new(Clock::realtime_ns(), Event::FileAccess(access)));
     }
+}
 
-    /// A record about `ev` with the acting process and the file's identity.
-    fn record(&self, d: &mut Decoder, name: &'static str, ev: &FsEvent, meta: Option<Meta>) -> Record {
-        let mut rec = Record::new(name, Clock::realtime_ns());
-        rec.set(attr::OBSERVED_BY, "fanotify");
-        match scan::task_of_pid(ev.pid) {
-            Some(task) => {
-                d.add_task(&task, &mut rec);
-                d.add_program(task.tgid, &mut rec);
-            }
-            None => {
-                rec.set(attr::PROCESS_PID, ev.pid);
-                d.add_program(ev.pid, &mut rec);
-            }
-        }
-        let path = strip_deleted(&ev.path).display().to_string();
-        if !path.is_empty() {
-            let (dir, file) = path.rsplit_once('/').unwrap_or(("", &path));
-            rec.set(attr::FILE_PATH, path.as_str())
-                .set(attr::FILE_NAME, file)
-                .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir });
-        }
-        let identity = meta.map(|m| (m.dev, m.ino)).or(ev.dev.zip(ev.ino));
-        if let Some((dev, ino)) = identity {
-            rec.set(attr::FILE_INODE, ino).set(attr::FILE_DEVICE, device(kernel_dev(dev)));
-            let key = InodeKey { ino, dev: kernel_dev(dev), _pad: 0 };
-            let rule = d.protect.rule_for(key, strip_deleted(&ev.path));
-            rec.set_opt(attr::PROTECTED_PATH, rule.and_then(|r| d.protect.rule_path(r)));
-        }
-        rec
+/// A change `ev` reported.
+fn change(d: &Enricher, ev: &FsEvent, meta: Option<Meta>, change: Change) -> Envelope {
+    let change = FileChange {
+        subject: subject(ev.pid),
+        file: file(d, ev, meta),
+        change,
+        observed_by: ObservedBy::Fanotify,
+    };
+    Envelope::new(Clock::realtime_ns(), Event::FileChange(change))
+}
+
+/// The acting process as `/proc` shows it (only its pid when it is gone).
+fn subject(pid: u32) -> Subject {
+    proctable::task_of_pid(pid).map_or_else(|| Subject::pid(pid), Subject::of)
+}
+
+/// The file of `ev`: its path, identity and protection rule.
+fn file(d: &Enricher, ev: &FsEvent, meta: Option<Meta>) -> FileRef {
+    let path = strip_deleted(&ev.path);
+    let mut file = FileRef { path: path.display().to_string(), ..FileRef::default() };
+    if let Some((dev, ino)) = meta.map(|m| (m.dev, m.ino)).or(ev.dev.zip(ev.ino)) {
+        let key = InodeKey { ino, dev: kernel_dev(dev), _pad: 0 };
+        file.id = Some((key.dev, ino));
+        file.rule = d.protect.rule_for(key, path);
+        file.protected = file.rule.and_then(|r| d.protect.rule_path(r)).map(Into::into);
     }
+    file
 }
 
 /// `/proc/self/fd` shows unlinked files as `path (deleted)`.

@@ -10,7 +10,7 @@ use std::{
     net::IpAddr,
 };
 
-use crate::policy::model::Network;
+use crate::{event::Name, policy::model::Network};
 
 /// Where a process's taint came from: the first protected read of its chain.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +117,7 @@ const PSEUDO: [&str; 3] = ["/proc/", "/sys/", "/dev/"];
 pub struct Detection {
     /// `detection.exfiltration`, `detection.bulk_read`, `detection.staging` or
     /// `egress.raw_socket`.
-    pub name: &'static str,
+    pub name: Name,
     pub time_ns: i128,
     /// Why it fired, one sentence.
     pub reason: String,
@@ -206,7 +206,7 @@ impl Detector {
                     "{} holds protected data and opened a raw/packet/ICMP socket (family {family}, type {sock_type}, protocol {protocol})",
                     proc.comm
                 );
-                vec![self.detection("egress.raw_socket", time_ns, &proc, &origin, None, 0, "alert", reason)]
+                vec![self.detection(Name::EgressRawSocket, time_ns, &proc, &origin, None, 0, "alert", reason)]
             }
         }
     }
@@ -221,7 +221,7 @@ impl Detector {
             && ARCHIVERS.contains(&proc.comm.as_str())
             && self.archivers.insert(proc.tgid)
         {
-            out.push(self.detection("detection.staging", t, &proc, &origin, None, 0, "alert", format!(
+            out.push(self.detection(Name::DetectionStaging, t, &proc, &origin, None, 0, "alert", format!(
                 "{} read protected data; archivers, compressors and encryptors reading protected files are staging",
                 proc.comm
             )));
@@ -242,7 +242,7 @@ impl Detector {
             ep.reported = true;
             let (b, f, first, last) = (ep.bytes, ep.files, ep.first_ns, ep.last_ns);
             let mut d = self.detection(
-                "detection.bulk_read",
+                Name::DetectionBulkRead,
                 t,
                 &proc,
                 &origin,
@@ -310,7 +310,7 @@ impl Detector {
         };
         let action = if refused { "deny" } else { "alert" };
         let mut d =
-            self.detection("detection.exfiltration", last, &proc, &origin, Some(dest), b, action, reason);
+            self.detection(Name::DetectionExfiltration, last, &proc, &origin, Some(dest), b, action, reason);
         d.first_ns = first;
         d.last_ns = last;
         vec![d]
@@ -335,7 +335,7 @@ impl Detector {
             return Vec::new();
         }
         let mut d = self.detection(
-            "detection.staging",
+            Name::DetectionStaging,
             t,
             &proc,
             &origin,
@@ -351,7 +351,7 @@ impl Detector {
     #[allow(clippy::too_many_arguments, reason = "the evidence fields")]
     fn detection(
         &self,
-        name: &'static str,
+        name: Name,
         t: i128,
         proc: &Proc,
         origin: &Origin,
@@ -413,7 +413,7 @@ mod tests {
         assert!(d.observe(flow(20, 1000, "10.200.0.2", 50, 0, 2 * S)).is_empty());
         let out = d.observe(flow(20, 1000, "10.200.0.2", 150, 0, 3 * S));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].name, "detection.exfiltration");
+        assert_eq!(out[0].name, Name::DetectionExfiltration);
         assert_eq!(out[0].bytes_sent, 150);
         assert_eq!(out[0].destination.as_ref().unwrap().0, "10.200.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(out[0].action, "alert");
@@ -460,7 +460,7 @@ mod tests {
         assert!(d.observe(taint(31, 1)).is_empty());
         let out = d.observe(taint(32, 1));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].name, "detection.bulk_read");
+        assert_eq!(out[0].name, Name::DetectionBulkRead);
         assert_eq!(out[0].files_read, 3);
         assert!(d.observe(taint(33, 1)).is_empty());
     }
@@ -486,7 +486,7 @@ mod tests {
             time_ns: 2 * S,
         };
         let out = d.observe(tar);
-        assert_eq!(out.iter().filter(|d| d.name == "detection.staging").count(), 1);
+        assert_eq!(out.iter().filter(|d| d.name == Name::DetectionStaging).count(), 1);
         // The exfiltration carries the derived files of the same origin.
         let out = d.observe(flow(42, 1000, "10.200.0.2", 10, 0, 3 * S));
         assert_eq!(out[0].derived, vec!["/tmp/copy".to_owned()]);

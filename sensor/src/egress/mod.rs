@@ -387,7 +387,8 @@ impl Runner {
         let now = self.egress.stats();
         let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost;
         if lost(&now) > lost(&self.stats) {
-            let mut r = crate::event::record::Record::new("sensor.alert", Clock::realtime_ns());
+            let mut r =
+                crate::event::record::Record::new(crate::event::Name::SensorAlert, Clock::realtime_ns());
             r.set(crate::event::attr::ALERT_KIND, "taint_lost")
                 .set("mnsensor.taint.lost.processes", now.taint_full)
                 .set("mnsensor.taint.lost.objects", now.object_full)

@@ -10,7 +10,7 @@ pub fn record(d: &Detection) -> Record {
     r.set("mnsensor.detection.reason", d.reason.clone())
         .set("mnsensor.detection.action", d.action)
         .set("process.pid", d.proc.tgid)
-        .set("mnsensor.process.comm", d.proc.comm.clone())
+        .set("mnsensor.process.comm", d.proc.comm.as_str())
         .set("process.real_user.id", d.proc.uid)
         .set("mnsensor.taint.origin.pid", d.origin.tgid)
         .set("mnsensor.taint.origin.name", d.origin.comm.clone())

@@ -34,7 +34,6 @@ use crate::{
         AccessRequest, Action, Decision, Executable, Mode, Op, OpSet, PolicyErrors, PolicySet, ProtectTarget,
         Verdict,
     },
-    scan,
 };
 
 /// How long a cached decision is trusted (schedules change at minute boundaries).
@@ -118,7 +117,7 @@ struct Subject {
 fn subject(pid: u32) -> Option<Subject> {
     let proc = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
     let status = proc.status().ok()?;
-    let task = scan::task_of_pid(pid)?;
+    let task = crate::proctable::task_of_pid(pid)?;
     Some(Subject { task, fsuid: status.fuid, exe: proc.exe().ok() })
 }
 

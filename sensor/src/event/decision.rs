@@ -1,40 +1,73 @@
-//! `policy.decision` records (the decisions come from `crate::enforce`).
-use super::{Decoder, Record, attr, file::device};
-use crate::{
-    enforce::DecisionEvent,
-    policy::{Op, Reason},
-    protect::kernel_dev,
-};
+//! `policy.decision` events: from the enforcement responder and the audit analyzer
+//! (`crate::enforce`, `crate::analyze`), and from the BPF LSM program (kernel half:
+//! `sensor-ebpf/src/lsm.rs`; decoded in `crate::decode`, named in `crate::enrich`).
+use std::sync::Arc;
 
-/// `policy.decision`.
-pub fn record(d: &mut Decoder, ev: &DecisionEvent) -> Record {
-    let mut rec = Record::new("policy.decision", ev.time_ns);
-    match &ev.task {
-        Some(task) => d.add_task(task, &mut rec),
-        None => {
-            rec.set(attr::PROCESS_PID, ev.pid);
-        }
+use crate::policy::{Decision as Verdict, Op, OpSet, Reason};
+
+use super::{FileRef, Record, Subject, attr, json};
+
+/// A decision worth a record.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub subject: Subject,
+    pub file: FileRef,
+    pub ops: OpSet,
+    pub decision: Verdict,
+    /// Hash of the policy set that decided.
+    pub hash: Arc<str>,
+    /// `fanotify`, `kernel` (judged from the kernel's record) or `bpf-lsm`.
+    pub enforcement: &'static str,
+}
+
+impl Decision {
+    pub fn write(&self, rec: &mut Record) {
+        self.subject.write(rec);
+        self.file.write(rec);
+        let dec = &self.decision;
+        let out = rec.body();
+        json::pair(out, attr::DECISION, dec.verdict.as_str());
+        json::key(out, attr::POLICY_OPERATIONS);
+        write_ops(out, self.ops);
+        json::opt(out, attr::POLICY_NAME, dec.policy.as_deref());
+        json::opt(out, attr::POLICY_ENTRY, dec.entry.as_deref());
+        json::pair(out, attr::POLICY_REASON, reason(dec.reason));
+        json::opt(out, attr::POLICY_SEVERITY, dec.severity.map(|s| s.as_str()));
+        json::opt(out, attr::POLICY_MODE, dec.mode.map(|m| m.as_str()));
+        json::pair(out, attr::POLICY_HASH, &*self.hash);
+        json::pair(out, attr::ENFORCEMENT, self.enforcement);
     }
-    d.add_program(ev.pid, &mut rec);
-    let path = ev.path.display().to_string();
-    let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
-    let ops: Vec<&str> = Op::ALL.iter().filter(|op| ev.ops.contains(**op)).map(|op| op.as_str()).collect();
-    let dec = &ev.decision;
-    rec.set(attr::FILE_PATH, path.as_str())
-        .set(attr::FILE_NAME, name)
-        .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir })
-        .set(attr::FILE_INODE, ev.ino)
-        .set(attr::FILE_DEVICE, device(kernel_dev(ev.dev)))
-        .set(attr::DECISION, dec.verdict.as_str())
-        .set(attr::POLICY_OPERATIONS, ops)
-        .set_opt(attr::POLICY_NAME, dec.policy.as_deref())
-        .set_opt(attr::POLICY_ENTRY, dec.entry.as_deref())
-        .set(attr::POLICY_REASON, reason(dec.reason))
-        .set_opt(attr::POLICY_SEVERITY, dec.severity.map(|s| s.as_str()))
-        .set_opt(attr::POLICY_MODE, dec.mode.map(|m| m.as_str()))
-        .set(attr::POLICY_HASH, ev.hash.as_str())
-        .set(attr::ENFORCEMENT, ev.enforcement);
-    rec
+}
+
+/// A refusal the BPF LSM program applied in the kernel, as decoded (enrich names the policy
+/// and turns it into a [`Decision`]).
+#[derive(Clone, Debug)]
+pub struct LsmDecision {
+    pub subject: Subject,
+    pub file: FileRef,
+    /// Policy index in the kernel's tables (1-based).
+    pub policy: u32,
+    /// Operation combination (`crate::enforce::lsm::ops_of_combo`).
+    pub combo: u32,
+    /// `true`: the process was killed, else the open was denied.
+    pub kill: bool,
+}
+
+impl LsmDecision {
+    /// Without the policy set (enrich did not name it): the facts the kernel sent.
+    pub fn write(&self, rec: &mut Record) {
+        self.subject.write(rec);
+        self.file.write(rec);
+        rec.set(attr::DECISION, if self.kill { "kill" } else { "deny" })
+            .set(attr::POLICY_REASON, "no_entry_matched")
+            .set(attr::POLICY_MODE, "enforce")
+            .set(attr::ENFORCEMENT, "bpf-lsm");
+    }
+}
+
+/// Writes an operation set as an array of names.
+pub fn write_ops(out: &mut Vec<u8>, ops: OpSet) {
+    json::strings(out, Op::ALL.iter().filter(|op| ops.contains(**op)).map(|op| op.as_str()));
 }
 
 fn reason(r: Reason) -> &'static str {
@@ -43,35 +76,4 @@ fn reason(r: Reason) -> &'static str {
         Reason::Allowed => "allowed",
         Reason::NoEntryMatched => "no_entry_matched",
     }
-}
-
-/// `policy.decision` from the BPF LSM program (a refusal it applied in the kernel).
-pub fn from_kernel(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), super::DecodeError> {
-    use sensor_common::event::policy::{ACTION_KILL, LsmDecision};
-    let ev: Box<LsmDecision> = super::read_struct_prefix(bytes, std::mem::offset_of!(LsmDecision, data))?;
-    let avail = bytes.len() - std::mem::offset_of!(LsmDecision, data);
-    let path = super::path::from_kernel(&ev.data[..avail.min(ev.data.len()).min(ev.path_len as usize)]);
-    let set = d.policies.current();
-    let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
-    let ops = crate::enforce::lsm::ops_of_combo(ev.combo);
-    let ops: Vec<&str> = Op::ALL.iter().filter(|op| ops.contains(**op)).map(|op| op.as_str()).collect();
-    d.add_task(&ev.header.task, rec);
-    d.add_program(ev.header.task.tgid, rec);
-    let policy = crate::enforce::lsm::policy_name(&set, ev.policy);
-    let severity =
-        set.policies().iter().find(|p| Some(&*p.name) == policy.as_deref()).map(|p| p.default.severity);
-    rec.set(attr::FILE_PATH, path.as_str())
-        .set(attr::FILE_NAME, name)
-        .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir })
-        .set(attr::FILE_INODE, ev.ino)
-        .set(attr::FILE_DEVICE, device(ev.dev))
-        .set(attr::DECISION, if ev.action == ACTION_KILL { "kill" } else { "deny" })
-        .set(attr::POLICY_OPERATIONS, ops)
-        .set_opt(attr::POLICY_NAME, policy)
-        .set(attr::POLICY_REASON, "no_entry_matched")
-        .set_opt(attr::POLICY_SEVERITY, severity.map(|s| s.as_str()))
-        .set(attr::POLICY_MODE, "enforce")
-        .set(attr::POLICY_HASH, set.hash())
-        .set(attr::ENFORCEMENT, "bpf-lsm");
-    Ok(())
 }

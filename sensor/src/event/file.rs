@@ -1,167 +1,156 @@
-//! File records (kernel half: `sensor-ebpf/src/file.rs`).
-use std::mem::offset_of;
-
-use sensor_common::event::{
-    Task,
-    file::{
-        CLOSE_EXIT, CLOSE_RELEASE, Close, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE,
-        IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Open, Tracked,
-    },
+//! File events: open and close (kernel half: `sensor-ebpf/src/file.rs` and `io.rs`; decoded
+//! in `crate::decode::file`; opens found in `/proc` at start come from `crate::scan`).
+use sensor_common::event::file::{
+    CLOSE_EXIT, CLOSE_RELEASE, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE,
+    IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Tracked,
 };
 
-use super::{DecodeError, Decoder, Record, attr, path, read_struct_prefix};
-
-/// What the daemon remembers about a tracked open file.
-#[derive(Clone, Debug)]
-pub struct OpenFile {
-    pub path: String,
-    pub protected: Option<String>,
-    /// tgid of the opener.
-    pub opener: u32,
-    pub dev: u32,
-    pub ino: u64,
-}
-
-/// An open of a protected file, for policy judgement.
-#[derive(Clone, Debug)]
-pub struct OpenSeen {
-    pub task: Task,
-    pub path: String,
-    /// Userspace `dev_t` of the file.
-    pub dev: u64,
-    pub ino: u64,
-    pub ops: crate::policy::OpSet,
-}
-
-/// Most open protected files remembered (the kernel's `TRACKED` map holds 65,536).
-const MAX_OPEN_FILES: usize = 65_536;
-
-/// `major:minor` of a kernel-encoded device number (`major << 20 | minor`).
-pub fn device(dev: u32) -> String {
-    format!("{}:{}", dev >> 20, dev & 0xf_ffff)
-}
+use super::{FileRef, Record, Subject, attr, json, time};
 
 /// `file.open`.
-pub fn open(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
-    let ev: Box<Open> = read_struct_prefix(bytes, offset_of!(Open, data))?;
-    let path = kernel_path(bytes, offset_of!(Open, data), &ev.data, ev.path_len);
-    let protected = d.protect.rule_path(ev.rule);
-    d.add_task(&ev.header.task, rec);
-    d.add_program(ev.header.task.tgid, rec);
-    add_file(rec, &path, ev.ino, ev.dev);
-    rec.set(attr::FILE_ACCESS, access(ev.flags))
-        .set(attr::FILE_FLAGS, flag_names(ev.flags))
-        .set(attr::FILE_CREATED, ev.fmode & FMODE_CREATED != 0)
-        .set_opt(attr::FILE_FD, (ev.fd >= 0).then_some(ev.fd))
-        .set_opt(attr::SYSCALL, syscall_name(ev.syscall))
-        .set_opt(attr::PROTECTED_PATH, protected.as_deref());
-    if d.policies.audits() && d.opens.len() < MAX_OPEN_FILES {
-        d.opens.push(OpenSeen {
-            task: ev.header.task,
-            path: path.clone(),
-            dev: libc::makedev(ev.dev >> 20, ev.dev & 0xf_ffff),
-            ino: ev.ino,
-            ops: open_ops(ev.flags, ev.fmode),
-        });
+#[derive(Clone, Debug)]
+pub struct FileOpen {
+    pub subject: Subject,
+    pub file: FileRef,
+    pub fd: Option<i32>,
+    pub how: OpenHow,
+}
+
+/// Who saw the open, and what they saw.
+#[derive(Clone, Copy, Debug)]
+pub enum OpenHow {
+    /// A kernel program, at the open.
+    Kernel {
+        /// `f_flags`.
+        flags: u32,
+        /// `f_mode`.
+        fmode: u32,
+        /// Syscall number, or `OPEN_IO_URING` / `OPEN_FENTRY`.
+        syscall: u32,
+        /// `struct file` address (the key of the close).
+        file: u64,
+        /// Protection rule index.
+        rule: u32,
+    },
+    /// The `/proc` scan at start: open (`mapped` false) or mapped.
+    Procfs { mapped: bool },
+}
+
+impl FileOpen {
+    /// Whether the open created the file.
+    pub fn created(&self) -> bool {
+        matches!(self.how, OpenHow::Kernel { fmode, .. } if fmode & FMODE_CREATED != 0)
     }
-    if ev.fmode & FMODE_CREATED != 0 {
-        let key = sensor_common::path::InodeKey { ino: ev.ino, dev: ev.dev, _pad: 0 };
-        d.protect.learn(key, ev.rule, MAX_OPEN_FILES);
+
+    pub fn write(&self, rec: &mut Record) {
+        self.subject.write(rec);
+        self.file.write(rec);
+        match self.how {
+            OpenHow::Kernel { flags, fmode, syscall, .. } => {
+                let out = rec.body();
+                json::pair(out, attr::FILE_ACCESS, access(flags));
+                json::key(out, attr::FILE_FLAGS);
+                write_flag_names(out, flags);
+                json::pair(out, attr::FILE_CREATED, &(fmode & FMODE_CREATED != 0));
+                json::opt(out, attr::FILE_FD, self.fd);
+                json::opt(out, attr::SYSCALL, syscall_name(syscall));
+            }
+            OpenHow::Procfs { mapped } => {
+                rec.set_opt(attr::FILE_FD, self.fd)
+                    .flag(attr::FILE_MAPPED, mapped)
+                    .set(attr::OBSERVED_BY, "procfs");
+            }
+        }
+        self.file.write_protected(rec);
     }
-    if d.open_files.len() < MAX_OPEN_FILES {
-        d.open_files.insert(
-            ev.file,
-            OpenFile { path, protected, opener: ev.header.task.tgid, dev: ev.dev, ino: ev.ino },
-        );
+}
+
+/// Why a file was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// close(2).
+    Close,
+    /// The process exited.
+    Exit,
+    /// The last reference was released (`security_file_free`).
+    Release,
+    /// Still open when the sensor stopped.
+    SensorStop,
+}
+
+impl CloseReason {
+    /// The wire reason of a kernel close record.
+    pub fn of_wire(reason: u32) -> Self {
+        match reason {
+            CLOSE_EXIT => Self::Exit,
+            CLOSE_RELEASE => Self::Release,
+            _ => Self::Close,
+        }
     }
-    Ok(())
-}
 
-/// `file.close` from the kernel: the last reference was closed with close(2).
-pub fn close(d: &mut Decoder, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
-    let ev: Box<Close> = read_struct_prefix(bytes, offset_of!(Close, data))?;
-    let known = d.open_files.remove(&ev.file);
-    // A release (`security_file_free`) walks no path: the one seen at open names the file.
-    let path = match ev.path_len {
-        0 => known.as_ref().map_or_else(String::new, |k| k.path.clone()),
-        len => kernel_path(bytes, offset_of!(Close, data), &ev.data, len),
-    };
-    d.note_closed(ev.header.task.tgid, ev.stats.dev, ev.stats.ino);
-    d.add_task(&ev.header.task, rec);
-    d.add_program(ev.header.task.tgid, rec);
-    add_file(rec, &path, ev.stats.ino, ev.stats.dev);
-    let reason = match ev.reason {
-        CLOSE_EXIT => "exit",
-        CLOSE_RELEASE => "release",
-        _ => "close",
-    };
-    rec.set(attr::CLOSE_REASON, reason).set_opt(attr::FILE_FD, (ev.fd >= 0).then_some(ev.fd));
-    add_stats(d, rec, &ev.stats, known.and_then(|k| k.protected));
-    Ok(())
-}
-
-/// A `file.close` the daemon writes for a tracked file whose opener exited (`reason` `exit`)
-/// or that is still open when the sensor stops (`sensor_stop`).
-pub fn close_untracked(
-    d: &mut Decoder,
-    file: u64,
-    stats: &Tracked,
-    reason: &'static str,
-    time_ns: i128,
-) -> Record {
-    let mut rec = Record::new("file.close", time_ns);
-    let known = d.open_files.remove(&file);
-    let task: Task = stats.opener;
-    d.add_task(&task, &mut rec);
-    d.add_program(task.tgid, &mut rec);
-    let path = known.as_ref().map_or_else(String::new, |k| k.path.clone());
-    add_file(&mut rec, &path, stats.ino, stats.dev);
-    rec.set(attr::CLOSE_REASON, reason);
-    add_stats(d, &mut rec, stats, known.and_then(|k| k.protected));
-    rec
-}
-
-fn kernel_path(bytes: &[u8], data_at: usize, data: &[u8], len: u16) -> String {
-    let avail = bytes.len() - data_at;
-    path::from_kernel(&data[..avail.min(data.len()).min(len as usize)])
-}
-
-pub fn add_file(rec: &mut Record, path: &str, ino: u64, dev: u32) {
-    if !path.is_empty() {
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        rec.set(attr::FILE_PATH, path)
-            .set(attr::FILE_NAME, name)
-            .set(attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir });
+    /// The `mnsensor.close.reason` value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Close => "close",
+            Self::Exit => "exit",
+            Self::Release => "release",
+            Self::SensorStop => "sensor_stop",
+        }
     }
-    rec.set(attr::FILE_INODE, ino).set(attr::FILE_DEVICE, device(dev));
 }
 
-fn add_stats(d: &Decoder, rec: &mut Record, s: &Tracked, protected: Option<String>) {
-    const IO: [(u32, &str); 7] = [
-        (IO_READ, "read"),
-        (IO_WRITE, "write"),
-        (IO_SENDFILE, "sendfile"),
-        (IO_SPLICE, "splice"),
-        (IO_COPY_FILE_RANGE, "copy_file_range"),
-        (IO_MMAP, "mmap"),
-        (IO_URING, "io_uring"),
-    ];
-    let io: Vec<&str> = IO.iter().filter(|(bit, _)| s.io & bit != 0).map(|(_, n)| *n).collect();
-    rec.set(attr::FILE_BYTES_READ, s.bytes_read)
-        .set(attr::FILE_BYTES_WRITTEN, s.bytes_written)
-        .set(attr::FILE_READ_CALLS, s.read_calls)
-        .set(attr::FILE_WRITE_CALLS, s.write_calls)
-        .set(attr::FILE_MMAP_BYTES, s.mmap_bytes)
-        .set(attr::FILE_IO, io)
-        .set(attr::FILE_OPENED_AT, super::time::rfc3339(d.clock.wall_ns(s.opened_ns)))
-        .set(attr::FILE_OPENER_PID, s.opener.tgid)
-        .set(attr::FILE_OPENER_USER_ID, s.opener.euid)
-        .set_opt(attr::PROTECTED_PATH, protected);
+/// `file.close`, from the kernel or written by the daemon for a file the kernel will not
+/// report (opener exited, sensor stopping).
+#[derive(Clone, Debug)]
+pub struct FileClose {
+    pub subject: Subject,
+    pub file: FileRef,
+    /// `struct file` address.
+    pub kernel_file: u64,
+    pub reason: CloseReason,
+    pub fd: Option<i32>,
+    pub stats: Tracked,
+    /// Wall-clock time of the open.
+    pub opened_ns: i128,
+}
+
+impl FileClose {
+    pub fn write(&self, rec: &mut Record) {
+        const IO: [(u32, &str); 7] = [
+            (IO_READ, "read"),
+            (IO_WRITE, "write"),
+            (IO_SENDFILE, "sendfile"),
+            (IO_SPLICE, "splice"),
+            (IO_COPY_FILE_RANGE, "copy_file_range"),
+            (IO_MMAP, "mmap"),
+            (IO_URING, "io_uring"),
+        ];
+        self.subject.write(rec);
+        self.file.write(rec);
+        let s = &self.stats;
+        let out = rec.body();
+        json::pair(out, attr::CLOSE_REASON, self.reason.as_str());
+        json::opt(out, attr::FILE_FD, self.fd);
+        json::pair(out, attr::FILE_BYTES_READ, &s.bytes_read);
+        json::pair(out, attr::FILE_BYTES_WRITTEN, &s.bytes_written);
+        json::pair(out, attr::FILE_READ_CALLS, &s.read_calls);
+        json::pair(out, attr::FILE_WRITE_CALLS, &s.write_calls);
+        json::pair(out, attr::FILE_MMAP_BYTES, &s.mmap_bytes);
+        json::key(out, attr::FILE_IO);
+        json::strings(out, IO.iter().filter(|(bit, _)| s.io & bit != 0).map(|(_, n)| *n));
+        json::key(out, attr::FILE_OPENED_AT);
+        out.push(b'"');
+        time::write_rfc3339(out, self.opened_ns);
+        out.push(b'"');
+        json::pair(out, attr::FILE_OPENER_PID, &s.opener.tgid);
+        json::pair(out, attr::FILE_OPENER_USER_ID, &s.opener.euid);
+        self.file.write_protected(rec);
+    }
 }
 
 /// The policy operations of an open: read and/or write by the access mode, create when the
 /// open created the file.
-fn open_ops(flags: u32, fmode: u32) -> crate::policy::OpSet {
+pub fn open_ops(flags: u32, created: bool) -> crate::policy::OpSet {
     use crate::policy::Op;
     let mut ops = crate::policy::OpSet::EMPTY;
     match flags as i32 & libc::O_ACCMODE {
@@ -172,7 +161,7 @@ fn open_ops(flags: u32, fmode: u32) -> crate::policy::OpSet {
             ops.insert(Op::Write);
         }
     }
-    if fmode & FMODE_CREATED != 0 {
+    if created {
         ops.insert(Op::Create);
     }
     ops
@@ -186,8 +175,13 @@ fn access(flags: u32) -> &'static str {
     }
 }
 
+/// Writes the names of the open flags the kernel keeps in `file.f_flags`, as an array.
+fn write_flag_names(out: &mut Vec<u8>, flags: u32) {
+    json::strings(out, flag_names(flags));
+}
+
 /// Names of the open flags the kernel keeps in `file.f_flags`.
-pub fn flag_names(flags: u32) -> Vec<&'static str> {
+pub fn flag_names(flags: u32) -> impl Iterator<Item = &'static str> {
     const NAMED: [(i32, &str); 9] = [
         (libc::O_APPEND, "O_APPEND"),
         (libc::O_NONBLOCK, "O_NONBLOCK"),
@@ -200,24 +194,19 @@ pub fn flag_names(flags: u32) -> Vec<&'static str> {
         (libc::O_PATH, "O_PATH"),
     ];
     let flags = flags as i32;
-    let mut out = vec![match flags & libc::O_ACCMODE {
+    let mode = match flags & libc::O_ACCMODE {
         libc::O_RDONLY => "O_RDONLY",
         libc::O_WRONLY => "O_WRONLY",
         _ => "O_RDWR",
-    }];
+    };
     // O_SYNC includes the O_DSYNC bit.
-    if flags & libc::O_SYNC == libc::O_SYNC {
-        out.push("O_SYNC");
-    }
-    out.extend(
+    let sync = flags & libc::O_SYNC == libc::O_SYNC;
+    std::iter::once(mode).chain(sync.then_some("O_SYNC")).chain(
         NAMED
-            .iter()
-            .filter(|(bit, name)| {
-                flags & bit != 0 && !(*name == "O_DSYNC" && flags & libc::O_SYNC == libc::O_SYNC)
-            })
-            .map(|(_, name)| *name),
-    );
-    out
+            .into_iter()
+            .filter(move |(bit, name)| flags & bit != 0 && !(*name == "O_DSYNC" && sync))
+            .map(|(_, n)| n),
+    )
 }
 
 /// The syscall of an open; `None` when the fentry program saw it (any open path).
@@ -236,13 +225,13 @@ fn syscall_name(nr: u32) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{device, flag_names};
+    use super::flag_names;
 
     #[test]
-    fn names_flags_and_devices() {
-        assert_eq!(flag_names(0), ["O_RDONLY"]);
-        assert_eq!(flag_names((libc::O_WRONLY | libc::O_APPEND) as u32), ["O_WRONLY", "O_APPEND"]);
-        assert_eq!(flag_names((libc::O_RDWR | libc::O_SYNC) as u32), ["O_RDWR", "O_SYNC"]);
-        assert_eq!(device((8 << 20) | 1), "8:1");
+    fn names_flags() {
+        let names = |f: i32| flag_names(f as u32).collect::<Vec<_>>();
+        assert_eq!(names(0), ["O_RDONLY"]);
+        assert_eq!(names(libc::O_WRONLY | libc::O_APPEND), ["O_WRONLY", "O_APPEND"]);
+        assert_eq!(names(libc::O_RDWR | libc::O_SYNC), ["O_RDWR", "O_SYNC"]);
     }
 }

@@ -1,41 +1,72 @@
-//! TCP connection records (kernel half: `sensor-ebpf/src/net.rs`).
+//! TCP connection events (kernel half: `sensor-ebpf/src/net.rs`; decoded in
+//! `crate::decode`).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use sensor_common::event::{
-    Kind,
-    net::{AF_INET, Conn},
-};
+use sensor_common::event::net::AF_INET;
 
-use super::{DecodeError, Decoder, Record, attr, read_struct};
+use super::{Name, Record, Subject, attr, json};
+
+/// What happened to the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnOp {
+    Connect,
+    /// Accepted, on descriptor `fd`.
+    Accept {
+        fd: i32,
+    },
+    /// Closed, from TCP state `previous_state`, with the byte counts.
+    Close {
+        previous_state: u16,
+        sent: u64,
+        received: u64,
+    },
+}
 
 /// `network.connect`, `network.accept`, `network.close`.
-pub fn conn(d: &mut Decoder, kind: Kind, bytes: &[u8], rec: &mut Record) -> Result<(), DecodeError> {
-    let ev: Conn = read_struct(bytes, 0)?;
-    d.add_task(&ev.header.task, rec);
-    d.add_program(ev.header.task.tgid, rec);
-    let (local, mapped_l) = address(ev.family, ev.saddr);
-    let (peer, mapped_p) = address(ev.family, ev.daddr);
-    rec.set(attr::NETWORK_TRANSPORT, "tcp")
-        .set(attr::NETWORK_TYPE, if local.is_ipv4() { "ipv4" } else { "ipv6" })
-        .set(attr::NETWORK_LOCAL_ADDRESS, local.to_string())
-        .set(attr::NETWORK_LOCAL_PORT, ev.sport)
-        .set(attr::NETWORK_PEER_ADDRESS, peer.to_string())
-        .set(attr::NETWORK_PEER_PORT, ev.dport)
-        .flag(attr::NETWORK_IPV4_MAPPED, mapped_l || mapped_p);
-    match kind {
-        Kind::NetConnect => {
-            rec.set(attr::NETWORK_IO_DIRECTION, "transmit");
-        }
-        Kind::NetAccept => {
-            rec.set(attr::NETWORK_IO_DIRECTION, "receive").set(attr::FILE_FD, ev.fd);
-        }
-        _ => {
-            rec.set(attr::NETWORK_TCP_PREVIOUS_STATE, tcp_state(ev.oldstate))
-                .set(attr::BYTES_SENT, ev.bytes_sent)
-                .set(attr::BYTES_RECEIVED, ev.bytes_received);
+#[derive(Clone, Debug)]
+pub struct Conn {
+    pub subject: Subject,
+    pub op: ConnOp,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub peer: IpAddr,
+    pub peer_port: u16,
+    /// Either address was IPv4-mapped IPv6.
+    pub ipv4_mapped: bool,
+}
+
+impl Conn {
+    pub fn name(&self) -> Name {
+        match self.op {
+            ConnOp::Connect => Name::NetworkConnect,
+            ConnOp::Accept { .. } => Name::NetworkAccept,
+            ConnOp::Close { .. } => Name::NetworkClose,
         }
     }
-    Ok(())
+
+    pub fn write(&self, rec: &mut Record) {
+        self.subject.write(rec);
+        let out = rec.body();
+        json::pair(out, attr::NETWORK_TRANSPORT, "tcp");
+        json::pair(out, attr::NETWORK_TYPE, if self.local.is_ipv4() { "ipv4" } else { "ipv6" });
+        json::pair(out, attr::NETWORK_LOCAL_ADDRESS, &self.local.to_string());
+        json::pair(out, attr::NETWORK_LOCAL_PORT, &self.local_port);
+        json::pair(out, attr::NETWORK_PEER_ADDRESS, &self.peer.to_string());
+        json::pair(out, attr::NETWORK_PEER_PORT, &self.peer_port);
+        json::flag(out, attr::NETWORK_IPV4_MAPPED, self.ipv4_mapped);
+        match self.op {
+            ConnOp::Connect => json::pair(out, attr::NETWORK_IO_DIRECTION, "transmit"),
+            ConnOp::Accept { fd } => {
+                json::pair(out, attr::NETWORK_IO_DIRECTION, "receive");
+                json::pair(out, attr::FILE_FD, &fd);
+            }
+            ConnOp::Close { previous_state, sent, received } => {
+                json::pair(out, attr::NETWORK_TCP_PREVIOUS_STATE, tcp_state(previous_state));
+                json::pair(out, attr::BYTES_SENT, &sent);
+                json::pair(out, attr::BYTES_RECEIVED, &received);
+            }
+        }
+    }
 }
 
 /// The address of a socket; IPv4-mapped IPv6 addresses become IPv4 (second value `true`).

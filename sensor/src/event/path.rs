@@ -2,17 +2,16 @@
 
 /// Turns `c\0b\0a\0` into `/a/b/c`. An empty walk is the root, `/`.
 pub fn from_kernel(bytes: &[u8]) -> String {
-    let mut parts: Vec<&[u8]> = bytes.split(|b| *b == 0).filter(|p| !p.is_empty()).collect();
-    parts.reverse();
-    let mut out = String::with_capacity(bytes.len() + 1);
-    for p in parts {
-        out.push('/');
-        out.push_str(&String::from_utf8_lossy(p));
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    for part in bytes.split(|b| *b == 0).rev().filter(|p| !p.is_empty()) {
+        out.push(b'/');
+        out.extend_from_slice(part);
     }
     if out.is_empty() {
-        out.push('/');
+        out.push(b'/');
     }
-    out
+    // Invalid UTF-8 never spans a NUL, so converting once equals converting per component.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -25,5 +24,6 @@ mod tests {
         assert_eq!(from_kernel(b""), "/");
         assert_eq!(from_kernel(b"tmp\0"), "/tmp");
         assert_eq!(from_kernel("給与.xlsx\0人事\0".as_bytes()), "/人事/給与.xlsx");
+        assert_eq!(from_kernel(b"b\xff\0a\0"), "/a/b\u{fffd}");
     }
 }

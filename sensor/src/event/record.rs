@@ -1,80 +1,100 @@
-//! One output record: an ordered list of flat attributes, written as one JSON line.
-use serde_json::Value;
+//! One output record, as the seal stage receives it: its name, its time and its attributes
+//! already written as JSON (the encoding view of an [`super::Event`]). The seal stage adds the
+//! sequence number and the host with [`Record::encode`] / [`Record::to_json`].
+use super::{Name, attr, json, time};
 
-use super::attr;
-
-/// A record ready for the outputs. Keys are the constants in [`attr`].
-#[derive(Clone, Debug, PartialEq)]
+/// A record ready for the seal stage. Keys are the constants in [`attr`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// `event.name`.
     pub name: &'static str,
     /// Wall-clock time of the event, nanoseconds since the epoch.
     pub time_ns: i128,
-    attrs: Vec<(&'static str, Value)>,
+    /// The attributes after the four leading ones, as `"key":value` pairs separated by commas.
+    body: Vec<u8>,
 }
 
 impl Record {
     /// A record with no attributes yet.
-    pub fn new(name: &'static str, time_ns: i128) -> Self {
-        Self { name, time_ns, attrs: Vec::with_capacity(24) }
+    pub fn new(name: Name, time_ns: i128) -> Self {
+        Self { name: name.as_str(), time_ns, body: Vec::with_capacity(512) }
     }
 
-    /// Adds an attribute (replacing an earlier value of the same key).
-    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) -> &mut Self {
-        let value = value.into();
-        match self.attrs.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.attrs.push((key, value)),
-        }
+    /// Empties the record for reuse as `name` at `time_ns` (keeps the buffer).
+    pub fn reset(&mut self, name: Name, time_ns: i128) {
+        self.name = name.as_str();
+        self.time_ns = time_ns;
+        self.body.clear();
+    }
+
+    /// The attribute bytes, for the writers in this module's siblings.
+    pub(crate) fn body(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// Adds an attribute. Each key is written once per record.
+    pub fn set<V: json::Value>(&mut self, key: &'static str, value: V) -> &mut Self {
+        json::pair(&mut self.body, key, &value);
         self
     }
 
     /// Adds an attribute when there is a value.
-    pub fn set_opt(&mut self, key: &'static str, value: Option<impl Into<Value>>) -> &mut Self {
-        if let Some(v) = value {
-            self.set(key, v);
-        }
+    pub fn set_opt<V: json::Value>(&mut self, key: &'static str, value: Option<V>) -> &mut Self {
+        json::opt(&mut self.body, key, value);
         self
     }
 
     /// Adds `key: true` when `flag` holds (quality flags are left out when false).
     pub fn flag(&mut self, key: &'static str, flag: bool) -> &mut Self {
-        if flag {
-            self.set(key, true);
-        }
+        json::flag(&mut self.body, key, flag);
         self
     }
 
-    /// The value of an attribute.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-
-    /// The JSON line (without the newline) for this record with sequence number `seq`.
-    /// Written directly (no intermediate map): this runs once per record.
-    pub fn to_json(&self, seq: u64, host: &str) -> String {
-        let mut out = Vec::with_capacity(256 + 48 * self.attrs.len());
-        out.push(b'{');
-        let time = super::time::rfc3339(self.time_ns);
-        let head: [(&str, Value); 4] = [
-            (attr::EVENT_NAME, self.name.into()),
-            (attr::TIME, time.into()),
-            (attr::SEQ, seq.into()),
-            (attr::HOST_NAME, host.into()),
-        ];
-        let pairs = head.iter().map(|(k, v)| (*k, v)).chain(self.attrs.iter().map(|(k, v)| (*k, v)));
-        for (i, (k, v)) in pairs.enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            // Keys are constants without characters that need escaping (`attr` tests this).
-            out.push(b'"');
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b"\":");
-            // Writing into a Vec cannot fail, and a Value always serialises.
-            let _ = serde_json::to_writer(&mut out, v);
+    /// Appends the JSON line (without the newline) for this record with sequence number
+    /// `seq` to `out`.
+    pub fn encode(&self, seq: u64, host: &str, out: &mut Vec<u8>) {
+        out.reserve(96 + host.len() + self.body.len());
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(attr::EVENT_NAME.as_bytes());
+        out.extend_from_slice(b"\":");
+        json::string(out, self.name);
+        json::key(out, attr::TIME);
+        out.push(b'"');
+        time::write_rfc3339(out, self.time_ns);
+        out.push(b'"');
+        json::pair(out, attr::SEQ, &seq);
+        json::pair(out, attr::HOST_NAME, host);
+        if !self.body.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(&self.body);
         }
         out.push(b'}');
+    }
+
+    /// The JSON line (without the newline) for this record with sequence number `seq`: a thin
+    /// wrapper over [`Self::encode`].
+    pub fn to_json(&self, seq: u64, host: &str) -> String {
+        let mut out = Vec::new();
+        self.encode(seq, host, &mut out);
+        // The writers only write valid UTF-8 (strings come from `&str`).
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Name, Record};
+
+    #[test]
+    fn encodes_a_json_object() {
+        let mut rec = Record::new(Name::SensorStop, 1_000_000_000);
+        rec.set("mnsensor.stop.reason", "SIG\"TERM").set_opt::<u64>("x", None).flag("y", true);
+        let line = rec.to_json(7, "host");
+        assert_eq!(
+            line,
+            r#"{"event.name":"sensor.stop","time":"1970-01-01T00:00:01.000000000Z","mnsensor.seq":7,"host.name":"host","mnsensor.stop.reason":"SIG\"TERM","y":true}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["mnsensor.seq"], 7);
     }
 }

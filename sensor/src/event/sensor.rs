@@ -1,7 +1,7 @@
 //! The sensor's own records: start, stop, event loss.
 use sensor_common::event::{KIND_SLOTS, Kind};
 
-use super::{Record, attr, name_of, time::rfc3339};
+use super::{Name, Record, attr, time::rfc3339};
 use crate::fanotify::Notice;
 
 /// What `sensor.start` reports.
@@ -28,7 +28,7 @@ pub struct StartInfo {
 
 /// `sensor.start`.
 pub fn start(time_ns: i128, info: &StartInfo) -> Record {
-    let mut rec = Record::new("sensor.start", time_ns);
+    let mut rec = Record::new(Name::SensorStart, time_ns);
     rec.set(attr::SERVICE_NAME, "mnsensor")
         .set(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION"))
         .set(attr::PROCESS_PID, std::process::id())
@@ -38,36 +38,36 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::BACKEND_FILE_OBSERVER, info.file_observer)
         .set(attr::BACKEND_FILE_CHANGE, info.change_backend)
         .set(attr::BACKEND_NETWORK, "tracepoint")
-        .set(attr::BPF_PROGRAMS, info.programs.clone())
-        .set(attr::BPF_PROGRAM_IDS, info.program_ids.clone())
+        .set(attr::BPF_PROGRAMS, &info.programs)
+        .set(attr::BPF_PROGRAM_IDS, super::json::Numbers(&info.program_ids))
         .set(attr::CONFIG_SOURCE, info.config_source.as_str())
-        .set(attr::CONFIG_PROTECT, info.protect.clone())
-        .set(attr::CONFIG_OUTPUTS, info.outputs.clone())
+        .set(attr::CONFIG_PROTECT, &info.protect)
+        .set(attr::CONFIG_OUTPUTS, &info.outputs)
         .set(attr::CONFIG_RING_BUFFER_BYTES, info.ring_buffer_bytes)
         .set(attr::PROCESSES_SEEDED, info.processes_seeded)
         .set(attr::POLICY_HASH, info.policy_hash.as_str())
-        .set(attr::POLICY_FILES, info.policy_files.clone())
-        .set(attr::ENFORCEMENT_BACKENDS, info.enforcement.clone());
+        .set(attr::POLICY_FILES, &info.policy_files)
+        .set(attr::ENFORCEMENT_BACKENDS, &info.enforcement);
     rec
 }
 
 /// `sensor.policy_reloaded`: a new policy set is in force.
 pub fn policy_reloaded(time_ns: i128, hash: &str, files: &[String]) -> Record {
-    let mut rec = Record::new("sensor.policy_reloaded", time_ns);
-    rec.set(attr::POLICY_HASH, hash).set(attr::POLICY_FILES, files.to_vec());
+    let mut rec = Record::new(Name::SensorPolicyReloaded, time_ns);
+    rec.set(attr::POLICY_HASH, hash).set(attr::POLICY_FILES, files);
     rec
 }
 
 /// `sensor.policy_error`: a reload failed; the set with `hash` stays in force.
 pub fn policy_error(time_ns: i128, hash: &str, error: &str) -> Record {
-    let mut rec = Record::new("sensor.policy_error", time_ns);
+    let mut rec = Record::new(Name::SensorPolicyError, time_ns);
     rec.set(attr::POLICY_HASH, hash).set(attr::POLICY_ERROR, error);
     rec
 }
 
 /// `sensor.alert`: enforcement could not decide as it should (late decision, overload…).
 pub fn alert(time_ns: i128, notice: &Notice) -> Record {
-    let mut rec = Record::new("sensor.alert", time_ns);
+    let mut rec = Record::new(Name::SensorAlert, time_ns);
     let (kind, pid, path, applied) = match notice {
         Notice::DeadlineExpired { pid, path, applied } => {
             ("deadline_expired", Some(*pid), Some(path), Some(*applied))
@@ -95,7 +95,7 @@ pub fn alert(time_ns: i128, notice: &Notice) -> Record {
 
 /// `sensor.stop`.
 pub fn stop(time_ns: i128, reason: &str, delivered: u64, lost: u64) -> Record {
-    let mut rec = Record::new("sensor.stop", time_ns);
+    let mut rec = Record::new(Name::SensorStop, time_ns);
     rec.set(attr::STOP_REASON, reason).set(attr::EVENTS_DELIVERED, delivered).set(attr::EVENTS_LOST, lost);
     rec
 }
@@ -115,7 +115,7 @@ pub fn event_loss(
     if total == 0 && fanotify == 0 {
         return None;
     }
-    let mut rec = Record::new("sensor.event_loss", to_ns);
+    let mut rec = Record::new(Name::SensorEventLoss, to_ns);
     rec.set(attr::LOSS_COUNT, total)
         .set(attr::LOSS_INTERVAL_START, rfc3339(from_ns))
         .set(attr::LOSS_INTERVAL_END, rfc3339(to_ns));
@@ -125,11 +125,7 @@ pub fn event_loss(
     for kind in Kind::ALL {
         let n = lost[kind as usize];
         if n > 0 {
-            let key = attr::LOSS_BY_EVENT
-                .iter()
-                .find(|(name, _)| *name == name_of(kind))
-                .map_or(attr::LOSS_COUNT, |(_, key)| key);
-            rec.set(key, n);
+            rec.set(Name::of_kind(kind).loss_key(), &n);
         }
     }
     Some(rec)
@@ -148,9 +144,10 @@ mod tests {
         lost[4] = 12;
         lost[1] = 3;
         let rec = event_loss(0, 1_000_000_000, &lost, 0, 0).unwrap();
-        assert_eq!(rec.get("mnsensor.loss.count"), Some(&15.into()));
-        assert_eq!(rec.get("mnsensor.loss.file.open"), Some(&12.into()));
-        assert_eq!(rec.get("mnsensor.loss.process.exec"), Some(&3.into()));
-        assert_eq!(rec.get("mnsensor.loss.network.close"), None);
+        let v: serde_json::Value = serde_json::from_str(&rec.to_json(1, "h")).unwrap();
+        assert_eq!(v["mnsensor.loss.count"], 15);
+        assert_eq!(v["mnsensor.loss.file.open"], 12);
+        assert_eq!(v["mnsensor.loss.process.exec"], 3);
+        assert!(v.get("mnsensor.loss.network.close").is_none());
     }
 }

@@ -45,6 +45,10 @@ pub struct Args {
     /// Measure the existing target/release/mnsensor instead of building it first.
     #[arg(long)]
     no_build: bool,
+    /// Only the consumer in isolation (seconds, no root): synthesised kernel records through
+    /// decode → enrich → JSON encode, in µs per record per stage.
+    #[arg(long)]
+    consumer: bool,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -127,6 +131,9 @@ pub fn bench(args: &Args) -> Result<()> {
     if let Some(Child::Workload { workload }) = &args.child {
         return workload::run(workload);
     }
+    if args.consumer {
+        return consumer();
+    }
     ensure!(cmd::is_root()?, "the benchmark loads eBPF programs: run as root (`sudo -E cargo xtask bench`)");
     let plan = Plan::new(args);
     if !args.no_build {
@@ -182,6 +189,13 @@ pub fn bench(args: &Args) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     step(format!("bench: measured in {elapsed_s:.0} s (after the build); wrote {}", path.display()));
     Ok(())
+}
+
+/// The consumer in isolation: `sensor/benches/consumer.rs`, optimised, without the kernel
+/// programs (the replay needs none).
+fn consumer() -> Result<()> {
+    step("bench: consumer in isolation (decode → enrich → encode)");
+    cmd::run(cmd::cargo().args(["bench", "-p", "sensor", "--bench", "consumer"]).env("AYA_BUILD_SKIP", "1"))
 }
 
 /// auditd, when `auditctl` is installed (or `--with-auditd` installs it) and the daemon runs.
