@@ -24,7 +24,7 @@ use aya_ebpf::{
 };
 use sensor_common::event::{
     egress::{
-        Derived, Flow, FlowKey, IPPROTO_UDP, ObjKey, REC_DERIVED, STAT_FLOW_FULL, STAT_OBJECT_FULL,
+        AF_UNIX, Derived, Flow, FlowKey, IPPROTO_UDP, ObjKey, REC_DERIVED, STAT_FLOW_FULL, STAT_OBJECT_FULL,
         STAT_RING_LOST, STAT_SLOTS, STAT_TAINT_FULL, Taint,
     },
     file::Tracked,
@@ -64,6 +64,10 @@ static EXFIL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS,
 
 #[map]
 static DERIVED_SCRATCH: PerCpuArray<Derived> = PerCpuArray::with_max_entries(1, 0);
+
+/// `ObjKey::dev` of a unix socket's receive side (`ino` is its `struct sock` address): no
+/// block device has this number.
+const UNIX_SOCK_DEV: u32 = u32::MAX;
 
 /// File type bits of `i_mode` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/stat.h#L9>).
 const S_IFMT: u16 = 0o170000;
@@ -166,7 +170,17 @@ fn moved_through(fd: i64, n: u64, write: bool) {
     } else {
         let Ok(file) = file_of_fd(current_task(), fd) else { return };
         let Ok(inode) = ptr(file, off!(file_f_inode)) else { return };
-        let Ok(key) = obj_key(inode) else { return };
+        let Ok(mode) = read::<u16>(inode, off!(inode_i_mode)) else { return };
+        let key = if mode & S_IFMT == S_IFSOCK {
+            // A unix socket's receive side is keyed by its `struct sock` (see `written`).
+            let Ok(sk) = ptr(file, off!(file_private_data)).and_then(|s| ptr(s, off!(socket_sk))) else {
+                return;
+            };
+            ObjKey { ino: sk, dev: UNIX_SOCK_DEV, _pad: 0 }
+        } else {
+            let Ok(key) = obj_key(inode) else { return };
+            key
+        };
         // SAFETY: copied before the map can change.
         let Some(obj) = (unsafe { TAINTED_OBJECTS.get(&key) }).copied() else { return };
         let tgid = current_tgid();
@@ -199,10 +213,24 @@ fn written(file: u64, n: u64, taint: &Taint) {
     let Ok(mode) = read::<u16>(inode, off!(inode_i_mode)) else { return };
     match mode & S_IFMT {
         S_IFSOCK => {
-            if let Ok(socket) = ptr(file, off!(file_private_data))
-                && let Ok(sk) = ptr(socket, off!(socket_sk))
-            {
+            let Ok(sk) = ptr(file, off!(file_private_data)).and_then(|s| ptr(s, off!(socket_sk))) else {
+                return;
+            };
+            let family: u16 = read(sk, off!(sock_common_skc_family)).unwrap_or(0);
+            if family != AF_UNIX {
                 sent_on(sk, n, taint);
+                return;
+            }
+            // Unix stream and connected datagram sockets: mark the peer's receive side.
+            let Ok(peer) = ptr(sk, off!(unix_sock_peer)) else { return };
+            let key = ObjKey { ino: peer, dev: UNIX_SOCK_DEV, _pad: 0 };
+            // SAFETY: presence check only.
+            if unsafe { TAINTED_OBJECTS.get(&key) }.is_none() {
+                if TAINTED_OBJECTS.insert(&key, taint, 0).is_err() {
+                    count(STAT_OBJECT_FULL);
+                    return;
+                }
+                let _ = OBJECTS_PRESENT.set(0, &1, 0);
             }
         }
         S_IFIFO | S_IFREG => {
@@ -326,6 +354,10 @@ fn on_send_exit(ctx: &TracePointContext, sockaddr_user: u64) -> u32 {
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     let Ok(socket) = ptr(file, off!(file_private_data)) else { return 0 };
     let Ok(sk) = ptr(socket, off!(socket_sk)) else { return 0 };
+    if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
+        written(file, n, &taint);
+        return 0;
+    }
     let dport: u16 = read(sk, off!(sock_common_skc_dport)).unwrap_or(0);
     if dport != 0 || sockaddr_user == 0 {
         sent_on(sk, n, &taint);
@@ -373,4 +405,18 @@ pub fn sys_exit_sendmsg(ctx: TracePointContext) -> u32 {
     // SAFETY: the helper checks the user address.
     let name = unsafe { bpf_probe_read_user(msg as *const u64) }.unwrap_or(0);
     on_send_exit(&ctx, name)
+}
+
+/// `recvfrom(fd, …)` (also `recv`): a read of a tainted unix socket taints the reader.
+#[tracepoint(category = "syscalls", name = "sys_exit_recvfrom")]
+pub fn sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
+    rw_exit(&ctx, Arg::Di, false);
+    0
+}
+
+/// `recvmsg(fd, …)`.
+#[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
+pub fn sys_exit_recvmsg(ctx: TracePointContext) -> u32 {
+    rw_exit(&ctx, Arg::Di, false);
+    0
 }

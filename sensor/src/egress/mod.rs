@@ -61,8 +61,10 @@ const CGROUP_PROGRAMS: [&str; 4] =
 /// Attach mode: aya attaches with a BPF link (5.7+), which always coexists with the other
 /// programs of the cgroup and takes no flags (`AllowMultiple` makes `link_create` fail).
 const LINK: CgroupAttachMode = CgroupAttachMode::Single;
-/// Send syscalls whose destinations and bytes taint.rs counts.
-const SEND_TRACEPOINTS: [&str; 2] = ["sys_exit_sendto", "sys_exit_sendmsg"];
+/// Send syscalls whose destinations and bytes taint.rs counts, and receive syscalls that
+/// carry taint out of unix sockets.
+const SEND_TRACEPOINTS: [&str; 4] =
+    ["sys_exit_sendto", "sys_exit_sendmsg", "sys_exit_recvfrom", "sys_exit_recvmsg"];
 
 /// Kernel counters of `EXFIL_STATS`, totalled over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
