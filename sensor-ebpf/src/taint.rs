@@ -14,6 +14,10 @@
 //! Maps are plain hash maps: when one is full the new entry is not stored and
 //! `EXFIL_STATS[STAT_*_FULL]` counts it; the daemon reports the counters and removes the
 //! entries of exited processes (docs/detections.md, "Taint state").
+#![allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "map values are passed by reference: a copy on the 512-byte BPF stack does not fit in the inlined transfer programs"
+)]
 use core::mem::offset_of;
 
 use aya_ebpf::{
