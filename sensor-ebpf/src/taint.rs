@@ -50,6 +50,16 @@ pub static TAINT: HashMap<u32, Taint> = HashMap::with_max_entries(16384, 0);
 #[map]
 static TAINTED_OBJECTS: HashMap<ObjKey, Taint> = HashMap::with_max_entries(65536, 0);
 
+/// `[0]` is 1 when the daemon runs the egress module (a policy has an `egress` section):
+/// until then nothing is tainted, so no map fills without a reader.
+#[map]
+static TAINT_ON: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn enabled() -> bool {
+    TAINT_ON.get(0).copied().unwrap_or(0) != 0
+}
+
 /// `[0]` is 1 once an object was marked: until then reads skip the descriptor lookup.
 #[map]
 static OBJECTS_PRESENT: Array<u32> = Array::with_max_entries(1, 0);
@@ -105,7 +115,7 @@ pub fn current() -> Option<Taint> {
 pub fn protected_read(t: *const Tracked, bytes: u64) {
     // SAFETY: `t` points into a TRACKED value.
     let t = unsafe { &*t };
-    if current_tgid() == config!(self_tgid) {
+    if !enabled() || current_tgid() == config!(self_tgid) {
         return; // the sensor's own reads (hashing, scans) are not data leaving
     }
     let first_read = t.bytes_read == bytes;
@@ -137,6 +147,9 @@ pub fn protected_read(t: *const Tracked, bytes: u64) {
 /// `process.rs`: a forked child carries its parent's taint.
 #[inline(always)]
 pub fn fork(parent_tgid: u32, child_tgid: u32) {
+    if !enabled() {
+        return;
+    }
     // SAFETY: copied before the map can change.
     if let Some(t) = unsafe { TAINT.get(parent_tgid) }.copied() {
         let child = Taint { bytes: 0, files: 0, ..t };

@@ -128,6 +128,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             let runner =
                 crate::egress::Runner::start(&mut programs, &config.egress_cgroup, &preflight.tracefs, p)?;
             programs.attached.extend(runner.egress.attached.iter().cloned());
+            programs.ids.extend(runner.egress.ids.iter().copied());
             Some(runner)
         }
         None => None,

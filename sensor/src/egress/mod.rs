@@ -85,8 +85,9 @@ pub struct Egress {
     allow: LpmTrie<MapData, AllowAddr, AllowPorts>,
     config: Array<MapData, EgressConfig>,
     clock: Clock,
-    /// `program@hook` of what was attached.
+    /// `program@hook` of what was attached, and the programs' kernel ids.
     pub attached: Vec<String>,
+    pub ids: Vec<u32>,
 }
 
 impl Egress {
@@ -100,6 +101,7 @@ impl Egress {
     ) -> Result<Self, EgressError> {
         let ebpf = programs.ebpf_mut();
         let mut attached = Vec::new();
+        let mut ids = Vec::new();
         for name in SEND_TRACEPOINTS {
             if !tracefs.event_exists("syscalls", name) {
                 continue;
@@ -108,6 +110,7 @@ impl Egress {
             let err = |source| EgressError::Program { program: name, source };
             prog.load().map_err(err)?;
             prog.attach("syscalls", name).map_err(err)?;
+            ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/syscalls/{name}"));
         }
         let cgroup = &cgroup_v2(cgroup);
@@ -118,6 +121,7 @@ impl Egress {
             let err = |source| EgressError::Program { program: name, source };
             prog.load().map_err(err)?;
             prog.attach(&dir, LINK).map_err(err)?;
+            ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@cgroup/{}", cgroup.display()));
         }
         let name = "egress_sock_create";
@@ -125,7 +129,13 @@ impl Egress {
         let err = |source| EgressError::Program { program: name, source };
         prog.load().map_err(err)?;
         prog.attach(&dir, LINK).map_err(err)?;
+        ids.extend(prog.info().ok().map(|i| i.id()));
         attached.push(format!("{name}@cgroup/{}", cgroup.display()));
+        let mut on: Array<_, u32> = Array::try_from(
+            ebpf.map_mut("TAINT_ON").ok_or(EgressError::Map { name: "TAINT_ON", source: missing_map() })?,
+        )
+        .map_err(|source| EgressError::Map { name: "TAINT_ON", source })?;
+        on.set(0, 1, 0).map_err(|source| EgressError::Map { name: "TAINT_ON", source })?;
 
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(EgressError::Map { name, source: missing_map() });
@@ -139,6 +149,7 @@ impl Egress {
             config: Array::try_from(take("EGRESS_CONFIG")?).map_err(map_err("EGRESS_CONFIG"))?,
             clock: Clock::now(),
             attached,
+            ids,
         };
         egress.apply(policy)?;
         Ok(egress)
