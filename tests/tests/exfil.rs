@@ -299,6 +299,24 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 2, "pipe, then unix socket: {}", show(&d));
     assert_eq!(get_str(&d, "mnsensor.taint.origin.name"), "cat", "{}", show(&d));
 
+    // An archiver reading protected files is staging in itself (and its archive is a
+    // derived file).
+    let archive = s.outside.join("out.tgz");
+    let code = cg.run(&format!("tar czf {} -C {} .", path_str(&archive), path_str(s.protected.path())));
+    assert_eq!(code, 0);
+    let st = s.sensor.wait_for("archiver staging", |e| {
+        is(e, "detection.staging") && e.get("mnsensor.process.comm").and_then(Value::as_str) == Some("tar")
+    });
+    assert!(get_u64(&st, "mnsensor.taint.bytes_read") >= SIZE as u64, "{}", show(&st));
+
+    // A raw socket opened by a tainted process.
+    let code = cg.run(&format!(
+        "python3 -c \"import socket, sys; open(sys.argv[1], 'rb').read(); socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\" {}",
+        path_str(&file)
+    ));
+    assert_eq!(code, 0);
+    s.sensor.wait_for("raw socket of a tainted process", |e| is(e, "egress.raw_socket"));
+
     // By now the untainted send has long been polled.
     thread::sleep(scaled(Duration::from_secs(2)));
     s.sensor.assert_none("detection for the untainted sender", exfil_to(9101));
