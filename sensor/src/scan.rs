@@ -76,6 +76,7 @@ fn record(
             id: Some((key.dev, key.ino)),
             rule: Some(rule),
             protected: protect.rule_path(rule).map(Into::into),
+            block: None,
         },
         fd,
         how: OpenHow::Procfs { mapped: fd.is_none() },

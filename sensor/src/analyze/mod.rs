@@ -97,6 +97,7 @@ pub fn decision(ev: DecisionEvent) -> Envelope {
         id: Some((kernel_dev(ev.dev), ev.ino)),
         rule: None,
         protected: None,
+        block: None,
     };
     let decision = Decision {
         subject,

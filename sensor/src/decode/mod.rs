@@ -28,6 +28,7 @@ use crate::event::{
     time::Clock,
 };
 
+pub mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -156,6 +157,7 @@ fn open(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
             id: Some((dev, ino)),
             rule: Some(rule),
             protected: None,
+            block: None,
         },
         fd: (fd >= 0).then_some(fd),
         how: OpenHow::Kernel {
@@ -186,6 +188,7 @@ fn close(bytes: &[u8], subject: Subject, clock: &Clock) -> Result<Event, DecodeE
             id: Some((stats.dev, stats.ino)),
             rule: None,
             protected: None,
+            block: None,
         },
         kernel_file: field!(w, Close, file)?,
         reason: CloseReason::of_wire(field!(w, Close, reason)?),
@@ -238,6 +241,7 @@ fn change(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
             id: Some((field!(w, WireChange, dev)?, field!(w, WireChange, ino)?)),
             rule: Some(rule),
             protected: None,
+            block: None,
         },
         change,
         observed_by: ObservedBy::Kernel,
@@ -256,6 +260,7 @@ fn lsm(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
             id: Some((field!(w, WireLsm, dev)?, field!(w, WireLsm, ino)?)),
             rule: None,
             protected: None,
+            block: None,
         },
         policy: field!(w, WireLsm, policy)?,
         combo: field!(w, WireLsm, combo)?,

@@ -45,7 +45,12 @@ const NAMES_TTL: Duration = Duration::from_secs(60);
 /// Most credential blocks cached.
 const MAX_CREDS: usize = 4096;
 /// Most identity blocks (threads) cached.
-const MAX_IDENTS: usize = 16_384;
+const MAX_IDENTS: usize = 4096;
+/// Most file blocks cached.
+const MAX_FILE_BLOCKS: usize = 8192;
+
+/// A file's attribute block and the path it was written for.
+type FileBlock = (String, Arc<[u8]>);
 
 /// The enrich stage.
 pub struct Enricher {
@@ -56,6 +61,8 @@ pub struct Enricher {
     creds: HashMap<CredKey, (Arc<Creds>, Instant)>,
     /// Identity blocks by thread id, with the task they were written for.
     idents: HashMap<u32, (Task, Instant, Arc<[u8]>)>,
+    /// File blocks (path and identity attributes) by kernel `(dev, ino)`, with their path.
+    file_blocks: HashMap<(u32, u64), FileBlock>,
     /// Configured path of each protection rule.
     rules: Vec<Arc<str>>,
     policies: Arc<Policies>,
@@ -73,6 +80,7 @@ impl Enricher {
             names: Names::default(),
             creds: HashMap::new(),
             idents: HashMap::new(),
+            file_blocks: HashMap::new(),
             rules,
             policies,
             now: Instant::now(),
@@ -101,6 +109,7 @@ impl Enricher {
                     {
                         self.protect.learn(InodeKey { ino, dev, _pad: 0 }, rule, MAX_OPEN_FILES);
                     }
+                    self.file_block(&mut e.file);
                     let (dev, ino) = e.file.id.unwrap_or_default();
                     let f = OpenFile {
                         path: e.file.path.clone(),
@@ -120,6 +129,7 @@ impl Enricher {
                     }
                     e.file.protected = k.protected;
                 }
+                self.file_block(&mut e.file);
                 let (dev, ino) = e.file.id.unwrap_or_default();
                 self.files.note_closed(self.now, e.subject.task.tgid, dev, ino);
             }
@@ -199,6 +209,27 @@ impl Enricher {
         creds
     }
 
+    /// Attaches the cached attribute block of a file seen before under the same path and
+    /// identity (opens and closes of the same files repeat).
+    fn file_block(&mut self, f: &mut FileRef) {
+        let Some(id) = f.id else { return };
+        if f.path.is_empty() {
+            return;
+        }
+        if let Some((path, block)) = self.file_blocks.get(&id)
+            && *path == f.path
+        {
+            f.block = Some(block.clone());
+            return;
+        }
+        let block: Arc<[u8]> = f.block().into();
+        if self.file_blocks.len() >= MAX_FILE_BLOCKS {
+            self.file_blocks.clear();
+        }
+        self.file_blocks.insert(id, (f.path.clone(), block.clone()));
+        f.block = Some(block);
+    }
+
     /// The configured path of protection rule `rule`.
     fn rule(&self, rule: u32) -> Option<Arc<str>> {
         self.rules.get(rule as usize).cloned()
@@ -222,6 +253,7 @@ impl Enricher {
                 id: Some((stats.dev, stats.ino)),
                 rule: None,
                 protected: known.and_then(|k| k.protected),
+                block: None,
             },
             kernel_file: file,
             reason,
@@ -253,7 +285,8 @@ impl Enricher {
         let key = InodeKey { ino: meta.ino(), dev, _pad: 0 };
         let rule = self.protect.rule_for(key, Path::new(&path))?;
         let protected = self.rule(rule);
-        Some((FileRef { path, id: Some((dev, meta.ino())), rule: Some(rule), protected }, meta.nlink()))
+        let file = FileRef { path, id: Some((dev, meta.ino())), rule: Some(rule), protected, block: None };
+        Some((file, meta.nlink()))
     }
 
     /// Names the policy of a BPF LSM refusal.
@@ -277,5 +310,100 @@ impl Enricher {
             hash: set.hash().into(),
             enforcement: "bpf-lsm",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sensor_common::event::Task;
+
+    use super::Enricher;
+    use crate::{
+        enforce::Policies,
+        event::{
+            Envelope, Event, FileRef, Subject,
+            file::{CloseReason, FileClose, FileOpen, OpenHow},
+            process::Exec,
+        },
+        policy::PolicySet,
+        proctable::ProcTable,
+        protect::ProtectSet,
+    };
+
+    fn enricher() -> Enricher {
+        let policies = Arc::new(Policies::new(PolicySet::embedded().unwrap()));
+        Enricher::new(ProcTable::default(), ProtectSet::default(), policies)
+    }
+
+    fn task(euid: u32) -> Task {
+        Task {
+            tgid: u32::MAX - 7,
+            tid: u32::MAX - 7,
+            euid,
+            auid: u32::MAX,
+            sessionid: u32::MAX,
+            ..Task::default()
+        }
+    }
+
+    fn json(ev: &Envelope) -> serde_json::Value {
+        serde_json::from_str(&ev.record().to_json(1, "h")).unwrap()
+    }
+
+    fn open(task: Task, file: u64) -> Envelope {
+        let how = OpenHow::Kernel { flags: 0, fmode: 0, syscall: 257, file, rule: 0 };
+        let file =
+            FileRef { path: "/srv/a/b.txt".into(), id: Some((1, 2)), rule: Some(0), ..FileRef::default() };
+        Envelope::new(0, Event::FileOpen(FileOpen { subject: Subject::of(task), file, fd: Some(3), how }))
+    }
+
+    #[test]
+    fn names_programs_and_follows_exec_and_credential_changes() {
+        let mut e = enricher();
+        let exec = Exec {
+            subject: Subject::of(task(0)),
+            exe: "/usr/bin/cat".into(),
+            args: vec!["cat".to_owned(), "b.txt".to_owned()].into(),
+            cwd: "/srv".into(),
+            exe_dev: 1,
+            exe_ino: 9,
+            old_pid: u32::MAX - 7,
+        };
+        let mut ev = Envelope::new(0, Event::Exec(exec));
+        assert!(e.enrich(&mut ev));
+        let mut ev = open(task(0), 77);
+        assert!(e.enrich(&mut ev));
+        let v = json(&ev);
+        assert_eq!(v["process.user.name"], "root");
+        assert_eq!(v["process.executable.path"], "/usr/bin/cat");
+        assert_eq!(v["process.command_line"], "cat b.txt");
+        assert_eq!(v["mnsensor.process.attribution"], "exec");
+        assert_eq!(v["file.name"], "b.txt");
+
+        // A credential change is seen at once (the identity block is per identity).
+        let mut ev = open(task(3_999_999_999), 78);
+        assert!(e.enrich(&mut ev));
+        let v = json(&ev);
+        assert_eq!(v["process.user.id"], 3_999_999_999u64);
+        assert!(v.get("process.user.name").is_none());
+
+        // A close that names no path gets the open's.
+        let close = FileClose {
+            subject: Subject::of(task(0)),
+            file: FileRef { id: Some((1, 2)), ..FileRef::default() },
+            kernel_file: 77,
+            reason: CloseReason::Release,
+            fd: None,
+            stats: Default::default(),
+            opened_ns: 0,
+        };
+        let mut ev = Envelope::new(0, Event::FileClose(close));
+        assert!(e.enrich(&mut ev));
+        let v = json(&ev);
+        assert_eq!(v["file.path"], "/srv/a/b.txt");
+        assert_eq!(v["mnsensor.close.reason"], "release");
+        assert!(e.files.open.contains_key(&78) && !e.files.open.contains_key(&77));
     }
 }

@@ -1,6 +1,6 @@
 //! Changes to protected files (delete, rename, link, truncate, chmod, chown) and accesses only
 //! fanotify saw. From the kernel (`sensor-ebpf/src/change.rs`, decoded in
-//! `crate::decode::change`) or from the fanotify observer (`crate::watch`).
+//! `crate::decode`) or from the fanotify observer (`crate::watch`).
 use super::{FileRef, Name, Record, Subject, attr, json};
 
 /// What changed.

@@ -1,5 +1,5 @@
 //! File events: open and close (kernel half: `sensor-ebpf/src/file.rs` and `io.rs`; decoded
-//! in `crate::decode::file`; opens found in `/proc` at start come from `crate::scan`).
+//! in `crate::decode`; opens found in `/proc` at start come from `crate::scan`).
 use sensor_common::event::file::{
     CLOSE_EXIT, CLOSE_RELEASE, FMODE_CREATED, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE, IO_SPLICE,
     IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, Tracked,

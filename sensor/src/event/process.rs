@@ -1,5 +1,5 @@
 //! Process events: exec, fork, exit (kernel half: `sensor-ebpf/src/process.rs`; decoded in
-//! `crate::decode::process`).
+//! `crate::decode`).
 use std::sync::Arc;
 
 use super::{Record, Subject, attr, json, subject::write_device};
@@ -33,9 +33,9 @@ impl Exec {
         }
         rec.set(attr::PROCESS_WORKING_DIRECTORY, self.cwd.as_str()).set(attr::PROCESS_ATTRIBUTION, "exec");
         write_device(rec.body(), self.exe_dev);
-        rec.set(attr::FILE_INODE, &self.exe_ino);
+        rec.set(attr::FILE_INODE, self.exe_ino);
         if self.old_pid != self.subject.task.tgid {
-            rec.set(attr::PROCESS_PREVIOUS_PID, &self.old_pid);
+            rec.set(attr::PROCESS_PREVIOUS_PID, self.old_pid);
         }
     }
 }

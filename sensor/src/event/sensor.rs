@@ -125,7 +125,7 @@ pub fn event_loss(
     for kind in Kind::ALL {
         let n = lost[kind as usize];
         if n > 0 {
-            rec.set(Name::of_kind(kind).loss_key(), &n);
+            rec.set(Name::of_kind(kind).loss_key(), n);
         }
     }
     Some(rec)

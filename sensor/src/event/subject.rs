@@ -215,6 +215,9 @@ pub struct FileRef {
     pub rule: Option<u32>,
     /// The protected tree or file (configured path) that covers it.
     pub protected: Option<Arc<str>>,
+    /// The path and identity attributes as [`Self::block`] writes them, cached by the enrich
+    /// stage for a file written before.
+    pub block: Option<Arc<[u8]>>,
 }
 
 impl FileRef {
@@ -222,6 +225,23 @@ impl FileRef {
     /// it differently).
     pub fn write(&self, rec: &mut Record) {
         let out = rec.body();
+        match &self.block {
+            Some(block) => {
+                json::sep(out);
+                out.extend_from_slice(block);
+            }
+            None => self.write_to(out),
+        }
+    }
+
+    /// The attributes [`Self::write`] writes, without a leading comma.
+    pub fn block(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + 3 * self.path.len());
+        self.write_to(&mut out);
+        out
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) {
         if !self.path.is_empty() {
             let (dir, name) = self.path.rsplit_once('/').unwrap_or(("", &self.path));
             json::pair(out, attr::FILE_PATH, self.path.as_str());
