@@ -109,6 +109,7 @@ offsets! {
         sock_sk_type,
         sock_sk_flags,
         sock_common_skc_flags,
+        unix_sock_peer,
         tcp_sock_bytes_sent,
         tcp_sock_bytes_received,
         tcp_sock_bytes_retrans,

@@ -46,9 +46,9 @@ pub static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0
 #[map]
 static CLOSE_SCRATCH: PerCpuArray<Close> = PerCpuArray::with_max_entries(1, 0);
 
-/// Which saved register holds a file descriptor.
+/// Which saved register holds a file descriptor (or, `R8`, a syscall's fifth argument).
 #[derive(Clone, Copy)]
-enum Arg {
+pub(crate) enum Arg {
     /// First argument.
     Di,
     /// Second argument.
@@ -57,6 +57,8 @@ enum Arg {
     Dx,
     /// Fourth argument.
     R10,
+    /// Fifth argument.
+    R8,
 }
 
 /// The current tgid, when it may hold a tracked file.
@@ -69,7 +71,7 @@ fn tracked_tgid() -> bool {
 
 /// A syscall argument of the current task, read from its saved registers.
 #[inline(always)]
-fn arg(which: Arg) -> Result<u64, i32> {
+pub(crate) fn arg(which: Arg) -> Result<u64, i32> {
     // SAFETY: both helpers take the current task; pt_regs is read through probe-read.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
     let off = match which {
@@ -77,6 +79,7 @@ fn arg(which: Arg) -> Result<u64, i32> {
         Arg::Si => off!(pt_regs_si),
         Arg::Dx => off!(pt_regs_dx),
         Arg::R10 => off!(pt_regs_r10),
+        Arg::R8 => off!(pt_regs_r8),
     };
     read(regs, off)
 }
@@ -114,13 +117,14 @@ fn account(t: *mut Tracked, bytes: u64, write: bool, io: u32) {
     } else {
         add(&mut t.bytes_read, bytes);
         add(&mut t.read_calls, 1);
+        crate::taint::protected_read(t, bytes);
     }
     t.io |= io;
 }
 
 /// The syscall's return value (bytes moved), when positive.
 #[inline(always)]
-fn moved(ctx: &TracePointContext) -> Option<u64> {
+pub(crate) fn moved(ctx: &TracePointContext) -> Option<u64> {
     // SAFETY: probe-read of the tracepoint record.
     let ret = unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.ok()?;
     (ret > 0).then_some(ret as u64)
@@ -128,6 +132,7 @@ fn moved(ctx: &TracePointContext) -> Option<u64> {
 
 #[inline(always)]
 fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
+    crate::taint::rw_exit(ctx, Arg::Di, write);
     if !tracked_tgid() {
         return 0;
     }
@@ -141,16 +146,18 @@ fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
 /// Both ends of sendfile, splice and copy_file_range: `in_reg` is read, `out_reg` written.
 #[inline(always)]
 fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32) -> u32 {
-    if !tracked_tgid() {
-        return 0;
+    if tracked_tgid()
+        && let Some(n) = moved(ctx)
+    {
+        if let Some(t) = tracked_fd(in_reg) {
+            account(t, n, false, io);
+        }
+        if let Some(t) = tracked_fd(out_reg) {
+            account(t, n, true, io);
+        }
     }
-    let Some(n) = moved(ctx) else { return 0 };
-    if let Some(t) = tracked_fd(in_reg) {
-        account(t, n, false, io);
-    }
-    if let Some(t) = tracked_fd(out_reg) {
-        account(t, n, true, io);
-    }
+    crate::taint::rw_exit(ctx, in_reg, false);
+    crate::taint::rw_exit(ctx, out_reg, true);
     0
 }
 

@@ -10,6 +10,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod change;
+mod egress;
 mod emit;
 mod enforce;
 mod file;
@@ -19,6 +20,7 @@ mod lsm;
 mod net;
 mod path;
 mod process;
+mod taint;
 
 #[cfg(not(test))]
 #[panic_handler]

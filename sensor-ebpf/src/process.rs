@@ -124,6 +124,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     ev.child_tgid = tgid;
     ev.child_tid = tid;
     inherit(ev.header.task.tgid, tgid);
+    crate::taint::fork(ev.header.task.tgid, tgid);
     send(Kind::Fork, (ev as *const Fork).cast(), size_of::<Fork>());
     0
 }

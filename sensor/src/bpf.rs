@@ -262,6 +262,11 @@ impl Programs {
         Ok(Self { ebpf, attached, ids, file_events, file_backend, change_backend, kernel_releases })
     }
 
+    /// The loaded object, for the egress module's own programs and maps (`sensor/src/egress/`).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// Takes the ring buffer (once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, BpfError> {
         let map =
@@ -416,11 +421,11 @@ fn enable_backend(ebpf: &mut Ebpf, slot: u32) -> Result<(), BpfError> {
     backend.set(slot, 1, 0).map_err(err)
 }
 
-fn missing_map() -> aya::maps::MapError {
+pub(crate) fn missing_map() -> aya::maps::MapError {
     aya::maps::MapError::InvalidName { name: "not in object".to_owned() }
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>
+pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {

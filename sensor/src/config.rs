@@ -58,6 +58,9 @@ pub struct Config {
     pub heartbeat: crate::health::HeartbeatConfig,
     /// The Prometheus endpoint (off unless `metrics.listen` is set).
     pub metrics: crate::health::metrics::MetricsConfig,
+    /// cgroup v2 directory the egress programs attach to when a policy has an `egress`
+    /// section (default `/sys/fs/cgroup`, every process).
+    pub egress_cgroup: PathBuf,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             policies: Vec::new(),
             enforcement: Enforcement::default(),
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
+            egress_cgroup: PathBuf::from("/sys/fs/cgroup"),
             otlp: Default::default(),
             syslog: Default::default(),
             heartbeat: Default::default(),

@@ -43,6 +43,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Seal(#[from] SealError),
     #[error(transparent)]
+    Egress(#[from] crate::egress::EgressError),
+    #[error(transparent)]
     Policy(#[from] crate::policy::PolicyErrors),
     #[error(transparent)]
     Metrics(#[from] health::metrics::MetricsError),
@@ -123,6 +125,16 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             FailMode::Closed => fanotify::FailMode::FailClosed,
         },
         ..ResponderOptions::default()
+    };
+    let mut exfil = match policy_set.egress() {
+        Some(p) => {
+            let runner =
+                crate::egress::Runner::start(&mut programs, &config.egress_cgroup, &preflight.tracefs, p)?;
+            programs.attached.extend(runner.egress.attached.iter().cloned());
+            programs.ids.extend(runner.egress.ids.iter().copied());
+            Some(runner)
+        }
+        None => None,
     };
     let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
@@ -234,6 +246,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 }
                 consumer.enforcement.refresh_lsm(false);
                 consumer.report_loss()?;
+                for rec in exfil.as_mut().map(crate::egress::Runner::tick).unwrap_or_default() {
+                    consumer.sink.emit(&rec)?;
+                }
                 consumer.beat()?;
                 consumer.clock = Clock::now();
                 consumer.sink.flush();

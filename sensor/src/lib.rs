@@ -10,6 +10,7 @@ pub mod decode;
 pub mod deliver;
 #[cfg(test)]
 mod docs_contract;
+pub mod egress;
 pub mod enforce;
 pub mod enrich;
 pub mod event;

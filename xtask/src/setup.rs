@@ -24,6 +24,9 @@ const PACKAGES: &[&str] = &[
     // `systemd-analyze verify|security` on the unit (tests/tests/service.rs); systemd need
     // not run.
     "systemd",
+    // The exfiltration tests: a network namespace with a veth pair, and python3 senders.
+    "iproute2",
+    "python3",
 ];
 /// Third-party receivers of the delivery tests (tests/tests/otlp.rs, syslog.rs): rsyslog
 /// with its TLS driver, socat as the TLS front of rotel (it starts no service, unlike a web

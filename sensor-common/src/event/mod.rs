@@ -3,6 +3,7 @@
 //! Every record starts with a [`Header`]; `Header::kind` says which struct follows. Records
 //! with strings end in a `data` array of which only the used prefix is sent.
 
+pub mod egress;
 pub mod file;
 pub mod net;
 pub mod policy;

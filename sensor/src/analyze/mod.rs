@@ -1,6 +1,9 @@
 //! Analyze: judges the enriched event stream. Analyzers subscribe to every event; today one
 //! judges opens of protected files against `audit`-mode policies (the kernel does not hold
-//! those opens, so they are judged after the fact); detectors join here.
+//! those opens, so they are judged after the fact); detectors join here. [`exfil`] (the
+//! exfiltration detector) takes its own inputs from `sensor/src/egress/` for now.
+pub mod exfil;
+
 use std::{path::PathBuf, sync::Arc};
 
 use sensor_common::event::Task;

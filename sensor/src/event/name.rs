@@ -60,6 +60,10 @@ names! {
     SensorConfigReloaded = "sensor.config_reloaded",
     SensorHeartbeat = "sensor.heartbeat",
     SensorGap = "sensor.gap",
+    DetectionExfiltration = "detection.exfiltration",
+    DetectionBulkRead = "detection.bulk_read",
+    DetectionStaging = "detection.staging",
+    EgressRawSocket = "egress.raw_socket",
 }
 
 impl Name {

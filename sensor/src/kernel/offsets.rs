@@ -281,6 +281,10 @@ pub const SPECS: &[Spec] = &[
     // https://github.com/torvalds/linux/blob/v6.12/net/ipv4/tcp_input.c#L4570
     optional(member("sock_sk_flags", "sock", &["sk_flags"])),
     optional(member("sock_common_skc_flags", "sock_common", &["skc_flags"])),
+    // The connected peer of a unix socket: taint written to one end is read at the other
+    // (sensor-ebpf/src/taint.rs). Optional: absent when unix sockets are a module.
+    // https://github.com/torvalds/linux/blob/v6.12/include/net/af_unix.h#L60
+    optional(member("unix_sock_peer", "unix_sock", &["peer"])),
     // Optional: without them close records carry 0 bytes.
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/tcp.h#L258
     optional(member("tcp_sock_bytes_sent", "tcp_sock", &["bytes_sent"])),

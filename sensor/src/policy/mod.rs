@@ -17,6 +17,7 @@ pub mod calendar;
 pub mod cli;
 pub mod compile;
 pub mod conflict;
+pub mod egress;
 pub mod error;
 pub mod eval;
 pub mod load;
@@ -98,6 +99,7 @@ pub struct PolicySet {
     warnings: Vec<PolicyError>,
     groups: GroupCache,
     hasher: ProgramHasher,
+    egress: Option<egress::EgressPolicy>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -174,6 +176,7 @@ impl PolicySet {
             }
             sources.push(SourceFile { path: path.clone(), docs });
         }
+        let egress = egress::section(&sources, &mut diag);
         let host = Host { directory: &*options.directory, checks: options.host_checks };
         let compiled = compile::compile(&sources, &host, &mut diag);
         if !diag.errors.is_empty() {
@@ -194,7 +197,13 @@ impl PolicySet {
             warnings: diag.warnings,
             groups,
             hasher: ProgramHasher::default(),
+            egress,
         })
+    }
+
+    /// The set's `egress` section, when one of its policies has one.
+    pub fn egress(&self) -> Option<&egress::EgressPolicy> {
+        self.egress.as_ref()
     }
 
     /// SHA-256 (hex) over the canonical content of every document, in set order: comments,

@@ -49,6 +49,8 @@ pub struct PolicyDef {
     pub lists: Vec<ListDef>,
     pub allow: Vec<AllowDef>,
     pub default: At<DefaultDef>,
+    /// The `egress` section (`policy/egress.rs`).
+    pub egress: Option<At<super::egress::EgressPolicy>>,
 }
 
 /// A `protect` item.

@@ -15,6 +15,8 @@ use super::{
     yaml::{Node, Pos, Value},
 };
 
+mod egress;
+
 /// Longest name of a policy, list or allow entry.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -293,15 +295,20 @@ impl Cx<'_> {
     }
 
     fn policy_spec(&mut self, node: &Node) -> Option<PolicyDef> {
-        let f =
-            self.fields(node, "spec of an AccessPolicy", &["mode", "protect", "lists", "allow", "default"])?;
+        let f = self.fields(
+            node,
+            "spec of an AccessPolicy",
+            &["mode", "protect", "lists", "allow", "default", "egress"],
+        )?;
         let mode =
             f.require(self, "mode").and_then(|n| self.keyword(n, "mode", Mode::NAMES, Mode::from_name));
         let protect = f.require(self, "protect").map(|n| self.protect(n)).unwrap_or_default();
         let lists = f.get("lists").map(|n| self.lists(n)).unwrap_or_default();
         let allow = f.get("allow").map(|n| self.allow_entries(n)).unwrap_or_default();
         let default = f.require(self, "default").and_then(|n| self.default(n));
+        let egress = f.get("egress").and_then(|n| self.egress(n));
         Some(PolicyDef {
+            egress,
             mode: mode.unwrap_or(Mode::Enforce),
             protect,
             lists,

@@ -1,0 +1,149 @@
+//! Egress control: cgroup v2 socket-address programs (user half: `sensor/src/egress/`).
+//!
+//! `connect4/6` see every connect, io_uring's included (the hook runs in the kernel's
+//! connect path, not at the syscall); `sendmsg4/6` see each send with an explicit
+//! destination on an unconnected UDP socket. For a tainted process the destination is
+//! added to `FLOWS` (`taint.rs`) and, when `EGRESS_CONFIG` says deny and the destination is
+//! not in `EGRESS_ALLOW`, refused: returning 0 makes the syscall fail with EPERM.
+//! `sock_create` reports raw, packet and ICMP sockets opened by a tainted process.
+//!
+//! Context layout: `struct bpf_sock_addr` and `struct bpf_sock` are UAPI
+//! (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/bpf.h#L6477>), so these
+//! programs read their fields directly (the kernel rewrites the accesses).
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    macros::{cgroup_sock, cgroup_sock_addr, map},
+    maps::{Array, LpmTrie, lpm_trie::Key},
+    programs::{SockAddrContext, SockContext},
+};
+use sensor_common::event::{
+    egress::{
+        ACTION_DENY, AF_PACKET, AllowAddr, AllowPorts, EgressConfig, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        REC_SOCKET, RawSocket, SOCK_RAW, STAT_DENIED, STAT_RING_LOST,
+    },
+    net::{AF_INET, AF_INET6},
+};
+
+use crate::{
+    emit::now,
+    taint::{EXFIL_EVENTS, add_flow, count, current, normalise},
+};
+
+/// Allowed destinations (filled by the daemon from the policy's `egress` section).
+#[map]
+static EGRESS_ALLOW: LpmTrie<AllowAddr, AllowPorts> = LpmTrie::with_max_entries(4096, 0);
+
+/// `[0]`: the action for tainted traffic to destinations not allowed.
+#[map]
+static EGRESS_CONFIG: Array<EgressConfig> = Array::with_max_entries(1, 0);
+
+/// Whether `key` (normalised) may be reached: an allow-list prefix covers it and, when the
+/// prefix names ports, the port is one of them.
+#[inline(always)]
+fn allowed(key: &FlowKey) -> bool {
+    let mut addr = [0u8; 16];
+    if key.family == AF_INET {
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        addr[12..].copy_from_slice(&key.daddr[..4]);
+    } else {
+        addr = key.daddr;
+    }
+    let Some(ports) = EGRESS_ALLOW.get(Key::new(128, addr)) else { return false };
+    let ports = ports.ports;
+    if ports == [0; 8] {
+        return true;
+    }
+    let mut i = 0;
+    while i < ports.len() {
+        if ports[i] == key.dport {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// 1 lets the call through, 0 refuses it with EPERM.
+#[inline(always)]
+fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
+    let Some(taint) = current() else { return 1 };
+    // SAFETY: the context pointer is valid for the program run; fields are UAPI.
+    let sa = unsafe { &*ctx.sock_addr };
+    let mut key = FlowKey {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        protocol: sa.protocol as u16,
+        dport: u16::from_be(sa.user_port as u16),
+        ..FlowKey::default()
+    };
+    if v6 {
+        key.family = AF_INET6;
+        let ip = sa.user_ip6;
+        let mut i = 0;
+        while i < 4 {
+            key.daddr[i * 4..i * 4 + 4].copy_from_slice(&ip[i].to_ne_bytes());
+            i += 1;
+        }
+    } else {
+        key.family = AF_INET;
+        key.daddr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
+    }
+    normalise(&mut key);
+    let deny = EGRESS_CONFIG.get(0).is_some_and(|c| c.action == ACTION_DENY) && !allowed(&key);
+    add_flow(&key, 0, 1, u32::from(deny), &taint);
+    if deny {
+        count(STAT_DENIED);
+        return 0;
+    }
+    1
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn egress_connect4(ctx: SockAddrContext) -> i32 {
+    on_addr(&ctx, false)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn egress_connect6(ctx: SockAddrContext) -> i32 {
+    on_addr(&ctx, true)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn egress_sendmsg4(ctx: SockAddrContext) -> i32 {
+    on_addr(&ctx, false)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn egress_sendmsg6(ctx: SockAddrContext) -> i32 {
+    on_addr(&ctx, true)
+}
+
+/// Raw (`SOCK_RAW`), packet (`AF_PACKET`) and ICMP datagram sockets of a tainted process.
+#[cgroup_sock(sock_create)]
+pub fn egress_sock_create(ctx: SockContext) -> i32 {
+    let Some(taint) = current() else { return 1 };
+    // SAFETY: the context pointer is valid for the program run; fields are UAPI.
+    let sk = unsafe { &*ctx.sock };
+    let (family, ty, protocol) = (sk.family, sk.type_, sk.protocol);
+    let icmp = (family == u32::from(AF_INET) && protocol == u32::from(IPPROTO_ICMP))
+        || (family == u32::from(AF_INET6) && protocol == u32::from(IPPROTO_ICMPV6));
+    if ty != SOCK_RAW && family != u32::from(AF_PACKET) && !icmp {
+        return 1;
+    }
+    let ids = bpf_get_current_uid_gid();
+    let rec = RawSocket {
+        header_kind: REC_SOCKET,
+        family,
+        sock_type: ty,
+        protocol,
+        time_ns: now(),
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        uid: ids as u32,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+        taint,
+    };
+    if EXFIL_EVENTS.output::<RawSocket>(&rec, 0).is_err() {
+        count(STAT_RING_LOST);
+    }
+    1
+}

