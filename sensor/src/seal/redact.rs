@@ -324,5 +324,10 @@ mod tests {
         let mut v = b"path=/x/123456789018 n=983205673214".to_vec();
         assert_eq!(redact(&mut v, false), 2);
         assert_eq!(v, b"path=/x/************ n=************");
+        // The log writer: what it passes on is masked; it reports the caller's length.
+        let mut w = super::Writer(Vec::new());
+        let line = "WARN Output failing. output=jsonl:/srv/1234-5678-9018/e.jsonl\n";
+        assert_eq!(std::io::Write::write(&mut w, line.as_bytes()).unwrap(), line.len());
+        assert_eq!(String::from_utf8(w.0).unwrap(), line.replace("1234-5678-9018", "****-****-****"));
     }
 }
