@@ -262,7 +262,8 @@ fn sigkill_during_a_storm_then_restart_repairs_and_records_the_gap() {
 
     let mut second = Sensor::start(&args);
     let gap = second.wait_for("sensor.gap", |e| is(e, "sensor.gap"));
-    assert_eq!(get_u64(&gap, "mnsensor.ledger.cut_bytes"), torn.len() as u64, "{}", show(&gap));
+    // At least our half frame (a write the SIGKILL interrupted may have left more).
+    assert!(get_u64(&gap, "mnsensor.ledger.cut_bytes") >= torn.len() as u64, "{}", show(&gap));
     assert_eq!(get_str(&gap, "mnsensor.ledger.cut_segment"), path_str(&last), "{}", show(&gap));
     let last_seq = get_u64(&gap, "mnsensor.gap.last_seq");
     assert!(last_seq >= killed_last, "gap.last_seq {last_seq} below the last delivered {killed_last}");
