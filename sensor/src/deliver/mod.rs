@@ -193,7 +193,8 @@ impl Tails {
             let setup = |source| DeliverError::Setup { spec: spec.clone(), source };
             crate::seal::ledger::create_private_dir(&cursor_dir).map_err(setup)?;
             let cursor = Cursor::new(&cursor_dir, &spec);
-            let next = cursor.load().map_err(setup)?.unwrap_or(start_seq);
+            // A cursor beyond the ledger's end belongs to a ledger that was removed: start over.
+            let next = cursor.load().map_err(setup)?.filter(|&c| c <= start_seq).unwrap_or(start_seq);
             let lag = Arc::new(Lag {
                 spec: spec.clone(),
                 next: Arc::new(AtomicU64::new(next)),

@@ -28,14 +28,19 @@ impl Sensor {
         Self::start_with(bin, &["--protect".as_ref(), protect.as_os_str()], jsonl, log)
     }
 
-    /// Starts `bin run ARGS… --output jsonl:JSONL` and waits for `sensor.start`.
+    /// Starts `bin run ARGS… --output jsonl:JSONL --state-dir JSONL.state` (a fresh ledger per
+    /// run) and waits for `sensor.start`.
     pub fn start_with(bin: &Path, args: &[&std::ffi::OsStr], jsonl: &Path, log: &Path) -> Result<Self> {
         let _ = fs::remove_file(jsonl);
+        let state = jsonl.with_extension("state");
+        let _ = fs::remove_dir_all(&state);
         let child = Command::new(bin)
             .arg("run")
             .args(args)
             .arg("--output")
             .arg(format!("jsonl:{}", jsonl.display()))
+            .arg("--state-dir")
+            .arg(&state)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
