@@ -65,8 +65,8 @@ impl Service {
             backends: BTreeMap::from([
                 ("process".to_owned(), "tracepoint".to_owned()),
                 ("file".to_owned(), info.file_backend.to_owned()),
-                ("file.observer".to_owned(), info.file_observer.to_owned()),
-                ("file.change".to_owned(), info.change_backend.to_owned()),
+                ("file_observer".to_owned(), info.file_observer.to_owned()),
+                ("file_change".to_owned(), info.change_backend.to_owned()),
                 ("network".to_owned(), "tracepoint".to_owned()),
             ]),
             policies: policy_backends(&info.enforcement),

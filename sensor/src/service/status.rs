@@ -39,7 +39,7 @@ pub struct Snapshot {
     pub updated_ms_ago: u64,
     pub kernel_release: String,
     pub config_source: String,
-    /// Event family (`process`, `file`, `file.observer`, `file.change`, `network`) → backend.
+    /// Event family (`process`, `file`, `file_observer`, `file_change`, `network`) → backend.
     pub backends: BTreeMap<String, String>,
     /// Policy name → how it is enforced (`lsm`, `fanotify`, `audit`, `none`).
     pub policies: BTreeMap<String, String>,
