@@ -1418,7 +1418,7 @@ fn a_file_under_two_policies_needs_both() {
     }
 }
 
-/// docs/events.md, `mnsensor.enforcement.backends`: `NAME=none` for a policy that asks for
+/// docs/events.md, `mnsensor.policy.backends`: `NAME=none` for a policy that asks for
 /// enforcement this machine cannot give (also logged as an error); its accesses go through.
 /// procfs has no file handles, so fanotify cannot mark it; where the BPF LSM enforces, the
 /// kernel covers it too and there is nothing to test.
@@ -1428,7 +1428,7 @@ fn a_policy_that_cannot_be_enforced_is_listed_as_none() {
     let tree = Path::new("/proc/sys/fs/fanotify");
     f.policy("10-p.yaml", &policy_doc("procfs", "enforce", tree, "", "deny"));
     let mut sensor = f.sensor();
-    let backends = get_str_array(sensor.start_event(), "mnsensor.enforcement.backends");
+    let backends = get_str_array(sensor.start_event(), "mnsensor.policy.backends");
     if backends == ["procfs=bpf-lsm"] {
         sensor.stop();
         mnsensor_tests::skip!("the BPF LSM enforces even procfs here: no policy asks for too much");

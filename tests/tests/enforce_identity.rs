@@ -199,7 +199,7 @@ fn policy_follows_the_file_under_every_name() {
     chmod(&dir.write("policies/p.yaml", text), 0o644);
     let config = dir.write("config.yaml", CONFIG);
     let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&pol)]);
-    let backends = get_str_array(sensor.start_event(), "mnsensor.enforcement.backends");
+    let backends = get_str_array(sensor.start_event(), "mnsensor.policy.backends");
     let backend = backends.iter().find_map(|b| b.strip_prefix("identity=")).unwrap_or("none").to_owned();
     assert!(backend == "fanotify" || backend == "bpf-lsm", "{}", show(sensor.start_event()));
 
