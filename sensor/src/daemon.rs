@@ -190,6 +190,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         rec: Record::new(event::Name::SensorAlert, 0),
         sink,
         delivered: 0,
+        filtered: 0,
         lost_total: 0,
         lost_seen: [0; KIND_SLOTS as usize],
         loss_since: Clock::realtime_ns(),
@@ -277,7 +278,13 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.decisions()?;
     consumer.report_loss()?;
     consumer.close_tracked(None, CloseReason::SensorStop)?;
-    let stop = event::sensor::stop(Clock::realtime_ns(), reason, consumer.delivered, consumer.lost_total);
+    let stop = event::sensor::stop(
+        Clock::realtime_ns(),
+        reason,
+        consumer.delivered,
+        consumer.filtered,
+        consumer.lost_total,
+    );
     consumer.sink.emit(&stop)?;
     consumer.sink.close();
     tracing::info!(reason, delivered = consumer.delivered, lost = consumer.lost_total, "Sensor stopped.");
@@ -330,6 +337,8 @@ struct Consumer {
     sink: Sealer,
     heartbeat: Heartbeat,
     delivered: u64,
+    /// Ring records the enricher dropped (`mnsensor.events.filtered`).
+    filtered: u64,
     lost_total: u64,
     lost_seen: [u64; KIND_SLOTS as usize],
     loss_since: i128,
@@ -349,6 +358,7 @@ impl Consumer {
             match decode::decode(&item, &self.clock) {
                 Ok(mut ev) => {
                     if !self.enricher.enrich(&mut ev) {
+                        self.filtered += 1;
                         continue;
                     }
                     self.audit.observe(&ev);

@@ -106,7 +106,10 @@ impl Jsonl {
         let keep = self.settings.keep;
         let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
         if keep == 0 {
-            fs::remove_file(&self.path)?;
+            match fs::remove_file(&self.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         } else {
             let _ = fs::remove_file(name(keep));
             for n in (1..keep).rev() {
@@ -114,7 +117,11 @@ impl Jsonl {
                     fs::rename(name(n), name(n + 1))?;
                 }
             }
-            fs::rename(&self.path, name(1))?;
+            match fs::rename(&self.path, name(1)) {
+                // Moved away already (logrotate before its SIGHUP): nothing to rotate.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
         self.open_file()
     }
@@ -192,6 +199,12 @@ mod tests {
         out.reopen().unwrap();
         out.send(&[rec(9)]).unwrap();
         assert_eq!(read(&path), "{\"mnsensor.seq\":9}\n");
+        // logrotate moved the file away and the size limit is reached before the SIGHUP: the
+        // rotation finds nothing to move and starts a new file instead of failing.
+        out.send(&[rec(10)]).unwrap();
+        std::fs::rename(&path, dir.join("moved2")).unwrap();
+        out.send(&[rec(11)]).unwrap();
+        assert_eq!(read(&path), "{\"mnsensor.seq\":11}\n");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

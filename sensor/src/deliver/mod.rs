@@ -416,6 +416,13 @@ impl Tail {
                     }
                     thread::sleep(jitter(backoff));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // A SIGHUP while failing (a file moved away, a receiver replaced) is
+                    // acted on before the next attempt, not after the batch goes through.
+                    if self.reopen.swap(false, Ordering::AcqRel)
+                        && let Err(e) = self.exporter.reopen()
+                    {
+                        tracing::error!(output = %self.lag.spec, error = %e, "Output could not reopen.");
+                    }
                 }
             }
         }

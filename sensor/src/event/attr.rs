@@ -117,6 +117,8 @@ pub const PROCESSES_SEEDED: &str = "mnsensor.processes.seeded";
 pub const STOP_REASON: &str = "mnsensor.stop.reason";
 pub const EVENTS_DELIVERED: &str = "mnsensor.events.delivered";
 pub const EVENTS_LOST: &str = "mnsensor.events.lost";
+/// Kernel records received that name no protected file once resolved (hard-link names).
+pub const EVENTS_FILTERED: &str = "mnsensor.events.filtered";
 pub const LOSS_COUNT: &str = "mnsensor.loss.count";
 pub const UPTIME_SECONDS: &str = "mnsensor.uptime";
 pub const HEARTBEAT_BACKENDS: &str = "mnsensor.heartbeat.backends";

@@ -99,9 +99,12 @@ pub fn alert(time_ns: i128, notice: &Notice) -> Record {
 }
 
 /// `sensor.stop`.
-pub fn stop(time_ns: i128, reason: &str, delivered: u64, lost: u64) -> Record {
+pub fn stop(time_ns: i128, reason: &str, delivered: u64, filtered: u64, lost: u64) -> Record {
     let mut rec = Record::new(Name::SensorStop, time_ns);
-    rec.set(attr::STOP_REASON, reason).set(attr::EVENTS_DELIVERED, delivered).set(attr::EVENTS_LOST, lost);
+    rec.set(attr::STOP_REASON, reason)
+        .set(attr::EVENTS_DELIVERED, delivered)
+        .set(attr::EVENTS_FILTERED, filtered)
+        .set(attr::EVENTS_LOST, lost);
     rec
 }
 

@@ -196,7 +196,17 @@ impl Verifier<'_> {
 
     fn segment(&mut self, name: &str, bytes: &[u8], last: bool) {
         let Some((first, prev)) = frame::parse_segment_head(bytes) else {
-            self.find(Finding::BadSegment { at: name.to_owned(), why: "no ledger header" });
+            if last && bytes.len() < frame::SEGMENT_HEAD {
+                // Cut inside its header: a crash while the segment was being started (the
+                // next start removes it, as it cuts any torn tail).
+                self.find(Finding::Truncated {
+                    at: name.to_owned(),
+                    bytes: bytes.len() as u64,
+                    last_segment: true,
+                });
+            } else {
+                self.find(Finding::BadSegment { at: name.to_owned(), why: "no ledger header" });
+            }
             return;
         };
         match self.expected {
