@@ -143,6 +143,7 @@ fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
     if let Some(t) = tracked_fd(Arg::Di) {
         account(t, n, write, if write { IO_WRITE } else { IO_READ });
     }
+    settle_if_idle(ctx);
     0
 }
 
@@ -159,6 +160,7 @@ fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32)
     if let Some(t) = tracked_fd(out_reg) {
         account(t, n, true, io);
     }
+    settle_if_idle(ctx);
     0
 }
 
@@ -229,8 +231,7 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 }
 
 /// `close(fd)`: at entry the file is still installed; if this is its last reference, the
-/// totals become a `file.close` record. A close that leaves the process without a tracked
-/// descriptor by its count continues in [`close_settle`].
+/// totals become a `file.close` record.
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if !tracked_tgid() {
@@ -241,13 +242,8 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
-    let settle = let_go(current_tgid() as u32);
+    let_go(current_tgid() as u32);
     close_record(fd, file, &stats);
-    if settle {
-        // SAFETY: index 0 holds `close_settle`, a program of the same type (the daemon
-        // puts it there before attaching this one).
-        unsafe { SETTLE.tail_call(&ctx, 0) };
-    }
     0
 }
 
@@ -283,18 +279,30 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
     send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);
 }
 
-/// Slot 0: [`close_settle`], tail-called by `sys_enter_close` (the table scan and the path
-/// walk do not fit one program's verifier budget).
+/// Slot 0: [`holder_settle`], tail-called by the read and write programs (the table scan
+/// does not fit their verifier budget, and it is rarely needed).
 #[map]
 static SETTLE: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// Tail of `sys_enter_close` when the closer's count reached 0: its table decides.
+/// Tail of a read or write program of a process whose count reached 0: its table decides.
 #[tracepoint]
-pub fn close_settle(ctx: TracePointContext) -> u32 {
-    // SAFETY: probe-read of the tracepoint record (sys_enter_close's).
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(off!(tp_sys_enter_close_fd) as usize) }) else { return 0 };
-    settle(current_task(), current_tgid() as u32, fd as i64);
+pub fn holder_settle(_ctx: TracePointContext) -> u32 {
+    settle(current_task(), current_tgid() as u32);
     0
+}
+
+/// At the end of a read or write program that found the process counted: when its count
+/// is 0, continues in [`holder_settle`]. After the bytes were added, so a descriptor the
+/// count missed (a duplicate) loses nothing.
+#[inline(always)]
+fn settle_if_idle<C: aya_ebpf::EbpfContext>(ctx: &C) {
+    // SAFETY: the value is copied.
+    let idle = unsafe { TRACKED_TGIDS.get(current_tgid() as u32) }.is_some_and(|c| *c as i32 <= 0);
+    if idle {
+        // SAFETY: index 0 holds `holder_settle`, a tracepoint program like every caller
+        // (the daemon puts it there before attaching them).
+        unsafe { SETTLE.tail_call(ctx, 0) };
+    }
 }
 
 /// `PF_EXITING` (<https://github.com/torvalds/linux/blob/v6.12/include/linux/sched.h#L1699>).
@@ -579,18 +587,18 @@ pub fn sys_exit_pidfd_getfd(ctx: TracePointContext) -> u32 {
 // `TRACKED_TGIDS[tgid]` counts the tracked descriptors of a process: +1 per tracked open or
 // pidfd_getfd, the parent's count at fork, -1 per close of a tracked descriptor. Descriptors
 // made by dup, SCM_RIGHTS or fcntl are not seen, and close_range, dup2 over a descriptor or
-// exec's close-on-exec close some unseen; so whenever the count reaches 0, and at every
-// exec, the descriptor table itself is counted (`scan`) and decides: the entry goes only
-// when no descriptor of the process refers to a tracked file. A process that closed its
+// exec's close-on-exec close some unseen; so at the first read or write after the count
+// reached 0 (not at the close itself: a process that opens and closes protected files in a
+// loop does not look through its table each time), and at every exec, the descriptor table
+// decides: the entry goes only when no descriptor of the process refers to a tracked file. A process that closed its
 // last protected file therefore pays nothing more on its reads and writes, and the totals
 // of files it still holds stay exact. Kept when the table cannot be counted in full (more
 // than `SCAN_CHUNKS * 64` descriptors) and, until exec or exit, once an AIO request on a
 // tracked file was submitted (its completion may be reaped after the close).
 
-/// Descriptors examined per table scan (256: more does not fit the verifier's budget in
-/// `close_settle`), in chunks of 64 (`max_fds` is a multiple of
+/// Descriptors examined per table scan, in chunks of 64 (`max_fds` is a multiple of
 /// `BITS_PER_LONG`: <https://github.com/torvalds/linux/blob/v6.12/fs/file.c#L130>).
-const SCAN_CHUNKS: u32 = 4;
+const SCAN_CHUNKS: u32 = 16;
 const CHUNK: usize = 64;
 /// Added to a count once an AIO request is pending: the count never reaches 0 by closes.
 const AIO_PIN: u32 = 1 << 24;
@@ -663,11 +671,11 @@ fn pin(tgid: u32) {
     }
 }
 
-/// Whether `task`'s table holds a tracked descriptor other than `skip`; `None` when the
-/// table is too large to look through in full. (A yes/no answer keeps the verifier's state
+/// Whether `task`'s table holds a tracked descriptor; `None` when the table is too large to
+/// look through in full. (A yes/no answer keeps the verifier's state
 /// count flat: the loop carries no counter.)
 #[inline(always)]
-fn holds_tracked(task: u64, skip: i64) -> Option<bool> {
+fn holds_tracked(task: u64) -> Option<bool> {
     let files = ptr(task, off!(task_struct_files)).ok()?;
     let fdt = ptr(files, off!(files_struct_fdt)).ok()?;
     let max: u32 = read(fdt, off!(fdtable_max_fds)).ok()?;
@@ -693,11 +701,7 @@ fn holds_tracked(task: u64, skip: i64) -> Option<bool> {
             return None;
         }
         // SAFETY: per-CPU scratch.
-        let fds = unsafe { &mut *buf };
-        let at = skip.wrapping_sub(i64::from(base)) as u64;
-        if at < CHUNK as u64 {
-            fds[at as usize & (CHUNK - 1)] = 0;
-        }
+        let fds = unsafe { &*buf };
         for &file in fds.iter() {
             // SAFETY: presence check only.
             if file != 0 && unsafe { TRACKED.get(file) }.is_some() {
@@ -708,15 +712,15 @@ fn holds_tracked(task: u64, skip: i64) -> Option<bool> {
     Some(false)
 }
 
-/// Decides from `task`'s table (ignoring `skip`, a descriptor being closed) whether `tgid`,
-/// whose count reached 0, still holds a tracked file: then its count becomes at least 1,
+/// Decides from `task`'s table whether `tgid`, whose count reached 0, still holds a tracked
+/// file: then its count becomes at least 1,
 /// else its entry goes. In a multi-threaded process the table is looked through again after
 /// the removal, so a tracked open by another thread that raced with it is not lost.
 #[inline(always)]
-fn settle(task: u64, tgid: u32, skip: i64) {
-    match holds_tracked(task, skip) {
-        None => {}
-        Some(true) => {
+fn settle(task: u64, tgid: u32) {
+    match holds_tracked(task) {
+        // Too many descriptors to look through: stays counted (no scan at every read).
+        None | Some(true) => {
             if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid)
                 // SAFETY: map memory.
                 && (unsafe { *c }) as i32 <= 0
@@ -730,20 +734,19 @@ fn settle(task: u64, tgid: u32, skip: i64) {
             let alone = ptr(task, off!(task_struct_signal))
                 .and_then(|signal| read::<i32>(signal, off!(signal_struct_live)))
                 .is_ok_and(|live| live == 1);
-            if !alone && holds_tracked(task, skip) == Some(true) {
+            if !alone && holds_tracked(task) == Some(true) {
                 hold(tgid, 1);
             }
         }
     }
 }
 
-/// A descriptor of a tracked file is being closed by `tgid`: whether its count reached 0.
+/// A descriptor of a tracked file is being closed by `tgid`.
 #[inline(always)]
-fn let_go(tgid: u32) -> bool {
-    let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid) else { return false };
-    add32(c, u32::MAX); // -1
-    // SAFETY: map memory.
-    (unsafe { *c }) as i32 <= 0
+fn let_go(tgid: u32) {
+    if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid) {
+        add32(c, u32::MAX); // -1
+    }
 }
 
 /// `sched_process_exec`, next to `process.rs`'s program (a program of its own keeps both
@@ -753,7 +756,7 @@ fn let_go(tgid: u32) -> bool {
 pub fn holders_exec(_ctx: RawTracePointContext) -> i32 {
     let tgid = current_tgid() as u32;
     if is_holder(tgid) {
-        settle(current_task(), tgid, -1);
+        settle(current_task(), tgid);
     }
     0
 }

@@ -175,7 +175,7 @@ impl Programs {
 
         let mut attached = Vec::new();
         let mut ids = Vec::new();
-        load_close_settle(&mut ebpf)?;
+        load_holder_settle(&mut ebpf)?;
         for (name, tp) in RAW_TRACEPOINTS {
             let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
             prog.load().map_err(|source| BpfError::Program { program: name, source })?;
@@ -447,9 +447,10 @@ fn missing_map() -> aya::maps::MapError {
     aya::maps::MapError::InvalidName { name: "not in object".to_owned() }
 }
 
-/// Loads `close_settle` into slot 0 of `SETTLE`, the tail of `sys_enter_close` (io.rs).
-fn load_close_settle(ebpf: &mut Ebpf) -> Result<(), BpfError> {
-    const NAME: &str = "close_settle";
+/// Loads `holder_settle` into slot 0 of `SETTLE`, the tail of the read and write programs
+/// (io.rs).
+fn load_holder_settle(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+    const NAME: &str = "holder_settle";
     let prog: &mut TracePoint = program(ebpf, NAME)?;
     prog.load().map_err(|source| BpfError::Program { program: NAME, source })?;
     let fd = prog
