@@ -72,7 +72,7 @@ enum Arg {
 /// Whether the current process may hold a tracked file.
 #[inline(always)]
 fn tracked_tgid() -> bool {
-    is_holder((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32)
+    holder_count(current_tgid() as u32).is_some()
 }
 
 /// A syscall argument of the current task, read from its saved registers.
@@ -136,23 +136,19 @@ fn moved(ctx: &TracePointContext) -> Option<u64> {
 
 #[inline(always)]
 fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
-    if !tracked_tgid() {
-        return 0;
-    }
+    let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
     let Some(n) = moved(ctx) else { return 0 };
     if let Some(t) = tracked_fd(Arg::Di) {
         account(t, n, write, if write { IO_WRITE } else { IO_READ });
     }
-    settle_if_idle(ctx);
+    settle_if_idle(ctx, count);
     0
 }
 
 /// Both ends of sendfile, splice and copy_file_range: `in_reg` is read, `out_reg` written.
 #[inline(always)]
 fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32) -> u32 {
-    if !tracked_tgid() {
-        return 0;
-    }
+    let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
     let Some(n) = moved(ctx) else { return 0 };
     if let Some(t) = tracked_fd(in_reg) {
         account(t, n, false, io);
@@ -160,7 +156,7 @@ fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32)
     if let Some(t) = tracked_fd(out_reg) {
         account(t, n, true, io);
     }
-    settle_if_idle(ctx);
+    settle_if_idle(ctx, count);
     0
 }
 
@@ -291,14 +287,12 @@ pub fn holder_settle(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// At the end of a read or write program that found the process counted: when its count
-/// is 0, continues in [`holder_settle`]. After the bytes were added, so a descriptor the
+/// At the end of a read or write program that found the process counted with `count`: when
+/// it is 0, continues in [`holder_settle`]. After the bytes were added, so a descriptor the
 /// count missed (a duplicate) loses nothing.
 #[inline(always)]
-fn settle_if_idle<C: aya_ebpf::EbpfContext>(ctx: &C) {
-    // SAFETY: the value is copied.
-    let idle = unsafe { TRACKED_TGIDS.get(current_tgid() as u32) }.is_some_and(|c| *c as i32 <= 0);
-    if idle {
+fn settle_if_idle<C: aya_ebpf::EbpfContext>(ctx: &C, count: u32) {
+    if count as i32 <= 0 {
         // SAFETY: index 0 holds `holder_settle`, a tracepoint program like every caller
         // (the daemon puts it there before attaching them).
         unsafe { SETTLE.tail_call(ctx, 0) };
@@ -609,11 +603,17 @@ static SCAN_SCRATCH: PerCpuArray<[u64; CHUNK]> = PerCpuArray::with_max_entries(1
 /// Whether `tgid` is (probably) in [`TRACKED_TGIDS`]: its slot first, then the map.
 #[inline(always)]
 fn is_holder(tgid: u32) -> bool {
+    holder_count(tgid).is_some()
+}
+
+/// `tgid`'s count when it is in [`TRACKED_TGIDS`]: its slot first, then the map.
+#[inline(always)]
+fn holder_count(tgid: u32) -> Option<u32> {
     if TGID_SLOTS.get(tgid & SLOT_MASK).is_none_or(|n| *n == 0) {
-        return false;
+        return None;
     }
-    // SAFETY: presence check only.
-    unsafe { TRACKED_TGIDS.get(tgid) }.is_some()
+    // SAFETY: the value is copied.
+    unsafe { TRACKED_TGIDS.get(tgid) }.copied()
 }
 
 /// `*v += n` as one BPF atomic add (u32).
