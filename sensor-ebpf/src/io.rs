@@ -1,12 +1,13 @@
 //! Bytes moved through open protected files (wire types: `sensor_common::event::file`;
 //! user half: `sensor/src/event/file.rs`).
 //!
-//! An open of a protected file (`file.rs`) puts its `struct file *` in `TRACKED` and the
-//! opener's tgid in `TRACKED_TGIDS`. The exit tracepoints of the read, write, sendfile,
-//! splice, copy_file_range and mmap syscalls first look the current tgid up in
-//! `TRACKED_TGIDS` (one hash lookup is all an unrelated process pays), then take the file
-//! descriptor from the syscall's saved registers (`bpf_task_pt_regs`) and add the result to
-//! the file's counters. So reading 1 GB is one record, written at the last close.
+//! An open of a protected file (`file.rs`) puts its `struct file *` in `TRACKED` and counts
+//! it for the opener in `TRACKED_TGIDS` (see "Holders" below). The exit tracepoints of the
+//! read, write, sendfile, splice, copy_file_range and mmap syscalls first test the current
+//! tgid (one inlined array load is all an unrelated process pays, a hash lookup when its
+//! slot is shared with a holder), then take the file descriptor from the syscall's saved
+//! registers (`bpf_task_pt_regs`) and add the result to the file's counters. So reading
+//! 1 GB is one record, written at the last close.
 //!
 //! Syscall argument registers: <https://github.com/torvalds/linux/blob/v6.12/arch/x86/entry/entry_64.S#L89>.
 use core::mem::offset_of;
@@ -14,9 +15,9 @@ use core::mem::offset_of;
 use aya_ebpf::{
     helpers::bpf_probe_read_user,
     helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
-    macros::{fentry, map, tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray},
-    programs::{FEntryContext, TracePointContext},
+    macros::{fentry, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    programs::{FEntryContext, RawTracePointContext, TracePointContext},
 };
 use sensor_common::{
     event::{
@@ -31,7 +32,7 @@ use sensor_common::{
 
 use crate::{
     emit::{header_for_current, send},
-    kread::{config, current_task, file_of_fd, off, path_of, read},
+    kread::{config, current_task, file_of_fd, off, path_of, ptr, read},
     path::write_record_path,
 };
 
@@ -39,9 +40,18 @@ use crate::{
 #[map]
 pub static TRACKED: HashMap<u64, Tracked> = HashMap::with_max_entries(65536, 0);
 
-/// Processes that may hold a tracked file (openers and their forked children).
+/// Processes that may hold a tracked file (openers, receivers, their forked children): the
+/// number of tracked descriptors each holds, as the programs saw them (see "Holders").
 #[map]
-pub static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+
+/// How many [`TRACKED_TGIDS`] entries fall in each slot (`tgid & SLOT_MASK`): the pre-check
+/// of every read and write. Array lookups are inlined by the verifier, so a process whose
+/// slot is 0 pays one load.
+#[map]
+static TGID_SLOTS: Array<u32> = Array::with_max_entries(SLOTS, 0);
+const SLOTS: u32 = 1 << 16;
+const SLOT_MASK: u32 = SLOTS - 1;
 
 #[map]
 static CLOSE_SCRATCH: PerCpuArray<Close> = PerCpuArray::with_max_entries(1, 0);
@@ -61,12 +71,10 @@ pub(crate) enum Arg {
     R8,
 }
 
-/// The current tgid, when it may hold a tracked file.
+/// Whether the current process may hold a tracked file.
 #[inline(always)]
 fn tracked_tgid() -> bool {
-    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: presence check only.
-    unsafe { TRACKED_TGIDS.get(tgid) }.is_some()
+    holder_count(current_tgid() as u32).is_some()
 }
 
 /// A syscall argument of the current task, read from its saved registers.
@@ -133,20 +141,20 @@ pub(crate) fn moved(ctx: &TracePointContext) -> Option<u64> {
 #[inline(always)]
 fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
     crate::taint::rw_exit(ctx, Arg::Di, write);
-    if !tracked_tgid() {
-        return 0;
-    }
+    let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
     let Some(n) = moved(ctx) else { return 0 };
     if let Some(t) = tracked_fd(Arg::Di) {
         account(t, n, write, if write { IO_WRITE } else { IO_READ });
     }
+    settle_if_idle(ctx, count);
     0
 }
 
 /// Both ends of sendfile, splice and copy_file_range: `in_reg` is read, `out_reg` written.
 #[inline(always)]
 fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32) -> u32 {
-    if tracked_tgid()
+    let count = holder_count(current_tgid() as u32);
+    if count.is_some()
         && let Some(n) = moved(ctx)
     {
         if let Some(t) = tracked_fd(in_reg) {
@@ -156,8 +164,13 @@ fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32)
             account(t, n, true, io);
         }
     }
+    // After the accounting (a first read of a protected file taints its own transfer), and
+    // before `settle_if_idle`, which may end this program with a tail call.
     crate::taint::rw_exit(ctx, in_reg, false);
     crate::taint::rw_exit(ctx, out_reg, true);
+    if let Some(count) = count {
+        settle_if_idle(ctx, count);
+    }
     0
 }
 
@@ -239,20 +252,28 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
+    let_go(current_tgid() as u32);
+    close_record(fd, file, &stats);
+    0
+}
+
+/// The `file.close` record of `sys_enter_close`, when this is the file's last reference.
+#[inline(always)]
+fn close_record(fd: u64, file: u64, stats: &Tracked) {
     // A mapping holds a reference of its own, released at munmap, which no tracepoint shows;
     // closing the last descriptor of a mapped file ends the record (bytes read through the
     // mapping are never counted anyway).
     if !last_reference(file) && stats.io & IO_MMAP == 0 {
-        return 0;
+        return;
     }
     let _ = TRACKED.remove(file);
-    let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
     if !header_for_current(Kind::FileClose, &mut ev.header) {
-        return 0;
+        return;
     }
-    ev.stats = stats;
+    ev.stats = *stats;
     ev.file = file;
     ev.fd = fd as i32;
     let n = match path_of(file, off!(file_f_path)) {
@@ -266,7 +287,30 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     ev.path_len = n as u16;
     ev.reason = CLOSE_SYSCALL;
     send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);
+}
+
+/// Slot 0: [`holder_settle`], tail-called by the read and write programs (the table scan
+/// does not fit their verifier budget, and it is rarely needed).
+#[map]
+static SETTLE: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Tail of a read or write program of a process whose count reached 0: its table decides.
+#[tracepoint]
+pub fn holder_settle(_ctx: TracePointContext) -> u32 {
+    settle(current_task(), current_tgid() as u32);
     0
+}
+
+/// At the end of a read or write program that found the process counted with `count`: when
+/// it is 0, continues in [`holder_settle`]. After the bytes were added, so a descriptor the
+/// count missed (a duplicate) loses nothing.
+#[inline(always)]
+fn settle_if_idle<C: aya_ebpf::EbpfContext>(ctx: &C, count: u32) {
+    if count as i32 <= 0 {
+        // SAFETY: index 0 holds `holder_settle`, a tracepoint program like every caller
+        // (the daemon puts it there before attaching them).
+        unsafe { SETTLE.tail_call(ctx, 0) };
+    }
 }
 
 /// `PF_EXITING` (<https://github.com/torvalds/linux/blob/v6.12/include/linux/sched.h#L1699>).
@@ -433,6 +477,7 @@ pub fn sys_enter_io_submit(_ctx: TracePointContext) -> u32 {
         // SAFETY: presence check only.
         if unsafe { TRACKED.get(file) }.is_some() {
             let _ = AIO_PENDING.insert(AioKey { tgid, iocb }, AioReq { file, write }, 0);
+            pin(tgid as u32);
         }
     }
     0
@@ -519,13 +564,13 @@ fn last_reference(file: u64) -> bool {
 /// full (the caller counts it as a lost `file.close`).
 #[inline(always)]
 pub fn track(file: u64, stats: &Tracked) -> bool {
-    TRACKED.insert(file, stats, 0).is_ok() && TRACKED_TGIDS.insert(stats.opener.tgid, 1, 0).is_ok()
+    TRACKED.insert(file, stats, 0).is_ok() && hold(stats.opener.tgid, 1)
 }
 
 /// A process that received a tracked file's descriptor: its bytes are counted from now on.
 #[inline(always)]
 pub fn mark_holder(tgid: u32) {
-    let _ = TRACKED_TGIDS.insert(tgid, 1, 0);
+    hold(tgid, 1);
 }
 
 /// `pidfd_getfd(pidfd, targetfd, flags)`: the caller now holds another process's open file.
@@ -543,11 +588,201 @@ pub fn sys_exit_pidfd_getfd(ctx: TracePointContext) -> u32 {
     crate::file::opened(fd, sensor_common::event::file::OPEN_PIDFD_GETFD)
 }
 
+// ---------------------------------------------------------------------------------------
+// Holders
+// ---------------------------------------------------------------------------------------
+//
+// `TRACKED_TGIDS[tgid]` counts the tracked descriptors of a process: +1 per tracked open or
+// pidfd_getfd, the parent's count at fork, -1 per close of a tracked descriptor. Descriptors
+// made by dup, SCM_RIGHTS or fcntl are not seen, and close_range, dup2 over a descriptor or
+// exec's close-on-exec close some unseen; so at the first read or write after the count
+// reached 0 (not at the close itself: a process that opens and closes protected files in a
+// loop does not look through its table each time), and at every exec, the descriptor table
+// decides: the entry goes only when no descriptor of the process refers to a tracked file. A process that closed its
+// last protected file therefore pays nothing more on its reads and writes, and the totals
+// of files it still holds stay exact. Kept when the table cannot be counted in full (more
+// than `SCAN_CHUNKS * 64` descriptors) and, until exec or exit, once an AIO request on a
+// tracked file was submitted (its completion may be reaped after the close).
+
+/// Descriptors examined per table scan, in chunks of 64 (`max_fds` is a multiple of
+/// `BITS_PER_LONG`: <https://github.com/torvalds/linux/blob/v6.12/fs/file.c#L130>).
+const SCAN_CHUNKS: u32 = 16;
+const CHUNK: usize = 64;
+/// Added to a count once an AIO request is pending: the count never reaches 0 by closes.
+const AIO_PIN: u32 = 1 << 24;
+
+#[map]
+static SCAN_SCRATCH: PerCpuArray<[u64; CHUNK]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether `tgid` is (probably) in [`TRACKED_TGIDS`]: its slot first, then the map.
+#[inline(always)]
+fn is_holder(tgid: u32) -> bool {
+    holder_count(tgid).is_some()
+}
+
+/// `tgid`'s count when it is in [`TRACKED_TGIDS`]: its slot first, then the map.
+#[inline(always)]
+fn holder_count(tgid: u32) -> Option<u32> {
+    if TGID_SLOTS.get(tgid & SLOT_MASK).is_none_or(|n| *n == 0) {
+        return None;
+    }
+    // SAFETY: the value is copied.
+    unsafe { TRACKED_TGIDS.get(tgid) }.copied()
+}
+
+/// `*v += n` as one BPF atomic add (u32).
+#[inline(always)]
+fn add32(v: *mut u32, n: u32) {
+    // SAFETY: `v` points into map memory for the duration of the program.
+    unsafe { core::arch::asm!("lock *(u32 *)({p} + 0) += {n}", p = in(reg) v, n = in(reg) u64::from(n)) };
+}
+
+#[inline(always)]
+fn slot_add(tgid: u32, n: u32) {
+    if let Some(s) = TGID_SLOTS.get_ptr_mut(tgid & SLOT_MASK) {
+        add32(s, n);
+    }
+}
+
+/// Adds `n` tracked descriptors to `tgid`'s count, creating its entry; `false` when the map
+/// is full.
+#[inline(always)]
+fn hold(tgid: u32, n: u32) -> bool {
+    if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid) {
+        add32(c, n);
+        return true;
+    }
+    if TRACKED_TGIDS.insert(tgid, n, u64::from(aya_ebpf::bindings::BPF_NOEXIST)).is_ok() {
+        slot_add(tgid, 1);
+        return true;
+    }
+    // Another CPU created it meanwhile.
+    match TRACKED_TGIDS.get_ptr_mut(tgid) {
+        Some(c) => {
+            add32(c, n);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Removes `tgid`'s entry.
+#[inline(always)]
+pub fn release(tgid: u32) {
+    if TRACKED_TGIDS.remove(tgid).is_ok() {
+        slot_add(tgid, u32::MAX); // -1
+    }
+}
+
+/// Keeps `tgid` counted until exec or exit: an AIO request on a tracked file is pending.
+#[inline(always)]
+fn pin(tgid: u32) {
+    if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid)
+        // SAFETY: map memory; a race adds the pin twice, which is harmless.
+        && unsafe { *c } < AIO_PIN
+    {
+        add32(c, AIO_PIN);
+    }
+}
+
+/// Whether `task`'s table holds a tracked descriptor; `None` when the table is too large to
+/// look through in full. (A yes/no answer keeps the verifier's state
+/// count flat: the loop carries no counter.)
+#[inline(always)]
+fn holds_tracked(task: u64) -> Option<bool> {
+    let files = ptr(task, off!(task_struct_files)).ok()?;
+    let fdt = ptr(files, off!(files_struct_fdt)).ok()?;
+    let max: u32 = read(fdt, off!(fdtable_max_fds)).ok()?;
+    let array = ptr(fdt, off!(fdtable_fd)).ok()?;
+    if max > SCAN_CHUNKS * CHUNK as u32 {
+        return None;
+    }
+    let buf = SCAN_SCRATCH.get_ptr_mut(0)?;
+    for c in 0..SCAN_CHUNKS {
+        let base = c * CHUNK as u32;
+        if base >= max {
+            break;
+        }
+        // SAFETY: per-CPU scratch; the helper checks the kernel address.
+        let ok = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                buf.cast(),
+                (CHUNK * 8) as u32,
+                (array + u64::from(base) * 8) as *const _,
+            )
+        };
+        if ok != 0 {
+            return None;
+        }
+        // SAFETY: per-CPU scratch.
+        let fds = unsafe { &*buf };
+        for &file in fds.iter() {
+            // SAFETY: presence check only.
+            if file != 0 && unsafe { TRACKED.get(file) }.is_some() {
+                return Some(true);
+            }
+        }
+    }
+    Some(false)
+}
+
+/// Decides from `task`'s table whether `tgid`, whose count reached 0, still holds a tracked
+/// file: then its count becomes at least 1,
+/// else its entry goes. In a multi-threaded process the table is looked through again after
+/// the removal, so a tracked open by another thread that raced with it is not lost.
+#[inline(always)]
+fn settle(task: u64, tgid: u32) {
+    match holds_tracked(task) {
+        // Too many descriptors to look through: stays counted (no scan at every read).
+        None | Some(true) => {
+            if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid)
+                // SAFETY: map memory.
+                && (unsafe { *c }) as i32 <= 0
+            {
+                // SAFETY: as above; a racing add only raises it.
+                unsafe { *c = 1 };
+            }
+        }
+        Some(false) => {
+            release(tgid);
+            let alone = ptr(task, off!(task_struct_signal))
+                .and_then(|signal| read::<i32>(signal, off!(signal_struct_live)))
+                .is_ok_and(|live| live == 1);
+            if !alone && holds_tracked(task) == Some(true) {
+                hold(tgid, 1);
+            }
+        }
+    }
+}
+
+/// A descriptor of a tracked file is being closed by `tgid`.
+#[inline(always)]
+fn let_go(tgid: u32) {
+    if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid) {
+        add32(c, u32::MAX); // -1
+    }
+}
+
+/// `sched_process_exec`, next to `process.rs`'s program (a program of its own keeps both
+/// within the verifier's budget): close-on-exec descriptors are closed by now and AIO
+/// contexts are gone, so a process left without a tracked file stops paying.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn holders_exec(_ctx: RawTracePointContext) -> i32 {
+    let tgid = current_tgid() as u32;
+    if is_holder(tgid) {
+        settle(current_task(), tgid);
+    }
+    0
+}
+
 /// A forked child of a tracking process shares its descriptors (called by `process.rs`).
 #[inline(always)]
 pub fn inherit(parent_tgid: u32, child_tgid: u32) {
-    // SAFETY: presence check only.
-    if unsafe { TRACKED_TGIDS.get(parent_tgid) }.is_some() {
-        let _ = TRACKED_TGIDS.insert(child_tgid, 1, 0);
+    if !is_holder(parent_tgid) {
+        return;
+    }
+    // SAFETY: the value is copied.
+    if let Some(n) = unsafe { TRACKED_TGIDS.get(parent_tgid) }.copied() {
+        hold(child_tgid, n & (AIO_PIN - 1));
     }
 }

@@ -72,6 +72,24 @@ static CLEAR_DIRS: LruHashMap<DirKey, u64> = LruHashMap::with_max_entries(16384,
 #[map]
 static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Files `(mount, dentry, d_parent)` whose ancestry holds no protected tree, as of the
+/// [`GENERATION`] stored with them: an unrelated open that hits costs one read and one lookup
+/// after its own inode's, instead of a step up and the [`CLEAR_DIRS`] key. The parent pointer
+/// in the key makes file renames and reuse safe without a generation bump: a file moved to
+/// another directory has another key, and a dentry reused in the same directory has the
+/// same ancestry (its own inode is looked up in [`PROTECTED`] before this cache). What
+/// changes an ancestry (directory renames and removals, mounts) bumps the generation.
+#[map]
+static CLEAR_FILES: LruHashMap<FileKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FileKey {
+    mount: u64,
+    dentry: u64,
+    parent: u64,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct DirKey {
@@ -102,15 +120,22 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
     if let Some(p) = unsafe { PROTECTED.get(own) } {
         return Some((own, *p));
     }
-    // The generation is read before the walk: if the tree changes during it, the entry
-    // written below is already stale.
+    // The generation is read before the walk: if the tree changes during it, the entries
+    // written below are already stale.
     // SAFETY: plain read of map memory.
     let generation = GENERATION.get(0).copied().unwrap_or(0);
-    let (mut mount, mut dentry) = parent(real_mount(vfsmount), dentry).ok()??;
+    let file =
+        FileKey { mount: real_mount(vfsmount), dentry, parent: ptr(dentry, off!(dentry_d_parent)).ok()? };
+    // SAFETY: the value is copied out.
+    if unsafe { CLEAR_FILES.get(file) }.is_some_and(|g| *g == generation) {
+        return None;
+    }
+    let (mut mount, mut dentry) = parent(file.mount, dentry).ok()??;
     // The key needs only the inode number: two reads on the path every unrelated open takes.
     let dir = DirKey { mount, dentry, ino: dentry_ino(dentry).unwrap_or(0) };
     // SAFETY: the value is copied out.
     if unsafe { CLEAR_DIRS.get(dir) }.is_some_and(|g| *g == generation) {
+        let _ = CLEAR_FILES.insert(file, generation, 0);
         return None;
     }
     for _ in 1..PROTECT_DEPTH {
@@ -131,6 +156,7 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
             // The root: nothing above this directory is protected.
             Ok(None) => {
                 let _ = CLEAR_DIRS.insert(dir, generation, 0);
+                let _ = CLEAR_FILES.insert(file, generation, 0);
                 return None;
             }
             Err(_) => return None,

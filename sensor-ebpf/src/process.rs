@@ -19,7 +19,7 @@ use sensor_common::event::{
 
 use crate::{
     emit::{header_for_current, send},
-    io::{TRACKED_TGIDS, inherit},
+    io::{inherit, release},
     kread::{current_task, off, path_of, ptr, read},
     path::write_path,
 };
@@ -151,7 +151,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     ev.exit_code = read(task, off!(task_struct_exit_code)).unwrap_or(0);
     // Files it still held are closed by the kernel without a close(2); the daemon writes
     // their file.close records when it sees this exit.
-    let _ = TRACKED_TGIDS.remove(ev.header.task.tgid);
+    release(ev.header.task.tgid);
     send(Kind::Exit, (ev as *const Exit).cast(), size_of::<Exit>());
     0
 }

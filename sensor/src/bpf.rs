@@ -1,7 +1,7 @@
 //! Loading and attaching the kernel programs, and access to their maps.
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{FEntry, FExit, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{
@@ -21,8 +21,9 @@ use crate::{kernel::tracefs::TraceFs, protect::ProtectSet};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
 
 /// Raw tracepoint programs: (program, tracepoint).
-const RAW_TRACEPOINTS: [(&str, &str); 3] = [
+const RAW_TRACEPOINTS: [(&str, &str); 4] = [
     ("sched_process_exec", "sched_process_exec"),
+    ("holders_exec", "sched_process_exec"),
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
 ];
@@ -174,6 +175,7 @@ impl Programs {
 
         let mut attached = Vec::new();
         let mut ids = Vec::new();
+        load_holder_settle(&mut ebpf)?;
         for (name, tp) in RAW_TRACEPOINTS {
             let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
             prog.load().map_err(|source| BpfError::Program { program: name, source })?;
@@ -182,34 +184,43 @@ impl Programs {
             attached.push(format!("{name}@raw_tracepoint/{tp}"));
         }
         let mut kernel_releases = false;
+        let mut btf = None;
         let file_backend = match file_events {
             false => "off",
-            true => match attach_fentry(&mut ebpf, "security_file_open", "security_file_open", false) {
-                Ok(id) => {
-                    ids.extend(id);
-                    attached.push("security_file_open@fentry/security_file_open".to_owned());
-                    enable_backend(&mut ebpf, BACKEND_OPEN)?;
-                    match attach_fentry(&mut ebpf, "security_file_free", "security_file_free", false) {
-                        Ok(id) => {
-                            ids.extend(id);
-                            attached.push("security_file_free@fentry/security_file_free".to_owned());
-                            kernel_releases = true;
+            true => {
+                match attach_fentry(&mut ebpf, &mut btf, "security_file_open", "security_file_open", false) {
+                    Ok(id) => {
+                        ids.extend(id);
+                        attached.push("security_file_open@fentry/security_file_open".to_owned());
+                        enable_backend(&mut ebpf, BACKEND_OPEN)?;
+                        match attach_fentry(
+                            &mut ebpf,
+                            &mut btf,
+                            "security_file_free",
+                            "security_file_free",
+                            false,
+                        ) {
+                            Ok(id) => {
+                                ids.extend(id);
+                                attached.push("security_file_free@fentry/security_file_free".to_owned());
+                                kernel_releases = true;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "security_file_free does not load; closes at exit are written by the daemon.");
+                            }
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "security_file_free does not load; closes at exit are written by the daemon.");
-                        }
+                        "fentry"
                     }
-                    "fentry"
+                    Err(e) => {
+                        tracing::info!(error = %e, "fentry programs do not load here; opens are traced at syscall exit.");
+                        "tracepoint"
+                    }
                 }
-                Err(e) => {
-                    tracing::info!(error = %e, "fentry programs do not load here; opens are traced at syscall exit.");
-                    "tracepoint"
-                }
-            },
+            }
         };
         let change_backend = match (file_events, file_backend) {
             (false, _) => "off",
-            (true, "fentry") => match attach_changes(&mut ebpf, &mut attached, &mut ids) {
+            (true, "fentry") => match attach_changes(&mut ebpf, &mut btf, &mut attached, &mut ids) {
                 Ok(()) => {
                     enable_backend(&mut ebpf, BACKEND_CHANGE)?;
                     "fentry"
@@ -221,6 +232,7 @@ impl Programs {
             },
             (true, _) => "fanotify",
         };
+        drop(btf);
         if file_events {
             for name in ["namespace_change", "unlinkat_change"] {
                 let prog: &mut TracePoint = program(&mut ebpf, name)?;
@@ -259,6 +271,9 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
+        // Loading parsed the object and the kernel's BTF: give that heap back to the system.
+        // SAFETY: malloc_trim only releases free memory of the allocator.
+        unsafe { libc::malloc_trim(0) };
         Ok(Self { ebpf, attached, ids, file_events, file_backend, change_backend, kernel_releases })
     }
 
@@ -340,24 +355,31 @@ impl Programs {
 }
 
 /// Loads and attaches an fentry (or, with `exit`, fexit) program; the error says why it
-/// cannot run on this kernel.
+/// cannot run on this kernel. `btf` is the kernel's BTF, parsed at the first call (several
+/// MiB of heap; `load` drops it when every program is attached).
 fn attach_fentry(
     ebpf: &mut Ebpf,
+    btf: &mut Option<aya::Btf>,
     name: &'static str,
     function: &str,
     exit: bool,
 ) -> Result<Option<u32>, BpfError> {
-    let btf = aya::Btf::from_sys_fs()
-        .map_err(|e| BpfError::Program { program: name, source: ProgramError::Btf(e) })?;
+    let btf = match btf {
+        Some(btf) => btf,
+        None => btf.insert(
+            aya::Btf::from_sys_fs()
+                .map_err(|e| BpfError::Program { program: name, source: ProgramError::Btf(e) })?,
+        ),
+    };
     let err = |source| BpfError::Program { program: name, source };
     if exit {
         let prog: &mut FExit = program(ebpf, name)?;
-        prog.load(function, &btf).map_err(err)?;
+        prog.load(function, btf).map_err(err)?;
         prog.attach().map_err(err)?;
         Ok(prog.info().ok().map(|i| i.id()))
     } else {
         let prog: &mut FEntry = program(ebpf, name)?;
-        prog.load(function, &btf).map_err(err)?;
+        prog.load(function, btf).map_err(err)?;
         prog.attach().map_err(err)?;
         Ok(prog.info().ok().map(|i| i.id()))
     }
@@ -399,9 +421,14 @@ const NAMESPACE_SYSCALLS: [(&str, &str); 9] = [
 /// Attaches the change hooks; fails when a required one does not load here (kernels without
 /// `CONFIG_SECURITY_PATH`; before 5.17, whose fexit programs cannot read the result with
 /// `bpf_get_func_ret`).
-fn attach_changes(ebpf: &mut Ebpf, attached: &mut Vec<String>, ids: &mut Vec<u32>) -> Result<(), BpfError> {
+fn attach_changes(
+    ebpf: &mut Ebpf,
+    btf: &mut Option<aya::Btf>,
+    attached: &mut Vec<String>,
+    ids: &mut Vec<u32>,
+) -> Result<(), BpfError> {
     for (name, exit, required) in CHANGE_PROGRAMS {
-        match attach_fentry(ebpf, name, name, exit) {
+        match attach_fentry(ebpf, btf, name, name, exit) {
             Ok(id) => {
                 ids.extend(id);
                 attached.push(format!("{name}@{}/{name}", if exit { "fexit" } else { "fentry" }));
@@ -423,6 +450,24 @@ fn enable_backend(ebpf: &mut Ebpf, slot: u32) -> Result<(), BpfError> {
 
 pub(crate) fn missing_map() -> aya::maps::MapError {
     aya::maps::MapError::InvalidName { name: "not in object".to_owned() }
+}
+
+/// Loads `holder_settle` into slot 0 of `SETTLE`, the tail of the read and write programs
+/// (io.rs).
+fn load_holder_settle(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+    const NAME: &str = "holder_settle";
+    let prog: &mut TracePoint = program(ebpf, NAME)?;
+    prog.load().map_err(|source| BpfError::Program { program: NAME, source })?;
+    let fd = prog
+        .fd()
+        .map_err(|source| BpfError::Program { program: NAME, source })?
+        .try_clone()
+        .map_err(|e| BpfError::Program { program: NAME, source: ProgramError::IOError(e) })?;
+    let mut slots = ProgramArray::try_from(
+        ebpf.map_mut("SETTLE").ok_or(BpfError::Map { name: "SETTLE", source: missing_map() })?,
+    )
+    .map_err(|source| BpfError::Map { name: "SETTLE", source })?;
+    slots.set(0, &fd, 0).map_err(|source| BpfError::Map { name: "SETTLE", source })
 }
 
 pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>

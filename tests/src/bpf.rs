@@ -41,3 +41,88 @@ pub fn prog_loaded(id: u32) -> bool {
         _ => panic!("bpf(BPF_PROG_GET_FD_BY_ID, {id}): {e}"),
     }
 }
+
+/// `BPF_MAP_LOOKUP_ELEM`, `BPF_MAP_GET_FD_BY_ID`, `BPF_OBJ_GET_INFO_BY_FD`.
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_MAP_GET_FD_BY_ID: libc::c_int = 14;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+
+#[repr(C)]
+struct InfoByFd {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+#[repr(C)]
+struct LookupElem {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `struct bpf_map_info` up to its name.
+#[repr(C)]
+#[derive(Default)]
+struct MapInfo {
+    map_type: u32,
+    id: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    name: [u8; 16],
+}
+
+fn bpf(cmd: libc::c_int, attr: *const u8, size: usize) -> io::Result<libc::c_int> {
+    // SAFETY: `attr` points to a valid buffer of `size` bytes for the command.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size as libc::c_uint) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as libc::c_int) }
+}
+
+/// Looks `key` up in the map named `name` held by process `pid` (found through the map ids
+/// in its `/proc/PID/fdinfo`, so another sensor's map of the same name is never read).
+/// `None` when the key is absent; panics when `pid` holds no such map.
+pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
+    let mut ids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("read fdinfo")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|t| t.lines().find_map(|l| l.strip_prefix("map_id:")?.trim().parse().ok()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let attr = GetFdById { prog_id: id, ..Default::default() };
+        let Ok(fd) = bpf(BPF_MAP_GET_FD_BY_ID, (&raw const attr).cast(), size_of::<GetFdById>()) else {
+            continue;
+        };
+        let mut info = MapInfo::default();
+        let q =
+            InfoByFd { bpf_fd: fd as u32, info_len: size_of::<MapInfo>() as u32, info: &raw mut info as u64 };
+        let named = bpf(BPF_OBJ_GET_INFO_BY_FD, (&raw const q).cast(), size_of::<InfoByFd>()).is_ok()
+            && info.name.split(|&b| b == 0).next() == Some(name.as_bytes());
+        let found = named.then(|| {
+            let mut value = 0u32;
+            let l = LookupElem {
+                map_fd: fd as u32,
+                _pad: 0,
+                key: &raw const key as u64,
+                value: &raw mut value as u64,
+                flags: 0,
+            };
+            match bpf(BPF_MAP_LOOKUP_ELEM, (&raw const l).cast(), size_of::<LookupElem>()) {
+                Ok(_) => Some(value),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+                Err(e) => panic!("bpf(BPF_MAP_LOOKUP_ELEM, {name}): {e}"),
+            }
+        });
+        // SAFETY: we own this fd.
+        unsafe { libc::close(fd) };
+        if let Some(v) = found {
+            return v;
+        }
+    }
+    panic!("process {pid} holds no BPF map named {name}");
+}

@@ -359,3 +359,39 @@ fn deep_paths_are_cut_at_the_start_and_flagged() {
     assert_eq!(get_u64(&ev, "file.inode"), fs::metadata(&deep).expect("stat").ino(), "{}", show(&ev));
     sensor.stop();
 }
+
+/// The kernel also remembers files found outside the protected trees (by mount, dentry and
+/// parent): a file moved into a tree, and a file whose grandparent directory is moved into a
+/// tree, after both were opened (and cached) outside, are matched at their next open.
+#[test]
+fn cached_unrelated_files_are_matched_after_renames() {
+    let tree = TempDir::new("files-cache-rename");
+    let p = tree.mkdir("protected");
+    let deep = tree.write("outside/a/b/deep.txt", "deep\n");
+    let single = tree.write("outside/single.txt", "single\n");
+    let mut sensor = Sensor::start(&["--protect", path_str(&p)]);
+    let me = test_pid();
+    for _ in 0..3 {
+        drop(fs::File::open(&deep).expect("open deep while outside"));
+        drop(fs::File::open(&single).expect("open single while outside"));
+    }
+
+    let moved_single = p.join("single.txt");
+    fs::rename(&single, &moved_single).expect("move the file into the tree");
+    drop(fs::File::open(&moved_single).expect("open the moved file"));
+    let ev = wait_open(&mut sensor, &moved_single, me, "open of a cached file moved into the tree");
+    assert_file_attrs(&ev, &moved_single, "read", &p);
+
+    fs::rename(tree.join("outside/a"), p.join("a")).expect("move the grandparent into the tree");
+    let moved_deep = p.join("a/b/deep.txt");
+    drop(fs::File::open(&moved_deep).expect("open the file in the moved tree"));
+    let ev = wait_open(&mut sensor, &moved_deep, me, "open in a cached tree moved into the tree");
+    assert_file_attrs(&ev, &moved_deep, "read", &p);
+
+    let (deep_s, single_s) = (path_str(&deep).to_owned(), path_str(&single).to_owned());
+    sensor.assert_none("records of the files while they were outside", |e| {
+        let path = e.get("file.path").and_then(Value::as_str);
+        path == Some(deep_s.as_str()) || path == Some(single_s.as_str())
+    });
+    sensor.stop();
+}
