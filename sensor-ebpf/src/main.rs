@@ -1,9 +1,11 @@
 //! mnsensor kernel programs.
 //!
 //! One file per hook family: [`process`] (exec, fork, exit), [`file`] (opens of protected
-//! files), [`io`] (bytes read and written through them, close), [`net`] (TCP connect, accept, close). Shared plumbing: [`kread`] (every read of a
-//! kernel struct, at offsets userspace resolved from BTF), [`path`] (in-kernel path walk) and
-//! [`emit`] (ring buffer with batched wakeups and loss counters); [`enforce`] carries out the
+//! files), [`io`] (bytes read and written through them, close), [`net`] (TCP connect, accept,
+//! close), [`tamper`] (signals, ptrace and bpf calls aimed at the sensor). Shared plumbing:
+//! [`kread`] (every read of a kernel struct, at offsets userspace resolved from BTF), [`path`]
+//! (in-kernel path walk) and [`emit`] (ring buffer with batched wakeups and loss counters);
+//! [`enforce`] carries out the
 //! `kill` action.
 #![no_std]
 #![no_main]
@@ -21,6 +23,7 @@ mod net;
 mod path;
 mod process;
 mod taint;
+mod tamper;
 
 #[cfg(not(test))]
 #[panic_handler]

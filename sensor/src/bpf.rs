@@ -123,6 +123,8 @@ pub struct Programs {
     /// `security_file_free` reports every tracked file's last release (exit included), so
     /// the daemon does not write `exit` closes itself.
     pub kernel_releases: bool,
+    /// Tamper signals (`sensor-ebpf/src/tamper.rs`) whose program did not load or attach here.
+    pub tamper_off: Vec<&'static str>,
 }
 
 impl Programs {
@@ -271,10 +273,20 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
+        let tamper_off = attach_tamper(&mut ebpf, tracefs, &mut attached, &mut ids);
         // Loading parsed the object and the kernel's BTF: give that heap back to the system.
         // SAFETY: malloc_trim only releases free memory of the allocator.
         unsafe { libc::malloc_trim(0) };
-        Ok(Self { ebpf, attached, ids, file_events, file_backend, change_backend, kernel_releases })
+        Ok(Self {
+            ebpf,
+            attached,
+            ids,
+            file_events,
+            file_backend,
+            change_backend,
+            kernel_releases,
+            tamper_off,
+        })
     }
 
     /// The loaded object, for the egress module's own programs and maps (`sensor/src/egress/`).
@@ -352,6 +364,64 @@ impl Programs {
         let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map { name: "LOST", source })?;
         Ok(LossCounters { map })
     }
+}
+
+/// Tamper-signal programs: (kind, program, tracepoint category or `None` for a raw
+/// tracepoint, event).
+const TAMPER_PROGRAMS: [(&str, &str, Option<&str>, &str); 5] = [
+    ("signal", "tamper_signal", None, "signal_generate"),
+    ("ptrace", "tamper_ptrace", Some("syscalls"), "sys_enter_ptrace"),
+    ("process_vm_read", "tamper_vm_read", Some("syscalls"), "sys_enter_process_vm_readv"),
+    ("process_vm_write", "tamper_vm_write", Some("syscalls"), "sys_enter_process_vm_writev"),
+    ("bpf", "tamper_bpf", Some("syscalls"), "sys_enter_bpf"),
+];
+
+/// Attaches the tamper-signal programs. Each is optional: one that does not load or attach is
+/// logged and its kind returned, for `sensor.start`.
+fn attach_tamper(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    attached: &mut Vec<String>,
+    ids: &mut Vec<u32>,
+) -> Vec<&'static str> {
+    let mut off = Vec::new();
+    for (kind, name, category, event) in TAMPER_PROGRAMS {
+        let result = match category {
+            None => program::<RawTracePoint>(ebpf, name).and_then(|prog| {
+                let err = |source| BpfError::Program { program: name, source };
+                prog.load().map_err(err)?;
+                prog.attach(event).map_err(err)?;
+                Ok((format!("{name}@raw_tracepoint/{event}"), prog.info().ok().map(|i| i.id())))
+            }),
+            Some(category) if !tracefs.event_exists(category, event) => {
+                tracing::warn!(
+                    kind,
+                    category,
+                    event,
+                    "Tracepoint absent on this kernel; this tamper signal is not watched."
+                );
+                off.push(kind);
+                continue;
+            }
+            Some(category) => program::<TracePoint>(ebpf, name).and_then(|prog| {
+                let err = |source| BpfError::Program { program: name, source };
+                prog.load().map_err(err)?;
+                prog.attach(category, event).map_err(err)?;
+                Ok((format!("{name}@tracepoint/{category}/{event}"), prog.info().ok().map(|i| i.id())))
+            }),
+        };
+        match result {
+            Ok((hook, id)) => {
+                attached.push(hook);
+                ids.extend(id);
+            }
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "Tamper signal program does not load here; this kind is not watched.");
+                off.push(kind);
+            }
+        }
+    }
+    off
 }
 
 /// Loads and attaches an fentry (or, with `exit`, fexit) program; the error says why it

@@ -159,6 +159,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         policy_hash: enforcement.policies.current().hash().to_owned(),
         policy_files: enforcement.files(),
         enforcement: enforcement.backends.clone(),
+        tamper_off: programs.tamper_off.clone(),
     };
     let mut enricher = Enricher::new(procs, protect, enforcement.policies.clone());
     let audit = Audit::new(enforcement.policies.clone());

@@ -8,6 +8,7 @@ pub mod file;
 pub mod net;
 pub mod policy;
 pub mod process;
+pub mod tamper;
 
 /// Event kinds. The numbers are part of the wire format between kernel and daemon: never
 /// reuse one. They also index the per-CPU loss counters (`LOST`).
@@ -24,14 +25,15 @@ pub enum Kind {
     FileClose = 8,
     PolicyDecision = 9,
     FileChange = 10,
+    Tamper = 11,
 }
 
 /// One more than the largest [`Kind`]: the size of the loss-counter map.
-pub const KIND_SLOTS: u32 = 11;
+pub const KIND_SLOTS: u32 = 12;
 
 impl Kind {
     /// Every kind, in number order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Exec,
         Self::Fork,
         Self::Exit,
@@ -42,6 +44,7 @@ impl Kind {
         Self::FileClose,
         Self::PolicyDecision,
         Self::FileChange,
+        Self::Tamper,
     ];
 
     /// The kind with this wire number.

@@ -15,6 +15,9 @@ use sensor_common::event::{
     net::Conn as WireConn,
     policy::{ACTION_KILL, LsmDecision as WireLsm},
     process::{Exec as WireExec, Exit as WireExit, Fork as WireFork},
+    tamper::{
+        TAMPER_BPF, TAMPER_PTRACE, TAMPER_SIGNAL, TAMPER_VM_READ, TAMPER_VM_WRITE, Tamper as WireTamper,
+    },
 };
 
 use crate::event::{
@@ -25,6 +28,7 @@ use crate::event::{
     net::{Conn, ConnOp, address},
     path,
     process::{Exec, Exit, Fork},
+    tamper::{Tamper, TamperOp},
     time::Clock,
 };
 
@@ -41,8 +45,8 @@ pub enum DecodeError {
     /// Unknown kind number.
     #[error("kernel record has unknown kind {0}")]
     UnknownKind(u32),
-    /// A file change record with an unknown operation.
-    #[error("kernel file change record has unknown operation {0}")]
+    /// A file change or tamper record with an unknown operation.
+    #[error("kernel record has unknown operation {0}")]
     UnknownOp(u32),
 }
 
@@ -109,8 +113,25 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Envelope, DecodeError> {
         Kind::PolicyDecision => lsm(bytes, subject)?,
         Kind::NetConnect | Kind::NetAccept | Kind::NetClose => conn(bytes, kind, subject)?,
         Kind::FileChange => change(bytes, subject)?,
+        Kind::Tamper => tamper(bytes, subject)?,
     };
     Ok(Envelope { time_ns: clock.wall_ns(header.time_ns), quality: header.flags, event })
+}
+
+fn tamper(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
+    let w = Wire::new(bytes, size_of::<WireTamper>())?;
+    let op: u32 = field!(w, WireTamper, op)?;
+    let arg: u32 = field!(w, WireTamper, arg)?;
+    let target: u32 = field!(w, WireTamper, target)?;
+    let op = match op {
+        TAMPER_SIGNAL => TamperOp::Signal { signal: arg, target, result: field!(w, WireTamper, result)? },
+        TAMPER_PTRACE => TamperOp::Ptrace { request: arg, target },
+        TAMPER_VM_READ => TamperOp::ProcessVm { write: false, target },
+        TAMPER_VM_WRITE => TamperOp::ProcessVm { write: true, target },
+        TAMPER_BPF => TamperOp::Bpf { command: arg },
+        op => return Err(DecodeError::UnknownOp(op)),
+    };
+    Ok(Event::Tamper(Tamper { subject, op }))
 }
 
 fn exec(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {

@@ -153,6 +153,7 @@ impl Enricher {
             Event::Exit(_)
             | Event::FileAccess(_)
             | Event::Conn(_)
+            | Event::Tamper(_)
             | Event::Decision(_)
             | Event::Sensor(_) => {}
         }

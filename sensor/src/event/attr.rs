@@ -107,6 +107,7 @@ pub const BACKEND_FILE: &str = "mnsensor.backend.file";
 pub const BACKEND_NETWORK: &str = "mnsensor.backend.network";
 pub const BPF_PROGRAMS: &str = "mnsensor.bpf.programs";
 pub const BPF_PROGRAM_IDS: &str = "mnsensor.bpf.program_ids";
+pub const TAMPER_OFF: &str = "mnsensor.tamper.off";
 pub const CONFIG_SOURCE: &str = "mnsensor.config.source";
 pub const CONFIG_PROTECT: &str = "mnsensor.config.protect";
 pub const CONFIG_OUTPUTS: &str = "mnsensor.config.outputs";
@@ -130,6 +131,13 @@ pub const OUTPUT_LAG_RECORDS: &str = "mnsensor.lag.records";
 pub const OUTPUT_LAG_SECONDS: &str = "mnsensor.lag.seconds";
 pub const LOSS_INTERVAL_START: &str = "mnsensor.loss.interval.start";
 pub const LOSS_INTERVAL_END: &str = "mnsensor.loss.interval.end";
+
+pub const TAMPER_KIND: &str = "mnsensor.tamper.kind";
+pub const TAMPER_SIGNAL: &str = "mnsensor.tamper.signal";
+pub const TAMPER_SIGNAL_RESULT: &str = "mnsensor.tamper.signal_result";
+pub const TAMPER_PTRACE_REQUEST: &str = "mnsensor.tamper.ptrace_request";
+pub const TAMPER_BPF_COMMAND: &str = "mnsensor.tamper.bpf_command";
+pub const TAMPER_TARGET_PID: &str = "mnsensor.tamper.target_pid";
 
 // Per-kind loss keys, `mnsensor.loss.<event.name>`, are derived from the names:
 // `super::Name::loss_key`.

@@ -19,6 +19,7 @@ pub mod process;
 pub mod record;
 pub mod sensor;
 pub mod subject;
+pub mod tamper;
 pub mod time;
 
 use sensor_common::event::{FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, FLAG_READ_ERROR};
@@ -41,6 +42,7 @@ pub enum Event {
     FileAccess(change::FileAccess),
     Conn(net::Conn),
     Decision(decision::Decision),
+    Tamper(tamper::Tamper),
     /// A refusal the BPF LSM program applied, before enrich names its policy.
     LsmDecision(decision::LsmDecision),
     /// The sensor's own records (start, stop, loss, policy reloads, alerts): rare, written
@@ -76,6 +78,7 @@ impl Envelope {
             Event::FileAccess(e) => &mut e.subject,
             Event::Conn(e) => &mut e.subject,
             Event::Decision(e) => &mut e.subject,
+            Event::Tamper(e) => &mut e.subject,
             Event::LsmDecision(e) => &mut e.subject,
             Event::Sensor(_) => return None,
         })
@@ -93,6 +96,7 @@ impl Envelope {
             Event::FileAccess(_) => Name::FileAccess,
             Event::Conn(e) => e.name(),
             Event::Decision(_) | Event::LsmDecision(_) => Name::PolicyDecision,
+            Event::Tamper(_) => Name::SensorTamper,
             Event::Sensor(r) => {
                 Name::ALL.iter().copied().find(|n| n.as_str() == r.name).unwrap_or(Name::SensorAlert)
             }
@@ -116,6 +120,7 @@ impl Envelope {
             Event::FileAccess(e) => e.write(rec),
             Event::Conn(e) => e.write(rec),
             Event::Decision(e) => e.write(rec),
+            Event::Tamper(e) => e.write(rec),
             // Named by enrich; a record that reaches here unnamed still says what happened.
             Event::LsmDecision(e) => e.write(rec),
             Event::Sensor(_) => {}

@@ -60,6 +60,7 @@ names! {
     SensorConfigReloaded = "sensor.config_reloaded",
     SensorHeartbeat = "sensor.heartbeat",
     SensorGap = "sensor.gap",
+    SensorTamper = "sensor.tamper",
     DetectionExfiltration = "detection.exfiltration",
     DetectionBulkRead = "detection.bulk_read",
     DetectionStaging = "detection.staging",
@@ -80,6 +81,7 @@ impl Name {
             Kind::FileClose => Self::FileClose,
             Kind::PolicyDecision => Self::PolicyDecision,
             Kind::FileChange => Self::FileChange,
+            Kind::Tamper => Self::SensorTamper,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct StartInfo {
     pub policy_files: Vec<String>,
     /// `policy=backend` per policy (`fanotify`, `audit`, `none`).
     pub enforcement: Vec<String>,
+    /// Tamper-signal kinds not watched on this kernel (their program did not load).
+    pub tamper_off: Vec<&'static str>,
 }
 
 /// `sensor.start`.
@@ -45,6 +47,7 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::BACKEND_NETWORK, "tracepoint")
         .set(attr::BPF_PROGRAMS, &info.programs)
         .set(attr::BPF_PROGRAM_IDS, super::json::Numbers(&info.program_ids))
+        .set(attr::TAMPER_OFF, info.tamper_off.as_slice())
         .set(attr::CONFIG_SOURCE, info.config_source.as_str())
         .set(attr::CONFIG_PROTECT, &info.protect)
         .set(attr::CONFIG_OUTPUTS, &info.outputs)

@@ -1,0 +1,171 @@
+//! `sensor.tamper`: signals, ptrace and bpf(2) calls by other processes are reported with the
+//! actor's identity. Each actor is a child this test forks; it only ever targets the sensor
+//! this test started.
+
+use std::io;
+
+use mnsensor_tests::{
+    Sensor, get_str, get_str_array, get_u64, is, pid_of, show, skip, test_pid, waitpid_status,
+};
+use serde_json::Value;
+
+/// Forks a child that runs `act` (async-signal-safe syscalls only) and exits with its return
+/// value; returns the child's pid once it has been reaped.
+fn child(act: impl FnOnce() -> i32) -> u32 {
+    // SAFETY: the child only makes raw syscalls and `_exit`.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => panic!("fork: {}", io::Error::last_os_error()),
+        0 => {
+            let code = act();
+            // SAFETY: `_exit` is async-signal-safe.
+            unsafe { libc::_exit(code) }
+        }
+        pid => {
+            let pid = u32::try_from(pid).expect("positive pid");
+            waitpid_status(pid);
+            pid
+        }
+    }
+}
+
+/// Why `kind` cannot be tested: this kernel does not watch it (`mnsensor.tamper.off`).
+fn unwatched(sensor: &Sensor, kind: &str) -> Option<String> {
+    let off = get_str_array(sensor.start_event(), "mnsensor.tamper.off");
+    off.iter()
+        .any(|k| k == kind)
+        .then(|| format!("tamper kind {kind} is not watched on this kernel: {}", show(sensor.start_event())))
+}
+
+/// Starts a sensor; skips the test when it does not watch `kind`.
+macro_rules! sensor_watching {
+    ($kind:expr) => {{
+        let sensor = Sensor::start(&[]);
+        if let Some(why) = unwatched(&sensor, $kind) {
+            skip!("{why}");
+        }
+        sensor
+    }};
+}
+
+/// The `sensor.tamper` record of `kind` whose actor is `pid`.
+fn wait_tamper(sensor: &mut Sensor, kind: &str, pid: u32, extra: impl Fn(&Value) -> bool) -> Value {
+    sensor.wait_for(&format!("sensor.tamper {kind} by pid {pid}"), |e| {
+        is(e, "sensor.tamper")
+            && pid_of(e) == Some(pid)
+            && e.get("mnsensor.tamper.kind").and_then(Value::as_str) == Some(kind)
+            && extra(e)
+    })
+}
+
+/// The actor's identity: the child of this (root) test.
+fn assert_actor(ev: &Value) {
+    assert_eq!(get_u64(ev, "process.parent_pid"), u64::from(test_pid()), "actor's parent: {}", show(ev));
+    assert_eq!(get_u64(ev, "process.user.id"), 0, "actor's uid: {}", show(ev));
+    assert!(!get_str(ev, "process.executable.path").is_empty(), "actor's executable: {}", show(ev));
+}
+
+#[test]
+fn a_signal_to_the_sensor_names_the_sender() {
+    let mut sensor = sensor_watching!("signal");
+    let target = i32::try_from(sensor.pid()).expect("pid fits");
+    // SIGWINCH is ignored by default: the sensor is not disturbed.
+    // SAFETY (in the child): kill(2) is async-signal-safe.
+    let sender = child(|| if unsafe { libc::kill(target, libc::SIGWINCH) } == 0 { 0 } else { 1 });
+    let ev = wait_tamper(&mut sensor, "signal", sender, |e| {
+        e.get("mnsensor.tamper.signal").and_then(Value::as_u64) == Some(libc::SIGWINCH as u64)
+    });
+    assert_actor(&ev);
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.target_pid"), u64::from(sensor.pid()), "{}", show(&ev));
+    assert_eq!(get_str(&ev, "mnsensor.tamper.signal_result"), "ignored", "{}", show(&ev));
+    sensor.stop();
+}
+
+#[test]
+fn sighup_is_reported_and_still_reloads() {
+    let mut sensor = sensor_watching!("signal");
+    let target = i32::try_from(sensor.pid()).expect("pid fits");
+    let reloads = |s: &mut Sensor| s.matching(|e| is(e, "sensor.policy_reloaded")).len();
+    let before = reloads(&mut sensor);
+    // SAFETY (in the child): kill(2) is async-signal-safe.
+    let sender = child(|| if unsafe { libc::kill(target, libc::SIGHUP) } == 0 { 0 } else { 1 });
+    let ev = wait_tamper(&mut sensor, "signal", sender, |e| {
+        e.get("mnsensor.tamper.signal").and_then(Value::as_u64) == Some(libc::SIGHUP as u64)
+    });
+    assert_eq!(get_str(&ev, "mnsensor.tamper.signal_result"), "delivered", "{}", show(&ev));
+    sensor.wait_until(
+        "a policy reload after SIGHUP",
+        mnsensor_tests::scaled(std::time::Duration::from_secs(20)),
+        |evs| evs.iter().filter(|e| is(e, "sensor.policy_reloaded")).count() > before,
+    );
+    sensor.stop();
+}
+
+#[test]
+fn ptrace_of_the_sensor_is_reported() {
+    let mut sensor = sensor_watching!("ptrace");
+    let target = libc::pid_t::try_from(sensor.pid()).expect("pid fits");
+    // PTRACE_SEIZE does not stop the sensor; the tracer's exit detaches it. Whether the kernel
+    // allows it (Yama) does not matter: the attempt is what is reported.
+    // SAFETY (in the child): ptrace(2) with null addr/data.
+    let tracer = child(|| unsafe {
+        libc::ptrace(
+            libc::PTRACE_SEIZE,
+            target,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        );
+        0
+    });
+    let ev = wait_tamper(&mut sensor, "ptrace", tracer, |_| true);
+    assert_actor(&ev);
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.ptrace_request"), libc::PTRACE_SEIZE as u64, "{}", show(&ev));
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.target_pid"), u64::from(sensor.pid()), "{}", show(&ev));
+    sensor.stop();
+}
+
+#[test]
+fn process_vm_readv_of_the_sensor_is_reported() {
+    let mut sensor = sensor_watching!("process_vm_read");
+    let target = libc::pid_t::try_from(sensor.pid()).expect("pid fits");
+    let mut buf = [0u8; 8];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // Address 0 is never mapped: the call fails after the entry the sensor watches.
+    let remote = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: buf.len() };
+    // SAFETY (in the child): the iovecs point at memory copied into the child.
+    let reader = child(|| unsafe {
+        libc::process_vm_readv(target, &local, 1, &remote, 1, 0);
+        0
+    });
+    let ev = wait_tamper(&mut sensor, "process_vm_read", reader, |_| true);
+    assert_actor(&ev);
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.target_pid"), u64::from(sensor.pid()), "{}", show(&ev));
+    sensor.stop();
+}
+
+/// `BPF_PROG_LOAD` of a socket filter that returns 0 (`mov r0, 0; exit`).
+fn load_trivial_program() -> i32 {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+    // Two instructions: opcode, registers, offset, immediate.
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let license = b"GPL\0";
+    // `union bpf_attr` for PROG_LOAD: prog_type, insn_cnt, insns, license; the rest zero.
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(BPF_PROG_TYPE_SOCKET_FILTER) | (2u64 << 32);
+    attr[1] = insns.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    // SAFETY: attr points at 128 readable bytes holding valid pointers.
+    unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), size_of_val(&attr)) as i32 }
+}
+
+#[test]
+fn bpf_prog_load_by_another_process_is_reported() {
+    let mut sensor = sensor_watching!("bpf");
+    // The child exits at once, so its program is unloaded with it.
+    let loader = child(|| if load_trivial_program() >= 0 { 0 } else { 1 });
+    let ev = wait_tamper(&mut sensor, "bpf", loader, |_| true);
+    assert_actor(&ev);
+    assert_eq!(get_str(&ev, "mnsensor.tamper.bpf_command"), "BPF_PROG_LOAD", "{}", show(&ev));
+    sensor.stop();
+}
