@@ -153,8 +153,7 @@ fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
 /// Both ends of sendfile, splice and copy_file_range: `in_reg` is read, `out_reg` written.
 #[inline(always)]
 fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32) -> u32 {
-    let count = holder_count(current_tgid() as u32);
-    if count.is_some()
+    if holder_count(current_tgid() as u32).is_some()
         && let Some(n) = moved(ctx)
     {
         if let Some(t) = tracked_fd(in_reg) {
@@ -168,7 +167,9 @@ fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32)
     // before `settle_if_idle`, which may end this program with a tail call.
     crate::taint::rw_exit(ctx, in_reg, false);
     crate::taint::rw_exit(ctx, out_reg, true);
-    if let Some(count) = count {
+    // Looked up again rather than kept across the taint calls (a value live across them
+    // made the compiler's output fail verification).
+    if let Some(count) = holder_count(current_tgid() as u32) {
         settle_if_idle(ctx, count);
     }
     0
