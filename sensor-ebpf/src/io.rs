@@ -418,8 +418,8 @@ const IO_EVENT_OBJ: u64 = 8;
 const IO_EVENT_RES: u64 = 16;
 /// Requests examined per `io_submit` call and completions per `io_getevents` call (the
 /// verifier needs a bound; docs/architecture.md, "Coverage").
-const AIO_MAX_SUBMIT: u64 = 32;
-const AIO_MAX_EVENTS: u64 = 64;
+const AIO_MAX_SUBMIT: u64 = 16;
+const AIO_MAX_EVENTS: u64 = 16;
 
 /// A submitted AIO request: the submitting process and its iocb's user address.
 #[repr(C)]

@@ -53,10 +53,10 @@ const TRACEPOINTS: &[(&str, &str, Family)] = &[
     ("sys_exit_mmap", "syscalls", Family::File),
     ("sys_enter_close", "syscalls", Family::File),
     ("io_uring_complete", "io_uring", Family::File),
-    ("sys_enter_io_submit", "syscalls", Family::File),
-    ("sys_exit_io_submit", "syscalls", Family::File),
-    ("sys_exit_io_getevents", "syscalls", Family::File),
-    ("sys_exit_io_pgetevents", "syscalls", Family::File),
+    ("sys_enter_io_submit", "syscalls", Family::Aio),
+    ("sys_exit_io_submit", "syscalls", Family::Aio),
+    ("sys_exit_io_getevents", "syscalls", Family::Aio),
+    ("sys_exit_io_pgetevents", "syscalls", Family::Aio),
     ("sys_exit_pidfd_getfd", "syscalls", Family::File),
     ("sys_enter_link", "syscalls", Family::Link),
     ("sys_enter_linkat", "syscalls", Family::Link),
@@ -73,6 +73,9 @@ enum Family {
     FileOpen,
     /// Bytes through protected files, close.
     File,
+    /// Linux AIO byte counting: optional (a kernel whose verifier refuses these programs
+    /// runs without them, and `sensor.start` does not list them).
+    Aio,
     /// Names of new hard links, where the fentry change hooks do not load.
     Link,
     Network,
@@ -257,7 +260,7 @@ impl Programs {
             let wanted = match family {
                 Family::FileOpen => file_backend == "tracepoint",
                 Family::Link => file_events && change_backend != "fentry",
-                Family::File => file_events,
+                Family::File | Family::Aio => file_events,
                 Family::Network => true,
             };
             if !wanted {
@@ -268,7 +271,13 @@ impl Programs {
                 continue;
             }
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+            match prog.load() {
+                Err(e) if family == Family::Aio => {
+                    tracing::warn!(program = name, error = %e, "AIO program does not load here; Linux AIO bytes are not counted.");
+                    continue;
+                }
+                r => r.map_err(|source| BpfError::Program { program: name, source })?,
+            }
             prog.attach(category, event).map_err(|source| BpfError::Program { program: name, source })?;
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));

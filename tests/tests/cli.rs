@@ -59,7 +59,7 @@ fn start_up_error_with_network_outputs_is_one_clean_error() {
         "--output",
         "otlp+grpc://127.0.0.1:1",
         "--output",
-        "syslog+tls://127.0.0.1:1",
+        "syslog+tcp://127.0.0.1:1",
         "--protect",
         &p,
     ]);

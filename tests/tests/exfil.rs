@@ -240,6 +240,9 @@ fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
 
 #[test]
 fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
     let cg = Cgroup::new();
     let host = FakeHost::new(&[9101, 9102, 9103, 9104, 9106]);
     let mut s = setup(&cg, 1, "    action: alert\n");
@@ -325,6 +328,9 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
 
 #[test]
 fn deny_refuses_a_tainted_connect_with_eperm_but_not_to_an_allowed_destination() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
     let cg = Cgroup::new();
     let host = FakeHost::new(&[9201, 9202]);
     let egress = format!(
