@@ -13,7 +13,7 @@ use sensor_common::event::{
         Close, FILE_DATA, Open, Tracked,
     },
     net::Conn as WireConn,
-    policy::{ACTION_KILL, LsmDecision as WireLsm},
+    policy::{ACTION_ALERT, ACTION_AUDIT, ACTION_KILL, LsmDecision as WireLsm},
     process::{Exec as WireExec, Exit as WireExit, Fork as WireFork},
 };
 
@@ -27,6 +27,7 @@ use crate::event::{
     process::{Exec, Exit, Fork},
     time::Clock,
 };
+use crate::policy::Verdict;
 
 pub mod replay;
 #[cfg(test)]
@@ -264,7 +265,12 @@ fn lsm(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
         },
         policy: field!(w, WireLsm, policy)?,
         combo: field!(w, WireLsm, combo)?,
-        kill: action == ACTION_KILL,
+        verdict: match action {
+            ACTION_KILL => Verdict::Kill,
+            ACTION_ALERT => Verdict::Alert,
+            ACTION_AUDIT => Verdict::Audit,
+            _ => Verdict::Deny,
+        },
     }))
 }
 
