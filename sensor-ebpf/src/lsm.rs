@@ -5,8 +5,9 @@
 //! <https://github.com/torvalds/linux/blob/v6.12/include/linux/lsm_hook_defs.h#L196>. The
 //! program finds the protecting rule (the same ancestry walk as `file.rs`), the policy of the
 //! rule (`RULE_POLICY`), the responsible uid (login uid, else fsuid) and the executable, and
-//! returns `-EPERM` unless the compiled allow tables allow the access. `kill` also sends
-//! SIGKILL. Every refusal is sent to the daemon as a decision record.
+//! returns `-EPERM` when the compiled allow tables refuse the access. `kill` also sends
+//! SIGKILL. Every refusal, and every access the tables mark for `alert` or `audit` (let
+//! through), is sent to the daemon as a decision record.
 use core::mem::offset_of;
 
 use aya_ebpf::{
@@ -19,8 +20,9 @@ use sensor_common::event::{
     Kind,
     file::FMODE_CREATED,
     policy::{
-        ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC,
-        COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, LsmDecision, PolicyDefault,
+        ACTION_ALERT, ACTION_AUDIT, ACTION_DENY, ACTION_KILL, AllowKey, AllowProgramKey,
+        COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC, COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE,
+        LsmDecision, PolicyDefault, UNALERTED_SHIFT, UNRECORDED_SHIFT,
     },
 };
 
@@ -73,7 +75,8 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     }
 }
 
-/// `Some(action)` when the open must be refused.
+/// `Some(action)` when the open must be refused; accesses recorded for `alert` or `audit`
+/// are reported here and let through.
 #[inline(always)]
 fn decide(file: u64) -> Option<u32> {
     let (mnt, dentry) = path_of(file, off!(file_f_path)).ok()?;
@@ -92,21 +95,26 @@ fn decide(file: u64) -> Option<u32> {
 
     // SAFETY (map reads): values are copied out at once.
     let mut allowed = unsafe { ALLOW_ANY.get(AllowKey { policy, uid }) }.copied().unwrap_or(0);
-    if allowed & combo == 0
+    if allowed & (combo << UNRECORDED_SHIFT) == 0
         && let Some((dev, ino)) = executable(task)
     {
         let key = AllowProgramKey { policy, uid, dev, _pad: 0, ino };
         allowed |= unsafe { ALLOW_PROGRAM.get(key) }.copied().unwrap_or(0);
     }
-    if allowed & combo != 0 {
+    let action = if allowed & combo == 0 {
+        POLICY_DEFAULT.get(policy).map_or(0, |d| d.action)
+    } else if allowed & (combo << UNALERTED_SHIFT) == 0 {
+        ACTION_ALERT
+    } else if allowed & (combo << UNRECORDED_SHIFT) == 0 {
+        ACTION_AUDIT
+    } else {
+        0
+    };
+    if action == 0 {
         return None;
     }
-    let action = POLICY_DEFAULT.get(policy).map_or(0, |d| d.action);
-    if action == 0 {
-        return None; // alert/audit defaults never refuse
-    }
     report(mnt, dentry, policy, action, combo);
-    Some(action)
+    (action == ACTION_DENY || action == ACTION_KILL).then_some(action)
 }
 
 /// The operation combination of an open.

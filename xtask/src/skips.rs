@@ -41,12 +41,6 @@ pub const ALLOWED: &[(Env, &str, &str)] = &[
     ),
     (
         Env::Vm,
-        "enforce::alert_and_audit_defaults_let_the_access_through_and_record_it",
-        "KNOWN GAP, to fix in the sensor: the BPF LSM program reports only refusals, so alert and \
-         audit decisions are not recorded on that backend (the accesses do proceed)",
-    ),
-    (
-        Env::Vm,
         "enforce::a_policy_that_cannot_be_enforced_is_listed_as_none",
         "the BPF LSM enforces every tree, procfs included: no policy asks for more than the kernel gives",
     ),

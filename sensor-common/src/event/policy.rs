@@ -4,7 +4,8 @@
 //! Userspace compiles the `enforce`-mode policies into allow tables at "now" (and again every
 //! 30 seconds, so schedules open and close): for each policy, responsible uid and program,
 //! which operation combinations the policy allows. The LSM program on `file_open` looks the
-//! opening process up and denies what the tables do not allow.
+//! opening process up, refuses what the tables refuse and records what they mark for `alert`
+//! or `audit`.
 
 use super::Header;
 use super::file::FILE_DATA;
@@ -16,6 +17,13 @@ pub const COMBO_READ_WRITE: u32 = 1 << 2;
 pub const COMBO_CREATE_WRITE: u32 = 1 << 3;
 pub const COMBO_CREATE_READ_WRITE: u32 = 1 << 4;
 pub const COMBO_EXEC: u32 = 1 << 5;
+
+/// Allow-table values hold three masks of `COMBO_*` bits, one per level of the verdict:
+/// bits 0-7 the combinations not refused, bits 8-15 (`<< UNALERTED_SHIFT`) those neither
+/// refused nor alerted, bits 16-23 (`<< UNRECORDED_SHIFT`) those the kernel lets through
+/// without a record. A combination in no mask gets the policy's default.
+pub const UNALERTED_SHIFT: u32 = 8;
+pub const UNRECORDED_SHIFT: u32 = 16;
 
 /// Key of the allow table for any program.
 #[repr(C)]
@@ -50,8 +58,11 @@ pub struct PolicyDefault {
 
 pub const ACTION_DENY: u32 = 1;
 pub const ACTION_KILL: u32 = 2;
+/// The access proceeds and is recorded (`alert`, `audit`).
+pub const ACTION_ALERT: u32 = 3;
+pub const ACTION_AUDIT: u32 = 4;
 
-/// A decision the LSM program made (`deny` or `kill`).
+/// A decision the LSM program made (`ACTION_*`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct LsmDecision {

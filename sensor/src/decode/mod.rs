@@ -13,7 +13,7 @@ use sensor_common::event::{
         Close, FILE_DATA, Open, Tracked,
     },
     net::Conn as WireConn,
-    policy::{ACTION_KILL, LsmDecision as WireLsm},
+    policy::{ACTION_ALERT, ACTION_AUDIT, ACTION_KILL, LsmDecision as WireLsm},
     process::{Exec as WireExec, Exit as WireExit, Fork as WireFork},
     tamper::{
         TAMPER_BPF, TAMPER_PTRACE, TAMPER_SIGNAL, TAMPER_VM_READ, TAMPER_VM_WRITE, Tamper as WireTamper,
@@ -31,6 +31,7 @@ use crate::event::{
     tamper::{Tamper, TamperOp},
     time::Clock,
 };
+use crate::policy::Verdict;
 
 pub mod replay;
 #[cfg(test)]
@@ -285,7 +286,12 @@ fn lsm(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
         },
         policy: field!(w, WireLsm, policy)?,
         combo: field!(w, WireLsm, combo)?,
-        kill: action == ACTION_KILL,
+        verdict: match action {
+            ACTION_KILL => Verdict::Kill,
+            ACTION_ALERT => Verdict::Alert,
+            ACTION_AUDIT => Verdict::Audit,
+            _ => Verdict::Deny,
+        },
     }))
 }
 

@@ -1,11 +1,13 @@
 //! In-kernel enforcement with BPF LSM (kernel half: `sensor-ebpf/src/lsm.rs`).
 //!
 //! The `enforce`-mode policies are compiled into allow tables by asking the policy set itself
-//! (`PolicySet::evaluate`) at "now" for every user a policy names (directly or through a
+//! (`PolicySet::evaluate_enforced`) at "now" for every user a policy names (directly or through a
 //! group), every program it names and "any program", and every operation combination of an
 //! open. So the kernel applies exactly the language's semantics, evaluated ahead of time; the
-//! tables are compiled again every 30 seconds, when schedules open and close. A user no table
-//! names is refused by the policy's default.
+//! tables are compiled again every 30 seconds, when schedules open and close. Each table value
+//! holds, per operation combination, the level of the verdict (refused, alerted, audited,
+//! let through without a record: `sensor_common::event::policy::UNALERTED_SHIFT`). A user no
+//! table names gets the policy's default.
 use std::{
     collections::{BTreeSet, HashMap},
     ffi::CStr,
@@ -14,8 +16,9 @@ use std::{
 };
 
 use sensor_common::event::policy::{
-    ACTION_DENY, ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE,
-    COMBO_EXEC, COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, PolicyDefault,
+    ACTION_ALERT, ACTION_AUDIT, ACTION_DENY, ACTION_KILL, AllowKey, AllowProgramKey, COMBO_CREATE_READ_WRITE,
+    COMBO_CREATE_WRITE, COMBO_EXEC, COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE, PolicyDefault,
+    UNALERTED_SHIFT, UNRECORDED_SHIFT,
 };
 
 use crate::{
@@ -104,7 +107,8 @@ pub fn compile_at(set: &PolicySet, protect: &ProtectSet, now: When) -> Tables {
     let action_of = |i: usize| match set.policies()[i].default.action {
         Action::Kill => ACTION_KILL,
         Action::Deny => ACTION_DENY,
-        Action::Alert | Action::Audit => 0,
+        Action::Alert => ACTION_ALERT,
+        Action::Audit => ACTION_AUDIT,
     };
     for &(id, i) in &ids {
         let policy = &set.policies()[i];
@@ -117,11 +121,7 @@ pub fn compile_at(set: &PolicySet, protect: &ProtectSet, now: When) -> Tables {
         // gets the strictest of their defaults, as `evaluate` would decide.
         let covering: Vec<usize> =
             ids.iter().map(|&(_, j)| j).filter(|&j| set.policies()[j].covering(&path).is_some()).collect();
-        let action = covering.iter().map(|&j| action_of(j)).max_by_key(|a| match *a {
-            ACTION_KILL => 2,
-            ACTION_DENY => 1,
-            _ => 0,
-        });
+        let action = covering.iter().map(|&j| action_of(j)).max_by_key(|&a| strictness(a));
         t.defaults.push((id, PolicyDefault { action: action.unwrap_or(0), _pad: 0 }));
         let mut uids = BTreeSet::new();
         let mut programs = BTreeSet::new();
@@ -147,10 +147,7 @@ pub fn compile_at(set: &PolicySet, protect: &ProtectSet, now: When) -> Tables {
                         program: Executable { path: program, sha256: None },
                         time: now,
                     };
-                    // The kernel only refuses: a verdict that lets the access through (allow, or
-                    // a recording one of another covering policy) is allowed in the tables.
-                    let refused = matches!(set.evaluate(&req).verdict, Verdict::Deny | Verdict::Kill);
-                    if refused { mask } else { mask | bit }
+                    mask | level_bits(set.evaluate_enforced(&req).verdict, *bit)
                 })
             };
             let any = allowed(Path::new(""));
@@ -174,6 +171,29 @@ pub fn compile_at(set: &PolicySet, protect: &ProtectSet, now: When) -> Tables {
         }
     }
     t
+}
+
+/// The rank of a default action among covering policies: the strictest refusal first, then
+/// `alert` before `audit` (the order of `Verdict`).
+fn strictness(action: u32) -> u8 {
+    match action {
+        ACTION_KILL => 4,
+        ACTION_DENY => 3,
+        ACTION_ALERT => 2,
+        ACTION_AUDIT => 1,
+        _ => 0,
+    }
+}
+
+/// The table bits of combination `bit` for a verdict of the `enforce`-mode policies: one per
+/// level the access passes.
+fn level_bits(verdict: Verdict, bit: u32) -> u32 {
+    match verdict {
+        Verdict::Deny | Verdict::Kill => 0,
+        Verdict::Alert => bit,
+        Verdict::Audit => bit | bit << UNALERTED_SHIFT,
+        Verdict::Allow | Verdict::WouldDeny => bit | bit << UNALERTED_SHIFT | bit << UNRECORDED_SHIFT,
+    }
 }
 
 /// A path the policy protects, to evaluate requests against.

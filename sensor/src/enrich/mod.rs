@@ -34,7 +34,7 @@ use crate::{
         file::{CloseReason, FileClose, OpenHow},
         subject::{Attribution, CredKey, Creds, Id, Program, identity, same_identity},
     },
-    policy::{Decision as Verdict, Mode, Reason, Verdict as Kind},
+    policy::{Decision as Verdict, Mode, Reason},
     proctable::ProcTable,
     protect::{ProtectSet, kernel_dev},
     users::Names,
@@ -290,7 +290,7 @@ impl Enricher {
         Some((file, meta.nlink()))
     }
 
-    /// Names the policy of a BPF LSM refusal.
+    /// Names the policy of a BPF LSM decision.
     fn lsm(&self, e: &LsmDecision) -> Decision {
         let set = self.policies.current();
         let policy = crate::enforce::lsm::policy_name(&set, e.policy);
@@ -301,7 +301,7 @@ impl Enricher {
             file: e.file.clone(),
             ops: crate::enforce::lsm::ops_of_combo(e.combo),
             decision: Verdict {
-                verdict: if e.kill { Kind::Kill } else { Kind::Deny },
+                verdict: e.verdict,
                 policy: policy.map(Into::into),
                 entry: None,
                 reason: Reason::NoEntryMatched,

@@ -39,7 +39,8 @@ impl Decision {
     }
 }
 
-/// A refusal the BPF LSM program applied in the kernel, as decoded (enrich names the policy
+/// A decision the BPF LSM program made in the kernel (a refusal, or an `alert`/`audit` record
+/// of an access let through), as decoded (enrich names the policy
 /// and turns it into a [`Decision`]).
 #[derive(Clone, Debug)]
 pub struct LsmDecision {
@@ -49,8 +50,8 @@ pub struct LsmDecision {
     pub policy: u32,
     /// Operation combination (`crate::enforce::lsm::ops_of_combo`).
     pub combo: u32,
-    /// `true`: the process was killed, else the open was denied.
-    pub kill: bool,
+    /// `deny`, `kill`, `alert` or `audit`.
+    pub verdict: crate::policy::Verdict,
 }
 
 impl LsmDecision {
@@ -58,7 +59,7 @@ impl LsmDecision {
     pub fn write(&self, rec: &mut Record) {
         self.subject.write(rec);
         self.file.write(rec);
-        rec.set(attr::DECISION, if self.kill { "kill" } else { "deny" })
+        rec.set(attr::DECISION, self.verdict.as_str())
             .set(attr::POLICY_REASON, "no_entry_matched")
             .set(attr::POLICY_MODE, "enforce")
             .set(attr::ENFORCEMENT, "bpf-lsm");

@@ -238,14 +238,15 @@ impl Ctx<'_> {
     }
 }
 
-/// Decides `req` against `set`.
+/// Decides `req` against `set`, or against its policies of one mode only.
 pub fn evaluate(
     set: &Compiled,
     groups: &GroupCache,
     hasher: &ProgramHasher,
     req: &AccessRequest<'_>,
+    mode: Option<Mode>,
 ) -> Decision {
-    run(set, groups, hasher, req, None)
+    run(set, groups, hasher, req, mode, None)
 }
 
 /// [`evaluate`] with every step.
@@ -256,7 +257,7 @@ pub fn explain(
     req: &AccessRequest<'_>,
 ) -> Explanation {
     let mut traces = Vec::new();
-    let decision = run(set, groups, hasher, req, Some(&mut traces));
+    let decision = run(set, groups, hasher, req, None, Some(&mut traces));
     let who = req.responsible();
     let dir = groups.directory();
     let groups = groups.groups(who.uid).iter().map(|g| (*g, dir.group_name(*g))).collect();
@@ -275,6 +276,7 @@ fn run(
     groups: &GroupCache,
     hasher: &ProgramHasher,
     req: &AccessRequest<'_>,
+    mode: Option<Mode>,
     mut traces: Option<&mut Vec<PolicyTrace>>,
 ) -> Decision {
     let cx = Ctx {
@@ -289,7 +291,7 @@ fn run(
     // (verdict, severity, policy, entry) of the first allowing and the strictest other.
     let mut first_allow: Option<(&Policy, &Entry)> = None;
     let mut worst: Option<(Verdict, Severity, &Policy)> = None;
-    for policy in &set.policies {
+    for policy in set.policies.iter().filter(|p| mode.is_none_or(|m| p.mode == m)) {
         let Some(target) = policy.covering(req.path) else {
             continue;
         };

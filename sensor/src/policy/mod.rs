@@ -260,7 +260,13 @@ impl PolicySet {
 
     /// The decision for one access.
     pub fn evaluate(&self, req: &AccessRequest<'_>) -> Decision {
-        eval::evaluate(&self.compiled, &self.groups, &self.hasher, req)
+        eval::evaluate(&self.compiled, &self.groups, &self.hasher, req, None)
+    }
+
+    /// The decision of the `enforce`-mode policies alone (what the BPF LSM program applies;
+    /// the `audit`-mode ones are judged by the daemon from the kernel's `file.open` records).
+    pub fn evaluate_enforced(&self, req: &AccessRequest<'_>) -> Decision {
+        eval::evaluate(&self.compiled, &self.groups, &self.hasher, req, Some(Mode::Enforce))
     }
 
     /// The decision with every step, for people.
