@@ -3,8 +3,9 @@
 //!
 //! A My Number is 12 digits whose last is the check digit of the first 11, written plain
 //! (`123456789018`), in groups of four separated by a space or hyphen (`1234 5678 9018`,
-//! `1234-5678-9018`), with ASCII or full-width digits and separators. No digit may stand
-//! right before or after it. Each of its digits becomes `*`; separators stay.
+//! `1234-5678-9018`), with ASCII or full-width digits and separators. No digit and no ASCII
+//! letter may stand right before or after it (so the digits inside a hex hash, such as the
+//! policy hash, are never taken for one). Each of its digits becomes `*`; separators stay.
 //! In JSON only string values are scanned (numbers such as inodes are never touched).
 use std::io;
 
@@ -81,6 +82,9 @@ pub fn valid_check_digit(d: &[u8; 12]) -> bool {
 /// If a My Number starts at `i` (a digit not preceded by a digit), the byte offsets of its
 /// 12 digits with their lengths, and the offset just past it.
 fn match_at(b: &[u8], i: usize) -> Option<([(usize, usize); 12], usize)> {
+    if i > 0 && b[i - 1].is_ascii_alphabetic() {
+        return None;
+    }
     let mut digits = [0u8; 12];
     let mut at = [(0usize, 0usize); 12];
     let mut p = i;
@@ -104,7 +108,10 @@ fn match_at(b: &[u8], i: usize) -> Option<([(usize, usize); 12], usize)> {
         at[n] = (p, len);
         p += len;
     }
-    if digit_at(b, p).is_some() || !valid_check_digit(&digits) {
+    if digit_at(b, p).is_some()
+        || b.get(p).is_some_and(u8::is_ascii_alphabetic)
+        || !valid_check_digit(&digits)
+    {
         return None;
     }
     // `1234 5678 9018 7…`: a digit right after the separator continues the grouping.
@@ -250,6 +257,21 @@ mod tests {
     }
 
     #[test]
+    fn digits_glued_to_letters_are_not_a_my_number() {
+        // A policy hash whose hex holds a valid 12-digit run (seen in a test run).
+        let hash = r#"{"mnsensor.policy.hash":"e123456789018c9d"}"#;
+        assert_eq!(json(hash), (hash.to_owned(), 0));
+        assert_eq!(json(r#"{"a":"id123456789018"}"#).1, 0);
+        assert_eq!(json(r#"{"a":"123456789018x"}"#).1, 0);
+        // Punctuation, spaces and non-ASCII text are boundaries.
+        assert_eq!(json(r#"{"a":"No.123456789018"}"#), (r#"{"a":"No.************"}"#.to_owned(), 1));
+        assert_eq!(
+            json(r#"{"a":"番号123456789018です"}"#),
+            (r#"{"a":"番号************です"}"#.to_owned(), 1)
+        );
+    }
+
+    #[test]
     fn check_digit_matches_published_examples() {
         for ok in ["123456789018", "983205673214", "111111111118"] {
             assert!(valid_check_digit(&digits(ok)), "{ok}");
@@ -268,7 +290,7 @@ mod tests {
         assert_eq!(json(r#"{"a":"/d/1234 5678 9018.csv"}"#).0, r#"{"a":"/d/**** **** ****.csv"}"#);
         assert_eq!(json(r#"{"a":"１２３４５６７８９０１８"}"#).0, r#"{"a":"************"}"#);
         assert_eq!(json(r#"{"a":"１２３４－５６７８－９０１８"}"#).0, r#"{"a":"****－****－****"}"#);
-        assert_eq!(json(r#"{"a":["x","a983205673214"]}"#).0, r#"{"a":["x","a************"]}"#);
+        assert_eq!(json(r#"{"a":["x","_983205673214"]}"#).0, r#"{"a":["x","_************"]}"#);
         // Numbers outside strings, wrong check digits, longer runs and odd grouping stay.
         for same in [
             r#"{"file.inode":123456789018}"#,
