@@ -28,14 +28,21 @@ impl Sensor {
         Self::start_with(bin, &["--protect".as_ref(), protect.as_os_str()], jsonl, log)
     }
 
-    /// Starts `bin run ARGS… --output jsonl:JSONL --state-dir JSONL.state` (a fresh ledger per
-    /// run) and waits for `sensor.start`.
+    /// Starts `bin run --config JSONL.config.yaml ARGS… --output jsonl:JSONL --state-dir
+    /// JSONL.state` (a fresh ledger per run, no rotation) and waits for `sensor.start`.
     pub fn start_with(bin: &Path, args: &[&std::ffi::OsStr], jsonl: &Path, log: &Path) -> Result<Self> {
         let _ = fs::remove_file(jsonl);
         let state = jsonl.with_extension("state");
         let _ = fs::remove_dir_all(&state);
+        // One file holds every record the bench counts: no rotation (the default rotates at
+        // 100 MiB, which a rate step passes).
+        let config = jsonl.with_extension("config.yaml");
+        fs::write(&config, "jsonl:\n  rotate_bytes: 0\n  rotate_age_secs: 0\n")
+            .with_context(|| format!("writing {}", config.display()))?;
         let child = Command::new(bin)
             .arg("run")
+            .arg("--config")
+            .arg(&config)
             .args(args)
             .arg("--output")
             .arg(format!("jsonl:{}", jsonl.display()))
