@@ -26,6 +26,8 @@ pub mod scan;
 pub mod seal;
 pub mod service;
 #[cfg(test)]
+mod test_rng;
+#[cfg(test)]
 mod test_skip;
 pub mod users;
 pub mod watch;

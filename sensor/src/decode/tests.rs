@@ -9,23 +9,10 @@ use sensor_common::event::{
 };
 
 use super::{DecodeError, decode, replay::wire};
-use crate::event::{Event, Name, time::Clock};
-
-/// xorshift64*: a seeded generator, so a failure is reproducible from its case number.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::{
+    event::{Event, Name, time::Clock},
+    test_rng::Rng,
+};
 
 fn header(kind: Kind) -> Header {
     let mut comm = [0u8; 16];

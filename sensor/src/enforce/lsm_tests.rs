@@ -34,42 +34,13 @@ use crate::{
         nss::{FixedDirectory, UserEntry},
     },
     protect::{ProtectSet, kernel_dev},
+    test_rng::Rng,
 };
 
 const TANAKA: u32 = 1001;
 const SUZUKI: u32 = 1002;
 const OUTSIDER: u32 = 1003;
 const USERS: [u32; 4] = [0, TANAKA, SUZUKI, OUTSIDER];
-
-/// A small deterministic generator (xorshift64*), so that a failure names a seed to replay.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    /// A non-empty random subset of `items`.
-    fn subset<'a, T>(&mut self, items: &'a [T]) -> Vec<&'a T> {
-        loop {
-            let picked: Vec<&T> = items.iter().filter(|_| self.chance(50)).collect();
-            if !picked.is_empty() {
-                return picked;
-            }
-        }
-    }
-}
 
 /// A private directory, removed on drop.
 struct Scratch(PathBuf);
