@@ -138,11 +138,15 @@ pub struct Enforcement {
     pub deadline_ms: u64,
     /// `open` (allow when late: the file server keeps serving) or `closed` (deny when late).
     pub fail_mode: FailMode,
+    /// How long the fanotify responder reuses a decision for the same subject, program,
+    /// file and operations, in milliseconds (0: never). A reload drops every cached decision
+    /// at once, whatever this says; schedules change at minute boundaries.
+    pub decision_cache_ms: u64,
 }
 
 impl Default for Enforcement {
     fn default() -> Self {
-        Self { deadline_ms: 200, fail_mode: FailMode::Open }
+        Self { deadline_ms: 200, fail_mode: FailMode::Open, decision_cache_ms: 1000 }
     }
 }
 
@@ -271,6 +275,12 @@ impl Config {
             out.push((
                 "enforcement.deadline_ms",
                 format!("must be 10..=10000, got {}", self.enforcement.deadline_ms),
+            ));
+        }
+        if self.enforcement.decision_cache_ms > 60_000 {
+            out.push((
+                "enforcement.decision_cache_ms",
+                format!("must be 0..=60000, got {}", self.enforcement.decision_cache_ms),
             ));
         }
         let l = &self.ledger;

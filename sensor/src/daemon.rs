@@ -120,6 +120,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         if enforce::uses_kill(&policy_set) { Some(programs.enable_kill(&preflight.tracefs)?) } else { None };
     let responder_opts = ResponderOptions {
         deadline: Duration::from_millis(config.enforcement.deadline_ms),
+        decision_cache: Duration::from_millis(config.enforcement.decision_cache_ms),
         fail_mode: match config.enforcement.fail_mode {
             FailMode::Open => fanotify::FailMode::FailOpen,
             FailMode::Closed => fanotify::FailMode::FailClosed,

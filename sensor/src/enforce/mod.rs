@@ -36,8 +36,6 @@ use crate::{
     },
 };
 
-/// How long a cached decision is trusted (schedules change at minute boundaries).
-const CACHE_TTL: Duration = Duration::from_secs(1);
 /// Decisions cached.
 const CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
 
@@ -147,6 +145,8 @@ pub struct Decider {
     kill: Option<Mutex<BpfHashMap<MapData, u32, u32>>>,
     /// The responder's deadline: a verdict reached later was not applied.
     deadline: Duration,
+    /// How long a cached decision is trusted (`enforcement.decision_cache_ms`).
+    cache_ttl: Duration,
     /// Decision events dropped because the daemon fell behind.
     pub dropped: AtomicU64,
 }
@@ -157,9 +157,11 @@ impl Decider {
         events: mpsc::SyncSender<DecisionEvent>,
         kill: Option<BpfHashMap<MapData, u32, u32>>,
         deadline: Duration,
+        cache_ttl: Duration,
     ) -> Self {
         Self {
             deadline,
+            cache_ttl,
             policies,
             cache: Mutex::new(LruCache::new(CACHE_SIZE)),
             events,
@@ -234,7 +236,7 @@ impl Decider {
         let key: CacheKey = (fsuid, auid, exe.clone(), dev, ino, ops_bits(ops));
         let cached = self.cache.lock().ok().and_then(|mut c| {
             c.get(&key)
-                .filter(|(_, at, g)| *g == generation && at.elapsed() < CACHE_TTL)
+                .filter(|(_, at, g)| *g == generation && at.elapsed() < self.cache_ttl)
                 .map(|(d, ..)| d.clone())
         });
         let set = self.policies.current();
@@ -436,7 +438,7 @@ impl Enforcement {
             set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
         let policies = Arc::new(Policies::new(set));
         let (tx, decisions) = mpsc::sync_channel(4096);
-        let decider = Arc::new(Decider::new(policies.clone(), tx, kill, opts.deadline));
+        let decider = Arc::new(Decider::new(policies.clone(), tx, kill, opts.deadline, opts.decision_cache));
         let mut responder = None;
         if !trees.is_empty() {
             let d = decider.clone();

@@ -143,12 +143,15 @@ pub struct ResponderOptions {
     pub max_pending: usize,
     /// Most marked objects: directories and files (default [`super::responder_mark_limit`]).
     pub max_marks: usize,
+    /// How long the callback's owner may reuse a decision (default 1 s).
+    pub decision_cache: Duration,
 }
 
 impl Default for ResponderOptions {
     fn default() -> Self {
         Self {
             deadline: Duration::from_millis(200),
+            decision_cache: Duration::from_secs(1),
             fail_mode: FailMode::FailOpen,
             access_perm: false,
             workers: 2,
