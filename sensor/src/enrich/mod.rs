@@ -111,7 +111,10 @@ impl Enricher {
                 self.procs.exec(e.subject.task.tgid, program.clone());
                 e.subject.program = Some(program);
             }
-            Event::Fork(e) => self.procs.fork(e.subject.task.ppid, e.subject.task.tgid),
+            Event::Fork(e) => {
+                self.smb.forked(e.subject.task.tgid);
+                self.procs.fork(e.subject.task.ppid, e.subject.task.tgid);
+            }
             Event::FileOpen(e) => {
                 if let OpenHow::Kernel { file, rule, .. } = e.how {
                     e.file.protected = self.rule(rule);
@@ -172,7 +175,7 @@ impl Enricher {
             self.subject(subject);
         }
         if let Event::Exit(e) = &env.event {
-            self.smb.exited(e.subject.task.tgid);
+            self.smb.exited(self.now, e.subject.task.tgid);
         }
         true
     }

@@ -7,7 +7,8 @@
 //! inodes) and `/proc/<pid>/net/tcp{,6}` (its network namespace's sockets): the established
 //! socket among its descriptors whose local port a listening socket of that namespace also has
 //! (an accepted connection, not one it made). The user is the name of the effective uid at the
-//! record (`crate::users`). Cached per process until its exit record.
+//! record (`crate::users`). Cached per process until its pid is reused (a fork record), or
+//! for 10 s after its exit record (its late records: a fanotify decision can come after it).
 use std::{
     collections::{HashMap, HashSet},
     net::SocketAddr,
@@ -24,6 +25,9 @@ use crate::event::{client::Client, subject::Program};
 
 /// How long a process found without an accepted connection is not read again.
 const RETRY: Duration = Duration::from_secs(5);
+/// How long the client of an exited process is kept for its late records (a `policy.decision`
+/// from the fanotify responder can be enriched after the process's exit record).
+const AFTER_EXIT: Duration = Duration::from_secs(10);
 /// Most processes remembered.
 const MAX_PROCESSES: usize = 16_384;
 
@@ -35,30 +39,52 @@ pub fn is_smbd(program: &Program) -> bool {
         .is_some_and(|exe| crate::event::subject::basename(exe.trim_end_matches(" (deleted)")) == "smbd")
 }
 
+/// What is known about one process.
+struct Entry {
+    client: Option<Arc<Client>>,
+    /// When `/proc` was read.
+    read: Instant,
+    /// When its exit record passed.
+    exited: Option<Instant>,
+}
+
 /// The client of each `smbd` process seen.
 #[derive(Default)]
 pub struct SmbClients {
-    by_pid: HashMap<u32, (Option<Arc<Client>>, Instant)>,
+    by_pid: HashMap<u32, Entry>,
 }
 
 impl SmbClients {
     /// The client `smbd` process `tgid` serves, if it holds an accepted connection.
     pub fn client(&mut self, now: Instant, tgid: u32) -> Option<Arc<Client>> {
-        if let Some((client, at)) = self.by_pid.get(&tgid)
-            && (client.is_some() || now.duration_since(*at) < RETRY)
-        {
-            return client.clone();
+        if let Some(e) = self.by_pid.get(&tgid) {
+            let fresh = match e.exited {
+                Some(at) => now.duration_since(at) < AFTER_EXIT,
+                None => e.client.is_some() || now.duration_since(e.read) < RETRY,
+            };
+            if fresh {
+                return e.client.clone();
+            }
         }
         let client = accepted_peer(tgid).map(|peer| Arc::new(Client::new(peer.ip(), peer.port())));
         if self.by_pid.len() >= MAX_PROCESSES {
             self.by_pid.clear();
         }
-        self.by_pid.insert(tgid, (client.clone(), now));
+        self.by_pid.insert(tgid, Entry { client: client.clone(), read: now, exited: None });
         client
     }
 
-    /// Process `tgid` exited (its pid may be reused).
-    pub fn exited(&mut self, tgid: u32) {
+    /// Process `tgid` exited: its client is kept for [`AFTER_EXIT`] (or until the pid is
+    /// reused, [`Self::forked`]).
+    pub fn exited(&mut self, now: Instant, tgid: u32) {
+        if let Some(e) = self.by_pid.get_mut(&tgid) {
+            e.exited = Some(now);
+        }
+    }
+
+    /// A new process `tgid` was forked: nothing known about an earlier one with its pid
+    /// applies.
+    pub fn forked(&mut self, tgid: u32) {
         self.by_pid.remove(&tgid);
     }
 }
@@ -93,31 +119,67 @@ pub fn accepted_peer(pid: u32) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use std::{
-        io::Read as _,
         net::{TcpListener, TcpStream},
+        os::fd::OwnedFd,
+        process::{Child, Command, Stdio},
         sync::Arc,
+        time::Instant,
     };
 
-    use super::{accepted_peer, is_smbd};
+    use super::{SmbClients, accepted_peer, is_smbd};
     use crate::event::subject::{Attribution, Program};
+
+    /// A `sleep` holding `socket` as its only socket (its stdin); other tests of this process
+    /// hold connections of their own, so the test looks at a child, not at itself.
+    fn holder(socket: impl Into<OwnedFd>) -> Child {
+        Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::from(socket.into()))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
 
     #[test]
     fn finds_the_accepted_connection_not_the_one_made() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let me = std::process::id();
-        assert_eq!(accepted_peer(me), None);
-        // A connection this process made: its local port listens nowhere.
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut accepted, peer) = listener.accept().unwrap();
-        // Both ends are this process's; only the accepted one has the listening local port.
-        assert_eq!(peer, client.local_addr().unwrap());
-        assert_eq!(accepted_peer(me), Some(peer));
-        drop(client);
-        let mut buf = [0u8; 1];
-        assert_eq!(accepted.read(&mut buf).unwrap(), 0);
-        assert_eq!(accepted_peer(me), Some(peer), "a connection the client closed still names it");
-        drop(accepted);
-        assert_eq!(accepted_peer(me), None);
+        let made = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        assert_eq!(peer, made.local_addr().unwrap());
+        let mut server = holder(accepted);
+        // The connection it made: its local port listens nowhere.
+        let mut client = holder(made);
+        assert_eq!(accepted_peer(server.id()), Some(peer));
+        assert_eq!(accepted_peer(client.id()), None);
+        client.kill().unwrap();
+        client.wait().unwrap();
+        assert_eq!(accepted_peer(server.id()), Some(peer), "a connection the client closed still names it");
+        let mut plain = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().unwrap();
+        assert_eq!(accepted_peer(plain.id()), None);
+        for c in [&mut server, &mut plain] {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn keeps_an_exited_process_client_until_its_pid_is_reused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let made = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        let mut server = holder(accepted);
+        let pid = server.id();
+        let mut clients = SmbClients::default();
+        let now = Instant::now();
+        assert_eq!(clients.client(now, pid).map(|c| c.port), Some(peer.port()));
+        server.kill().unwrap();
+        server.wait().unwrap();
+        drop(made);
+        clients.exited(now, pid);
+        // Late records of the exited process still get it (from the cache: it is gone).
+        assert_eq!(clients.client(now, pid).map(|c| c.port), Some(peer.port()));
+        clients.forked(pid);
+        assert!(clients.client(now, pid).is_none());
     }
 
     #[test]
