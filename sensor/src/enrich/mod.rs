@@ -189,7 +189,9 @@ impl Enricher {
         if s.program.is_none() {
             s.program = self.procs.get(s.task.tgid);
         }
+        // The task name first: one compare for the records of every other process.
         if s.served.is_none()
+            && (!s.known || s.task.comm.starts_with(b"smbd"))
             && s.program.as_deref().is_some_and(smb::is_smbd)
             && let Some(client) = self.smb.client(self.now, s.task.tgid)
         {
