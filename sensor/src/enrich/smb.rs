@@ -127,7 +127,10 @@ mod tests {
     };
 
     use super::{SmbClients, accepted_peer, is_smbd};
-    use crate::event::subject::{Attribution, Program};
+    use crate::event::{
+        client::Client,
+        subject::{Attribution, Program},
+    };
 
     /// A `sleep` holding `socket` as its only socket (its stdin); other tests of this process
     /// hold connections of their own, so the test looks at a child, not at itself.
@@ -159,6 +162,23 @@ mod tests {
         for c in [&mut server, &mut plain] {
             c.kill().unwrap();
             c.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn finds_ipv6_and_ipv4_mapped_connections() {
+        // IPv6 loopback, and an IPv4 client of a dual-stack listener (in `tcp6` as mapped).
+        for (bind, connect) in [("[::1]:0", "::1"), ("[::]:0", "127.0.0.1")] {
+            let listener = TcpListener::bind(bind).unwrap();
+            let made = TcpStream::connect((connect, listener.local_addr().unwrap().port())).unwrap();
+            let (accepted, peer) = listener.accept().unwrap();
+            let mut server = holder(accepted);
+            let found = accepted_peer(server.id());
+            assert_eq!(found, Some(peer), "{connect}");
+            let client = Client::new(found.unwrap().ip(), peer.port());
+            assert_eq!(client.address, made.local_addr().unwrap().ip(), "{connect}");
+            server.kill().unwrap();
+            server.wait().unwrap();
         }
     }
 
