@@ -9,7 +9,11 @@
 //!
 //! It also keeps the process table, the tracked open files, recent closes and changes, and the
 //! inodes learned to be protected current from the events that pass.
+//!
+//! Records of a Samba `smbd` process get the client it serves and the user it acts as
+//! ([`smb`]).
 pub mod files;
+pub mod smb;
 
 use std::{
     collections::HashMap,
@@ -24,12 +28,16 @@ use sensor_common::{
     path::InodeKey,
 };
 
-use self::files::{Files, MAX_OPEN_FILES, OpenFile};
+use self::{
+    files::{Files, MAX_OPEN_FILES, OpenFile},
+    smb::SmbClients,
+};
 use crate::{
     enforce::Policies,
     event::{
         Envelope, Event, FileRef, Subject,
         change::{Change, ObservedBy},
+        client::Served,
         decision::{Decision, LsmDecision},
         file::{CloseReason, FileClose, OpenHow},
         subject::{Attribution, CredKey, Creds, Id, Program, identity, same_identity},
@@ -66,6 +74,8 @@ pub struct Enricher {
     /// Configured path of each protection rule.
     rules: Vec<Arc<str>>,
     policies: Arc<Policies>,
+    /// The clients of `smbd` processes.
+    smb: SmbClients,
     /// Coarse clock for the TTLs, advanced by [`Self::tick`].
     now: Instant,
 }
@@ -83,6 +93,7 @@ impl Enricher {
             file_blocks: HashMap::new(),
             rules,
             policies,
+            smb: SmbClients::default(),
             now: Instant::now(),
         }
     }
@@ -100,7 +111,10 @@ impl Enricher {
                 self.procs.exec(e.subject.task.tgid, program.clone());
                 e.subject.program = Some(program);
             }
-            Event::Fork(e) => self.procs.fork(e.subject.task.ppid, e.subject.task.tgid),
+            Event::Fork(e) => {
+                self.smb.forked(e.subject.task.tgid);
+                self.procs.fork(e.subject.task.ppid, e.subject.task.tgid);
+            }
             Event::FileOpen(e) => {
                 if let OpenHow::Kernel { file, rule, .. } = e.how {
                     e.file.protected = self.rule(rule);
@@ -160,16 +174,29 @@ impl Enricher {
         if let Some(subject) = env.subject_mut() {
             self.subject(subject);
         }
+        if let Event::Exit(e) = &env.event {
+            self.smb.exited(self.now, e.subject.task.tgid);
+        }
         true
     }
 
-    /// Adds the identity (with names) and program blocks to a subject.
+    /// Adds the identity (with names) and program blocks to a subject, and the client an
+    /// `smbd` serves.
     pub fn subject(&mut self, s: &mut Subject) {
         if s.known && s.ident.is_none() {
             s.ident = Some(self.ident(&s.task));
         }
         if s.program.is_none() {
             s.program = self.procs.get(s.task.tgid);
+        }
+        // The task name first: one compare for the records of every other process.
+        if s.served.is_none()
+            && (!s.known || s.task.comm.starts_with(b"smbd"))
+            && s.program.as_deref().is_some_and(smb::is_smbd)
+            && let Some(client) = self.smb.client(self.now, s.task.tgid)
+        {
+            let user = if s.known { self.names.user(s.task.euid) } else { None };
+            s.served = Some(Served { client, user });
         }
     }
 

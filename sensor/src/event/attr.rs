@@ -98,6 +98,10 @@ pub const NETWORK_TCP_PREVIOUS_STATE: &str = "mnsensor.network.tcp.previous_stat
 pub const BYTES_SENT: &str = "mnsensor.bytes_sent";
 pub const BYTES_RECEIVED: &str = "mnsensor.bytes_received";
 
+pub const CLIENT_ADDRESS: &str = "client.address";
+pub const CLIENT_PORT: &str = "client.port";
+pub const SMB_USER_NAME: &str = "mnsensor.smb.user.name";
+
 pub const SERVICE_NAME: &str = "service.name";
 pub const SERVICE_VERSION: &str = "service.version";
 pub const SCHEMA_VERSION: &str = "mnsensor.schema.version";
