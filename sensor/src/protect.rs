@@ -142,7 +142,7 @@ impl ProtectSet {
 
     /// The configured path of protection rule `rule`.
     pub fn rule_path(&self, rule: u32) -> Option<String> {
-        self.entries.get(rule as usize).map(|e| e.path.display().to_string())
+        self.entries.get(rule as usize).map(|e| crate::event::path::of_os(&e.path))
     }
 
     /// The entries.
@@ -152,7 +152,7 @@ impl ProtectSet {
 
     /// Canonical paths, for `sensor.start`.
     pub fn paths(&self) -> Vec<String> {
-        self.entries.iter().map(|e| e.path.display().to_string()).collect()
+        self.entries.iter().map(|e| crate::event::path::of_os(&e.path)).collect()
     }
 
     /// Whether nothing is protected.
