@@ -14,7 +14,7 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         Kind,
-        file::{FMODE_CREATED, OPEN_FENTRY, OPEN_PIDFD_GETFD, Open, Tracked},
+        file::{FMODE_CREATED, OPEN_FENTRY, OPEN_PIDFD_GETFD, OPEN_SCM_RIGHTS, Open, Tracked},
     },
     path::{InodeKey, Protected},
 };
@@ -150,7 +150,7 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
     ev.header.flags |= flags;
     ev.path_len = n as u16;
     send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
-    if syscall == OPEN_PIDFD_GETFD {
+    if syscall == OPEN_PIDFD_GETFD || syscall == OPEN_SCM_RIGHTS {
         // Already tracked: its totals go on; the receiver's bytes are counted there too.
         mark_holder(ev.header.task.tgid);
         return 0;

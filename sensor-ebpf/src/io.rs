@@ -589,6 +589,75 @@ pub fn sys_exit_pidfd_getfd(ctx: TracePointContext) -> u32 {
     crate::file::opened(fd, sensor_common::event::file::OPEN_PIDFD_GETFD)
 }
 
+/// Descriptors of one `SCM_RIGHTS` message looked at (the kernel allows 253).
+const SCM_FDS: usize = 8;
+
+/// `recvmsg(fd, msg, flags)` that received descriptors over a unix socket (`SCM_RIGHTS`):
+/// the receiver now holds another process's open files. The control data the kernel wrote
+/// back is read from the caller's `msghdr` (`msg_control`, and `msg_controllen` set to the
+/// length written: <https://github.com/torvalds/linux/blob/v6.12/net/socket.c#L2812>); in the
+/// first control message, when it is `SOL_SOCKET`/`SCM_RIGHTS`, the first [`SCM_FDS`]
+/// descriptors are looked up. The first tracked one is reported with a `file.open` (syscall
+/// `recvmsg`), every tracked one makes the receiver a holder, so its reads and writes are
+/// counted in the open's totals, as for `pidfd_getfd`.
+#[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
+pub fn scm_rights_recvmsg(ctx: TracePointContext) -> u32 {
+    // SAFETY: probe-read of the tracepoint record.
+    let ret = unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) };
+    if config!(file_events) == 0 || ret.is_err() || ret.is_ok_and(|r| r < 0) {
+        return 0;
+    }
+    let Some((fds, n)) = scm_rights() else { return 0 };
+    let task = current_task();
+    let mut first = -1i64;
+    for i in 0..SCM_FDS as u64 {
+        if i >= n {
+            break;
+        }
+        // SAFETY: probe-read of the caller's memory.
+        let Ok(fd) = (unsafe { bpf_probe_read_user((fds + 4 * i) as *const i32) }) else { break };
+        let Ok(file) = file_of_fd(task, i64::from(fd)) else { continue };
+        // SAFETY: presence check only.
+        if unsafe { TRACKED.get(file) }.is_none() {
+            continue;
+        }
+        if first < 0 {
+            first = i64::from(fd);
+        } else {
+            mark_holder(current_tgid() as u32);
+        }
+    }
+    if first < 0 {
+        return 0;
+    }
+    crate::file::opened(first, sensor_common::event::file::OPEN_SCM_RIGHTS)
+}
+
+/// Where the descriptors of the current `recvmsg`'s first control message are in the
+/// caller's memory and how many there are, when that message is `SOL_SOCKET`/`SCM_RIGHTS`.
+#[inline(always)]
+fn scm_rights() -> Option<(u64, u64)> {
+    /// `struct user_msghdr`: `msg_control`, then `msg_controllen`.
+    const MSG_CONTROL: u64 = 32;
+    /// `struct cmsghdr` is `{ size_t len; int level; int type; }`, then the data.
+    const CMSG_HDR: u64 = 16;
+    const SOL_SOCKET: u64 = 1;
+    const SCM_RIGHTS: u64 = 1;
+    let msg = arg(Arg::Si).ok()?;
+    // SAFETY: probe-reads of the caller's memory.
+    let [control, len] = unsafe { bpf_probe_read_user((msg + MSG_CONTROL) as *const [u64; 2]) }.ok()?;
+    if control == 0 || len < CMSG_HDR + 4 {
+        return None;
+    }
+    // SAFETY: as above.
+    let [cmsg_len, kind] = unsafe { bpf_probe_read_user(control as *const [u64; 2]) }.ok()?;
+    // `level` in the low half, `type` in the high half (little endian).
+    if kind != SOL_SOCKET | SCM_RIGHTS << 32 || cmsg_len < CMSG_HDR + 4 {
+        return None;
+    }
+    Some((control + CMSG_HDR, (cmsg_len.min(len) - CMSG_HDR) / 4))
+}
+
 // ---------------------------------------------------------------------------------------
 // Holders
 // ---------------------------------------------------------------------------------------

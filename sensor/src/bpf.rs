@@ -58,6 +58,7 @@ const TRACEPOINTS: &[(&str, &str, Family)] = &[
     ("sys_exit_io_getevents", "syscalls", Family::Aio),
     ("sys_exit_io_pgetevents", "syscalls", Family::Aio),
     ("sys_exit_pidfd_getfd", "syscalls", Family::File),
+    ("scm_rights_recvmsg", "syscalls", Family::File),
     ("sys_enter_link", "syscalls", Family::Link),
     ("sys_enter_linkat", "syscalls", Family::Link),
     ("sys_exit_link", "syscalls", Family::Link),
@@ -256,7 +257,9 @@ impl Programs {
             }
         }
         for &(name, category, family) in TRACEPOINTS {
-            let event = name;
+            // A program that shares its tracepoint with another (taint.rs's `sys_exit_recvmsg`)
+            // has a name of its own.
+            let event = if name == "scm_rights_recvmsg" { "sys_exit_recvmsg" } else { name };
             let wanted = match family {
                 Family::FileOpen => file_backend == "tracepoint",
                 Family::Link => file_events && change_backend != "fentry",

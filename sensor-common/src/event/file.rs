@@ -114,6 +114,10 @@ pub const OPEN_FENTRY: u32 = 0x2_0000;
 /// `pidfd_getfd(2)` (its x86_64 syscall number): the receiver's `file.open`. The original
 /// open's totals go on and count the receiver's bytes too.
 pub const OPEN_PIDFD_GETFD: u32 = 438;
+/// `Open::syscall` of a tracked file's descriptor received over a unix socket
+/// (`SCM_RIGHTS`) by `recvmsg(2)` (its x86_64 syscall number): the receiver's `file.open`, as
+/// for [`OPEN_PIDFD_GETFD`].
+pub const OPEN_SCM_RIGHTS: u32 = 47;
 
 /// `file.delete`, `file.rename`, `file.link`, `file.truncate` from the kernel (the fentry
 /// backend: `security_path_*` hooks, confirmed by the exit of the VFS operation), and the

@@ -246,13 +246,9 @@ fn change(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
             path::from_kernel(second),
             Change::Link { old_path: Some(path::from_kernel(first)), links: u64::from(nlink) + 1 },
         ),
-        CHANGE_LINK_NAMES => (
-            String::new(),
-            Change::LinkNames {
-                base: path::from_kernel(first),
-                name: String::from_utf8_lossy(second).into_owned(),
-            },
-        ),
+        CHANGE_LINK_NAMES => {
+            (String::new(), Change::LinkNames { base: path::from_kernel(first), name: path::escape(second) })
+        }
         op => return Err(DecodeError::UnknownOp(op)),
     };
     let rule: u32 = field!(w, WireChange, rule)?;

@@ -101,7 +101,7 @@ impl Files {
 
     /// Whether the kernel reported `name` (`file.delete`, …) of `path` in the last seconds.
     pub fn kernel_reported(&self, name: Name, path: &std::path::Path) -> bool {
-        let key = (name, path.to_string_lossy().into_owned());
+        let key = (name, crate::event::path::of_os(path));
         self.recent_changes.get(&key).is_some_and(|t| t.elapsed() < RECENT)
     }
 

@@ -18,7 +18,6 @@ pub mod smb;
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt as _,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -303,15 +302,16 @@ impl Enricher {
             false => format!("{}/{name}", base.trim_end_matches('/')),
         };
         // The directory canonical (`..`, symlinks), the last component as linked.
-        let p = Path::new(&path);
-        let path = match (p.parent().and_then(|dir| std::fs::canonicalize(dir).ok()), p.file_name()) {
-            (Some(dir), Some(file)) => dir.join(file).display().to_string(),
-            _ => path,
+        let p = crate::event::path::to_path(&path);
+        let p = match (p.parent().and_then(|dir| std::fs::canonicalize(dir).ok()), p.file_name()) {
+            (Some(dir), Some(file)) => dir.join(file),
+            _ => p.into_owned(),
         };
-        let meta = std::fs::symlink_metadata(&path).ok()?;
+        let path = crate::event::path::of_os(&p);
+        let meta = std::fs::symlink_metadata(&p).ok()?;
         let dev = kernel_dev(meta.dev());
         let key = InodeKey { ino: meta.ino(), dev, _pad: 0 };
-        let rule = self.protect.rule_for(key, Path::new(&path))?;
+        let rule = self.protect.rule_for(key, &p)?;
         let protected = self.rule(rule);
         let file = FileRef { path, id: Some((dev, meta.ino())), rule: Some(rule), protected, block: None };
         Some((file, meta.nlink()))

@@ -2,7 +2,7 @@
 //! in `crate::decode`; opens found in `/proc` at start come from `crate::scan`).
 use sensor_common::event::file::{
     CLOSE_EXIT, CLOSE_RELEASE, FMODE_CREATED, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE,
-    IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, OPEN_PIDFD_GETFD, Tracked,
+    IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, OPEN_PIDFD_GETFD, OPEN_SCM_RIGHTS, Tracked,
 };
 
 use super::{FileRef, Record, Subject, attr, json, time};
@@ -220,6 +220,7 @@ fn syscall_name(nr: u32) -> Option<&'static str> {
         437 => "openat2",
         OPEN_IO_URING => "io_uring_openat",
         OPEN_PIDFD_GETFD => "pidfd_getfd",
+        OPEN_SCM_RIGHTS => "recvmsg",
         OPEN_FENTRY => return None,
         _ => "unknown",
     })

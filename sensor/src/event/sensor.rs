@@ -93,7 +93,11 @@ pub fn alert(time_ns: i128, notice: &Notice) -> Record {
     };
     rec.set(attr::ALERT_KIND, kind)
         .set_opt(attr::PROCESS_PID, pid)
-        .set_opt(attr::FILE_PATH, path.map(|p| p.display().to_string()))
+        .set_opt(attr::FILE_PATH, path.map(super::path::of_os))
+        .set_opt(
+            attr::FILE_PATH_BYTES,
+            path.and_then(|p| super::path::raw(&super::path::of_os(p))).map(|b| super::path::percent(&b)),
+        )
         .set_opt(
             attr::DECISION,
             applied.map(|v| if v == crate::fanotify::Verdict::Allow { "allow" } else { "deny" }),

@@ -208,6 +208,7 @@ impl Program {
 fn write_program_head(out: &mut Vec<u8>, exe: Option<&str>, args: &[String]) {
     if let Some(exe) = exe {
         json::pair(out, attr::PROCESS_EXECUTABLE_PATH, exe);
+        super::path::write_bytes(out, attr::PROCESS_EXECUTABLE_PATH_BYTES, exe);
         json::pair(out, attr::PROCESS_EXECUTABLE_NAME, basename(exe));
     }
     json::key(out, attr::PROCESS_COMMAND_LINE);
@@ -256,6 +257,7 @@ impl FileRef {
         if !self.path.is_empty() {
             let (dir, name) = self.path.rsplit_once('/').unwrap_or(("", &self.path));
             json::pair(out, attr::FILE_PATH, self.path.as_str());
+            super::path::write_bytes(out, attr::FILE_PATH_BYTES, &self.path);
             json::pair(out, attr::FILE_NAME, name);
             json::pair(out, attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir });
         }
@@ -268,6 +270,9 @@ impl FileRef {
     /// Writes `mnsensor.protected.path` when the file is protected.
     pub fn write_protected(&self, rec: &mut Record) {
         rec.set_opt(attr::PROTECTED_PATH, self.protected.as_deref());
+        if let Some(p) = &self.protected {
+            super::path::write_bytes(rec.body(), attr::PROTECTED_PATH_BYTES, p);
+        }
     }
 }
 
