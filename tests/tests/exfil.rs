@@ -15,58 +15,12 @@ use std::{
     time::Duration,
 };
 
-use mnsensor_tests::{ChildGuard, Sensor, TempDir, get_str, get_u64, is, path_str, scaled, show, test_pid};
+use mnsensor_tests::{
+    ChildGuard, Sensor, TempDir, cgroup::Cgroup, get_str, get_u64, is, path_str, scaled, show, test_pid,
+};
 use serde_json::Value;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A cgroup v2 child the senders run in.
-struct Cgroup {
-    path: PathBuf,
-}
-
-impl Cgroup {
-    fn new() -> Self {
-        let root = if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            PathBuf::from("/sys/fs/cgroup/unified")
-        };
-        let path =
-            root.join(format!("mnsensor-test.{}.{}", test_pid(), NEXT.fetch_add(1, Ordering::Relaxed)));
-        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        Self { path }
-    }
-
-    /// Runs `script` with sh inside this cgroup and returns its exit code. Its output goes
-    /// to /dev/null: reading what a tainted process wrote would taint this test process (and
-    /// every later child of it), which is the point of the sensor.
-    fn run(&self, script: &str) -> i32 {
-        let procs = self.path.join("cgroup.procs");
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("echo $$ > {} && {script}", path_str(&procs)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("running {script}: {e}"));
-        eprintln!("{script}: {status:?}");
-        status.code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if fs::remove_dir(&self.path).is_ok() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("warning: cgroup {} not removed", self.path.display());
-    }
-}
 
 /// The fake external host: a namespace, a veth pair and a TCP sink listening on `ports`.
 struct FakeHost {

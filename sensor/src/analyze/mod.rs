@@ -2,7 +2,9 @@
 //! judges opens of protected files against `audit`-mode policies (the kernel does not hold
 //! those opens, so they are judged after the fact); detectors join here. [`exfil`] (the
 //! exfiltration detector) takes its own inputs from `sensor/src/egress/` for now.
+pub mod evidence;
 pub mod exfil;
+pub mod media;
 
 use std::{path::PathBuf, sync::Arc};
 

@@ -364,6 +364,7 @@ fn live_proc(tgid: u32) -> Option<Proc> {
 pub struct Runner {
     pub egress: Egress,
     detector: crate::analyze::exfil::Detector,
+    media: crate::analyze::media::Media,
     stats: Stats,
 }
 
@@ -377,7 +378,8 @@ impl Runner {
     ) -> Result<Self, EgressError> {
         let egress = Egress::attach(programs, cgroup, tracefs, policy)?;
         let detector = crate::analyze::exfil::Detector::new(policy.settings());
-        Ok(Self { egress, detector, stats: Stats::default() })
+        let media = crate::analyze::media::Media::new(crate::kernel::blockdev::Resolver::host());
+        Ok(Self { egress, detector, media, stats: Stats::default() })
     }
 
     /// A new policy: allow list, action and thresholds.
@@ -390,13 +392,14 @@ impl Runner {
     /// Polls the kernel and returns the records to write: detections, and a `sensor.alert`
     /// (`mnsensor.alert.kind: taint_lost`) when taint state could not be kept.
     pub fn tick(&mut self) -> Vec<crate::event::record::Record> {
-        let mut out: Vec<_> = self
-            .egress
-            .poll()
-            .into_iter()
-            .flat_map(|i| self.detector.observe(i))
-            .map(|d| record::record(&d))
-            .collect();
+        let inputs = self.egress.poll();
+        for i in &inputs {
+            self.media.observe(i);
+        }
+        let mut out: Vec<_> =
+            inputs.into_iter().flat_map(|i| self.detector.observe(i)).map(|d| record::record(&d)).collect();
+        let detector = &self.detector;
+        out.extend(self.media.tick(|d| detector.derived_files(&d.origin)));
         let now = self.egress.stats();
         let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost;
         if lost(&now) > lost(&self.stats) {

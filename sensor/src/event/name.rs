@@ -64,6 +64,7 @@ names! {
     DetectionExfiltration = "detection.exfiltration",
     DetectionBulkRead = "detection.bulk_read",
     DetectionStaging = "detection.staging",
+    DetectionRemovableMedia = "detection.removable_media",
     EgressRawSocket = "egress.raw_socket",
 }
 
