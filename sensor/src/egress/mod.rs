@@ -365,6 +365,7 @@ pub struct Runner {
     pub egress: Egress,
     detector: crate::analyze::exfil::Detector,
     media: crate::analyze::media::Media,
+    drip: crate::analyze::drip::Drip,
     stats: Stats,
 }
 
@@ -379,13 +380,15 @@ impl Runner {
         let egress = Egress::attach(programs, cgroup, tracefs, policy)?;
         let detector = crate::analyze::exfil::Detector::new(policy.settings());
         let media = crate::analyze::media::Media::new(crate::kernel::blockdev::Resolver::host());
-        Ok(Self { egress, detector, media, stats: Stats::default() })
+        let drip = crate::analyze::drip::Drip::new(policy.slow_drip);
+        Ok(Self { egress, detector, media, drip, stats: Stats::default() })
     }
 
     /// A new policy: allow list, action and thresholds.
     pub fn reload(&mut self, policy: &EgressPolicy) -> Result<(), EgressError> {
         self.egress.apply(policy)?;
         self.detector.settings = policy.settings();
+        self.drip.settings = policy.slow_drip;
         Ok(())
     }
 
@@ -393,11 +396,12 @@ impl Runner {
     /// (`mnsensor.alert.kind: taint_lost`) when taint state could not be kept.
     pub fn tick(&mut self) -> Vec<crate::event::record::Record> {
         let inputs = self.egress.poll();
+        let mut out = Vec::new();
         for i in &inputs {
             self.media.observe(i);
+            out.extend(self.drip.observe(i, &self.detector.settings));
         }
-        let mut out: Vec<_> =
-            inputs.into_iter().flat_map(|i| self.detector.observe(i)).map(|d| record::record(&d)).collect();
+        out.extend(inputs.into_iter().flat_map(|i| self.detector.observe(i)).map(|d| record::record(&d)));
         let detector = &self.detector;
         out.extend(self.media.tick(|d| detector.derived_files(&d.origin)));
         let now = self.egress.stats();

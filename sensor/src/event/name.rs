@@ -65,6 +65,7 @@ names! {
     DetectionBulkRead = "detection.bulk_read",
     DetectionStaging = "detection.staging",
     DetectionRemovableMedia = "detection.removable_media",
+    DetectionSlowDrip = "detection.slow_drip",
     EgressRawSocket = "egress.raw_socket",
 }
 

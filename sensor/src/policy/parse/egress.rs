@@ -7,12 +7,12 @@ use crate::policy::{
 
 impl Cx<'_> {
     /// `egress: {action, allow: [{network, ports}], allowed_uids, min_bytes, bulk_read:
-    /// {bytes, files}, window_seconds}`.
+    /// {bytes, files}, window_seconds, slow_drip: {bytes, window_seconds}}`.
     pub(super) fn egress(&mut self, node: &Node) -> Option<At<EgressPolicy>> {
         let f = self.fields(
             node,
             "egress",
-            &["action", "allow", "allowed_uids", "min_bytes", "bulk_read", "window_seconds"],
+            &["action", "allow", "allowed_uids", "min_bytes", "bulk_read", "window_seconds", "slow_drip"],
         )?;
         let mut e = EgressPolicy::default();
         if let Some(n) = f.get("action") {
@@ -43,6 +43,15 @@ impl Cx<'_> {
             }
             if let Some(n) = b.get("files") {
                 e.bulk_files = self.count(n, "bulk_read files")?;
+            }
+        }
+        if let Some(n) = f.get("slow_drip") {
+            let d = self.fields(n, "slow_drip", &["bytes", "window_seconds"])?;
+            if let Some(n) = d.get("bytes") {
+                e.slow_drip.bytes = self.count(n, "slow_drip bytes")?;
+            }
+            if let Some(n) = d.get("window_seconds") {
+                e.slow_drip.window_seconds = self.count(n, "slow_drip window_seconds")?.max(1);
             }
         }
         Some(At::new(node.pos, e))
@@ -118,6 +127,9 @@ mod tests {
         assert_eq!(e.bulk_files, 5);
         assert_eq!(e.bulk_bytes, 100 << 20, "default kept");
         assert_eq!(e.min_bytes, 1);
+        assert_eq!(e.slow_drip.window_seconds, 24 * 3600, "default kept");
+        let set = load(&["  egress:\n    slow_drip: {bytes: 5000}\n"]).unwrap();
+        assert_eq!(set.egress().unwrap().slow_drip.bytes, 5000);
         assert!(load(&[""]).unwrap().egress().is_none());
     }
 
