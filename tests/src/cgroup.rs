@@ -66,3 +66,38 @@ impl Drop for Cgroup {
         eprintln!("warning: cgroup {} not removed", self.path.display());
     }
 }
+
+/// A protected tree holding one file of `size` bytes, an unprotected directory holding
+/// `public.txt` of the same size, and a sensor whose policy protects the tree and has the
+/// `egress:` section `egress` (indented below it), with the egress programs on `cg`.
+pub struct EgressSetup {
+    pub file: PathBuf,
+    pub public: PathBuf,
+    pub outside: crate::TempDir,
+    pub sensor: crate::Sensor,
+    // Dropped after the sensor.
+    _protected: crate::TempDir,
+    _conf: crate::TempDir,
+}
+
+impl EgressSetup {
+    /// `env`: extra environment variables of the sensor.
+    pub fn start(cg: &Cgroup, size: usize, egress: &str, env: &[(&str, &str)]) -> Self {
+        let protected = crate::TempDir::new("protected");
+        let file = protected.write("mynumber.csv", vec![b'7'; size]);
+        let outside = crate::TempDir::new("outside");
+        let public = outside.write("public.txt", vec![b'p'; size]);
+        let conf = crate::TempDir::new("conf");
+        let policy = conf.write(
+            "policy.yaml",
+            format!(
+                "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: egress}}\nspec:\n  mode: audit\n  protect: [{{path: {}}}]\n  default: {{action: audit, severity: low}}\n  egress:\n{egress}",
+                path_str(protected.path())
+            ),
+        );
+        let config = conf.write("config.yaml", format!("egress_cgroup: {}\n", path_str(&cg.path)));
+        let sensor =
+            crate::Sensor::start_env(&["--config", path_str(&config), "--policy", path_str(&policy)], env);
+        Self { file, public, outside, sensor, _protected: protected, _conf: conf }
+    }
+}

@@ -19,8 +19,9 @@ use std::{
 };
 
 use mnsensor_tests::{
-    Sensor, TempDir, cgroup::Cgroup, dev_string, find_tool, get_str, get_u64, is, path_str, run_capture,
-    scaled, show,
+    TempDir,
+    cgroup::{Cgroup, EgressSetup},
+    dev_string, find_tool, get_str, get_u64, is, path_str, run_capture, scaled, show,
 };
 use serde_json::Value;
 
@@ -86,24 +87,10 @@ fn media_copy(path: &Path) -> impl Fn(&Value) -> bool + '_ {
 fn protected_and_staged_copies_to_removable_media_are_detected_and_others_are_not() {
     let cg = Cgroup::new();
     let stick = LoopFs::new();
-    let protected = TempDir::new("protected");
-    let file = protected.write("mynumber.csv", vec![b'7'; SIZE]);
-    let outside = TempDir::new("outside");
-    let public = outside.write("public.txt", vec![b'p'; SIZE]);
-    let conf = TempDir::new("conf");
-    let policy = conf.write(
-        "policy.yaml",
-        format!(
-            "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: media}}\nspec:\n  mode: audit\n  protect: [{{path: {}}}]\n  default: {{action: audit, severity: low}}\n  egress: {{action: alert}}\n",
-            path_str(protected.path())
-        ),
-    );
-    let config = conf.write("config.yaml", format!("egress_cgroup: {}\n", path_str(&cg.path)));
     let number = stick.number();
-    let mut sensor = Sensor::start_env(
-        &["--config", path_str(&config), "--policy", path_str(&policy)],
-        &[("MNSENSOR_TEST_REMOVABLE_DEVICES", &number)],
-    );
+    let mut s =
+        EgressSetup::start(&cg, SIZE, "    action: alert\n", &[("MNSENSOR_TEST_REMOVABLE_DEVICES", &number)]);
+    let (file, public) = (s.file.clone(), s.public.clone());
 
     // An unprotected file: no detection.
     let public_copy = stick.mount.join("public.txt");
@@ -111,7 +98,7 @@ fn protected_and_staged_copies_to_removable_media_are_detected_and_others_are_no
     // The protected file itself.
     let copy = stick.mount.join("mynumber.csv");
     assert_eq!(cg.run(&format!("cp {} {}", path_str(&file), path_str(&copy))), 0);
-    let d = sensor.wait_for("protected file copied to removable media", media_copy(&copy));
+    let d = s.sensor.wait_for("protected file copied to removable media", media_copy(&copy));
     let source = fs::metadata(&file).unwrap();
     let written = fs::metadata(&copy).unwrap().len();
     assert_eq!(written, SIZE as u64);
@@ -132,11 +119,11 @@ fn protected_and_staged_copies_to_removable_media_are_detected_and_others_are_no
 
     // A staging copy elsewhere (a derived file), then that copy to the stick by another
     // process: still protected data.
-    let staged = outside.join("stage.csv");
+    let staged = s.outside.join("stage.csv");
     assert_eq!(cg.run(&format!("cp {} {}", path_str(&file), path_str(&staged))), 0);
     let staged_copy = stick.mount.join("stage.csv");
     assert_eq!(cg.run(&format!("cat {} > {}", path_str(&staged), path_str(&staged_copy))), 0);
-    let d = sensor.wait_for("staging copy copied to removable media", media_copy(&staged_copy));
+    let d = s.sensor.wait_for("staging copy copied to removable media", media_copy(&staged_copy));
     assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 1, "through the derived file: {}", show(&d));
     assert_eq!(get_u64(&d, "mnsensor.media.file.size"), SIZE as u64, "{}", show(&d));
     assert_eq!(get_u64(&d, "mnsensor.taint.file.inode"), source.ino(), "{}", show(&d));
@@ -144,9 +131,9 @@ fn protected_and_staged_copies_to_removable_media_are_detected_and_others_are_no
     // Every poll has seen the first copies by now: one detection per file, none for the
     // public file or for the staging copy on the fixed filesystem.
     thread::sleep(scaled(Duration::from_secs(3)));
-    assert_eq!(sensor.matching(media_copy(&copy)).len(), 1, "one detection per copy");
-    assert_eq!(sensor.matching(media_copy(&staged_copy)).len(), 1, "one detection per copy");
-    assert_eq!(sensor.matching(|e| is(e, "detection.removable_media")).len(), 2);
-    sensor.assert_none("the unprotected file", media_copy(&public_copy));
-    sensor.stop();
+    assert_eq!(s.sensor.matching(media_copy(&copy)).len(), 1, "one detection per copy");
+    assert_eq!(s.sensor.matching(media_copy(&staged_copy)).len(), 1, "one detection per copy");
+    assert_eq!(s.sensor.matching(|e| is(e, "detection.removable_media")).len(), 2);
+    s.sensor.assert_none("the unprotected file", media_copy(&public_copy));
+    s.sensor.stop();
 }

@@ -6,6 +6,7 @@ pub mod drip;
 pub mod evidence;
 pub mod exfil;
 pub mod media;
+pub mod print;
 
 use std::{path::PathBuf, sync::Arc};
 

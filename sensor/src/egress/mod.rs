@@ -366,6 +366,7 @@ pub struct Runner {
     detector: crate::analyze::exfil::Detector,
     media: crate::analyze::media::Media,
     drip: crate::analyze::drip::Drip,
+    print: crate::analyze::print::Print,
     stats: Stats,
 }
 
@@ -381,7 +382,8 @@ impl Runner {
         let detector = crate::analyze::exfil::Detector::new(policy.settings());
         let media = crate::analyze::media::Media::new(crate::kernel::blockdev::Resolver::host());
         let drip = crate::analyze::drip::Drip::new(policy.slow_drip);
-        Ok(Self { egress, detector, media, drip, stats: Stats::default() })
+        let print = crate::analyze::print::Print::new(policy.print_spool.clone());
+        Ok(Self { egress, detector, media, drip, print, stats: Stats::default() })
     }
 
     /// A new policy: allow list, action and thresholds.
@@ -389,6 +391,7 @@ impl Runner {
         self.egress.apply(policy)?;
         self.detector.settings = policy.settings();
         self.drip.settings = policy.slow_drip;
+        self.print.spool.clone_from(&policy.print_spool);
         Ok(())
     }
 
@@ -399,11 +402,13 @@ impl Runner {
         let mut out = Vec::new();
         for i in &inputs {
             self.media.observe(i);
+            self.print.observe(i);
             out.extend(self.drip.observe(i, &self.detector.settings));
         }
         out.extend(inputs.into_iter().flat_map(|i| self.detector.observe(i)).map(|d| record::record(&d)));
         let detector = &self.detector;
         out.extend(self.media.tick(|d| detector.derived_files(&d.origin)));
+        out.extend(self.print.tick(|d| detector.derived_files(&d.origin)));
         let now = self.egress.stats();
         let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost;
         if lost(&now) > lost(&self.stats) {

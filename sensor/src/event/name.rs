@@ -66,6 +66,7 @@ names! {
     DetectionStaging = "detection.staging",
     DetectionRemovableMedia = "detection.removable_media",
     DetectionSlowDrip = "detection.slow_drip",
+    DetectionPrint = "detection.print",
     EgressRawSocket = "egress.raw_socket",
 }
 

@@ -52,6 +52,8 @@ pub struct EgressPolicy {
     /// `slow_drip`: budget per user and destination over a long window (defaults 10 MiB,
     /// 24 h).
     pub slow_drip: crate::analyze::drip::DripSettings,
+    /// `print.spool`: CUPS spool directories (default `/var/spool/cups`).
+    pub print_spool: Vec<std::path::PathBuf>,
 }
 
 impl Default for EgressPolicy {
@@ -66,6 +68,7 @@ impl Default for EgressPolicy {
             bulk_files: s.bulk_files,
             window_seconds: (s.window_ns / 1_000_000_000) as u64,
             slow_drip: Default::default(),
+            print_spool: vec![crate::analyze::print::DEFAULT_SPOOL.into()],
         }
     }
 }
@@ -109,7 +112,7 @@ pub(super) fn section(
                     ),
                 );
             } else {
-                found = Some(e.value.clone());
+                found = Some((*e.value).clone());
             }
         }
     }
