@@ -1,5 +1,6 @@
-//! Printing: a protected file submitted to a CUPS queue with `lp` gives one `detection.print`
-//! with the user, the file and the job; an unprotected file gives none.
+//! Printing: a protected file submitted to a CUPS queue with `lp` by an unprivileged user
+//! gives one `detection.print` with the user, the file and the job; an unprotected file
+//! gives none.
 //!
 //! The test runs its own cupsd in the foreground with its own configuration, state and spool
 //! directories in a temp dir, listening only on a unix socket there, with one raw queue on
@@ -94,10 +95,16 @@ impl Cups {
             .collect()
     }
 
-    /// Submits `file` to queue `q` with `lp` in `cg`; returns the new job data file.
-    fn print(&self, cg: &Cgroup, file: &Path) -> String {
+    /// Submits `file` to queue `q` with `lp` as user `uid` in `cg`; returns the new job data
+    /// file.
+    fn print(&self, cg: &Cgroup, uid: u32, file: &Path) -> String {
         let before = self.data_files();
-        let code = cg.run(&format!("lp -h {} -d q {}", path_str(&self.socket), path_str(file)));
+        let code = cg.run(&format!(
+            "{} --reuid={uid} --regid={uid} --clear-groups lp -h {} -d q {}",
+            path_str(&find_tool("setpriv")),
+            path_str(&self.socket),
+            path_str(file)
+        ));
         assert_eq!(code, 0, "lp {}", file.display());
         for _ in 0..100 {
             if let Some(new) = self.data_files().difference(&before).next() {
@@ -124,15 +131,17 @@ fn a_protected_file_printed_with_lp_is_detected_and_an_unprotected_one_is_not() 
     let (file, public) = (s.file.clone(), s.public.clone());
 
     // Unprotected first: the server is not tainted yet.
-    let public_job = cups.print(&cg, &public);
-    let job = cups.print(&cg, &file);
+    // A user without privileges submits both (the files are world-readable, the server's
+    // socket is open to every local user).
+    let user = 65534;
+    let public_job = cups.print(&cg, user, &public);
+    let job = cups.print(&cg, user, &file);
     let number: u64 = job.trim_start_matches('d').split('-').next().unwrap().parse().unwrap();
     let d = s.sensor.wait_for("print of the protected file", |e| is(e, "detection.print"));
     let source = fs::metadata(&file).unwrap();
     assert_eq!(get_str(&d, "mnsensor.process.comm"), "lp", "{}", show(&d));
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(uid), "{}", show(&d));
+    assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(user), "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.taint.origin.user.id"), u64::from(user), "{}", show(&d));
     assert_eq!(get_u64(&d, "mnsensor.taint.file.inode"), source.ino(), "{}", show(&d));
     assert_eq!(get_u64(&d, "mnsensor.taint.bytes_read"), source.len(), "{}", show(&d));
     assert_eq!(get_u64(&d, "mnsensor.print.job"), number, "{}", show(&d));
