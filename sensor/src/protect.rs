@@ -164,7 +164,7 @@ impl ProtectSet {
 }
 
 /// `/proc/self/mountinfo` writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(b: &[u8]) -> PathBuf {
+pub(crate) fn unescape_mountinfo(b: &[u8]) -> PathBuf {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {

@@ -27,6 +27,10 @@ const PACKAGES: &[&str] = &[
     // The exfiltration tests: a network namespace with a veth pair, and python3 senders.
     "iproute2",
     "python3",
+    // The print detection test (tests/tests/print.rs) runs its own cupsd with a raw queue on
+    // the built-in file: device; no filters or drivers are needed.
+    "cups-daemon",
+    "cups-client",
 ];
 /// Third-party receivers of the delivery tests (tests/tests/otlp.rs, syslog.rs): rsyslog
 /// with its TLS driver, socat as the TLS front of rotel (it starts no service, unlike a web

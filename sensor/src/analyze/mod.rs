@@ -2,7 +2,11 @@
 //! judges opens of protected files against `audit`-mode policies (the kernel does not hold
 //! those opens, so they are judged after the fact); detectors join here. [`exfil`] (the
 //! exfiltration detector) takes its own inputs from `sensor/src/egress/` for now.
+pub mod drip;
+pub mod evidence;
 pub mod exfil;
+pub mod media;
+pub mod print;
 
 use std::{path::PathBuf, sync::Arc};
 

@@ -364,6 +364,9 @@ fn live_proc(tgid: u32) -> Option<Proc> {
 pub struct Runner {
     pub egress: Egress,
     detector: crate::analyze::exfil::Detector,
+    media: crate::analyze::media::Media,
+    drip: crate::analyze::drip::Drip,
+    print: crate::analyze::print::Print,
     stats: Stats,
 }
 
@@ -377,26 +380,35 @@ impl Runner {
     ) -> Result<Self, EgressError> {
         let egress = Egress::attach(programs, cgroup, tracefs, policy)?;
         let detector = crate::analyze::exfil::Detector::new(policy.settings());
-        Ok(Self { egress, detector, stats: Stats::default() })
+        let media = crate::analyze::media::Media::new(crate::kernel::blockdev::Resolver::host());
+        let drip = crate::analyze::drip::Drip::new(policy.slow_drip);
+        let print = crate::analyze::print::Print::new(policy.print_spool.clone());
+        Ok(Self { egress, detector, media, drip, print, stats: Stats::default() })
     }
 
     /// A new policy: allow list, action and thresholds.
     pub fn reload(&mut self, policy: &EgressPolicy) -> Result<(), EgressError> {
         self.egress.apply(policy)?;
         self.detector.settings = policy.settings();
+        self.drip.settings = policy.slow_drip;
+        self.print.spool.clone_from(&policy.print_spool);
         Ok(())
     }
 
     /// Polls the kernel and returns the records to write: detections, and a `sensor.alert`
     /// (`mnsensor.alert.kind: taint_lost`) when taint state could not be kept.
     pub fn tick(&mut self) -> Vec<crate::event::record::Record> {
-        let mut out: Vec<_> = self
-            .egress
-            .poll()
-            .into_iter()
-            .flat_map(|i| self.detector.observe(i))
-            .map(|d| record::record(&d))
-            .collect();
+        let inputs = self.egress.poll();
+        let mut out = Vec::new();
+        for i in &inputs {
+            self.media.observe(i);
+            self.print.observe(i);
+            out.extend(self.drip.observe(i, &self.detector.settings));
+        }
+        out.extend(inputs.into_iter().flat_map(|i| self.detector.observe(i)).map(|d| record::record(&d)));
+        let detector = &self.detector;
+        out.extend(self.media.tick(|d| detector.derived_files(&d.origin)));
+        out.extend(self.print.tick(|d| detector.derived_files(&d.origin)));
         let now = self.egress.stats();
         let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost;
         if lost(&now) > lost(&self.stats) {

@@ -64,6 +64,9 @@ names! {
     DetectionExfiltration = "detection.exfiltration",
     DetectionBulkRead = "detection.bulk_read",
     DetectionStaging = "detection.staging",
+    DetectionRemovableMedia = "detection.removable_media",
+    DetectionSlowDrip = "detection.slow_drip",
+    DetectionPrint = "detection.print",
     EgressRawSocket = "egress.raw_socket",
 }
 

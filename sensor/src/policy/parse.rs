@@ -306,7 +306,7 @@ impl Cx<'_> {
         let lists = f.get("lists").map(|n| self.lists(n)).unwrap_or_default();
         let allow = f.get("allow").map(|n| self.allow_entries(n)).unwrap_or_default();
         let default = f.require(self, "default").and_then(|n| self.default(n));
-        let egress = f.get("egress").and_then(|n| self.egress(n));
+        let egress = f.get("egress").and_then(|n| self.egress(n)).map(|e| At::new(e.pos, Box::new(e.value)));
         Some(PolicyDef {
             egress,
             mode: mode.unwrap_or(Mode::Enforce),
