@@ -111,7 +111,7 @@ fn protected_and_staged_copies_to_removable_media_are_detected_and_others_are_no
     let uid = unsafe { libc::getuid() };
     assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(uid), "{}", show(&d));
     let loop_name = stick.device.trim_start_matches("/dev/");
-    assert_eq!(get_str(&d, "mnsensor.media.device"), loop_name, "{}", show(&d));
+    assert_eq!(get_str(&d, "mnsensor.media.device.name"), loop_name, "{}", show(&d));
     assert_eq!(get_str(&d, "mnsensor.media.device.number"), number, "{}", show(&d));
     assert_eq!(get_str(&d, "mnsensor.media.mount_point"), path_str(&stick.mount), "{}", show(&d));
     assert_eq!(get_str(&d, "mnsensor.media.removable"), "test_hook", "{}", show(&d));

@@ -85,7 +85,7 @@ fn record(p: &Pending, size: Option<u64>) -> Record {
     let mut r = crate::egress::record::record(&p.detection);
     r.set("mnsensor.media.file.path", p.path.as_str())
         .set_opt("mnsensor.media.file.size", size)
-        .set("mnsensor.media.device", d.disk.as_str())
+        .set("mnsensor.media.device.name", d.disk.as_str())
         .set_opt("mnsensor.media.partition", d.partition.as_deref())
         .set("mnsensor.media.device.number", d.number.as_str())
         .set_opt("mnsensor.media.vendor", d.vendor.as_deref())
