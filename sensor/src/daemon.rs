@@ -26,6 +26,7 @@ use crate::{
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
     seal::{SealError, Sealer},
+    selfwatch::{self, SelfWatch},
     watch::Watch,
 };
 
@@ -58,6 +59,8 @@ pub struct RunSpec {
     pub config: Config,
     /// `embedded` or the configuration file's path.
     pub config_source: String,
+    /// The configuration file, when one was given (watched for changes: `crate::selfwatch`).
+    pub config_file: Option<PathBuf>,
     /// systemd notifications and the status socket.
     pub service: crate::service::Service,
 }
@@ -136,6 +139,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         }
         None => None,
     };
+    let own_policies = policy_sources.clone();
     let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
     let (mut observer, watch) = start_observer(&trees);
@@ -164,6 +168,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let mut enricher = Enricher::new(procs, protect, enforcement.policies.clone());
     let audit = Audit::new(enforcement.policies.clone());
     let mut sink = Sealer::open(&config, outputs)?;
+    // After the ledger made the state directory.
+    let own = selfwatch::own_files(spec.config_file.as_deref(), &own_policies, &config.state_dir);
+    let mut selfwatch = SelfWatch::start(own);
     health::metrics::serve(&config.metrics, sink.stats.clone()).await?;
     let heartbeat = Heartbeat::new(&config.heartbeat, sink.stats.clone(), health::backends(&info));
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
@@ -233,6 +240,23 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                     observer = None;
                 }
             },
+            events = async {
+                match selfwatch.as_mut() {
+                    Some(w) => fanotify::next_events(&mut w.observer).await,
+                    None => std::future::pending().await,
+                }
+            } => match (events, selfwatch.as_mut()) {
+                (Ok(events), Some(w)) => {
+                    for ev in w.judge(events) {
+                        consumer.emit(ev)?;
+                    }
+                }
+                (Err(e), _) => {
+                    tracing::error!(error = %e, "fanotify observer of the sensor's own files failed; their changes are no longer reported.");
+                    selfwatch = None;
+                }
+                (Ok(_), None) => {}
+            },
             _ = drain_tick.tick() => {
                 service.watchdog();
                 consumer.drain()?;
@@ -247,6 +271,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                     consumer.reload()?;
                 }
                 consumer.enforcement.refresh_lsm(false);
+                consumer.watch.lost += selfwatch.as_mut().map_or(0, |w| std::mem::take(&mut w.lost));
                 consumer.report_loss()?;
                 for rec in exfil.as_mut().map(crate::egress::Runner::tick).unwrap_or_default() {
                     consumer.sink.emit(&rec)?;

@@ -24,6 +24,7 @@ pub mod proctable;
 pub mod protect;
 pub mod scan;
 pub mod seal;
+pub mod selfwatch;
 pub mod service;
 #[cfg(test)]
 mod test_rng;

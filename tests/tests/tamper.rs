@@ -5,7 +5,7 @@
 use std::io;
 
 use mnsensor_tests::{
-    Sensor, get_str, get_str_array, get_u64, is, pid_of, show, skip, test_pid, waitpid_status,
+    Sensor, get_str, get_str_array, get_u64, has, is, pid_of, show, skip, test_pid, waitpid_status,
 };
 use serde_json::Value;
 
@@ -167,5 +167,157 @@ fn bpf_prog_load_by_another_process_is_reported() {
     let ev = wait_tamper(&mut sensor, "bpf", loader, |_| true);
     assert_actor(&ev);
     assert_eq!(get_str(&ev, "mnsensor.tamper.bpf_command"), "BPF_PROG_LOAD", "{}", show(&ev));
+    sensor.stop();
+}
+
+/// A child that made its change and waits, alive, until dropped (the sensor reads a fanotify
+/// actor's identity from `/proc` when it reads the event).
+struct Actor {
+    pid: u32,
+}
+
+impl Actor {
+    /// Forks a child that runs `act` (raw syscalls only); exits 1 at once if that failed,
+    /// else waits to be killed.
+    fn run(act: impl FnOnce() -> bool) -> Self {
+        // SAFETY: the child only makes raw syscalls and `_exit`.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", io::Error::last_os_error()),
+            0 => {
+                if !act() {
+                    // SAFETY: `_exit` is async-signal-safe.
+                    unsafe { libc::_exit(1) }
+                }
+                loop {
+                    // SAFETY: async-signal-safe; SIGKILL ends it.
+                    unsafe { libc::pause() };
+                }
+            }
+            pid => Self { pid: u32::try_from(pid).expect("positive pid") },
+        }
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        mnsensor_tests::util::send_signal(self.pid, libc::SIGKILL);
+        let status = waitpid_status(self.pid);
+        if !std::thread::panicking() {
+            assert!(libc::WIFSIGNALED(status), "actor {} failed its change", self.pid);
+        }
+    }
+}
+
+/// The `sensor.tamper` file record by `actor` with `action` on `path`; checks the actor.
+fn wait_file(sensor: &mut Sensor, actor: &Actor, role: &str, action: &str, path: &std::path::Path) -> Value {
+    let path = path.to_str().expect("UTF-8 path").to_owned();
+    let ev = wait_tamper(sensor, "file", actor.pid, |e| {
+        e.get("mnsensor.tamper.file_action").and_then(Value::as_str) == Some(action)
+            && e.get("file.path").and_then(Value::as_str) == Some(path.as_str())
+    });
+    assert_eq!(get_str(&ev, "mnsensor.tamper.file_role"), role, "{}", show(&ev));
+    assert_actor(&ev);
+    ev
+}
+
+/// `p` as a C string, made before the fork (the child must not allocate).
+fn c(p: &std::path::Path) -> std::ffi::CString {
+    mnsensor_tests::util::c_path(p)
+}
+
+#[test]
+fn changes_to_the_sensors_own_files_name_the_actor() {
+    let dir = mnsensor_tests::TempDir::new("tamper-files");
+    let config = dir.write("config.yaml", "protect: []\n");
+    let pdir = dir.mkdir("policies");
+    let policy = pdir.join("10-default.yaml");
+    std::fs::copy(mnsensor_tests::workspace_root().join("policies/default.yaml"), &policy)
+        .expect("copy policy");
+    let state = dir.join("state");
+    let mut sensor = Sensor::start(&[
+        "--config",
+        mnsensor_tests::path_str(&config),
+        "--policy",
+        mnsensor_tests::path_str(&pdir),
+        "--state-dir",
+        mnsensor_tests::path_str(&state),
+    ]);
+    let mut actors = Vec::new();
+
+    // A write to the configuration (append).
+    let cfg = c(&config);
+    let line = b"# edited\n";
+    // SAFETY (in the child): open/write/close on prepared buffers.
+    let writer = Actor::run(|| unsafe {
+        let fd = libc::open(cfg.as_ptr(), libc::O_WRONLY | libc::O_APPEND);
+        let ok = fd >= 0 && libc::write(fd, line.as_ptr().cast(), line.len()) == line.len() as isize;
+        libc::close(fd);
+        ok
+    });
+    wait_file(&mut sensor, &writer, "config", "write", &config);
+    actors.push(writer.pid);
+
+    // chmod of the configuration.
+    // SAFETY (in the child): chmod(2) on a prepared path.
+    let chmodder = Actor::run(|| unsafe { libc::chmod(cfg.as_ptr(), 0o600) == 0 });
+    let ev = wait_file(&mut sensor, &chmodder, "config", "chmod", &config);
+    assert!(!has(&ev, "mnsensor.file.old_path"), "{}", show(&ev));
+    actors.push(chmodder.pid);
+
+    // A truncation of the configuration (O_TRUNC).
+    // SAFETY (in the child): open/close on a prepared path.
+    let truncator = Actor::run(|| unsafe {
+        let fd = libc::open(cfg.as_ptr(), libc::O_WRONLY | libc::O_TRUNC);
+        libc::close(fd);
+        fd >= 0
+    });
+    wait_file(&mut sensor, &truncator, "config", "truncate", &config);
+    actors.push(truncator.pid);
+
+    // A rename inside the policy directory.
+    let renamed = pdir.join("20-default.yaml");
+    let (from, to) = (c(&policy), c(&renamed));
+    // SAFETY (in the child): rename(2) on prepared paths.
+    let renamer = Actor::run(|| unsafe { libc::rename(from.as_ptr(), to.as_ptr()) == 0 });
+    let ev = wait_file(&mut sensor, &renamer, "policy", "rename", &renamed);
+    assert_eq!(get_str(&ev, "mnsensor.file.old_path"), mnsensor_tests::path_str(&policy), "{}", show(&ev));
+    actors.push(renamer.pid);
+
+    // A deletion of a policy file.
+    // SAFETY (in the child): unlink(2) on a prepared path.
+    let deleter = Actor::run(|| unsafe { libc::unlink(to.as_ptr()) == 0 });
+    wait_file(&mut sensor, &deleter, "policy", "delete", &renamed);
+    actors.push(deleter.pid);
+
+    // A file created in the state directory (next to the ledger the sensor writes).
+    let intruder = state.join("intruder");
+    let ipath = c(&intruder);
+    // SAFETY (in the child): open/close on a prepared path.
+    let creator = Actor::run(|| unsafe {
+        let fd = libc::open(ipath.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600);
+        libc::close(fd);
+        fd >= 0
+    });
+    wait_file(&mut sensor, &creator, "state", "create", &intruder);
+    actors.push(creator.pid);
+
+    // The binary's times set to now (harmless; an attribute change of the running binary).
+    let exe =
+        mnsensor_tests::canonical(std::fs::read_link(format!("/proc/{}/exe", sensor.pid())).expect("exe"));
+    let exe_c = c(&exe);
+    // SAFETY (in the child): utimensat(2) with null times (now).
+    let toucher =
+        Actor::run(|| unsafe { libc::utimensat(libc::AT_FDCWD, exe_c.as_ptr(), std::ptr::null(), 0) == 0 });
+    wait_file(&mut sensor, &toucher, "binary", "attrib", &exe);
+    actors.push(toucher.pid);
+
+    // The sensor's own writes (ledger, key, cursors) are never reported; every file record
+    // names one of the actors above.
+    sensor.assert_none("a file tamper record by anyone but the actors", |e| {
+        is(e, "sensor.tamper")
+            && e.get("mnsensor.tamper.kind").and_then(Value::as_str) == Some("file")
+            && !pid_of(e).is_some_and(|p| actors.contains(&p))
+    });
+    drop((writer, chmodder, truncator, renamer, deleter, creator, toucher));
     sensor.stop();
 }

@@ -138,6 +138,8 @@ pub const TAMPER_SIGNAL_RESULT: &str = "mnsensor.tamper.signal_result";
 pub const TAMPER_PTRACE_REQUEST: &str = "mnsensor.tamper.ptrace_request";
 pub const TAMPER_BPF_COMMAND: &str = "mnsensor.tamper.bpf_command";
 pub const TAMPER_TARGET_PID: &str = "mnsensor.tamper.target_pid";
+pub const TAMPER_FILE_ROLE: &str = "mnsensor.tamper.file_role";
+pub const TAMPER_FILE_ACTION: &str = "mnsensor.tamper.file_action";
 
 // Per-kind loss keys, `mnsensor.loss.<event.name>`, are derived from the names:
 // `super::Name::loss_key`.
