@@ -321,3 +321,67 @@ fn changes_to_the_sensors_own_files_name_the_actor() {
     drop((writer, chmodder, truncator, renamer, deleter, creator, toucher));
     sensor.stop();
 }
+
+/// Wall-clock nanoseconds now.
+fn now_ns() -> i128 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    i128::try_from(d.as_nanos()).expect("fits")
+}
+
+fn time_ns(ev: &Value, key: &str) -> i128 {
+    sensor_common::time::parse_rfc3339_ns(get_str(ev, key)).unwrap_or_else(|| panic!("{key}: {}", show(ev)))
+}
+
+/// The highest `mnsensor.seq` a run wrote.
+fn last_seq(sensor: &mut Sensor) -> u64 {
+    sensor.events().iter().map(|e| get_u64(e, "mnsensor.seq")).max().expect("records")
+}
+
+#[test]
+fn every_restart_reports_the_gap_since_the_previous_run() {
+    let work = mnsensor_tests::TempDir::new("tamper-restart");
+    let state = work.join("state");
+    let args = ["--state-dir", mnsensor_tests::path_str(&state)];
+
+    // A clean stop, a pause, a start: the gap runs from the stop to the new start.
+    let mut first = Sensor::start(&args);
+    let stopping = now_ns();
+    first.stop();
+    let stopped = now_ns();
+    let first_last = last_seq(&mut first);
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let starting = now_ns();
+    let mut second = Sensor::start(&args);
+    let started = now_ns();
+    let gap = second.wait_for("sensor.gap", |e| is(e, "sensor.gap"));
+    assert_eq!(mnsensor_tests::get_bool(&gap, "mnsensor.gap.clean"), Some(true), "{}", show(&gap));
+    assert_eq!(get_u64(&gap, "mnsensor.gap.last_seq"), first_last, "{}", show(&gap));
+    let (start, end) = (time_ns(&gap, "mnsensor.gap.start"), time_ns(&gap, "mnsensor.gap.end"));
+    assert!(
+        (stopping..=stopped).contains(&start),
+        "gap start {start} not within the stop [{stopping}, {stopped}]"
+    );
+    assert!(
+        (starting..=started).contains(&end),
+        "gap end {end} not within the start [{starting}, {started}]"
+    );
+    let seconds = gap.get("mnsensor.gap.seconds").and_then(Value::as_f64).expect("mnsensor.gap.seconds");
+    assert!(((end - start) as f64 / 1e9 - seconds).abs() < 1e-3, "seconds {seconds} vs {start}..{end}");
+    assert!(seconds >= 1.5, "the pause was 1.5 s: {}", show(&gap));
+
+    // An unclean stop: the gap starts at the last record the killed run wrote (kernel records
+    // carry the time of their event, so that is any time after the run began).
+    let before = starting;
+    let killing = now_ns();
+    mnsensor_tests::util::send_signal(second.pid(), libc::SIGKILL);
+    let second_last = last_seq(&mut second);
+    drop(second);
+    let mut third = Sensor::start(&args);
+    let gap = third.wait_for("sensor.gap", |e| is(e, "sensor.gap"));
+    assert_eq!(mnsensor_tests::get_bool(&gap, "mnsensor.gap.clean"), Some(false), "{}", show(&gap));
+    assert!(get_u64(&gap, "mnsensor.gap.last_seq") >= second_last, "{}", show(&gap));
+    let start = time_ns(&gap, "mnsensor.gap.start");
+    assert!((before..=killing).contains(&start), "gap start {start} not within [{before}, {killing}]");
+    third.stop();
+}
