@@ -21,11 +21,13 @@ pub fn is(ev: &Value, name: &str) -> bool {
 
 /// Whether the record came from the kernel-to-daemon ring buffer (what
 /// `mnsensor.events.delivered` counts): not the sensor's own `sensor.*` records (but
-/// `sensor.tamper`, which the kernel reports), not records of the fanotify observer or the
-/// startup `/proc` scan (`mnsensor.observed_by`), and not the `file.close` records the daemon
-/// writes for files still open when it stops.
+/// `sensor.tamper`, which the kernel reports, except `kind: file`, which fanotify does), not
+/// records of the fanotify observer or the startup `/proc` scan (`mnsensor.observed_by`), and
+/// not the `file.close` records the daemon writes for files still open when it stops.
 pub fn from_ring(ev: &Value) -> bool {
-    (!name(ev).starts_with("sensor.") || name(ev) == "sensor.tamper")
+    (!name(ev).starts_with("sensor.")
+        || (name(ev) == "sensor.tamper"
+            && ev.get("mnsensor.tamper.kind").and_then(Value::as_str) != Some("file")))
         && !has(ev, "mnsensor.observed_by")
         && ev.get("mnsensor.close.reason").and_then(Value::as_str) != Some("sensor_stop")
 }
