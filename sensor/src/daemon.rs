@@ -22,6 +22,7 @@ use crate::{
     event::{self, Envelope, Event, Record, file::CloseReason, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
     health::{self, Heartbeat},
+    inventory::Inventory,
     kernel::{self, KernelError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
@@ -206,6 +207,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         kernel_releases: programs.kernel_releases,
         heartbeat,
     };
+    let mut inventory = (config.inventory_interval_s > 0).then(|| Inventory::take(&programs.ids));
+    let mut inventory_due = Duration::ZERO;
+    let egress_cgroup = crate::egress::cgroup_v2(&config.egress_cgroup);
     let mut drain_tick = interval(Duration::from_millis(config.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut second = interval(Duration::from_secs(1));
@@ -277,6 +281,15 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                     consumer.sink.emit(&rec)?;
                 }
                 consumer.beat()?;
+                inventory_due += Duration::from_secs(1);
+                if let Some(inv) = inventory.as_mut()
+                    && inventory_due.as_secs() >= config.inventory_interval_s
+                {
+                    inventory_due = Duration::ZERO;
+                    for rec in inv.check(programs.ebpf_mut(), &egress_cgroup, Clock::realtime_ns()) {
+                        consumer.sink.emit(&rec)?;
+                    }
+                }
                 consumer.clock = Clock::now();
                 consumer.sink.flush();
                 let hash = consumer.enforcement.policies.current().hash().to_owned();

@@ -17,6 +17,7 @@ pub mod event;
 pub mod fanotify;
 pub mod generate;
 pub mod health;
+pub mod inventory;
 pub mod kernel;
 pub mod logging;
 pub mod policy;

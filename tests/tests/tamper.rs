@@ -385,3 +385,95 @@ fn every_restart_reports_the_gap_since_the_previous_run() {
     assert!((before..=killing).contains(&start), "gap start {start} not within [{before}, {killing}]");
     third.stop();
 }
+
+/// A cgroup v2 child for the egress programs (removed on drop).
+struct Cgroup(std::path::PathBuf);
+
+impl Cgroup {
+    fn new() -> Self {
+        let root = if std::path::Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+            std::path::PathBuf::from("/sys/fs/cgroup")
+        } else {
+            std::path::PathBuf::from("/sys/fs/cgroup/unified")
+        };
+        let path = root.join(format!("mnsensor-test.{}.tamper", test_pid()));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self(path)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!("warning: cgroup {} not removed", self.0.display());
+    }
+}
+
+#[test]
+fn a_detached_program_is_reported_and_attached_again() {
+    use mnsensor_tests::bpf::{LINK_TYPE_CGROUP, detach_link, links};
+    use std::os::unix::fs::MetadataExt as _;
+    let cgroup = Cgroup::new();
+    let conf = mnsensor_tests::TempDir::new("tamper-inventory");
+    let protected = conf.mkdir("protected");
+    let policy = conf.write(
+        "policy.yaml",
+        format!(
+            "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: inv}}\nspec:\n  mode: audit\n  protect: [{{path: {}}}]\n  default: {{action: audit, severity: low}}\n  egress:\n    action: alert\n",
+            mnsensor_tests::path_str(&protected)
+        ),
+    );
+    let config = conf.write(
+        "config.yaml",
+        format!("egress_cgroup: {}\ninventory_interval_s: 1\n", mnsensor_tests::path_str(&cgroup.0)),
+    );
+    let mut sensor = Sensor::start(&[
+        "--config",
+        mnsensor_tests::path_str(&config),
+        "--policy",
+        mnsensor_tests::path_str(&policy),
+    ]);
+    // The sensor's links on the test's cgroup, as the kernel lists them (the cgroup id is the
+    // directory's inode number).
+    let cgroup_id = std::fs::metadata(&cgroup.0).expect("stat cgroup").ino();
+    let ids = sensor.program_ids().to_vec();
+    let on_cgroup = |prog: Option<u32>| {
+        links()
+            .into_iter()
+            .filter(|l| {
+                l.kind == LINK_TYPE_CGROUP
+                    && l.cgroup_id == cgroup_id
+                    && ids.contains(&l.prog_id)
+                    && prog.is_none_or(|p| p == l.prog_id)
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = on_cgroup(None);
+    assert!(!before.is_empty(), "no link of the sensor on {}: {before:?}", cgroup.0.display());
+    let victim = before[0];
+    detach_link(victim.id).expect("BPF_LINK_DETACH");
+    assert!(on_cgroup(Some(victim.prog_id)).is_empty(), "the link is detached");
+
+    let ev = sensor.wait_for("sensor.tamper program_detached", |e| {
+        is(e, "sensor.tamper")
+            && e.get("mnsensor.tamper.kind").and_then(Value::as_str) == Some("program_detached")
+            && e.get("mnsensor.tamper.link_id").and_then(Value::as_u64) == Some(u64::from(victim.id))
+    });
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.program_id"), u64::from(victim.prog_id), "{}", show(&ev));
+    assert_eq!(mnsensor_tests::get_bool(&ev, "mnsensor.tamper.reattached"), Some(true), "{}", show(&ev));
+    // Attached again: a new link of the same program on the same cgroup.
+    let again = on_cgroup(Some(victim.prog_id));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.new_link_id"), u64::from(again[0].id), "{}", show(&ev));
+    assert_ne!(again[0].id, victim.id);
+    // The detach itself was a bpf(2) call of this test process.
+    wait_tamper(&mut sensor, "bpf", test_pid(), |e| {
+        e.get("mnsensor.tamper.bpf_command").and_then(Value::as_str) == Some("BPF_LINK_DETACH")
+    });
+    sensor.stop();
+}
