@@ -146,7 +146,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
-    let info = event::sensor::StartInfo {
+    let mut info = event::sensor::StartInfo {
         kernel_release: preflight.kernel_release.clone(),
         programs: programs.attached.clone(),
         program_ids: programs.ids.clone(),
@@ -165,6 +165,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         policy_files: enforcement.files(),
         enforcement: enforcement.backends.clone(),
         tamper_off: programs.tamper_off.clone(),
+        tamper_files: Vec::new(),
     };
     let mut enricher = Enricher::new(procs, protect, enforcement.policies.clone());
     let audit = Audit::new(enforcement.policies.clone());
@@ -172,6 +173,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     // After the ledger made the state directory.
     let own = selfwatch::own_files(spec.config_file.as_deref(), &own_policies, &config.state_dir);
     let mut selfwatch = SelfWatch::start(own);
+    info.tamper_files = selfwatch.as_ref().map(SelfWatch::watched).unwrap_or_default();
     health::metrics::serve(&config.metrics, sink.stats.clone()).await?;
     let heartbeat = Heartbeat::new(&config.heartbeat, sink.stats.clone(), health::backends(&info));
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;

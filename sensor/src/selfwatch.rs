@@ -106,10 +106,22 @@ pub struct SelfWatch {
 }
 
 impl SelfWatch {
-    /// Starts watching `roots`; `None` (said loudly) where fanotify is unavailable.
-    pub fn start(roots: Vec<(PathBuf, &'static str)>) -> Option<Self> {
-        let paths: Vec<PathBuf> = roots.iter().map(|(p, _)| p.clone()).collect();
+    /// Starts watching `roots`; a root that cannot be marked (a filesystem without file
+    /// handles) is left out and named in the log; `None` (said loudly) where fanotify is
+    /// unavailable.
+    pub fn start(mut roots: Vec<(PathBuf, &'static str)>) -> Option<Self> {
         let opts = ObserverOptions { reads_and_writes: false, ..ObserverOptions::default() };
+        let mut paths: Vec<PathBuf> = roots.iter().map(|(p, _)| p.clone()).collect();
+        if Observer::with_options(&paths, opts).is_err() && paths.len() > 1 {
+            roots.retain(|(p, role)| match Observer::with_options(std::slice::from_ref(p), opts) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(path = %p.display(), role, error = %e, "Cannot watch this file of the sensor's own; its changes are not reported.");
+                    false
+                }
+            });
+            paths = roots.iter().map(|(p, _)| p.clone()).collect();
+        }
         match Observer::with_options(&paths, opts).and_then(Observer::into_async) {
             Ok(observer) => {
                 let has_rename = observer.get_ref().features().target_fid_and_rename;
@@ -131,6 +143,11 @@ impl SelfWatch {
                 None
             }
         }
+    }
+
+    /// The files watched, as `role=path`.
+    pub fn watched(&self) -> Vec<String> {
+        self.roots.iter().map(|(p, role)| format!("{role}={}", p.display())).collect()
     }
 
     fn walk(&mut self, path: &Path) {

@@ -108,6 +108,7 @@ pub const BACKEND_NETWORK: &str = "mnsensor.backend.network";
 pub const BPF_PROGRAMS: &str = "mnsensor.bpf.programs";
 pub const BPF_PROGRAM_IDS: &str = "mnsensor.bpf.program_ids";
 pub const TAMPER_OFF: &str = "mnsensor.tamper.off";
+pub const TAMPER_FILES: &str = "mnsensor.tamper.files";
 pub const CONFIG_SOURCE: &str = "mnsensor.config.source";
 pub const CONFIG_PROTECT: &str = "mnsensor.config.protect";
 pub const CONFIG_OUTPUTS: &str = "mnsensor.config.outputs";
