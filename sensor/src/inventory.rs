@@ -38,11 +38,14 @@ impl Inventory {
     /// cgroup) when their link was detached or is gone. Returns the records to write.
     pub fn check(&mut self, ebpf: &mut Ebpf, cgroup: &Path, now_ns: i128) -> Vec<Record> {
         let mut out = Vec::new();
-        for &id in &self.programs {
-            if !bpfobj::prog_loaded(id) {
+        // Each missing program is reported once.
+        self.programs.retain(|&id| {
+            let loaded = bpfobj::prog_loaded(id);
+            if !loaded {
                 out.push(record(now_ns, "program_missing", id, None, None));
             }
-        }
+            loaded
+        });
         let mut kept = Vec::with_capacity(self.links.len());
         for known in std::mem::take(&mut self.links) {
             let what = match bpfobj::link(known.id) {
