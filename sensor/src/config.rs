@@ -61,6 +61,9 @@ pub struct Config {
     /// cgroup v2 directory the egress programs attach to when a policy has an `egress`
     /// section (default `/sys/fs/cgroup`, every process).
     pub egress_cgroup: PathBuf,
+    /// Seconds between self-inventories (are the sensor's programs loaded and its links
+    /// attached; docs/operations.md); 0: none.
+    pub inventory_interval_s: u64,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             enforcement: Enforcement::default(),
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
             egress_cgroup: PathBuf::from("/sys/fs/cgroup"),
+            inventory_interval_s: 30,
             otlp: Default::default(),
             syslog: Default::default(),
             heartbeat: Default::default(),
@@ -264,6 +268,12 @@ impl Config {
         }
         if !(1..=1000).contains(&self.drain_interval_ms) {
             out.push(("drain_interval_ms", format!("must be 1..=1000, got {}", self.drain_interval_ms)));
+        }
+        if self.inventory_interval_s > 3600 {
+            out.push((
+                "inventory_interval_s",
+                format!("must be 0..=3600, got {}", self.inventory_interval_s),
+            ));
         }
         if !(16..=1 << 22).contains(&self.max_protected_inodes) {
             out.push((

@@ -22,10 +22,12 @@ use crate::{
     event::{self, Envelope, Event, Record, file::CloseReason, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
     health::{self, Heartbeat},
+    inventory::Inventory,
     kernel::{self, KernelError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
     seal::{SealError, Sealer},
+    selfwatch::{self, SelfWatch},
     watch::Watch,
 };
 
@@ -58,6 +60,8 @@ pub struct RunSpec {
     pub config: Config,
     /// `embedded` or the configuration file's path.
     pub config_source: String,
+    /// The configuration file, when one was given (watched for changes: `crate::selfwatch`).
+    pub config_file: Option<PathBuf>,
     /// systemd notifications and the status socket.
     pub service: crate::service::Service,
 }
@@ -137,12 +141,13 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         }
         None => None,
     };
+    let own_policies = policy_sources.clone();
     let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
     let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
-    let info = event::sensor::StartInfo {
+    let mut info = event::sensor::StartInfo {
         kernel_release: preflight.kernel_release.clone(),
         programs: programs.attached.clone(),
         program_ids: programs.ids.clone(),
@@ -161,10 +166,15 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         policy_files: enforcement.files(),
         enforcement: enforcement.backends.clone(),
         tamper_off: programs.tamper_off.clone(),
+        tamper_files: Vec::new(),
     };
     let mut enricher = Enricher::new(procs, protect, enforcement.policies.clone());
     let audit = Audit::new(enforcement.policies.clone());
     let mut sink = Sealer::open(&config, outputs)?;
+    // After the ledger made the state directory.
+    let own = selfwatch::own_files(spec.config_file.as_deref(), &own_policies, &config.state_dir);
+    let mut selfwatch = SelfWatch::start(own);
+    info.tamper_files = selfwatch.as_ref().map(SelfWatch::watched).unwrap_or_default();
     health::metrics::serve(&config.metrics, sink.stats.clone()).await?;
     let heartbeat = Heartbeat::new(&config.heartbeat, sink.stats.clone(), health::backends(&info));
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
@@ -200,6 +210,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         kernel_releases: programs.kernel_releases,
         heartbeat,
     };
+    let mut inventory = (config.inventory_interval_s > 0).then(|| Inventory::take(&programs.ids));
+    let mut inventory_due = Duration::ZERO;
+    let egress_cgroup = crate::egress::cgroup_v2(&config.egress_cgroup);
     let mut drain_tick = interval(Duration::from_millis(config.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut second = interval(Duration::from_secs(1));
@@ -234,6 +247,23 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                     observer = None;
                 }
             },
+            events = async {
+                match selfwatch.as_mut() {
+                    Some(w) => fanotify::next_events(&mut w.observer).await,
+                    None => std::future::pending().await,
+                }
+            } => match (events, selfwatch.as_mut()) {
+                (Ok(events), Some(w)) => {
+                    for ev in w.judge(events) {
+                        consumer.emit(ev)?;
+                    }
+                }
+                (Err(e), _) => {
+                    tracing::error!(error = %e, "fanotify observer of the sensor's own files failed; their changes are no longer reported.");
+                    selfwatch = None;
+                }
+                (Ok(_), None) => {}
+            },
             _ = drain_tick.tick() => {
                 service.watchdog();
                 consumer.drain()?;
@@ -248,11 +278,21 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                     consumer.reload()?;
                 }
                 consumer.enforcement.refresh_lsm(false);
+                consumer.watch.lost += selfwatch.as_mut().map_or(0, |w| std::mem::take(&mut w.lost));
                 consumer.report_loss()?;
                 for rec in exfil.as_mut().map(crate::egress::Runner::tick).unwrap_or_default() {
                     consumer.sink.emit(&rec)?;
                 }
                 consumer.beat()?;
+                inventory_due += Duration::from_secs(1);
+                if let Some(inv) = inventory.as_mut()
+                    && inventory_due.as_secs() >= config.inventory_interval_s
+                {
+                    inventory_due = Duration::ZERO;
+                    for rec in inv.check(programs.ebpf_mut(), &egress_cgroup, Clock::realtime_ns()) {
+                        consumer.sink.emit(&rec)?;
+                    }
+                }
                 consumer.clock = Clock::now();
                 consumer.sink.flush();
                 let hash = consumer.enforcement.policies.current().hash().to_owned();

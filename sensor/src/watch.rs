@@ -244,7 +244,7 @@ fn change(d: &Enricher, ev: &FsEvent, meta: Option<Meta>, change: Change) -> Env
 }
 
 /// The acting process as `/proc` shows it (only its pid when it is gone).
-fn subject(pid: u32) -> Subject {
+pub(crate) fn subject(pid: u32) -> Subject {
     proctable::task_of_pid(pid).map_or_else(|| Subject::pid(pid), Subject::of)
 }
 

@@ -306,7 +306,7 @@ impl Egress {
 
 /// `/sys/fs/cgroup` on a hybrid (v1 + v2) host is a tmpfs of v1 controllers; the v2
 /// hierarchy is then mounted at `/sys/fs/cgroup/unified`.
-fn cgroup_v2(path: &Path) -> std::path::PathBuf {
+pub fn cgroup_v2(path: &Path) -> std::path::PathBuf {
     let unified = path.join("unified");
     if !path.join("cgroup.procs").exists() && unified.join("cgroup.procs").exists() {
         return unified;

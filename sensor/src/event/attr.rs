@@ -118,6 +118,7 @@ pub const BACKEND_NETWORK: &str = "mnsensor.backend.network";
 pub const BPF_PROGRAMS: &str = "mnsensor.bpf.programs";
 pub const BPF_PROGRAM_IDS: &str = "mnsensor.bpf.program_ids";
 pub const TAMPER_OFF: &str = "mnsensor.tamper.off";
+pub const TAMPER_FILES: &str = "mnsensor.tamper.files";
 pub const CONFIG_SOURCE: &str = "mnsensor.config.source";
 pub const CONFIG_PROTECT: &str = "mnsensor.config.protect";
 pub const CONFIG_OUTPUTS: &str = "mnsensor.config.outputs";
@@ -148,6 +149,13 @@ pub const TAMPER_SIGNAL_RESULT: &str = "mnsensor.tamper.signal_result";
 pub const TAMPER_PTRACE_REQUEST: &str = "mnsensor.tamper.ptrace_request";
 pub const TAMPER_BPF_COMMAND: &str = "mnsensor.tamper.bpf_command";
 pub const TAMPER_TARGET_PID: &str = "mnsensor.tamper.target_pid";
+pub const TAMPER_PROGRAM_ID: &str = "mnsensor.tamper.program_id";
+pub const TAMPER_LINK_ID: &str = "mnsensor.tamper.link_id";
+pub const TAMPER_REATTACHED: &str = "mnsensor.tamper.reattached";
+pub const TAMPER_NEW_LINK_ID: &str = "mnsensor.tamper.new_link_id";
+pub const TAMPER_REATTACH_ERROR: &str = "mnsensor.tamper.reattach_error";
+pub const TAMPER_FILE_ROLE: &str = "mnsensor.tamper.file_role";
+pub const TAMPER_FILE_ACTION: &str = "mnsensor.tamper.file_action";
 
 // Per-kind loss keys, `mnsensor.loss.<event.name>`, are derived from the names:
 // `super::Name::loss_key`.

@@ -30,6 +30,8 @@ pub struct StartInfo {
     pub enforcement: Vec<String>,
     /// Tamper-signal kinds not watched on this kernel (their program did not load).
     pub tamper_off: Vec<&'static str>,
+    /// The sensor's own files watched for changes, as `role=path` (`crate::selfwatch`).
+    pub tamper_files: Vec<String>,
 }
 
 /// `sensor.start`.
@@ -48,6 +50,7 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::BPF_PROGRAMS, &info.programs)
         .set(attr::BPF_PROGRAM_IDS, super::json::Numbers(&info.program_ids))
         .set(attr::TAMPER_OFF, info.tamper_off.as_slice())
+        .set(attr::TAMPER_FILES, &info.tamper_files)
         .set(attr::CONFIG_SOURCE, info.config_source.as_str())
         .set(attr::CONFIG_PROTECT, &info.protect)
         .set(attr::CONFIG_OUTPUTS, &info.outputs)

@@ -2,6 +2,7 @@
 //! tracefs readers, and the table of offsets handed to the programs.
 
 pub mod blockdev;
+pub mod bpfobj;
 pub mod btf;
 pub mod offsets;
 pub mod preflight;
