@@ -116,7 +116,8 @@ impl Resolver {
             let mut f = l.split(' ');
             let number = f.nth(2)?;
             let point = f.nth(1)?;
-            (number == want).then(|| crate::event::path::of_os(crate::protect::unescape_mountinfo(point.as_bytes())))
+            (number == want)
+                .then(|| crate::event::path::of_os(crate::protect::unescape_mountinfo(point.as_bytes())))
         })
     }
 }
