@@ -43,6 +43,9 @@ pub struct Files {
     recent_changes: HashMap<(Name, String), Instant>,
     /// When the two maps above were last pruned.
     pruned: Instant,
+    /// The path and protecting rule last seen for a file `(dev, ino)` at a close: names the
+    /// fold records (`file.close` with reason `fold`), which carry no path.
+    last_paths: HashMap<(u32, u64), (String, Option<Arc<str>>)>,
 }
 
 impl Default for Files {
@@ -52,6 +55,7 @@ impl Default for Files {
             recent_closes: HashMap::new(),
             recent_changes: HashMap::new(),
             pruned: Instant::now(),
+            last_paths: HashMap::new(),
         }
     }
 }
@@ -62,6 +66,24 @@ impl Files {
         if self.open.len() < MAX_OPEN_FILES {
             self.open.insert(file, f);
         }
+    }
+
+    /// Remembers the path of a closed file (bounded: forgets all when full).
+    pub fn note_path(&mut self, dev: u32, ino: u64, path: &str, protected: Option<&Arc<str>>) {
+        if self.last_paths.len() >= MAX_OPEN_FILES {
+            self.last_paths.clear();
+        }
+        match self.last_paths.get_mut(&(dev, ino)) {
+            Some((p, _)) if p == path => {}
+            _ => {
+                self.last_paths.insert((dev, ino), (path.to_owned(), protected.cloned()));
+            }
+        }
+    }
+
+    /// The path and protecting rule last seen for `(dev, ino)`.
+    pub fn last_path(&self, dev: u32, ino: u64) -> Option<&(String, Option<Arc<str>>)> {
+        self.last_paths.get(&(dev, ino))
     }
 
     /// Remembers a close for [`Self::explains`].
