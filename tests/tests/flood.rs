@@ -3,7 +3,7 @@
 //! reads a protected file hundreds of thousands of times, another user's single read of a
 //! protected file is recorded every time (20 reads, each by its own process), and the storm's
 //! records add up exactly: `file.open` records + folded opens (`mnsensor.fold.count`) + opens
-//! of lost records (`mnsensor.loss.who`) = the opens the storm child made, and the byte totals
+//! of lost records (`mnsensor.lost.who`) = the opens the storm child made, and the byte totals
 //! of its `file.close` records (fold records included) = bytes it read.
 //!
 //! Both workloads are this test binary re-executed with `CHILD_ENV` set (the ignored helper
@@ -134,13 +134,13 @@ fn of(events: &[Value], name: &str, pid: u32, path: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Lost records of (`uid`, `inode`) from `mnsensor.loss.who`: the sum of `field` over the
+/// Lost records of (`uid`, `inode`) from `mnsensor.lost.who`: the sum of `field` over the
 /// entries of `event` (any event when `None`).
 fn lost(events: &[Value], event: Option<&str>, uid: u32, inode: u64, field: &str) -> u64 {
     events
         .iter()
         .filter(|e| is(e, "sensor.event_loss"))
-        .flat_map(|e| e.get("mnsensor.loss.who").and_then(Value::as_array).cloned().unwrap_or_default())
+        .flat_map(|e| e.get("mnsensor.lost.who").and_then(Value::as_array).cloned().unwrap_or_default())
         .filter(|w| w["uid"] == json!(uid) && w["inode"] == json!(inode))
         .filter(|w| event.is_none_or(|ev| w["event"] == json!(ev)))
         .map(|w| w[field].as_u64().unwrap_or(0))

@@ -125,7 +125,7 @@ pub const EVENTS_LOST: &str = "mnsensor.events.lost";
 /// Kernel records received that name no protected file once resolved (hard-link names).
 pub const EVENTS_FILTERED: &str = "mnsensor.events.filtered";
 pub const LOSS_COUNT: &str = "mnsensor.loss.count";
-pub const LOSS_WHO: &str = "mnsensor.loss.who";
+pub const LOSS_WHO: &str = "mnsensor.lost.who";
 pub const UPTIME_SECONDS: &str = "mnsensor.uptime";
 pub const HEARTBEAT_BACKENDS: &str = "mnsensor.heartbeat.backends";
 pub const HEARTBEAT_RECORDS: &str = "mnsensor.heartbeat.records";

@@ -149,7 +149,7 @@ pub fn event_loss(
     Some(rec)
 }
 
-/// `mnsensor.loss.who`: one object per (record kind, uid, file) that lost records in the
+/// `mnsensor.lost.who`: one object per (record kind, uid, file) that lost records in the
 /// interval.
 struct Who<'a>(&'a [(LossKey, LossWho)]);
 
