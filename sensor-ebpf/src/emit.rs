@@ -100,7 +100,7 @@ fn send_to(ring: &RingBuf, record: *const u8, len: usize) -> bool {
 pub fn count_loss_of(kind: Kind, uid: u32, dev: u32, ino: u64, opens: u64) {
     count_loss(kind);
     let key = LossKey { kind: kind as u32, uid, dev, _pad: 0, ino };
-    match LOSS_WHO.get_ptr_mut(&key) {
+    match LOSS_WHO.get_ptr_mut(key) {
         Some(v) => {
             // SAFETY: points into the map value; only counters are added.
             let v = unsafe { &mut *v };
@@ -108,7 +108,7 @@ pub fn count_loss_of(kind: Kind, uid: u32, dev: u32, ino: u64, opens: u64) {
             crate::io::add(&mut v.opens, opens);
         }
         None => {
-            let _ = LOSS_WHO.insert(&key, &LossWho { records: 1, opens }, 0);
+            let _ = LOSS_WHO.insert(key, LossWho { records: 1, opens }, 0);
         }
     }
 }

@@ -115,7 +115,7 @@ fn flood_child() {
         }
         drop(f);
         // The stop file is looked at every 1,024 opens once the minimum is done.
-        if opens >= min && stop.as_ref().is_none_or(|s| opens % 1024 == 0 && s.exists()) {
+        if opens >= min && stop.as_ref().is_none_or(|s| opens.is_multiple_of(1024) && s.exists()) {
             break;
         }
     }
@@ -267,8 +267,6 @@ fn storm_does_not_hide_an_intruder() {
         "storm: {opens} opens, {bytes} bytes; file.open {o}, folded {f} (closed {c}), lost opens {l}, lost closes {lost_closes}"
     );
     assert!(f > 0 && o < opens / 10, "the storm was not folded: file.open {o}, folded {f} of {opens}");
-    let lost: u64 =
-        events.iter().filter(|e| is(e, "sensor.event_loss")).map(|e| get_u64(e, "mnsensor.loss.count")).sum();
     if lost_closes == 0 {
         // With no storm close lost, every open's bytes are in a record: its own file.close
         // or a fold.

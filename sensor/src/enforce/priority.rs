@@ -106,7 +106,7 @@ mod tests {
         );
         let texts = vec![(std::path::PathBuf::from("p.yaml"), doc)];
         let set = PolicySet::from_texts(&texts, &crate::policy::LoadOptions::default()).unwrap();
-        let protect = ProtectSet::resolve(&[tree.clone()], 1024).unwrap();
+        let protect = ProtectSet::resolve(std::slice::from_ref(&tree), 1024).unwrap();
         let g = compile(&set, &protect);
         assert_eq!(g.rule_guard.len(), 1);
         let guard = g.rule_guard[0].1;

@@ -30,6 +30,9 @@ pub struct OpenFile {
     pub ino: u64,
 }
 
+/// A file's last seen path and protecting rule.
+type LastPath = (String, Option<Arc<str>>);
+
 /// Open files, recent closes and recent changes.
 pub struct Files {
     /// Tracked open files by `struct file` address.
@@ -45,7 +48,7 @@ pub struct Files {
     pruned: Instant,
     /// The path and protecting rule last seen for a file `(dev, ino)` at a close: names the
     /// fold records (`file.close` with reason `fold`), which carry no path.
-    last_paths: HashMap<(u32, u64), (String, Option<Arc<str>>)>,
+    last_paths: HashMap<(u32, u64), LastPath>,
 }
 
 impl Default for Files {
@@ -82,7 +85,7 @@ impl Files {
     }
 
     /// The path and protecting rule last seen for `(dev, ino)`.
-    pub fn last_path(&self, dev: u32, ino: u64) -> Option<&(String, Option<Arc<str>>)> {
+    pub fn last_path(&self, dev: u32, ino: u64) -> Option<&LastPath> {
         self.last_paths.get(&(dev, ino))
     }
 
