@@ -200,4 +200,21 @@ mod tests {
         assert_eq!(v["mnsensor.loss.process.exec"], 3);
         assert!(v.get("mnsensor.loss.network.close").is_none());
     }
+
+    #[test]
+    fn loss_record_names_who_lost_records() {
+        use sensor_common::event::{
+            Kind,
+            file::{LossKey, LossWho},
+        };
+        let mut lost = [0u64; KIND_SLOTS as usize];
+        lost[Kind::FileClose as usize] = 2;
+        let key = LossKey { kind: Kind::FileClose as u32, uid: 1001, dev: 8 << 20 | 3, _pad: 0, ino: 77 };
+        let rec = event_loss(0, 1, &lost, 0, 0, &[(key, LossWho { records: 2, opens: 40 })]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&rec.to_json(1, "h")).unwrap();
+        assert_eq!(
+            v["mnsensor.lost.who"],
+            serde_json::json!([{"event": "file.close", "uid": 1001, "device": "8:3", "inode": 77, "records": 2, "opens": 40}])
+        );
+    }
 }
