@@ -31,7 +31,7 @@ use sensor_common::{
 };
 
 use crate::{
-    emit::{header_for_current, send},
+    emit::{count_loss_of, header_for_current, responsible_uid, send_to_ring},
     kread::{config, current_task, file_of_fd, off, path_of, ptr, read},
     path::write_record_path,
 };
@@ -104,7 +104,7 @@ fn tracked_fd(which: Arg) -> Option<*mut Tracked> {
 /// bytes through the same open file never lose an update. (`AtomicU64::fetch_add` is not
 /// available: the BPF target declares no compare-and-swap.)
 #[inline(always)]
-fn add(counter: &mut u64, n: u64) {
+pub(crate) fn add(counter: &mut u64, n: u64) {
     // SAFETY: `counter` points into a map value for the duration of the program.
     unsafe {
         core::arch::asm!(
@@ -268,6 +268,9 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
         return;
     }
     let _ = TRACKED.remove(file);
+    if stats.fold_window != 0 && crate::fold::closed(stats) {
+        return;
+    }
     let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
@@ -287,7 +290,16 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
     };
     ev.path_len = n as u16;
     ev.reason = CLOSE_SYSCALL;
-    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);
+    send_close(ev, offset_of!(Close, data) + n as usize);
+}
+
+/// Sends a `file.close` record (to the priority ring when its open went there), or counts
+/// whose record was lost.
+#[inline(always)]
+fn send_close(ev: &Close, len: usize) {
+    if !send_to_ring(ev.stats.priority != 0, (ev as *const Close).cast(), len) {
+        count_loss_of(Kind::FileClose, responsible_uid(&ev.header.task), ev.stats.dev, ev.stats.ino, 0);
+    }
 }
 
 /// Slot 0: [`holder_settle`], tail-called by the read and write programs (the table scan
@@ -331,6 +343,9 @@ pub fn security_file_free(ctx: FEntryContext) -> u32 {
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
     let _ = TRACKED.remove(file);
+    if stats.fold_window != 0 && crate::fold::closed(&stats) {
+        return 0;
+    }
     let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
@@ -344,7 +359,7 @@ pub fn security_file_free(ctx: FEntryContext) -> u32 {
     ev.fd = -1;
     ev.cursor = 0;
     ev.path_len = 0;
-    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data));
+    send_close(ev, offset_of!(Close, data));
     0
 }
 

@@ -133,6 +133,8 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 /// exits (`signal->live` already dropped to zero in `do_exit`).
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
+    // Every thread's exit passes here: its waiting fold is written.
+    crate::fold::exit(aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32);
     let task = current_task();
     let live: i32 = ptr(task, off!(task_struct_signal))
         .and_then(|signal| read(signal, off!(signal_struct_live)))

@@ -8,7 +8,7 @@ use sensor_common::{
     config::KernelConfig,
     event::{
         KIND_SLOTS,
-        file::{BACKEND_CHANGE, BACKEND_OPEN, Tracked},
+        file::{BACKEND_CHANGE, BACKEND_OPEN, FoldSlot, LossKey, LossWho, Tracked},
         policy::{AllowKey, AllowProgramKey, PolicyDefault},
     },
     offsets::KernelOffsets,
@@ -374,7 +374,34 @@ impl Programs {
     pub fn take_loss_counters(&mut self) -> Result<LossCounters, BpfError> {
         let map = self.ebpf.take_map("LOST").ok_or(BpfError::Map { name: "LOST", source: missing_map() })?;
         let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map { name: "LOST", source })?;
-        Ok(LossCounters { map })
+        let who = self.take("LOSS_WHO")?;
+        let who = HashMap::try_from(who).map_err(|source| BpfError::Map { name: "LOSS_WHO", source })?;
+        Ok(LossCounters { map, who })
+    }
+
+    fn take(&mut self, name: &'static str) -> Result<aya::maps::Map, BpfError> {
+        self.ebpf.take_map(name).ok_or(BpfError::Map { name, source: missing_map() })
+    }
+
+    /// Takes the priority ring (once): policy decisions and opens by users outside a covering
+    /// policy's allow list (`sensor-ebpf/src/priority.rs`).
+    pub fn take_priority_ring(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        let map = self.take("PRIORITY_EVENTS")?;
+        RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "PRIORITY_EVENTS", source })
+    }
+
+    /// Takes the priority guard tables (once).
+    pub fn take_guards(&mut self) -> Result<crate::enforce::priority::GuardMaps, BpfError> {
+        let err = |name: &'static str| move |source| BpfError::Map { name, source };
+        Ok(crate::enforce::priority::GuardMaps {
+            rule_guard: Array::try_from(self.take("GUARD_RULE")?).map_err(err("GUARD_RULE"))?,
+            allowed: HashMap::try_from(self.take("GUARD_ALLOWED")?).map_err(err("GUARD_ALLOWED"))?,
+        })
+    }
+
+    /// Takes the fold slots (once): the daemon writes those still waiting when it stops.
+    pub fn take_folds(&mut self) -> Result<HashMap<MapData, u32, FoldSlot>, BpfError> {
+        HashMap::try_from(self.take("FOLD")?).map_err(|source| BpfError::Map { name: "FOLD", source })
     }
 }
 
@@ -599,9 +626,11 @@ impl LsmMaps {
     }
 }
 
-/// The per-CPU, per-kind counters of records the kernel could not deliver.
+/// The per-CPU, per-kind counters of records the kernel could not deliver, and whose they
+/// were (`LOSS_WHO`).
 pub struct LossCounters {
     map: PerCpuArray<MapData, u64>,
+    who: HashMap<MapData, LossKey, LossWho>,
 }
 
 impl LossCounters {
@@ -614,5 +643,11 @@ impl LossCounters {
             *slot = values.iter().sum();
         }
         Ok(out)
+    }
+
+    /// The cumulative losses by (kind, uid, device, inode) the kernel still remembers (an
+    /// LRU map of 4,096 entries).
+    pub fn who(&self) -> Vec<(LossKey, LossWho)> {
+        self.who.iter().filter_map(Result::ok).collect()
     }
 }

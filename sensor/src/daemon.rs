@@ -5,7 +5,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use sensor_common::event::{KIND_SLOTS, file::Tracked};
+use sensor_common::event::{
+    KIND_SLOTS,
+    file::{FoldSlot, LossKey, LossWho, Tracked},
+};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -118,6 +121,12 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         None => None,
     };
     let ring = programs.take_ring()?;
+    let priority_ring = programs.take_priority_ring()?;
+    let mut guards = programs.take_guards()?;
+    if let Err(e) = guards.update(&enforce::priority::compile(&policy_set, &protect)) {
+        tracing::error!(error = %e, "Could not fill the priority tables: outsiders' opens share the bulk ring.");
+    }
+    let folds = programs.take_folds()?;
     let losses = programs.take_loss_counters()?;
     let tracked = programs.take_tracked()?;
     let kill =
@@ -192,6 +201,12 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until dropped.
         ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| DaemonError::Io { what: "ring buffer polling", source: e.into() })?,
+        // SAFETY: as above.
+        priority: unsafe { AsyncFd::register_with_interest(priority_ring, Interest::READABLE) }
+            .map_err(|e| DaemonError::Io { what: "priority ring polling", source: e.into() })?,
+        guards,
+        folds,
+        who_seen: std::collections::HashMap::new(),
         losses,
         tracked,
         watch,
@@ -232,6 +247,11 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             _ = sigterm.recv() => break "SIGTERM",
             guard = consumer.ring.readable_mut() => {
                 let mut guard = guard.map_err(io_err("ring buffer polling"))?;
+                guard.clear_ready();
+                consumer.drain()?;
+            }
+            guard = consumer.priority.readable_mut() => {
+                let mut guard = guard.map_err(io_err("priority ring polling"))?;
                 guard.clear_ready();
                 consumer.drain()?;
             }
@@ -319,6 +339,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.settle(true)?;
     consumer.decisions()?;
     consumer.report_loss()?;
+    consumer.write_folds()?;
     consumer.close_tracked(None, CloseReason::SensorStop)?;
     let stop = event::sensor::stop(
         Clock::realtime_ns(),
@@ -366,6 +387,12 @@ fn start_observer(trees: &[PathBuf]) -> (Option<AsyncFd<Observer>>, Watch) {
 
 struct Consumer {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// The priority ring (`sensor-ebpf/src/priority.rs`), drained before `ring`.
+    priority: AsyncFd<RingBuf<MapData>>,
+    guards: enforce::priority::GuardMaps,
+    folds: aya::maps::HashMap<MapData, u32, FoldSlot>,
+    /// `LOSS_WHO` as last reported.
+    who_seen: std::collections::HashMap<LossKey, LossWho>,
     losses: LossCounters,
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
     watch: Watch,
@@ -390,30 +417,34 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Decodes, enriches, analyzes and writes everything waiting in the ring buffer.
+    /// Decodes, enriches, analyzes and writes everything waiting in the ring buffers: the
+    /// priority ring first. Records are written in the order they are taken; each carries
+    /// its kernel time.
     fn drain(&mut self) -> Result<(), DaemonError> {
-        let ring = self.ring.get_mut();
         let mut exited = Vec::new();
         self.enricher.tick();
-        while let Some(item) = ring.next() {
-            self.delivered += 1;
-            match decode::decode(&item, &self.clock) {
-                Ok(mut ev) => {
-                    if !self.enricher.enrich(&mut ev) {
-                        self.filtered += 1;
-                        continue;
+        for priority in [true, false] {
+            let ring = if priority { self.priority.get_mut() } else { self.ring.get_mut() };
+            while let Some(item) = ring.next() {
+                self.delivered += 1;
+                match decode::decode(&item, &self.clock) {
+                    Ok(mut ev) => {
+                        if !self.enricher.enrich(&mut ev) {
+                            self.filtered += 1;
+                            continue;
+                        }
+                        self.audit.observe(&ev);
+                        if let Event::Exit(e) = &ev.event {
+                            exited.push(e.subject.task.tgid);
+                        }
+                        ev.write(&mut self.rec);
+                        self.sink.emit(&self.rec)?;
                     }
-                    self.audit.observe(&ev);
-                    if let Event::Exit(e) = &ev.event {
-                        exited.push(e.subject.task.tgid);
-                    }
-                    ev.write(&mut self.rec);
-                    self.sink.emit(&self.rec)?;
-                }
-                Err(e) => {
-                    self.decode_errors += 1;
-                    if self.decode_errors.is_power_of_two() {
-                        tracing::error!(error = %e, count = self.decode_errors, "Undecodable kernel record.");
+                    Err(e) => {
+                        self.decode_errors += 1;
+                        if self.decode_errors.is_power_of_two() {
+                            tracing::error!(error = %e, count = self.decode_errors, "Undecodable kernel record.");
+                        }
                     }
                 }
             }
@@ -454,6 +485,24 @@ impl Consumer {
         Ok(())
     }
 
+    /// Writes the fold records the kernel still holds (the sensor is stopping; its programs
+    /// are detached, so the slots no longer change).
+    fn write_folds(&mut self) -> Result<(), DaemonError> {
+        let slots: Vec<FoldSlot> = self
+            .folds
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, s)| s)
+            .filter(|s| s.stats.fold_count > 0)
+            .collect();
+        let now = Clock::realtime_ns();
+        for slot in slots {
+            let ev = self.enricher.close_untracked(0, &slot.stats, CloseReason::Fold, now, &self.clock);
+            self.emit(ev)?;
+        }
+        Ok(())
+    }
+
     /// Writes the events of fanotify events that have settled, and the decisions made.
     fn settle(&mut self, all: bool) -> Result<(), DaemonError> {
         for ev in self.watch.settle(&self.enricher, all) {
@@ -481,6 +530,11 @@ impl Consumer {
         let rec = match self.enforcement.reload() {
             Ok(hash) => {
                 tracing::info!(hash, "Policy set reloaded.");
+                let guards =
+                    enforce::priority::compile(&self.enforcement.policies.current(), &self.enricher.protect);
+                if let Err(e) = self.guards.update(&guards) {
+                    tracing::error!(error = %e, "Could not update the priority tables.");
+                }
                 event::sensor::policy_reloaded(Clock::realtime_ns(), &hash, &self.enforcement.files())
             }
             Err(e) => {
@@ -517,7 +571,21 @@ impl Consumer {
         let now = Clock::realtime_ns();
         let fanotify = std::mem::take(&mut self.watch.lost);
         let decisions = self.enforcement.decider.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
-        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify, decisions) {
+        let who: Vec<(LossKey, LossWho)> = self
+            .losses
+            .who()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let seen = self.who_seen.insert(k, v).unwrap_or_default();
+                let d = LossWho {
+                    records: v.records.saturating_sub(seen.records),
+                    opens: v.opens.saturating_sub(seen.opens),
+                };
+                (d.records > 0).then_some((k, d))
+            })
+            .collect();
+        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify, decisions, &who)
+        {
             self.lost_total += delta.iter().sum::<u64>();
             tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
             self.sink.emit(&rec)?;

@@ -57,6 +57,19 @@ pub struct Tracked {
     pub write_calls: u64,
     /// Bytes mapped with mmap (what is read through the mapping is not counted).
     pub mmap_bytes: u64,
+    /// A folded open: the start (`FoldSlot::window_ns`) of the fold window it was folded
+    /// into; 0 for an open with its own `file.open` record.
+    pub fold_window: u64,
+    /// In a [`CLOSE_FOLD`] record: the opens folded into it, the closes folded into it, and
+    /// the times (boot clock) of the first and the last folded open.
+    pub fold_count: u64,
+    pub fold_closes: u64,
+    pub fold_first_ns: u64,
+    pub fold_last_ns: u64,
+    /// 1 when the open went to the priority ring (an opener outside the allow list of a
+    /// covering policy): its close goes there too.
+    pub priority: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -105,6 +118,63 @@ pub const CLOSE_EXIT: u32 = 1;
 /// process the sensor does not track closed, or a kernel user released the file. No path
 /// is walked (the dentry may be gone); `Close::fd` is -1.
 pub const CLOSE_RELEASE: u32 = 2;
+/// A fold record: `Tracked::fold_count` opens of the file by one thread, within one fold
+/// window, that had no records of their own, with the sums of their closes' totals
+/// (`sensor-ebpf/src/fold.rs`). `Close::file` is 0 and no path is walked.
+pub const CLOSE_FOLD: u32 = 3;
+
+/// The fold window: from the first open of a file by a thread, [`FOLD_WINDOW_NS`] long.
+pub const FOLD_WINDOW_NS: u64 = 1_000_000_000;
+/// Opens of the same file by the same thread in one window that still get their own
+/// records; the later ones are folded.
+pub const FOLD_AFTER: u32 = 16;
+
+/// A thread's fold state (`FOLD` map, by thread id): the file it opens repeatedly and the
+/// totals of the opens folded in the current window (`stats.fold_*`, `stats.opener`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FoldSlot {
+    pub ino: u64,
+    pub dev: u32,
+    /// Opens in this window that had their own records.
+    pub emitted: u32,
+    /// Boot-clock start of the window (the window's identity).
+    pub window_ns: u64,
+    pub stats: Tracked,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain repr(C) data.
+unsafe impl aya::Pod for FoldSlot {}
+
+/// Key of the kernel's `LOSS_WHO` map: whose records were dropped (`Kind` of the record, the
+/// responsible uid: login uid, else effective uid; the file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LossKey {
+    pub kind: u32,
+    pub uid: u32,
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+/// Value of `LOSS_WHO`: records dropped, and the opens they stood for (1 per `file.open`,
+/// `fold_count` per fold record).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LossWho {
+    pub records: u64,
+    pub opens: u64,
+}
+
+#[cfg(feature = "user")]
+mod loss_pod {
+    // SAFETY: plain repr(C) data.
+    unsafe impl aya::Pod for super::LossKey {}
+    // SAFETY: plain repr(C) data.
+    unsafe impl aya::Pod for super::LossWho {}
+}
 
 /// `Open::syscall` of a file opened by an io_uring `IORING_OP_OPENAT`/`OPENAT2` request.
 pub const OPEN_IO_URING: u32 = 0x1_0000;

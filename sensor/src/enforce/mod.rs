@@ -12,6 +12,7 @@
 //! record. Decisions are cached per (subject, program, file, operations) for a second and
 //! dropped whenever the policy set changes.
 pub mod lsm;
+pub mod priority;
 
 use std::{
     num::NonZeroUsize,

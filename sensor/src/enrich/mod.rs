@@ -142,8 +142,18 @@ impl Enricher {
                     }
                     e.file.protected = k.protected;
                 }
-                self.file_block(&mut e.file);
                 let (dev, ino) = e.file.id.unwrap_or_default();
+                if e.file.path.is_empty() {
+                    // A fold record, or the close of a folded open: named by the last path
+                    // seen for the file.
+                    if let Some((path, protected)) = self.files.last_path(dev, ino) {
+                        e.file.path = path.clone();
+                        e.file.protected = protected.clone();
+                    }
+                } else if e.reason != CloseReason::Fold {
+                    self.files.note_path(dev, ino, &e.file.path, e.file.protected.as_ref());
+                }
+                self.file_block(&mut e.file);
                 self.files.note_closed(self.now, e.subject.task.tgid, dev, ino);
             }
             Event::FileChange(e) => {

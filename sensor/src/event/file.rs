@@ -1,8 +1,9 @@
 //! File events: open and close (kernel half: `sensor-ebpf/src/file.rs` and `io.rs`; decoded
 //! in `crate::decode`; opens found in `/proc` at start come from `crate::scan`).
 use sensor_common::event::file::{
-    CLOSE_EXIT, CLOSE_RELEASE, FMODE_CREATED, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE,
-    IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, OPEN_PIDFD_GETFD, OPEN_SCM_RIGHTS, Tracked,
+    CLOSE_EXIT, CLOSE_FOLD, CLOSE_RELEASE, FMODE_CREATED, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
+    IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, OPEN_PIDFD_GETFD,
+    OPEN_SCM_RIGHTS, Tracked,
 };
 
 use super::{FileRef, Record, Subject, attr, json, time};
@@ -76,6 +77,9 @@ pub enum CloseReason {
     Release,
     /// Still open when the sensor stopped.
     SensorStop,
+    /// A fold record: opens of the file by one thread that had no records of their own
+    /// (`sensor-ebpf/src/fold.rs`).
+    Fold,
 }
 
 impl CloseReason {
@@ -84,6 +88,7 @@ impl CloseReason {
         match reason {
             CLOSE_EXIT => Self::Exit,
             CLOSE_RELEASE => Self::Release,
+            CLOSE_FOLD => Self::Fold,
             _ => Self::Close,
         }
     }
@@ -95,6 +100,7 @@ impl CloseReason {
             Self::Exit => "exit",
             Self::Release => "release",
             Self::SensorStop => "sensor_stop",
+            Self::Fold => "fold",
         }
     }
 }
@@ -145,6 +151,18 @@ impl FileClose {
         out.push(b'"');
         json::pair(out, attr::FILE_OPENER_PID, &s.opener.tgid);
         json::pair(out, attr::FILE_OPENER_USER_ID, &s.opener.euid);
+        if self.reason == CloseReason::Fold {
+            // Kernel times are on the boot clock; `opened_ns` is the window start in wall time.
+            let wall = |boot: u64| self.opened_ns + i128::from(boot) - i128::from(s.opened_ns);
+            json::pair(out, attr::FOLD_COUNT, &s.fold_count);
+            json::pair(out, attr::FOLD_CLOSES, &s.fold_closes);
+            for (key, boot) in [(attr::FOLD_FIRST, s.fold_first_ns), (attr::FOLD_LAST, s.fold_last_ns)] {
+                json::key(out, key);
+                out.push(b'"');
+                time::write_rfc3339(out, wall(boot));
+                out.push(b'"');
+            }
+        }
         self.file.write_protected(rec);
     }
 }
