@@ -22,6 +22,7 @@ mod lsm;
 mod net;
 mod path;
 mod process;
+mod subject;
 mod taint;
 mod tamper;
 

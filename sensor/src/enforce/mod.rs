@@ -12,6 +12,7 @@
 //! record. Decisions are cached per (subject, program, file, operations) for a second and
 //! dropped whenever the policy set changes.
 pub mod lsm;
+pub mod subject;
 
 use std::{
     num::NonZeroUsize,
@@ -105,8 +106,9 @@ pub struct DecisionEvent {
     pub enforcement: &'static str,
 }
 
-/// Who acts, read from `/proc` (the process is blocked in the open while we read).
-struct Subject {
+/// Who acts, from the kernel's subject map or read from `/proc` (the process is blocked in
+/// the open while we read).
+pub struct Subject {
     task: Task,
     fsuid: u32,
     exe: Option<PathBuf>,
@@ -149,6 +151,8 @@ pub struct Decider {
     cache_ttl: Duration,
     /// Decision events dropped because the daemon fell behind.
     pub dropped: AtomicU64,
+    /// The kernel's subject map, when it loaded.
+    subjects: Option<subject::Subjects>,
 }
 
 impl Decider {
@@ -158,8 +162,10 @@ impl Decider {
         kill: Option<BpfHashMap<MapData, u32, u32>>,
         deadline: Duration,
         cache_ttl: Duration,
+        subjects: Option<subject::Subjects>,
     ) -> Self {
         Self {
+            subjects,
             deadline,
             cache_ttl,
             policies,
@@ -226,7 +232,7 @@ impl Decider {
         let Access { pid, path, dev, ino, ops, enforcement, task } = access;
         let (task, fsuid, exe) = match task {
             Some((t, exe)) => (Some(t), t.euid, exe),
-            None => match subject(pid) {
+            None => match self.subjects.as_ref().and_then(|s| s.get(pid)).or_else(|| subject(pid)) {
                 Some(s) => (Some(s.task), s.fsuid, s.exe),
                 None => (None, u32::MAX, None),
             },
@@ -422,6 +428,7 @@ impl Enforcement {
         set: PolicySet,
         sources: Vec<PathBuf>,
         kill: Option<BpfHashMap<MapData, u32, u32>>,
+        subjects: Option<subject::Subjects>,
         opts: ResponderOptions,
         mut lsm: Option<(crate::bpf::LsmMaps, crate::protect::ProtectSet)>,
     ) -> Self {
@@ -438,7 +445,8 @@ impl Enforcement {
             set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
         let policies = Arc::new(Policies::new(set));
         let (tx, decisions) = mpsc::sync_channel(4096);
-        let decider = Arc::new(Decider::new(policies.clone(), tx, kill, opts.deadline, opts.decision_cache));
+        let decider =
+            Arc::new(Decider::new(policies.clone(), tx, kill, opts.deadline, opts.decision_cache, subjects));
         let mut responder = None;
         if !trees.is_empty() {
             let d = decider.clone();
