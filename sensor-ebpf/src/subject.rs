@@ -48,7 +48,7 @@ fn of_task(task: u64) -> Option<Subject> {
 #[inline(always)]
 fn with_image_of(tgid: u32, mut s: Subject) -> Subject {
     // SAFETY: a copy out of the map value.
-    match unsafe { SUBJECTS.get(&tgid) } {
+    match unsafe { SUBJECTS.get(tgid) } {
         Some(p) => {
             s.exe_dev = p.exe_dev;
             s.exe_ino = p.exe_ino;
@@ -62,8 +62,8 @@ fn with_image_of(tgid: u32, mut s: Subject) -> Subject {
 #[inline(always)]
 fn put(tgid: u32, s: Option<Subject>) {
     let _ = match s {
-        Some(s) => SUBJECTS.insert(&tgid, &s, 0),
-        None => SUBJECTS.remove(&tgid),
+        Some(s) => SUBJECTS.insert(tgid, s, 0),
+        None => SUBJECTS.remove(tgid),
     };
 }
 
@@ -91,7 +91,7 @@ pub fn fork(child: u64, child_tgid: u32) {
 /// The last thread of `tgid` exited.
 #[inline(always)]
 pub fn exit(tgid: u32) {
-    let _ = SUBJECTS.remove(&tgid);
+    let _ = SUBJECTS.remove(tgid);
 }
 
 /// Attached to the exits of `setuid`, `setreuid`, `setresuid`, `setfsuid` and their gid

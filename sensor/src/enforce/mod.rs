@@ -503,8 +503,12 @@ impl Enforcement {
             let d = decider.clone();
             let q = decider.clone();
             let quick: crate::fanotify::Quick = Arc::new(move |req| q.quick(req));
-            match Responder::start_with_quick(&trees, opts, Arc::new(move |req| d.on_permission(req)), Some(quick))
-            {
+            match Responder::start_with_quick(
+                &trees,
+                opts,
+                Arc::new(move |req| d.on_permission(req)),
+                Some(quick),
+            ) {
                 Ok(r) => responder = Some(r),
                 Err(e) => tracing::error!(
                     error = %e,

@@ -557,7 +557,13 @@ impl State {
         let received = Instant::now();
         let st = sys::fstat(fd.as_raw_fd()).ok();
         if let (Some(quick), Some(s)) = (&self.quick, st) {
-            let q = QuickRequest { pid, dev: s.st_dev, ino: s.st_ino, mask: PermMask::from_mask(ev.mask), received };
+            let q = QuickRequest {
+                pid,
+                dev: s.st_dev,
+                ino: s.st_ino,
+                mask: PermMask::from_mask(ev.mask),
+                received,
+            };
             // A panic is the same as no answer: the worker decides.
             if let Ok(Some(v)) = std::panic::catch_unwind(AssertUnwindSafe(|| quick(&q))) {
                 let c = &self.shared.counters;

@@ -126,7 +126,8 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64, baseline: Option<&Path>) -> Res
     let audit = policy_dir(root, &ctx.fixture.protected, "audit")?;
     let secret = &ctx.fixture.secret_file;
     let n = ((20_000.0 * scale) as u64).max(2000);
-    let (mut floor_lat, mut enf_lat, mut none_lat, mut base_lat) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut floor_lat, mut enf_lat, mut none_lat, mut base_lat) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut unrelated_ratio = Vec::new();
     for round in 0..rounds {
         interrupt::check()?;
@@ -166,9 +167,10 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64, baseline: Option<&Path>) -> Res
         "\n5. Enforcement: protected open+close wall time in-process ({OPENS} per round and config, {rounds} rounds)"
     );
     let _ = writeln!(t, " config          p50 µs   p99 µs");
-    for (name, v) in [("none", &none_lat), ("floor (C)", &floor_lat), ("mnsensor", &enf_lat), ("baseline", &base_lat)]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
+    for (name, v) in
+        [("none", &none_lat), ("floor (C)", &floor_lat), ("mnsensor", &enf_lat), ("baseline", &base_lat)]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
     {
         let _ = writeln!(
             t,
