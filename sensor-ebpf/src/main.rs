@@ -24,6 +24,7 @@ mod net;
 mod path;
 mod priority;
 mod process;
+mod subject;
 mod taint;
 mod tamper;
 

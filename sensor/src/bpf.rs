@@ -10,6 +10,7 @@ use sensor_common::{
         KIND_SLOTS,
         file::{BACKEND_CHANGE, BACKEND_OPEN, FoldSlot, LossKey, LossWho, Tracked},
         policy::{AllowKey, AllowProgramKey, PolicyDefault},
+        subject::Subject,
     },
     offsets::KernelOffsets,
     path::{InodeKey, Protected},
@@ -285,6 +286,7 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
+        attach_subject_creds(&mut ebpf, tracefs, &mut attached, &mut ids)?;
         let tamper_off = attach_tamper(&mut ebpf, tracefs, &mut attached, &mut ids);
         // Loading parsed the object and the kernel's BTF: give that heap back to the system.
         // SAFETY: malloc_trim only releases free memory of the allocator.
@@ -311,6 +313,15 @@ impl Programs {
         let map =
             self.ebpf.take_map("EVENTS").ok_or(BpfError::Map { name: "EVENTS", source: missing_map() })?;
         RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "EVENTS", source })
+    }
+
+    /// Takes the subject map (`sensor-ebpf/src/subject.rs`), for the permission responder.
+    pub fn take_subjects(&mut self) -> Result<HashMap<MapData, u32, Subject>, BpfError> {
+        let map = self
+            .ebpf
+            .take_map("SUBJECTS")
+            .ok_or(BpfError::Map { name: "SUBJECTS", source: missing_map() })?;
+        HashMap::try_from(map).map_err(|source| BpfError::Map { name: "SUBJECTS", source })
     }
 
     /// Attaches the `kill` action's program to the exits of the open and exec syscalls and
@@ -515,6 +526,32 @@ const CHANGE_PROGRAMS: [(&str, bool, bool); 10] = [
 /// invalidates the kernel's cache of directories outside the protected trees
 /// (`sensor-ebpf/src/path.rs`): `namespace_change` always, `unlinkat_change` for directory
 /// removals only. Those a kernel lacks (e.g. `rename` on arm64) are skipped.
+/// Syscalls that change a task's uids or gids: their exits refresh the subject map.
+const CRED_SYSCALLS: [&str; 8] =
+    ["setuid", "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setfsgid"];
+
+/// `subject_creds` on the exits of [`CRED_SYSCALLS`] (those this kernel has).
+fn attach_subject_creds(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    attached: &mut Vec<String>,
+    ids: &mut Vec<u32>,
+) -> Result<(), BpfError> {
+    let name = "subject_creds";
+    let prog: &mut TracePoint = program(ebpf, name)?;
+    prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+    for call in CRED_SYSCALLS {
+        let event = format!("sys_exit_{call}");
+        if !tracefs.event_exists("syscalls", &event) {
+            continue;
+        }
+        prog.attach("syscalls", &event).map_err(|source| BpfError::Program { program: name, source })?;
+        attached.push(format!("{name}@tracepoint/syscalls/{event}"));
+    }
+    ids.extend(prog.info().ok().map(|i| i.id()));
+    Ok(())
+}
+
 const NAMESPACE_SYSCALLS: [(&str, &str); 9] = [
     ("rename", "namespace_change"),
     ("renameat", "namespace_change"),

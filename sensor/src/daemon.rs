@@ -151,7 +151,22 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         None => None,
     };
     let own_policies = policy_sources.clone();
-    let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
+    let subjects = match programs.take_subjects() {
+        Ok(map) => {
+            let mut subjects = enforce::subject::Subjects::new(map);
+            // Only the fanotify responder reads it: seed the processes already running then.
+            if lsm.is_none() && !enforce::enforced_trees(&policy_set).is_empty() {
+                let seeded = subjects.seed();
+                tracing::debug!(seeded, "Subject map seeded from /proc.");
+            }
+            Some(subjects)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "No kernel subject map; permission decisions read /proc.");
+            None
+        }
+    };
+    let enforcement = Enforcement::start(policy_set, policy_sources, kill, subjects, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
     let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
