@@ -275,6 +275,52 @@ fn a_descriptor_received_over_scm_rights_is_attributed_to_the_receiver() {
     assert_eq!(get_u64(&close, "mnsensor.file.opener.user.id"), 0, "{ctx}");
 }
 
+/// A receiver that exits with the descriptor still open: the daemon writes its own record
+/// (reason `exit`) at its `process.exit`, with exactly what its reads returned; the open's
+/// record, at this process's close, holds both.
+#[test]
+fn a_receiver_that_exits_with_the_descriptor_gets_its_own_record() {
+    const RECEIVER_READ: usize = 700;
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (_tree, file, mut sensor, mut mine, theirs, child) = fork_receiver("release-scm-exit");
+    if child == 0 {
+        // SAFETY: plain syscalls on our own descriptors and buffers; no allocation.
+        unsafe {
+            libc::alarm(120);
+            let sock = theirs.as_raw_fd();
+            let fd = recv_fd(sock);
+            let mut buf = [0u8; RECEIVER_READ];
+            let n = if fd >= 0 { libc::read(fd, buf.as_mut_ptr().cast(), RECEIVER_READ) } else { -1 };
+            let result = (n as i32).to_ne_bytes();
+            libc::write(sock, result.as_ptr().cast(), 4);
+            // Leaves with the descriptor open.
+            libc::_exit(0);
+        }
+    }
+    drop(theirs);
+    let fd = open_read_send(&file, &mine);
+    let mut got = [0u8; 4];
+    mine.read_exact(&mut got).expect("the receiver's result");
+    let got = i32::from_ne_bytes(got);
+    assert!(got > 0, "the receiver failed to receive or read: {got}");
+    assert_eq!(waitpid_status(child as u32), 0, "the receiver failed");
+    let receiver = child as u32;
+    let own = close_of(&mut sensor, test_pid(), "receiver");
+    // SAFETY: our descriptor; this close is the last.
+    unsafe { libc::close(fd) };
+    let close = close_of(&mut sensor, test_pid(), "open");
+    sensor.stop();
+    let ctx = show(&own);
+    assert_eq!(pid_of(&own), Some(receiver), "{ctx}");
+    assert_eq!(get_str(&own, "mnsensor.close.reason"), "exit", "{ctx}");
+    assert_eq!(get_str(&own, "file.path"), path_str(&file), "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.bytes_read"), got as u64, "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.read_calls"), 1, "{ctx}");
+    let ctx = show(&close);
+    assert_eq!(get_u64(&close, "mnsensor.file.bytes_read"), (PARENT_READ as u64) + got as u64, "{ctx}");
+    assert_eq!(get_u64(&close, "mnsensor.file.read_calls"), 2, "{ctx}");
+}
+
 /// docs/events.md: bytes are counted for the opener and the processes that inherited the
 /// descriptor by fork after the open. Ground truth: what each process's read(2) returned.
 #[test]
