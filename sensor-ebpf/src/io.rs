@@ -157,7 +157,7 @@ fn account_received(count: u32, file: u64, bytes: u64, write: bool, io: u32) {
         return;
     }
     let key = ReceivedKey { file, tgid: current_tgid() as u32, _pad: 0 };
-    if let Some(r) = RECEIVED.get_ptr_mut(&key) {
+    if let Some(r) = RECEIVED.get_ptr_mut(key) {
         // SAFETY: points into a RECEIVED value; concurrent updaters only add.
         add_io(unsafe { &mut (*r).stats }, bytes, write, io);
     }
@@ -301,12 +301,12 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn received_close(fd: u64, file: u64) {
     let key = ReceivedKey { file, tgid: current_tgid() as u32, _pad: 0 };
-    let Some(r) = RECEIVED.get_ptr(&key) else { return };
+    let Some(r) = RECEIVED.get_ptr(key) else { return };
     let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch; `r` points into a RECEIVED value, copied before the removal.
     let ev = unsafe { &mut *ev };
     ev.stats = unsafe { (*r).stats };
-    let _ = RECEIVED.remove(&key);
+    let _ = RECEIVED.remove(key);
     if !header_for_current(Kind::FileClose, &mut ev.header) {
         return;
     }
@@ -649,7 +649,7 @@ pub fn receive(file: u64, now: u64) {
     }
     let key = ReceivedKey { file, tgid, _pad: 0 };
     // SAFETY: presence check only.
-    if unsafe { RECEIVED.get(&key) }.is_some() {
+    if unsafe { RECEIVED.get(key) }.is_some() {
         return;
     }
     let (Some(open), Some(r)) = (TRACKED.get_ptr(file), RECEIVED_SCRATCH.get_ptr_mut(0)) else { return };
@@ -659,9 +659,10 @@ pub fn receive(file: u64, now: u64) {
     fill_task(current_task(), &mut r.holder);
     r.stats =
         Tracked { opener: open.opener, ino: open.ino, dev: open.dev, opened_ns: now, ..Tracked::default() };
-    if RECEIVED.insert(&key, &*r, u64::from(aya_ebpf::bindings::BPF_NOEXIST)).is_err()
+    let r: &Received = r;
+    if RECEIVED.insert(key, r, u64::from(aya_ebpf::bindings::BPF_NOEXIST)).is_err()
         // SAFETY: presence check only (another CPU may have made it meanwhile).
-        && unsafe { RECEIVED.get(&key) }.is_none()
+        && unsafe { RECEIVED.get(key) }.is_none()
     {
         count_loss(Kind::FileClose);
     }
