@@ -21,7 +21,7 @@ use sensor_common::{
 
 use crate::{
     emit::{count_loss, count_loss_of, header_for_current, responsible_uid, send_to_ring},
-    io::{mark_holder, track},
+    io::{receive, track},
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
     path::{PROTECTED, find_protected, write_record_path},
 };
@@ -163,8 +163,9 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         }
     }
     if received {
-        // Already tracked: its totals go on; the receiver's bytes are counted there too.
-        mark_holder(ev.header.task.tgid);
+        // Already tracked: its totals go on and count the receiver's bytes too, which are
+        // also kept apart for the receiver's own `file.close`.
+        receive(file, ev.header.time_ns);
         return 0;
     }
 

@@ -24,15 +24,16 @@ use sensor_common::{
         Kind,
         file::{
             CLOSE_EXIT, CLOSE_RELEASE, CLOSE_SYSCALL, Close, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
-            IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Tracked,
+            IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Received, ReceivedKey, SCOPE_OPEN,
+            SCOPE_RECEIVER, Tracked,
         },
     },
     offsets::MISSING,
 };
 
 use crate::{
-    emit::{count_loss_of, header_for_current, responsible_uid, send_to_ring},
-    kread::{config, current_task, file_of_fd, off, path_of, ptr, read},
+    emit::{count_loss, count_loss_of, header_for_current, responsible_uid, send, send_to_ring},
+    kread::{config, current_task, file_of_fd, fill_task, off, path_of, ptr, read},
     path::write_record_path,
 };
 
@@ -52,6 +53,15 @@ static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 static TGID_SLOTS: Array<u32> = Array::with_max_entries(SLOTS, 0);
 const SLOTS: u32 = 1 << 16;
 const SLOT_MASK: u32 = SLOTS - 1;
+
+/// The own bytes of each process that took a tracked file's descriptor with pidfd_getfd or
+/// received it over SCM_RIGHTS, per (open file, receiver) (see "Receivers").
+#[map]
+pub static RECEIVED: HashMap<ReceivedKey, Received> = HashMap::with_max_entries(RECEIVED_MAX, 0);
+const RECEIVED_MAX: u32 = 4096;
+
+#[map]
+static RECEIVED_SCRATCH: PerCpuArray<Received> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static CLOSE_SCRATCH: PerCpuArray<Close> = PerCpuArray::with_max_entries(1, 0);
@@ -92,12 +102,12 @@ pub(crate) fn arg(which: Arg) -> Result<u64, i32> {
     read(regs, off)
 }
 
-/// The tracked entry of the current task's descriptor in register `which`.
+/// The file and tracked entry of the current task's descriptor in register `which`.
 #[inline(always)]
-fn tracked_fd(which: Arg) -> Option<*mut Tracked> {
+fn tracked_fd(which: Arg) -> Option<(u64, *mut Tracked)> {
     let fd = arg(which).ok()? as i64;
     let file = file_of_fd(current_task(), fd).ok()?;
-    TRACKED.get_ptr_mut(file)
+    Some((file, TRACKED.get_ptr_mut(file)?))
 }
 
 /// `*counter += n` as one BPF atomic add (`lock *(u64 *)(r + 0) += n`), so two CPUs moving
@@ -119,15 +129,38 @@ pub(crate) fn add(counter: &mut u64, n: u64) {
 fn account(t: *mut Tracked, bytes: u64, write: bool, io: u32) {
     // SAFETY: `t` points into a TRACKED value; concurrent updaters only add.
     let t = unsafe { &mut *t };
+    add_io(t, bytes, write, io);
+    if !write {
+        crate::taint::protected_read(t, bytes);
+    }
+}
+
+/// Adds one call that moved `bytes` to `t`'s counters.
+#[inline(always)]
+fn add_io(t: &mut Tracked, bytes: u64, write: bool, io: u32) {
     if write {
         add(&mut t.bytes_written, bytes);
         add(&mut t.write_calls, 1);
     } else {
         add(&mut t.bytes_read, bytes);
         add(&mut t.read_calls, 1);
-        crate::taint::protected_read(t, bytes);
     }
     t.io |= io;
+}
+
+/// Also adds the call to the current process's own totals for `file` when it is a receiver
+/// of it (`count` is its [`TRACKED_TGIDS`] count, already loaded: other holders pay one
+/// comparison).
+#[inline(always)]
+fn account_received(count: u32, file: u64, bytes: u64, write: bool, io: u32) {
+    if count < RECEIVER {
+        return;
+    }
+    let key = ReceivedKey { file, tgid: current_tgid() as u32, _pad: 0 };
+    if let Some(r) = RECEIVED.get_ptr_mut(key) {
+        // SAFETY: points into a RECEIVED value; concurrent updaters only add.
+        add_io(unsafe { &mut (*r).stats }, bytes, write, io);
+    }
 }
 
 /// The syscall's return value (bytes moved), when positive.
@@ -143,8 +176,10 @@ fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
     crate::taint::rw_exit(ctx, Arg::Di, write);
     let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
     let Some(n) = moved(ctx) else { return 0 };
-    if let Some(t) = tracked_fd(Arg::Di) {
-        account(t, n, write, if write { IO_WRITE } else { IO_READ });
+    if let Some((file, t)) = tracked_fd(Arg::Di) {
+        let io = if write { IO_WRITE } else { IO_READ };
+        account(t, n, write, io);
+        account_received(count, file, n, write, io);
     }
     settle_if_idle(ctx, count);
     0
@@ -153,14 +188,16 @@ fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
 /// Both ends of sendfile, splice and copy_file_range: `in_reg` is read, `out_reg` written.
 #[inline(always)]
 fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32) -> u32 {
-    if holder_count(current_tgid() as u32).is_some()
+    if let Some(count) = holder_count(current_tgid() as u32)
         && let Some(n) = moved(ctx)
     {
-        if let Some(t) = tracked_fd(in_reg) {
+        if let Some((file, t)) = tracked_fd(in_reg) {
             account(t, n, false, io);
+            account_received(count, file, n, false, io);
         }
-        if let Some(t) = tracked_fd(out_reg) {
+        if let Some((file, t)) = tracked_fd(out_reg) {
             account(t, n, true, io);
+            account_received(count, file, n, true, io);
         }
     }
     // After the accounting (a first read of a protected file taints its own transfer), and
@@ -245,17 +282,41 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 /// totals become a `file.close` record.
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    if !tracked_tgid() {
-        return 0;
-    }
+    let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
     // SAFETY: probe-read of the tracepoint record.
     let Ok(fd) = (unsafe { ctx.read_at::<u64>(off!(tp_sys_enter_close_fd) as usize) }) else { return 0 };
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
     let_go(current_tgid() as u32);
+    if count >= RECEIVER {
+        received_close(fd, file);
+    }
     close_record(fd, file, &stats);
     0
+}
+
+/// A receiver closes a descriptor of `file`: its own totals become a `file.close`
+/// ([`SCOPE_RECEIVER`]; no path: the daemon names the file from its open record).
+#[inline(always)]
+fn received_close(fd: u64, file: u64) {
+    let key = ReceivedKey { file, tgid: current_tgid() as u32, _pad: 0 };
+    let Some(r) = RECEIVED.get_ptr(key) else { return };
+    let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch; `r` points into a RECEIVED value, copied before the removal.
+    let ev = unsafe { &mut *ev };
+    ev.stats = unsafe { (*r).stats };
+    let _ = RECEIVED.remove(key);
+    if !header_for_current(Kind::FileClose, &mut ev.header) {
+        return;
+    }
+    ev.file = file;
+    ev.fd = fd as i32;
+    ev.cursor = 0;
+    ev.path_len = 0;
+    ev.scope = SCOPE_RECEIVER;
+    ev.reason = CLOSE_SYSCALL;
+    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data));
 }
 
 /// The `file.close` record of `sys_enter_close`, when this is the file's last reference.
@@ -289,6 +350,7 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
         Err(_) => 0,
     };
     ev.path_len = n as u16;
+    ev.scope = SCOPE_OPEN;
     ev.reason = CLOSE_SYSCALL;
     send_close(ev, offset_of!(Close, data) + n as usize);
 }
@@ -359,6 +421,7 @@ pub fn security_file_free(ctx: FEntryContext) -> u32 {
     ev.fd = -1;
     ev.cursor = 0;
     ev.path_len = 0;
+    ev.scope = SCOPE_OPEN;
     send_close(ev, offset_of!(Close, data));
     0
 }
@@ -583,10 +646,41 @@ pub fn track(file: u64, stats: &Tracked) -> bool {
     TRACKED.insert(file, stats, 0).is_ok() && hold(stats.opener.tgid, 1)
 }
 
-/// A process that received a tracked file's descriptor: its bytes are counted from now on.
+/// The current process received `file`'s descriptor (pidfd_getfd, SCM_RIGHTS) at `now`: its
+/// bytes are counted from now on, in the open's totals and in its own `RECEIVED` entry
+/// (see "Receivers"). An entry that does not fit is a lost `file.close`.
 #[inline(always)]
-pub fn mark_holder(tgid: u32) {
-    hold(tgid, 1);
+pub fn receive(file: u64, now: u64) {
+    let tgid = current_tgid() as u32;
+    if !hold(tgid, 1) {
+        count_loss(Kind::FileClose);
+        return;
+    }
+    if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid)
+        // SAFETY: map memory; a race adds the flag twice, which still reads as a receiver.
+        && unsafe { *c } < RECEIVER
+    {
+        add32(c, RECEIVER);
+    }
+    let key = ReceivedKey { file, tgid, _pad: 0 };
+    // SAFETY: presence check only.
+    if unsafe { RECEIVED.get(key) }.is_some() {
+        return;
+    }
+    let (Some(open), Some(r)) = (TRACKED.get_ptr(file), RECEIVED_SCRATCH.get_ptr_mut(0)) else { return };
+    // SAFETY: per-CPU scratch; `open` points into a TRACKED value.
+    let r = unsafe { &mut *r };
+    let open = unsafe { &*open };
+    fill_task(current_task(), &mut r.holder);
+    r.stats =
+        Tracked { opener: open.opener, ino: open.ino, dev: open.dev, opened_ns: now, ..Tracked::default() };
+    let r: &Received = r;
+    if RECEIVED.insert(key, r, u64::from(aya_ebpf::bindings::BPF_NOEXIST)).is_err()
+        // SAFETY: presence check only (another CPU may have made it meanwhile).
+        && unsafe { RECEIVED.get(key) }.is_none()
+    {
+        count_loss(Kind::FileClose);
+    }
 }
 
 /// `pidfd_getfd(pidfd, targetfd, flags)`: the caller now holds another process's open file.
@@ -639,7 +733,7 @@ pub fn scm_rights_recvmsg(ctx: TracePointContext) -> u32 {
         if first < 0 {
             first = i64::from(fd);
         } else {
-            mark_holder(current_tgid() as u32);
+            receive(file, crate::emit::now());
         }
     }
     if first < 0 {
@@ -689,12 +783,25 @@ fn scm_rights() -> Option<(u64, u64)> {
 // than `SCAN_CHUNKS * 64` descriptors) and, until exec or exit, once an AIO request on a
 // tracked file was submitted (its completion may be reaped after the close).
 
+// Receivers
+//
+// A process that takes a tracked file's descriptor with pidfd_getfd or receives it over
+// SCM_RIGHTS (not one that inherited it by fork) gets [`RECEIVER`] added to its count and a
+// `RECEIVED[(file, tgid)]` entry: its reads and writes through the read/write and transfer
+// syscalls are added there as well as to the open's totals, and its close of a descriptor of
+// the file writes its own `file.close` (`SCOPE_RECEIVER`) and removes the entry. The daemon
+// writes the entries of a receiver that exits (or of all when it stops). A receiver stays
+// counted until exec or exit.
+
 /// Descriptors examined per table scan, in chunks of 64 (`max_fds` is a multiple of
 /// `BITS_PER_LONG`: <https://github.com/torvalds/linux/blob/v6.12/fs/file.c#L130>).
 const SCAN_CHUNKS: u32 = 16;
 const CHUNK: usize = 64;
 /// Added to a count once an AIO request is pending: the count never reaches 0 by closes.
 const AIO_PIN: u32 = 1 << 24;
+/// Added to the count of a receiver (see "Receivers"): its reads, writes and closes also
+/// look up `RECEIVED`, and its count never reaches 0 by closes.
+const RECEIVER: u32 = 1 << 28;
 
 #[map]
 static SCAN_SCRATCH: PerCpuArray<[u64; CHUNK]> = PerCpuArray::with_max_entries(1, 0);
@@ -764,7 +871,7 @@ pub fn release(tgid: u32) {
 fn pin(tgid: u32) {
     if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid)
         // SAFETY: map memory; a race adds the pin twice, which is harmless.
-        && unsafe { *c } < AIO_PIN
+        && unsafe { *c } & (RECEIVER - 1) < AIO_PIN
     {
         add32(c, AIO_PIN);
     }

@@ -8,7 +8,7 @@ use sensor_common::{
     config::KernelConfig,
     event::{
         KIND_SLOTS,
-        file::{BACKEND_CHANGE, BACKEND_OPEN, FoldSlot, LossKey, LossWho, Tracked},
+        file::{BACKEND_CHANGE, BACKEND_OPEN, FoldSlot, LossKey, LossWho, Received, ReceivedKey, Tracked},
         policy::{AllowKey, AllowProgramKey, PolicyDefault},
         subject::Subject,
     },
@@ -379,6 +379,15 @@ impl Programs {
         let map =
             self.ebpf.take_map("TRACKED").ok_or(BpfError::Map { name: "TRACKED", source: missing_map() })?;
         HashMap::try_from(map).map_err(|source| BpfError::Map { name: "TRACKED", source })
+    }
+
+    /// Takes the map of receivers' own totals (once).
+    pub fn take_received(&mut self) -> Result<HashMap<MapData, ReceivedKey, Received>, BpfError> {
+        let map = self
+            .ebpf
+            .take_map("RECEIVED")
+            .ok_or(BpfError::Map { name: "RECEIVED", source: missing_map() })?;
+        HashMap::try_from(map).map_err(|source| BpfError::Map { name: "RECEIVED", source })
     }
 
     /// Takes the loss counters (once).

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 use aya::maps::{MapData, RingBuf};
 use sensor_common::event::{
     KIND_SLOTS,
-    file::{FoldSlot, LossKey, LossWho, Tracked},
+    file::{FoldSlot, LossKey, LossWho, Received, ReceivedKey, Tracked},
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -129,6 +129,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let folds = programs.take_folds()?;
     let losses = programs.take_loss_counters()?;
     let tracked = programs.take_tracked()?;
+    let received = programs.take_received()?;
     let kill =
         if enforce::uses_kill(&policy_set) { Some(programs.enable_kill(&preflight.tracefs)?) } else { None };
     let responder_opts = ResponderOptions {
@@ -224,6 +225,8 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         who_seen: std::collections::HashMap::new(),
         losses,
         tracked,
+        received,
+        receivers: std::collections::HashSet::new(),
         watch,
         enforcement,
         clock: Clock::now(),
@@ -355,6 +358,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.decisions()?;
     consumer.report_loss()?;
     consumer.write_folds()?;
+    consumer.close_received(None, CloseReason::SensorStop)?;
     consumer.close_tracked(None, CloseReason::SensorStop)?;
     let stop = event::sensor::stop(
         Clock::realtime_ns(),
@@ -410,6 +414,10 @@ struct Consumer {
     who_seen: std::collections::HashMap<LossKey, LossWho>,
     losses: LossCounters,
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
+    /// Receivers' own totals (pidfd_getfd, SCM_RIGHTS), by (file, receiver).
+    received: aya::maps::HashMap<MapData, ReceivedKey, Received>,
+    /// Processes that received a tracked descriptor: their entries are written at their exit.
+    receivers: std::collections::HashSet<u32>,
     watch: Watch,
     enforcement: Enforcement,
     /// Boot time → wall time.
@@ -449,8 +457,12 @@ impl Consumer {
                             continue;
                         }
                         self.audit.observe(&ev);
-                        if let Event::Exit(e) = &ev.event {
-                            exited.push(e.subject.task.tgid);
+                        match &ev.event {
+                            Event::Exit(e) => exited.push(e.subject.task.tgid),
+                            Event::FileOpen(e) if e.received() => {
+                                self.receivers.insert(e.subject.task.tgid);
+                            }
+                            _ => {}
                         }
                         ev.write(&mut self.rec);
                         self.sink.emit(&self.rec)?;
@@ -465,6 +477,9 @@ impl Consumer {
             }
         }
         for tgid in exited {
+            if self.receivers.remove(&tgid) {
+                self.close_received(Some(tgid), CloseReason::Exit)?;
+            }
             if !self.kernel_releases && self.enricher.files.open.values().any(|f| f.opener == tgid) {
                 self.close_tracked(Some(tgid), CloseReason::Exit)?;
             }
@@ -513,6 +528,24 @@ impl Consumer {
         let now = Clock::realtime_ns();
         for slot in slots {
             let ev = self.enricher.close_untracked(0, &slot.stats, CloseReason::Fold, now, &self.clock);
+            self.emit(ev)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `file.close` for receivers' own totals the kernel will not report: those of
+    /// `receiver` (which exited), or all of them (`None`, the sensor is stopping).
+    fn close_received(&mut self, receiver: Option<u32>, reason: CloseReason) -> Result<(), DaemonError> {
+        let entries: Vec<(ReceivedKey, Received)> = self
+            .received
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| receiver.is_none_or(|r| k.tgid == r))
+            .collect();
+        let now = Clock::realtime_ns();
+        for (key, r) in entries {
+            let _ = self.received.remove(&key);
+            let ev = self.enricher.close_received(key.file, &r, reason, now, &self.clock);
             self.emit(ev)?;
         }
         Ok(())

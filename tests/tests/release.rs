@@ -1,7 +1,8 @@
 //! A protected file's descriptor passed over a Unix socket (`SCM_RIGHTS`) to a process that
 //! did not open it: the receiver's `recvmsg` makes it a holder with a `file.open` of its own
 //! (`mnsensor.syscall: recvmsg`), its bytes go into the open's totals and its close, when it
-//! is the last, writes the `file.close`. Also: bytes read through a descriptor inherited by
+//! is the last, writes the `file.close`; its own bytes are a `file.close` of its own
+//! (`mnsensor.file.scope: receiver`). Also: bytes read through a descriptor inherited by
 //! fork.
 
 use std::{
@@ -172,28 +173,42 @@ fn descriptor_passed_to_an_untracked_process() {
     assert_received(&mut sensor, &file, receiver);
 }
 
-/// The receiver's `file.open` (syscall `recvmsg`) and the `file.close` of this process's open
-/// written at the receiver's close, the last: what both read (ground truth: both reads
-/// returned in full), in two calls.
+/// The `file.close` of `opener`'s open with `scope` (`open`: the open's totals; `receiver`:
+/// a receiver's own bytes).
+fn close_of(sensor: &mut Sensor, opener: u32, scope: &str) -> Value {
+    sensor.wait_for(&format!("file.close of {opener}'s open, scope {scope}"), |e| {
+        is(e, "file.close")
+            && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(u64::from(opener))
+            && e.get("mnsensor.file.scope").and_then(Value::as_str) == Some(scope)
+    })
+}
+
+/// The receiver's `file.open` (syscall `recvmsg`), its own `file.close` (its 100 bytes in one
+/// call) and the `file.close` of this process's open written at the receiver's close, the
+/// last: what both read (ground truth: both reads returned in full), in two calls.
 fn assert_received(sensor: &mut Sensor, file: &std::path::Path, receiver: u32) {
-    let me = u64::from(test_pid());
     let by_receiver = |e: &Value| {
         pid_of(e) == Some(receiver) && e.get("file.path").and_then(Value::as_str) == Some(path_str(file))
     };
     let open = sensor.wait_for("the receiver's file.open", |e| is(e, "file.open") && by_receiver(e));
     assert_eq!(get_str(&open, "mnsensor.syscall"), "recvmsg", "{}", show(&open));
-    let close = sensor.wait_for("file.close of the passed descriptor", |e| {
-        is(e, "file.close") && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(me)
-    });
+    let own = close_of(sensor, test_pid(), "receiver");
+    let close = close_of(sensor, test_pid(), "open");
     sensor.stop();
+    let ctx = show(&own);
+    assert!(by_receiver(&own), "the receiver's own record: {ctx}");
+    assert_eq!(get_str(&own, "mnsensor.close.reason"), "close", "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.bytes_read"), 100, "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.read_calls"), 1, "{ctx}");
     assert!(by_receiver(&close), "closed by the receiver: {}", show(&close));
     assert_eq!(get_str(&close, "mnsensor.close.reason"), "close", "{}", show(&close));
     assert_eq!(get_u64(&close, "mnsensor.file.bytes_read"), PARENT_READ as u64 + 100, "{}", show(&close));
     assert_eq!(get_u64(&close, "mnsensor.file.read_calls"), 2, "{}", show(&close));
 }
 
-/// A receiver running as another user: its record names it, and the totals hold its bytes
-/// with the opener's, exactly (docs/architecture.md, "Coverage").
+/// A receiver running as another user: its records name it, its own `file.close` holds
+/// exactly its bytes, and the open's totals hold them with the opener's (docs/events.md,
+/// `file.close`; docs/architecture.md, "Coverage").
 #[test]
 fn a_descriptor_received_over_scm_rights_is_attributed_to_the_receiver() {
     const NOBODY: u32 = 65534;
@@ -237,21 +252,73 @@ fn a_descriptor_received_over_scm_rights_is_attributed_to_the_receiver() {
     let receiver = child as u32;
     let open =
         sensor.wait_for("the receiver's file.open", |e| is(e, "file.open") && pid_of(e) == Some(receiver));
-    let me = u64::from(test_pid());
-    let close = sensor.wait_for("file.close of the open", |e| {
-        is(e, "file.close") && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(me)
-    });
+    let own = close_of(&mut sensor, test_pid(), "receiver");
+    let close = close_of(&mut sensor, test_pid(), "open");
     sensor.stop();
     let ctx = show(&open);
     assert_eq!(get_u64(&open, "file.inode"), ino, "{ctx}");
     assert_eq!(get_str(&open, "mnsensor.syscall"), "recvmsg", "{ctx}");
     assert_eq!(get_u64(&open, "process.user.id"), u64::from(NOBODY), "{ctx}");
     assert_eq!(get_u64(&open, "mnsensor.process.group.id"), u64::from(NOBODY), "{ctx}");
+    let ctx = show(&own);
+    assert_eq!(pid_of(&own), Some(receiver), "{ctx}");
+    assert_eq!(get_u64(&own, "process.user.id"), u64::from(NOBODY), "{ctx}");
+    assert_eq!(get_u64(&own, "file.inode"), ino, "{ctx}");
+    assert_eq!(get_str(&own, "file.path"), path_str(&file), "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.bytes_read"), RECEIVER_READ as u64, "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.read_calls"), u64::from(calls[0]), "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.opener.user.id"), 0, "{ctx}");
     let ctx = show(&close);
     assert_eq!(get_u64(&close, "file.inode"), ino, "{ctx}");
     assert_eq!(get_u64(&close, "mnsensor.file.bytes_read"), (PARENT_READ + RECEIVER_READ) as u64, "{ctx}");
     assert_eq!(get_u64(&close, "mnsensor.file.read_calls"), 1 + u64::from(calls[0]), "{ctx}");
     assert_eq!(get_u64(&close, "mnsensor.file.opener.user.id"), 0, "{ctx}");
+}
+
+/// A receiver that exits with the descriptor still open: the daemon writes its own record
+/// (reason `exit`) at its `process.exit`, with exactly what its reads returned; the open's
+/// record, at this process's close, holds both.
+#[test]
+fn a_receiver_that_exits_with_the_descriptor_gets_its_own_record() {
+    const RECEIVER_READ: usize = 700;
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (_tree, file, mut sensor, mut mine, theirs, child) = fork_receiver("release-scm-exit");
+    if child == 0 {
+        // SAFETY: plain syscalls on our own descriptors and buffers; no allocation.
+        unsafe {
+            libc::alarm(120);
+            let sock = theirs.as_raw_fd();
+            let fd = recv_fd(sock);
+            let mut buf = [0u8; RECEIVER_READ];
+            let n = if fd >= 0 { libc::read(fd, buf.as_mut_ptr().cast(), RECEIVER_READ) } else { -1 };
+            let result = (n as i32).to_ne_bytes();
+            libc::write(sock, result.as_ptr().cast(), 4);
+            // Leaves with the descriptor open.
+            libc::_exit(0);
+        }
+    }
+    drop(theirs);
+    let fd = open_read_send(&file, &mine);
+    let mut got = [0u8; 4];
+    mine.read_exact(&mut got).expect("the receiver's result");
+    let got = i32::from_ne_bytes(got);
+    assert!(got > 0, "the receiver failed to receive or read: {got}");
+    assert_eq!(waitpid_status(child as u32), 0, "the receiver failed");
+    let receiver = child as u32;
+    let own = close_of(&mut sensor, test_pid(), "receiver");
+    // SAFETY: our descriptor; this close is the last.
+    unsafe { libc::close(fd) };
+    let close = close_of(&mut sensor, test_pid(), "open");
+    sensor.stop();
+    let ctx = show(&own);
+    assert_eq!(pid_of(&own), Some(receiver), "{ctx}");
+    assert_eq!(get_str(&own, "mnsensor.close.reason"), "exit", "{ctx}");
+    assert_eq!(get_str(&own, "file.path"), path_str(&file), "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.bytes_read"), got as u64, "{ctx}");
+    assert_eq!(get_u64(&own, "mnsensor.file.read_calls"), 1, "{ctx}");
+    let ctx = show(&close);
+    assert_eq!(get_u64(&close, "mnsensor.file.bytes_read"), (PARENT_READ as u64) + got as u64, "{ctx}");
+    assert_eq!(get_u64(&close, "mnsensor.file.read_calls"), 2, "{ctx}");
 }
 
 /// docs/events.md: bytes are counted for the opener and the processes that inherited the

@@ -102,7 +102,8 @@ pub struct Close {
     pub stats: Tracked,
     pub fd: i32,
     pub path_len: u16,
-    pub _pad: u16,
+    /// `SCOPE_*`: whose bytes `stats` holds.
+    pub scope: u16,
     /// Kernel-side write position while the record is built.
     pub cursor: u32,
     /// `CLOSE_*`: how the last reference went.
@@ -176,13 +177,48 @@ mod loss_pod {
     unsafe impl aya::Pod for super::LossWho {}
 }
 
+/// `Close::scope`: the open file's totals (every process that used it).
+pub const SCOPE_OPEN: u16 = 0;
+/// `Close::scope`: one receiver's own bytes (a descriptor it took with `pidfd_getfd` or
+/// received over `SCM_RIGHTS`), written at its close of the descriptor or at its exit;
+/// `stats.opener` is the original opener, `stats.opened_ns` when it received it.
+pub const SCOPE_RECEIVER: u16 = 1;
+
+/// Key of the kernel's `RECEIVED` map: an open file and a process that received a
+/// descriptor of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceivedKey {
+    /// Kernel address of the `struct file`.
+    pub file: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// Value of the kernel's `RECEIVED` map: the receiver and its own totals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Received {
+    /// The receiver, as it was when it received the descriptor.
+    pub holder: crate::event::Task,
+    pub stats: Tracked,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain repr(C) data.
+unsafe impl aya::Pod for ReceivedKey {}
+#[cfg(feature = "user")]
+// SAFETY: plain repr(C) data.
+unsafe impl aya::Pod for Received {}
+
 /// `Open::syscall` of a file opened by an io_uring `IORING_OP_OPENAT`/`OPENAT2` request.
 pub const OPEN_IO_URING: u32 = 0x1_0000;
 /// `Open::syscall` of a file seen by the fentry program on `security_file_open`.
 pub const OPEN_FENTRY: u32 = 0x2_0000;
 /// `Open::syscall` of a tracked file's descriptor taken from another process with
 /// `pidfd_getfd(2)` (its x86_64 syscall number): the receiver's `file.open`. The original
-/// open's totals go on and count the receiver's bytes too.
+/// open's totals go on and count the receiver's bytes too; the receiver's own bytes are
+/// kept apart in `RECEIVED` ([`SCOPE_RECEIVER`]).
 pub const OPEN_PIDFD_GETFD: u32 = 438;
 /// `Open::syscall` of a tracked file's descriptor received over a unix socket
 /// (`SCM_RIGHTS`) by `recvmsg(2)` (its x86_64 syscall number): the receiver's `file.open`, as

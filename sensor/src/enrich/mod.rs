@@ -23,7 +23,10 @@ use std::{
 };
 
 use sensor_common::{
-    event::{Task, file::Tracked},
+    event::{
+        Task,
+        file::{Received, Tracked},
+    },
     path::InodeKey,
 };
 
@@ -135,8 +138,13 @@ impl Enricher {
                 }
             }
             Event::FileClose(e) => {
-                // Closes the daemon writes itself (`close_untracked`) took their entry already.
-                if let Some(k) = self.files.open.remove(&e.kernel_file) {
+                // Closes the daemon writes itself (`close_untracked`) took their entry already;
+                // a receiver's own record leaves it to the open's.
+                let known = match e.receiver {
+                    true => self.files.open.get(&e.kernel_file).cloned(),
+                    false => self.files.open.remove(&e.kernel_file),
+                };
+                if let Some(k) = known {
                     if e.file.path.is_empty() {
                         e.file.path = k.path;
                     }
@@ -297,6 +305,38 @@ impl Enricher {
             fd: None,
             stats: *stats,
             opened_ns: clock.wall_ns(stats.opened_ns),
+            receiver: false,
+        };
+        self.subject(&mut close.subject);
+        Envelope::new(time_ns, Event::FileClose(close))
+    }
+
+    /// The `file.close` of a receiver's own bytes the kernel will not report: the receiver
+    /// exited with the descriptor (`Exit`) or the sensor is stopping (`SensorStop`).
+    pub fn close_received(
+        &mut self,
+        file: u64,
+        r: &Received,
+        reason: CloseReason,
+        time_ns: i128,
+        clock: &crate::event::time::Clock,
+    ) -> Envelope {
+        let known = self.files.open.get(&file);
+        let mut close = FileClose {
+            subject: Subject::of(r.holder),
+            file: FileRef {
+                path: known.map(|k| k.path.clone()).unwrap_or_default(),
+                id: Some((r.stats.dev, r.stats.ino)),
+                rule: None,
+                protected: known.and_then(|k| k.protected.clone()),
+                block: None,
+            },
+            kernel_file: file,
+            reason,
+            fd: None,
+            stats: r.stats,
+            opened_ns: clock.wall_ns(r.stats.opened_ns),
+            receiver: true,
         };
         self.subject(&mut close.subject);
         Envelope::new(time_ns, Event::FileClose(close))
@@ -436,6 +476,7 @@ mod tests {
             fd: None,
             stats: Default::default(),
             opened_ns: 0,
+            receiver: false,
         };
         let mut ev = Envelope::new(0, Event::FileClose(close));
         assert!(e.enrich(&mut ev));

@@ -60,6 +60,7 @@ pub const FILE_IO: &str = "mnsensor.file.io";
 pub const FILE_OPENED_AT: &str = "mnsensor.file.opened_at";
 pub const FILE_OPENER_PID: &str = "mnsensor.file.opener.pid";
 pub const FILE_OPENER_USER_ID: &str = "mnsensor.file.opener.user.id";
+pub const FILE_SCOPE: &str = "mnsensor.file.scope";
 pub const CLOSE_REASON: &str = "mnsensor.close.reason";
 pub const FOLD_COUNT: &str = "mnsensor.fold.count";
 pub const FOLD_CLOSES: &str = "mnsensor.fold.closes";

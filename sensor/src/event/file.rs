@@ -38,6 +38,12 @@ pub enum OpenHow {
 }
 
 impl FileOpen {
+    /// Whether this is a receiver's record: a tracked file's descriptor taken with
+    /// `pidfd_getfd` or received over `SCM_RIGHTS`.
+    pub fn received(&self) -> bool {
+        matches!(self.how, OpenHow::Kernel { syscall: OPEN_PIDFD_GETFD | OPEN_SCM_RIGHTS, .. })
+    }
+
     /// Whether the open created the file.
     pub fn created(&self) -> bool {
         matches!(self.how, OpenHow::Kernel { fmode, .. } if fmode & FMODE_CREATED != 0)
@@ -116,8 +122,10 @@ pub struct FileClose {
     pub reason: CloseReason,
     pub fd: Option<i32>,
     pub stats: Tracked,
-    /// Wall-clock time of the open.
+    /// Wall-clock time of the open (of the receipt, for a receiver's own record).
     pub opened_ns: i128,
+    /// The receiver's own bytes (`SCOPE_RECEIVER`), not the open file's totals.
+    pub receiver: bool,
 }
 
 impl FileClose {
@@ -163,6 +171,7 @@ impl FileClose {
                 out.push(b'"');
             }
         }
+        json::pair(out, attr::FILE_SCOPE, if self.receiver { "receiver" } else { "open" });
         self.file.write_protected(rec);
     }
 }
