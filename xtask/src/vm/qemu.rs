@@ -129,7 +129,7 @@ mod tests {
             \r\nVMTEST exec exit=0\r\n\
             test result: FAILED. 1 passed; 3 failed; 0 ignored\n\
             \x1b[0mVMTEST file exit=101\n\
-            MNSENSOR-SKIP enforce::late_decisions_get_the_fail_mode -- no deadline\n\
+            MNSENSOR-SKIP protected_io::aio_direct_read -- no O_DIRECT\n\
             \nVMTEST DONE\n";
         let console = parse(log);
         assert_eq!(
@@ -140,8 +140,8 @@ mod tests {
                 passed: 3,
                 failed: 3,
                 skips: vec![Skip {
-                    test: "enforce::late_decisions_get_the_fail_mode".into(),
-                    reason: "no deadline".into()
+                    test: "protected_io::aio_direct_read".into(),
+                    reason: "no O_DIRECT".into()
                 }],
             }
         );
