@@ -39,9 +39,10 @@ use crate::{
     event::{
         Envelope, Event, FileRef, Subject,
         change::{Change, ObservedBy},
-        client::Served,
+        client::{Client, Served},
         decision::{Decision, LsmDecision},
         file::{CloseReason, FileClose, OpenHow},
+        net::ConnOp,
         subject::{Attribution, CredKey, Creds, Id, Program, identity, same_identity},
     },
     policy::{Decision as Verdict, Mode, Reason},
@@ -114,7 +115,7 @@ impl Enricher {
                 e.subject.program = Some(program);
             }
             Event::Fork(e) => {
-                self.smb.forked(e.subject.task.tgid);
+                self.smb.forked(self.now, e.subject.task.ppid, e.subject.task.tgid);
                 self.procs.fork(e.subject.task.ppid, e.subject.task.tgid);
             }
             Event::FileOpen(e) => {
@@ -191,8 +192,15 @@ impl Enricher {
         if let Some(subject) = env.subject_mut() {
             self.subject(subject);
         }
-        if let Event::Exit(e) = &env.event {
-            self.smb.exited(self.now, e.subject.task.tgid);
+        match &env.event {
+            Event::Exit(e) => self.smb.exited(self.now, e.subject.task.tgid),
+            Event::Conn(c)
+                if matches!(c.op, ConnOp::Accept { .. })
+                    && c.subject.program.as_deref().is_some_and(smb::is_smbd) =>
+            {
+                self.smb.accepted(c.subject.task.tgid, Client::new(c.peer, c.peer_port));
+            }
+            _ => {}
         }
         true
     }

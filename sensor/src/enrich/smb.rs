@@ -52,6 +52,9 @@ struct Entry {
 #[derive(Default)]
 pub struct SmbClients {
     by_pid: HashMap<u32, Entry>,
+    /// The connection each listening `smbd` accepted last, from the kernel's
+    /// `network.accept` record: the child it forks next serves it.
+    accepted: HashMap<u32, Arc<Client>>,
 }
 
 impl SmbClients {
@@ -82,10 +85,26 @@ impl SmbClients {
         }
     }
 
-    /// A new process `tgid` was forked: nothing known about an earlier one with its pid
-    /// applies.
-    pub fn forked(&mut self, tgid: u32) {
+    /// `smbd` process `tgid` accepted a connection from `client` (a `network.accept` record).
+    pub fn accepted(&mut self, tgid: u32, client: Client) {
+        if self.accepted.len() >= MAX_PROCESSES {
+            self.accepted.clear();
+        }
+        self.accepted.insert(tgid, Arc::new(client));
+    }
+
+    /// A new process `tgid` was forked by `parent`: nothing known about an earlier one with
+    /// its pid applies, and when `parent` is an `smbd` that has just accepted a connection,
+    /// the child serves that client (smbd forks one child per accepted connection, right
+    /// after the accept). This does not depend on reading `/proc` while the child lives.
+    pub fn forked(&mut self, now: Instant, parent: u32, tgid: u32) {
         self.by_pid.remove(&tgid);
+        if let Some(client) = self.accepted.remove(&parent) {
+            if self.by_pid.len() >= MAX_PROCESSES {
+                self.by_pid.clear();
+            }
+            self.by_pid.insert(tgid, Entry { client: Some(client), read: now, exited: None });
+        }
     }
 }
 
@@ -198,8 +217,23 @@ mod tests {
         clients.exited(now, pid);
         // Late records of the exited process still get it (from the cache: it is gone).
         assert_eq!(clients.client(now, pid).map(|c| c.port), Some(peer.port()));
-        clients.forked(pid);
+        clients.forked(now, 1, pid);
         assert!(clients.client(now, pid).is_none());
+    }
+
+    /// The child an `smbd` forks right after an accept serves that connection, whether or
+    /// not `/proc` can still be read (pid 0 here: there is no such process).
+    #[test]
+    fn a_child_forked_after_an_accept_serves_its_client() {
+        let mut clients = SmbClients::default();
+        let now = Instant::now();
+        clients.accepted(7, Client::new("::ffff:192.0.2.5".parse().unwrap(), 50123));
+        clients.forked(now, 7, 0);
+        let c = clients.client(now, 0).expect("the accepted client");
+        assert_eq!((c.address.to_string(), c.port), ("192.0.2.5".to_owned(), 50123));
+        // The accept is taken by one child only.
+        clients.forked(now, 7, 9);
+        assert!(clients.by_pid.get(&9).is_none_or(|e| e.client.is_none()));
     }
 
     #[test]
