@@ -157,6 +157,7 @@ impl Programs {
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
             .override_global("CONFIG", &config, true)
+            .override_global("TAMPER_CONFIG", &crate::kernel::procfs::tamper_config(config.self_tgid), true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .map_max_entries("PROTECTED", max_protected_inodes.max(16))
             .load(OBJECT)
@@ -287,7 +288,13 @@ impl Programs {
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
         attach_subject_creds(&mut ebpf, tracefs, &mut attached, &mut ids)?;
-        let tamper_off = attach_tamper(&mut ebpf, tracefs, &mut attached, &mut ids);
+        let mut tamper_off = attach_tamper(&mut ebpf, tracefs, &mut attached, &mut ids);
+        if tamper_off.contains(&"bpf") {
+            tamper_off.push("bpf_map");
+        } else if let Err(e) = fill_self_maps(&mut ebpf) {
+            tracing::warn!(error = %e, "The sensor's map ids are not known; writes to its maps are not watched.");
+            tamper_off.push("bpf_map");
+        }
         // Loading parsed the object and the kernel's BTF: give that heap back to the system.
         // SAFETY: malloc_trim only releases free memory of the allocator.
         unsafe { libc::malloc_trim(0) };
@@ -435,6 +442,41 @@ const TAMPER_PROGRAMS: [(&str, &str, Option<&str>, &str); 5] = [
     ("bpf", "tamper_bpf", Some("syscalls"), "sys_enter_bpf"),
 ];
 
+/// The open syscalls whose exits `tamper_proc_open` watches for `/proc/<sensor>/{mem,environ}`.
+const PROC_OPEN_EXITS: [&str; 3] = ["sys_exit_open", "sys_exit_openat", "sys_exit_openat2"];
+
+/// Puts the ids of every map the sensor holds into `SELF_MAPS` (`bpf_map` tamper records).
+fn fill_self_maps(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+    let own = crate::kernel::bpfobj::own_map_ids();
+    let name = "SELF_MAPS";
+    let mut map: HashMap<_, u32, u8> =
+        HashMap::try_from(ebpf.map_mut(name).ok_or(BpfError::Map { name, source: missing_map() })?)
+            .map_err(|source| BpfError::Map { name, source })?;
+    for id in own {
+        map.insert(id, 1, 0).map_err(|source| BpfError::Map { name, source })?;
+    }
+    Ok(())
+}
+
+/// Attaches `tamper_proc_open` to the exits of the open syscalls.
+fn attach_proc_open(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    attached: &mut Vec<String>,
+    ids: &mut Vec<u32>,
+) -> Result<(), BpfError> {
+    let name = "tamper_proc_open";
+    let err = |source| BpfError::Program { program: name, source };
+    let prog: &mut TracePoint = program(ebpf, name)?;
+    prog.load().map_err(err)?;
+    for event in PROC_OPEN_EXITS.into_iter().filter(|e| tracefs.event_exists("syscalls", e)) {
+        prog.attach("syscalls", event).map_err(err)?;
+        attached.push(format!("{name}@tracepoint/syscalls/{event}"));
+    }
+    ids.extend(prog.info().ok().map(|i| i.id()));
+    Ok(())
+}
+
 /// Attaches the tamper-signal programs. Each is optional: one that does not load or attach is
 /// logged and its kind returned, for `sensor.start`.
 fn attach_tamper(
@@ -444,6 +486,10 @@ fn attach_tamper(
     ids: &mut Vec<u32>,
 ) -> Vec<&'static str> {
     let mut off = Vec::new();
+    if let Err(e) = attach_proc_open(ebpf, tracefs, attached, ids) {
+        tracing::warn!(error = %e, "Tamper signal program does not load here; /proc/<pid>/mem and environ are not watched.");
+        off.extend(["proc_mem", "proc_environ"]);
+    }
     for (kind, name, category, event) in TAMPER_PROGRAMS {
         let result = match category {
             None => program::<RawTracePoint>(ebpf, name).and_then(|prog| {

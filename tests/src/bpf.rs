@@ -82,10 +82,20 @@ fn bpf(cmd: libc::c_int, attr: *const u8, size: usize) -> io::Result<libc::c_int
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as libc::c_int) }
 }
 
-/// Looks `key` up in the map named `name` held by process `pid` (found through the map ids
-/// in its `/proc/PID/fdinfo`, so another sensor's map of the same name is never read).
-/// `None` when the key is absent; panics when `pid` holds no such map.
-pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
+/// A descriptor of map `id` (closed on drop).
+fn map_fd(id: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    let attr = GetFdById { prog_id: id, ..Default::default() };
+    let fd = bpf(BPF_MAP_GET_FD_BY_ID, (&raw const attr).cast(), size_of::<GetFdById>()).ok()?;
+    // SAFETY: a new descriptor we own.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// The id of the map named `name` held by process `pid` (found through the map ids in its
+/// `/proc/PID/fdinfo`, so another sensor's map of the same name is never named); panics when
+/// `pid` holds no such map.
+pub fn map_id(pid: u32, name: &str) -> u32 {
+    use std::os::fd::AsRawFd as _;
     let mut ids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
         .expect("read fdinfo")
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
@@ -94,37 +104,40 @@ pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        let attr = GetFdById { prog_id: id, ..Default::default() };
-        let Ok(fd) = bpf(BPF_MAP_GET_FD_BY_ID, (&raw const attr).cast(), size_of::<GetFdById>()) else {
-            continue;
-        };
+        let Some(fd) = map_fd(id) else { continue };
         let mut info = MapInfo::default();
-        let q =
-            InfoByFd { bpf_fd: fd as u32, info_len: size_of::<MapInfo>() as u32, info: &raw mut info as u64 };
-        let named = bpf(BPF_OBJ_GET_INFO_BY_FD, (&raw const q).cast(), size_of::<InfoByFd>()).is_ok()
-            && info.name.split(|&b| b == 0).next() == Some(name.as_bytes());
-        let found = named.then(|| {
-            let mut value = 0u32;
-            let l = LookupElem {
-                map_fd: fd as u32,
-                _pad: 0,
-                key: &raw const key as u64,
-                value: &raw mut value as u64,
-                flags: 0,
-            };
-            match bpf(BPF_MAP_LOOKUP_ELEM, (&raw const l).cast(), size_of::<LookupElem>()) {
-                Ok(_) => Some(value),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
-                Err(e) => panic!("bpf(BPF_MAP_LOOKUP_ELEM, {name}): {e}"),
-            }
-        });
-        // SAFETY: we own this fd.
-        unsafe { libc::close(fd) };
-        if let Some(v) = found {
-            return v;
+        let q = InfoByFd {
+            bpf_fd: fd.as_raw_fd() as u32,
+            info_len: size_of::<MapInfo>() as u32,
+            info: &raw mut info as u64,
+        };
+        if bpf(BPF_OBJ_GET_INFO_BY_FD, (&raw const q).cast(), size_of::<InfoByFd>()).is_ok()
+            && info.name.split(|&b| b == 0).next() == Some(name.as_bytes())
+        {
+            return id;
         }
     }
     panic!("process {pid} holds no BPF map named {name}");
+}
+
+/// Looks `key` up in the map named `name` held by process `pid` ([`map_id`]). `None` when the
+/// key is absent; panics when `pid` holds no such map.
+pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
+    use std::os::fd::AsRawFd as _;
+    let fd = map_fd(map_id(pid, name)).unwrap_or_else(|| panic!("map {name} of {pid} is gone"));
+    let mut value = 0u32;
+    let l = LookupElem {
+        map_fd: fd.as_raw_fd() as u32,
+        _pad: 0,
+        key: &raw const key as u64,
+        value: &raw mut value as u64,
+        flags: 0,
+    };
+    match bpf(BPF_MAP_LOOKUP_ELEM, (&raw const l).cast(), size_of::<LookupElem>()) {
+        Ok(_) => Some(value),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) => panic!("bpf(BPF_MAP_LOOKUP_ELEM, {name}): {e}"),
+    }
 }
 
 const BPF_LINK_GET_FD_BY_ID: libc::c_int = 30;

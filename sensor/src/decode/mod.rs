@@ -16,7 +16,8 @@ use sensor_common::event::{
     policy::{ACTION_ALERT, ACTION_AUDIT, ACTION_KILL, LsmDecision as WireLsm},
     process::{Exec as WireExec, Exit as WireExit, Fork as WireFork},
     tamper::{
-        TAMPER_BPF, TAMPER_PTRACE, TAMPER_SIGNAL, TAMPER_VM_READ, TAMPER_VM_WRITE, Tamper as WireTamper,
+        TAMPER_BPF, TAMPER_BPF_MAP, TAMPER_PROC_ENVIRON, TAMPER_PROC_MEM, TAMPER_PTRACE, TAMPER_SIGNAL,
+        TAMPER_VM_READ, TAMPER_VM_WRITE, Tamper as WireTamper,
     },
 };
 
@@ -130,6 +131,16 @@ fn tamper(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
         TAMPER_VM_READ => TamperOp::ProcessVm { write: false, target },
         TAMPER_VM_WRITE => TamperOp::ProcessVm { write: true, target },
         TAMPER_BPF => TamperOp::Bpf { command: arg },
+        TAMPER_BPF_MAP => {
+            let name: [u8; 16] = field!(w, WireTamper, name)?;
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            TamperOp::BpfMap { command: arg, id: target, name: String::from_utf8_lossy(name).into_owned() }
+        }
+        TAMPER_PROC_MEM | TAMPER_PROC_ENVIRON => TamperOp::ProcOpen {
+            environ: op == TAMPER_PROC_ENVIRON,
+            target,
+            fmode: field!(w, WireTamper, result)?,
+        },
         op => return Err(DecodeError::UnknownOp(op)),
     };
     Ok(Event::Tamper(Tamper { subject, op }))

@@ -162,6 +162,9 @@ pub const TAMPER_NEW_LINK_ID: &str = "mnsensor.tamper.new_link_id";
 pub const TAMPER_REATTACH_ERROR: &str = "mnsensor.tamper.reattach_error";
 pub const TAMPER_FILE_ROLE: &str = "mnsensor.tamper.file_role";
 pub const TAMPER_FILE_ACTION: &str = "mnsensor.tamper.file_action";
+pub const TAMPER_MAP_ID: &str = "mnsensor.tamper.map_id";
+pub const TAMPER_MAP_NAME: &str = "mnsensor.tamper.map_name";
+pub const TAMPER_ACCESS: &str = "mnsensor.tamper.access";
 
 // Per-kind loss keys, `mnsensor.loss.<event.name>`, are derived from the names:
 // `super::Name::loss_key`.

@@ -2,8 +2,9 @@
 //! `sensor-ebpf/src/tamper.rs`; decoded in `crate::decode`). Events, not prevention: the
 //! record names the actor so that an attempt to blind the sensor is seen.
 use sensor_common::event::tamper::{
-    BPF_LINK_CREATE, BPF_LINK_DETACH, BPF_LINK_UPDATE, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_LOAD,
-    BPF_RAW_TRACEPOINT_OPEN,
+    BPF_LINK_CREATE, BPF_LINK_DETACH, BPF_LINK_UPDATE, BPF_MAP_DELETE_BATCH, BPF_MAP_DELETE_ELEM,
+    BPF_MAP_FREEZE, BPF_MAP_LOOKUP_AND_DELETE_BATCH, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_MAP_UPDATE_BATCH,
+    BPF_MAP_UPDATE_ELEM, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN,
 };
 
 use super::{Record, Subject, attr, json};
@@ -20,6 +21,11 @@ pub enum TamperOp {
     ProcessVm { write: bool, target: u32 },
     /// bpf(2) command `command`.
     Bpf { command: u32 },
+    /// bpf(2) command `command` changing the sensor's own map `id` named `name`.
+    BpfMap { command: u32, id: u32, name: String },
+    /// `/proc/<target>/mem` (`environ == false`) or `/proc/<target>/environ` opened; `fmode`
+    /// holds the file's `FMODE_READ` (1) and `FMODE_WRITE` (2) bits.
+    ProcOpen { environ: bool, target: u32, fmode: u32 },
     /// A change to one of the sensor's own files (`crate::selfwatch`).
     File(FileTamper),
 }
@@ -73,6 +79,17 @@ impl Tamper {
                 json::pair(out, attr::TAMPER_KIND, "bpf");
                 json::pair(out, attr::TAMPER_BPF_COMMAND, bpf_command(*command));
             }
+            TamperOp::BpfMap { command, id, name } => {
+                json::pair(out, attr::TAMPER_KIND, "bpf_map");
+                json::pair(out, attr::TAMPER_BPF_COMMAND, bpf_command(*command));
+                json::pair(out, attr::TAMPER_MAP_ID, &id);
+                json::pair(out, attr::TAMPER_MAP_NAME, name.as_str());
+            }
+            TamperOp::ProcOpen { environ, target, fmode } => {
+                json::pair(out, attr::TAMPER_KIND, if *environ { "proc_environ" } else { "proc_mem" });
+                json::pair(out, attr::TAMPER_TARGET_PID, &target);
+                json::pair(out, attr::TAMPER_ACCESS, access(*fmode));
+            }
             TamperOp::File(f) => {
                 json::pair(out, attr::TAMPER_KIND, "file");
                 json::pair(out, attr::TAMPER_FILE_ROLE, f.role);
@@ -107,6 +124,24 @@ fn bpf_command(command: u32) -> &'static str {
         BPF_LINK_CREATE => "BPF_LINK_CREATE",
         BPF_LINK_UPDATE => "BPF_LINK_UPDATE",
         BPF_LINK_DETACH => "BPF_LINK_DETACH",
+        BPF_MAP_UPDATE_ELEM => "BPF_MAP_UPDATE_ELEM",
+        BPF_MAP_DELETE_ELEM => "BPF_MAP_DELETE_ELEM",
+        BPF_MAP_LOOKUP_AND_DELETE_ELEM => "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
+        BPF_MAP_FREEZE => "BPF_MAP_FREEZE",
+        BPF_MAP_LOOKUP_AND_DELETE_BATCH => "BPF_MAP_LOOKUP_AND_DELETE_BATCH",
+        BPF_MAP_UPDATE_BATCH => "BPF_MAP_UPDATE_BATCH",
+        BPF_MAP_DELETE_BATCH => "BPF_MAP_DELETE_BATCH",
         _ => "other",
+    }
+}
+
+/// How a `/proc` file was opened, from its `FMODE_READ` (1) and `FMODE_WRITE` (2) bits
+/// (<https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L110>).
+fn access(fmode: u32) -> &'static str {
+    match fmode & 3 {
+        1 => "read",
+        2 => "write",
+        3 => "read_write",
+        _ => "none",
     }
 }

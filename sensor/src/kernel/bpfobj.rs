@@ -1,6 +1,8 @@
 //! Kernel BPF objects by id, through the raw bpf(2) syscall: which links exist, which program
 //! each runs and, for cgroup links, whether they are still attached. Used by the periodic
-//! self-inventory (`crate::inventory`).
+//! self-inventory (`crate::inventory`). Also which maps the sensor holds (`map_id:` in the
+//! `fdinfo` of a map descriptor,
+//! <https://github.com/torvalds/linux/blob/v6.12/kernel/bpf/syscall.c#L1011>).
 //!
 //! Command numbers and layouts: `enum bpf_cmd`, `union bpf_attr` and `struct bpf_link_info`
 //! (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/bpf.h#L898>,
@@ -104,4 +106,16 @@ pub fn links_of(programs: &[u32]) -> Vec<LinkInfo> {
         next = IdAttr { id, ..IdAttr::default() };
     }
     out
+}
+
+/// The ids of every BPF map this process holds a descriptor of.
+pub fn own_map_ids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else { return Vec::new() };
+    let mut ids: Vec<u32> = dir
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|t| t.lines().find_map(|l| l.strip_prefix("map_id:")?.trim().parse().ok()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }

@@ -6,6 +6,7 @@ pub mod bpfobj;
 pub mod btf;
 pub mod offsets;
 pub mod preflight;
+pub mod procfs;
 pub mod tracefs;
 
 use std::time::Instant;

@@ -234,6 +234,15 @@ pub const SPECS: &[Spec] = &[
     // Kernel-internal dev_t encoding (major << 20 | minor).
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1308
     member("super_block_s_dev", "super_block", &["s_dev"]),
+    // `unsigned long s_magic`: tells a `/proc` file (`PROC_SUPER_MAGIC`, kernel/procfs.rs).
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1315
+    member("super_block_s_magic", "super_block", &["s_magic"]),
+    // A map descriptor's `file->private_data` is its `struct bpf_map`: id and name name it in
+    // `sensor.tamper` `bpf_map` records.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/bpf.h#L283
+    member("bpf_map_id", "bpf_map", &["id"]),
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/bpf.h#L287
+    member("bpf_map_name", "bpf_map", &["name"]),
     // io_uring requests (optional: kernels without CONFIG_IO_URING).
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/io_uring_types.h#L589
     optional(member("io_kiocb_file", "io_kiocb", &["file"])),
