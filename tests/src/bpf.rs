@@ -143,8 +143,13 @@ pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
 const BPF_LINK_GET_FD_BY_ID: libc::c_int = 30;
 const BPF_LINK_GET_NEXT_ID: libc::c_int = 31;
 const BPF_LINK_DETACH: libc::c_int = 34;
-/// `BPF_LINK_TYPE_CGROUP` (`enum bpf_link_type`).
+/// `BPF_LINK_TYPE_CGROUP` (`enum bpf_link_type`,
+/// <https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/bpf.h#L1133>).
 pub const LINK_TYPE_CGROUP: u32 = 3;
+/// `BPF_LINK_TYPE_RAW_TRACEPOINT`.
+pub const LINK_TYPE_RAW_TRACEPOINT: u32 = 1;
+/// `BPF_LINK_TYPE_PERF_EVENT`: a program on a tracepoint through its perf event.
+pub const LINK_TYPE_PERF_EVENT: u32 = 7;
 
 /// One link: `struct bpf_link_info`'s type, id, program id and, for cgroup links, the cgroup
 /// id (0 once detached).

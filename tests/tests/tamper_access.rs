@@ -214,3 +214,84 @@ fn writes_to_the_sensors_maps_name_the_map_and_the_actor() {
     let records = all_of(&mut sensor, "bpf_map", writer);
     assert_eq!(records.len(), 2, "the actor's own map is not reported: {records:?}");
 }
+
+/// A sensor with a self-inventory every second.
+fn sensor_with_inventory() -> (Sensor, mnsensor_tests::TempDir) {
+    let dir = mnsensor_tests::TempDir::new("tamper-links");
+    let config = dir.write("config.yaml", "inventory_interval_s: 1\n");
+    (Sensor::start(&["--config", mnsensor_tests::path_str(&config)]), dir)
+}
+
+#[test]
+fn tracepoint_links_cannot_be_detached_from_outside() {
+    use mnsensor_tests::bpf::{LINK_TYPE_PERF_EVENT, LINK_TYPE_RAW_TRACEPOINT, links};
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let (mut sensor, _dir) = sensor_with_inventory();
+    let programs = sensor.program_ids().to_vec();
+    let ours = || {
+        let mut l: Vec<_> = links()
+            .into_iter()
+            .filter(|l| {
+                programs.contains(&l.prog_id)
+                    && matches!(l.kind, LINK_TYPE_PERF_EVENT | LINK_TYPE_RAW_TRACEPOINT)
+            })
+            .collect();
+        l.sort_by_key(|l| l.id);
+        l
+    };
+    let before = ours();
+    for kind in [LINK_TYPE_PERF_EVENT, LINK_TYPE_RAW_TRACEPOINT] {
+        assert!(before.iter().any(|l| l.kind == kind), "no link of type {kind} of the sensor's: {before:?}");
+    }
+    // Another root process tries BPF_LINK_DETACH on every tracepoint and raw tracepoint link
+    // of the sensor's; the kernel has no detach operation for them (EOPNOTSUPP). The exit
+    // code names the first link where anything else happened.
+    let ids: Vec<u32> = before.iter().map(|l| l.id).collect();
+    let detacher = actor(|| {
+        for id in &ids {
+            let fd = sys_bpf(BPF_LINK_GET_FD_BY_ID, &[*id, 0, 0, 0]);
+            if fd < 0 {
+                return false;
+            }
+            let refused = sys_bpf(BPF_LINK_DETACH, &[fd as u32, 0, 0, 0]) != 0
+                // SAFETY: reads this thread's errno.
+                && unsafe { *libc::__errno_location() } == libc::EOPNOTSUPP;
+            if !refused {
+                return false;
+            }
+        }
+        true
+    });
+    // The attempt is a `bpf` record naming the actor.
+    wait_tamper(&mut sensor, "bpf", detacher, |e| {
+        e.get("mnsensor.tamper.bpf_command").and_then(Value::as_str) == Some("BPF_LINK_DETACH")
+    });
+    // Every link is still there, and after two inventories nothing is reported missing.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(ours(), before, "the sensor's tracepoint links changed");
+    // The programs still run: a signal (raw tracepoint) and process_vm_readv (tracepoint).
+    let target = libc::pid_t::try_from(sensor.pid()).expect("pid fits");
+    let mut buf = [0u8; 8];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let remote = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: buf.len() };
+    let prober = actor(|| {
+        // SAFETY: kill(2) with an ignored signal; process_vm_readv(2) of the unmapped address
+        // 0 fails after the entry the sensor watches.
+        unsafe {
+            libc::process_vm_readv(target, &local, 1, &remote, 1, 0);
+            libc::kill(target, libc::SIGWINCH) == 0
+        }
+    });
+    wait_tamper(&mut sensor, "signal", prober, |_| true);
+    wait_tamper(&mut sensor, "process_vm_read", prober, |_| true);
+    sensor.stop();
+    let inventory = sensor.matching(|e| {
+        is(e, "sensor.tamper")
+            && matches!(
+                e.get("mnsensor.tamper.kind").and_then(Value::as_str),
+                Some("program_detached" | "link_missing" | "program_replaced" | "program_missing")
+            )
+    });
+    assert!(inventory.is_empty(), "the inventory found a change: {inventory:?}");
+}
