@@ -244,6 +244,14 @@ fn tracepoint_links_cannot_be_detached_from_outside() {
     for kind in [LINK_TYPE_PERF_EVENT, LINK_TYPE_RAW_TRACEPOINT] {
         assert!(before.iter().any(|l| l.kind == kind), "no link of type {kind} of the sensor's: {before:?}");
     }
+    // A copy of a perf event descriptor (pidfd_getfd) could be disabled with
+    // PERF_EVENT_IOC_DISABLE; the sensor keeps only the links, which hold their perf events.
+    let perf_fds: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", sensor.pid()))
+        .expect("the sensor's fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().contains("perf_event"))
+        .collect();
+    assert!(perf_fds.is_empty(), "the sensor holds perf event descriptors: {perf_fds:?}");
     // Another root process tries BPF_LINK_DETACH on every tracepoint and raw tracepoint link
     // of the sensor's; the kernel has no detach operation for them (EOPNOTSUPP). The exit
     // code names the first link where anything else happened.
