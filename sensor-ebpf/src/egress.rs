@@ -5,6 +5,8 @@
 //! destination on an unconnected UDP socket. For a tainted process the destination is
 //! added to `FLOWS` (`taint.rs`) and, when `EGRESS_CONFIG` says deny and the destination is
 //! not in `EGRESS_ALLOW`, refused: returning 0 makes the syscall fail with EPERM.
+//! Loopback destinations are neither counted nor refused: what a local receiver reads from a
+//! tainted sender taints the receiver (`taint.rs`), whose own sends are then checked.
 //! `sock_create` reports raw, packet and ICMP sockets opened by a tainted process.
 //!
 //! Context layout: `struct bpf_sock_addr` and `struct bpf_sock` are UAPI
@@ -89,6 +91,11 @@ fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
         key.daddr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
     }
     normalise(&mut key);
+    let d = key.daddr;
+    if (key.family == AF_INET && d[0] == 127) || (key.family == AF_INET6 && d[..15] == [0; 15] && d[15] == 1)
+    {
+        return 1; // loopback stays on the host: a receiver becomes tainted instead (`taint.rs`)
+    }
     let deny = EGRESS_CONFIG.get(0).is_some_and(|c| c.action == ACTION_DENY) && !allowed(&key);
     add_flow(&key, 0, 1, u32::from(deny), &taint);
     if deny {

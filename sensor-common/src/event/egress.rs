@@ -28,13 +28,14 @@ pub struct Taint {
     pub last_ns: u64,
 }
 
-/// A tainted pipe or regular file, by inode.
+/// A tainted pipe or regular file, by inode (or a socket's receive side, see `taint.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ObjKey {
     pub ino: u64,
     pub dev: u32,
-    pub _pad: u32,
+    /// 0, or for a loopback connection the receiver's address.
+    pub extra: u32,
 }
 
 /// One tainted process's traffic to one destination.
