@@ -3,6 +3,7 @@
 //! docs/performance.md.
 mod audit;
 mod clock;
+mod egress;
 mod enforce;
 mod fixture;
 mod host;
@@ -53,6 +54,10 @@ pub struct Args {
     /// decode → enrich → JSON encode, in µs per record per stage.
     #[arg(long)]
     consumer: bool,
+    /// Only the egress phase: loopback TCP throughput and connect latency of an untainted
+    /// process with the egress programs on a child cgroup, and read cost, against no sensor.
+    #[arg(long)]
+    egress: bool,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -151,6 +156,9 @@ pub fn bench(args: &Args) -> Result<()> {
         build::build(true)?;
     }
     interrupt::install();
+    if args.egress {
+        return egress_only(args, &plan);
+    }
     let started = std::time::Instant::now();
     let mut machine = host::describe();
     let latency_files = plan.latency.iter().map(|(_, n)| n).sum();
@@ -183,22 +191,49 @@ pub fn bench(args: &Args) -> Result<()> {
         first += count;
     }
 
-    step("bench: 5/5 enforcement: fanotify floor, enforce and audit mode");
+    step("bench: 5/6 enforcement: fanotify floor, enforce and audit mode");
     let (enforcement, enforcement_table) = enforce::run(&ctx, plan.rounds.min(5), plan.scale)?;
+    step("bench: 6/6 egress: loopback TCP, connects and reads of an untainted process");
+    let (egress, egress_table) = egress::run(&ctx, plan.rounds.min(5), plan.scale)?;
 
     let elapsed_s = started.elapsed().as_secs_f64();
     let results =
         report::Results { machine, plan: plan.json(), elapsed_s, overhead, phases, steady, latencies };
-    println!("{}{enforcement_table}", results.table());
+    println!("{}{enforcement_table}{egress_table}", results.table());
     let path = args.json.clone().unwrap_or_else(|| target_dir().join("bench/latest.json"));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let mut json = results.json();
     json["enforcement"] = enforcement;
+    json["egress"] = egress;
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     step(format!("bench: measured in {elapsed_s:.0} s (after the build); wrote {}", path.display()));
+    Ok(())
+}
+
+/// `--egress`: only the egress phase, its JSON written next to the full run's.
+fn egress_only(args: &Args, plan: &Plan) -> Result<()> {
+    let ctx = Ctx {
+        exe: std::env::current_exe().context("locating the xtask binary")?,
+        sensor_bin: target_dir().join("release/mnsensor"),
+        fixture: fixture::Fixture::create(0)?,
+    };
+    step(format!(
+        "bench: egress phase, {} rounds; files in {}",
+        plan.rounds.min(5),
+        ctx.fixture.root.display()
+    ));
+    let (json, table) = egress::run(&ctx, plan.rounds.min(5), plan.scale)?;
+    println!("{table}");
+    let path = args.json.clone().unwrap_or_else(|| target_dir().join("bench/egress.json"));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    step(format!("bench: wrote {}", path.display()));
     Ok(())
 }
 

@@ -31,13 +31,25 @@ impl Sensor {
     /// Starts `bin run --config JSONL.config.yaml ARGS… --output jsonl:JSONL --state-dir
     /// JSONL.state` (a fresh ledger per run, no rotation) and waits for `sensor.start`.
     pub fn start_with(bin: &Path, args: &[&std::ffi::OsStr], jsonl: &Path, log: &Path) -> Result<Self> {
+        Self::start_configured(bin, args, "", jsonl, log)
+    }
+
+    /// [`Self::start_with`] with `config` (YAML lines) added to the configuration file.
+    pub fn start_configured(
+        bin: &Path,
+        args: &[&std::ffi::OsStr],
+        config: &str,
+        jsonl: &Path,
+        log: &Path,
+    ) -> Result<Self> {
+        let extra = config;
         let _ = fs::remove_file(jsonl);
         let state = jsonl.with_extension("state");
         let _ = fs::remove_dir_all(&state);
         // One file holds every record the bench counts: no rotation (the default rotates at
         // 100 MiB, which a rate step passes).
         let config = jsonl.with_extension("config.yaml");
-        fs::write(&config, "jsonl:\n  rotate_bytes: 0\n  rotate_age_secs: 0\n")
+        fs::write(&config, format!("jsonl:\n  rotate_bytes: 0\n  rotate_age_secs: 0\n{extra}"))
             .with_context(|| format!("writing {}", config.display()))?;
         let child = Command::new(bin)
             .arg("run")

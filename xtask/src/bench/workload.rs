@@ -53,6 +53,16 @@ pub enum Workload {
         #[arg(long)]
         tail_secs: f64,
     },
+    /// BYTES over one loopback TCP connection (64 KiB writes); prints MB/s.
+    Tcp {
+        #[arg(long)]
+        bytes: u64,
+    },
+    /// N loopback TCP connects (each closed at once); prints per-connect wall ns.
+    Connect {
+        #[arg(long)]
+        n: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,6 +86,8 @@ pub fn run(workload: &Workload) -> Result<()> {
         Workload::Latency { dir, first, count, rate, tail_path, tail_secs } => {
             latency(dir, *first, *count, *rate, tail_path, *tail_secs)?
         }
+        Workload::Tcp { bytes } => super::egress::tcp(*bytes)?,
+        Workload::Connect { n } => super::egress::connect(*n)?,
     };
     println!("{out}");
     Ok(())
