@@ -8,28 +8,38 @@
 //! Loopback destinations are neither counted nor refused: what a local receiver reads from a
 //! tainted sender taints the receiver (`taint.rs`), whose own sends are then checked.
 //! `sock_create` reports raw, packet and ICMP sockets opened by a tainted process.
+//! A socket a tainted process connects is remembered by its cookie in `TAINTED_SOCKETS`;
+//! `egress_skb` (cgroup_skb egress) adds the payload of each of its packets to the flow's
+//! `wire_bytes`: sends no syscall exit sees (io_uring, sendmmsg) are counted there.
 //!
 //! Context layout: `struct bpf_sock_addr` and `struct bpf_sock` are UAPI
 //! (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/bpf.h#L6477>), so these
 //! programs read their fields directly (the kernel rewrites the accesses).
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
-    macros::{cgroup_sock, cgroup_sock_addr, map},
-    maps::{Array, LpmTrie, lpm_trie::Key},
-    programs::{SockAddrContext, SockContext},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie,
+    },
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 use sensor_common::event::{
     egress::{
         ACTION_DENY, AF_PACKET, AllowAddr, AllowPorts, EgressConfig, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        REC_SOCKET, RawSocket, SOCK_RAW, STAT_DENIED, STAT_RING_LOST,
+        IPPROTO_UDP, REC_SOCKET, RawSocket, SOCK_RAW, STAT_DENIED, STAT_RING_LOST, STAT_SOCKET_FULL,
     },
-    net::{AF_INET, AF_INET6},
+    net::{AF_INET, AF_INET6, IPPROTO_TCP},
 };
 
 use crate::{
     emit::now,
-    taint::{EXFIL_EVENTS, add_flow, count, current, normalise},
+    taint::{EXFIL_EVENTS, FLOWS, add_flow, count, current, normalise},
 };
+
+/// Sockets connected by a tainted process, by socket cookie: the flow their packets count
+/// into. The daemon removes the entries of exited processes.
+#[map]
+static TAINTED_SOCKETS: HashMap<u64, FlowKey> = HashMap::with_max_entries(16384, 0);
 
 /// Allowed destinations (filled by the daemon from the policy's `egress` section).
 #[map]
@@ -66,9 +76,10 @@ fn allowed(key: &FlowKey) -> bool {
     false
 }
 
-/// 1 lets the call through, 0 refuses it with EPERM.
+/// 1 lets the call through, 0 refuses it with EPERM. A connect (`connect`) that goes
+/// through remembers its socket for `egress_skb`.
 #[inline(always)]
-fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
+fn on_addr(ctx: &SockAddrContext, v6: bool, connect: bool) -> i32 {
     let Some(taint) = current() else { return 1 };
     // SAFETY: the context pointer is valid for the program run; fields are UAPI.
     let sa = unsafe { &*ctx.sock_addr };
@@ -102,27 +113,68 @@ fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
         count(STAT_DENIED);
         return 0;
     }
+    if connect {
+        // SAFETY: the helper takes the program's context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        if TAINTED_SOCKETS.insert(&cookie, &key, 0).is_err() {
+            count(STAT_SOCKET_FULL);
+        }
+    }
     1
+}
+
+/// Payload bytes of an outgoing IPv4/IPv6 TCP or UDP packet of a remembered socket are added
+/// to its flow's `wire_bytes` (retransmissions included). Always lets the packet through.
+#[cgroup_skb(egress)]
+pub fn egress_skb(ctx: SkBuffContext) -> i32 {
+    // SAFETY: the helper takes the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    // SAFETY: copied before the map can change.
+    let Some(key) = (unsafe { TAINTED_SOCKETS.get(&cookie) }).copied() else { return 1 };
+    let Some(n) = payload(&ctx) else { return 1 };
+    if let Some(f) = FLOWS.get_ptr_mut(&key) {
+        // SAFETY: points into a FLOWS value; a lost update between CPUs only under-counts.
+        unsafe { (*f).wire_bytes += n };
+    }
+    1
+}
+
+/// Bytes after the IP and TCP/UDP headers (the packet starts at the IP header here).
+#[inline(always)]
+fn payload(ctx: &SkBuffContext) -> Option<u64> {
+    let len = u64::from(ctx.len());
+    let first: u8 = ctx.load(0).ok()?;
+    let (ip_len, proto) = match first >> 4 {
+        4 => (u64::from(first & 0x0f) * 4, ctx.load::<u8>(9).ok()?),
+        6 => (40, ctx.load::<u8>(6).ok()?), // extension headers are not walked
+        _ => return None,
+    };
+    let l4 = match u16::from(proto) {
+        IPPROTO_TCP => u64::from(ctx.load::<u8>(ip_len as usize + 12).ok()? >> 4) * 4,
+        IPPROTO_UDP => 8,
+        _ => return None,
+    };
+    len.checked_sub(ip_len + l4)
 }
 
 #[cgroup_sock_addr(connect4)]
 pub fn egress_connect4(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, false)
+    on_addr(&ctx, false, true)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn egress_connect6(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, true)
+    on_addr(&ctx, true, true)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn egress_sendmsg4(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, false)
+    on_addr(&ctx, false, false)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn egress_sendmsg6(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, true)
+    on_addr(&ctx, true, false)
 }
 
 /// Raw (`SOCK_RAW`), packet (`AF_PACKET`) and ICMP datagram sockets of a tainted process.

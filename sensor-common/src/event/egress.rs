@@ -64,6 +64,9 @@ pub struct Flow {
     pub taint: Taint,
     /// Payload bytes the process handed to the socket (syscall results).
     pub bytes: u64,
+    /// Payload bytes of the packets of sockets this process connected while tainted, as the
+    /// cgroup_skb egress program saw them leave (retransmissions included).
+    pub wire_bytes: u64,
     /// Send calls counted.
     pub sends: u64,
     /// connect() / unconnected sendmsg() calls seen by the cgroup programs.
@@ -151,8 +154,10 @@ pub const STAT_FLOW_FULL: u32 = 2;
 pub const STAT_RING_LOST: u32 = 3;
 /// Connects/sendmsgs refused.
 pub const STAT_DENIED: u32 = 4;
+/// A tainted socket could not be remembered for byte counting (map full).
+pub const STAT_SOCKET_FULL: u32 = 5;
 /// Number of counter slots.
-pub const STAT_SLOTS: u32 = 5;
+pub const STAT_SLOTS: u32 = 6;
 
 /// `AF_UNIX`, `AF_PACKET`.
 pub const AF_UNIX: u16 = 1;

@@ -18,7 +18,10 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+        TracePoint,
+    },
 };
 use sensor_common::event::{
     Task,
@@ -74,12 +77,14 @@ pub struct Stats {
     pub flow_full: u64,
     pub ring_lost: u64,
     pub denied: u64,
+    pub socket_full: u64,
 }
 
 /// The attached egress programs' maps.
 pub struct Egress {
     taint: HashMap<MapData, u32, Taint>,
     flows: HashMap<MapData, FlowKey, Flow>,
+    sockets: HashMap<MapData, u64, FlowKey>,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     allow: LpmTrie<MapData, AllowAddr, AllowPorts>,
@@ -124,6 +129,13 @@ impl Egress {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@cgroup/{}", cgroup.display()));
         }
+        let name = "egress_skb";
+        let prog: &mut CgroupSkb = program(ebpf, name)?;
+        let err = |source| EgressError::Program { program: name, source };
+        prog.load().map_err(err)?;
+        prog.attach(&dir, CgroupSkbAttachType::Egress, LINK).map_err(err)?;
+        ids.extend(prog.info().ok().map(|i| i.id()));
+        attached.push(format!("{name}@cgroup_skb/egress/{}", cgroup.display()));
         let name = "egress_sock_create";
         let prog: &mut CgroupSock = program(ebpf, name)?;
         let err = |source| EgressError::Program { program: name, source };
@@ -143,6 +155,7 @@ impl Egress {
         let mut egress = Self {
             taint: HashMap::try_from(take("TAINT")?).map_err(map_err("TAINT"))?,
             flows: HashMap::try_from(take("FLOWS")?).map_err(map_err("FLOWS"))?,
+            sockets: HashMap::try_from(take("TAINTED_SOCKETS")?).map_err(map_err("TAINTED_SOCKETS"))?,
             ring: RingBuf::try_from(take("EXFIL_EVENTS")?).map_err(map_err("EXFIL_EVENTS"))?,
             stats: PerCpuArray::try_from(take("EXFIL_STATS")?).map_err(map_err("EXFIL_STATS"))?,
             allow: LpmTrie::try_from(take("EGRESS_ALLOW")?).map_err(map_err("EGRESS_ALLOW"))?,
@@ -219,7 +232,9 @@ impl Egress {
                 addr: addr_of(key.family, key.daddr),
                 port: key.dport,
                 protocol: protocol_name(key.protocol),
-                bytes: f.bytes,
+                // Syscall results are exact for what they see; the packets of a socket
+                // connected while tainted also show sends no syscall exit sees (io_uring).
+                bytes: f.bytes.max(f.wire_bytes),
                 connects: f.connects,
                 denied: f.denied,
                 first_ns: self.clock.wall_ns(f.first_ns),
@@ -234,6 +249,16 @@ impl Egress {
         }
         for key in gone_flows {
             let _ = self.flows.remove(&key);
+        }
+        let gone_sockets: Vec<u64> = self
+            .sockets
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, key)| !alive(key.tgid))
+            .map(|(cookie, _)| cookie)
+            .collect();
+        for cookie in gone_sockets {
+            let _ = self.sockets.remove(&cookie);
         }
         out
     }
@@ -300,7 +325,14 @@ impl Egress {
         for (slot, total) in v.iter_mut().enumerate() {
             *total = self.stats.get(&(slot as u32), 0).map(|per| per.iter().sum()).unwrap_or(0);
         }
-        Stats { taint_full: v[0], object_full: v[1], flow_full: v[2], ring_lost: v[3], denied: v[4] }
+        Stats {
+            taint_full: v[0],
+            object_full: v[1],
+            flow_full: v[2],
+            ring_lost: v[3],
+            denied: v[4],
+            socket_full: v[5],
+        }
     }
 }
 
@@ -398,7 +430,7 @@ impl Runner {
             .map(|d| record::record(&d))
             .collect();
         let now = self.egress.stats();
-        let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost;
+        let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost + s.socket_full;
         if lost(&now) > lost(&self.stats) {
             let mut r =
                 crate::event::record::Record::new(crate::event::Name::SensorAlert, Clock::realtime_ns());
@@ -406,6 +438,7 @@ impl Runner {
                 .set("mnsensor.taint.lost.processes", now.taint_full)
                 .set("mnsensor.taint.lost.objects", now.object_full)
                 .set("mnsensor.taint.lost.flows", now.flow_full)
+                .set("mnsensor.taint.lost.sockets", now.socket_full)
                 .set("mnsensor.taint.lost.records", now.ring_lost);
             out.push(r);
         }
