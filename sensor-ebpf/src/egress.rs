@@ -10,7 +10,8 @@
 //! `sock_create` reports raw, packet and ICMP sockets opened by a tainted process.
 //! A socket a tainted process connects is remembered by its cookie in `TAINTED_SOCKETS`;
 //! `egress_skb` (cgroup_skb egress) adds the payload of each of its packets to the flow's
-//! `wire_bytes`: sends no syscall exit sees (io_uring, sendmmsg) are counted there.
+//! `wire_bytes`: sends no syscall exit sees (io_uring, sendmmsg) are counted there. The
+//! start of each packet such a socket sends to port 53 goes to the ring as a [`DnsPacket`].
 //!
 //! Context layout: `struct bpf_sock_addr` and `struct bpf_sock` are UAPI
 //! (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/bpf.h#L6477>), so these
@@ -18,15 +19,17 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie,
+        bpf_skb_load_bytes,
     },
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
-    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 use sensor_common::event::{
     egress::{
-        ACTION_DENY, AF_PACKET, AllowAddr, AllowPorts, EgressConfig, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_UDP, REC_SOCKET, RawSocket, SOCK_RAW, STAT_DENIED, STAT_RING_LOST, STAT_SOCKET_FULL,
+        ACTION_DENY, AF_PACKET, AllowAddr, AllowPorts, DNS_DATA, DnsPacket, EgressConfig, FlowKey,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP, REC_DNS, REC_SOCKET, RawSocket, SOCK_RAW, STAT_DENIED,
+        STAT_RING_LOST, STAT_SOCKET_FULL,
     },
     net::{AF_INET, AF_INET6, IPPROTO_TCP},
 };
@@ -35,6 +38,9 @@ use crate::{
     emit::now,
     taint::{EXFIL_EVENTS, FLOWS, add_flow, count, current, normalise},
 };
+
+#[map]
+static DNS_SCRATCH: PerCpuArray<DnsPacket> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sockets connected by a tainted process, by socket cookie: the flow their packets count
 /// into. The daemon removes the entries of exited processes.
@@ -76,10 +82,10 @@ fn allowed(key: &FlowKey) -> bool {
     false
 }
 
-/// 1 lets the call through, 0 refuses it with EPERM. A connect (`connect`) that goes
-/// through remembers its socket for `egress_skb`.
+/// 1 lets the call through, 0 refuses it with EPERM. A call that goes through remembers its
+/// socket for `egress_skb`.
 #[inline(always)]
-fn on_addr(ctx: &SockAddrContext, v6: bool, connect: bool) -> i32 {
+fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
     let Some(taint) = current() else { return 1 };
     // SAFETY: the context pointer is valid for the program run; fields are UAPI.
     let sa = unsafe { &*ctx.sock_addr };
@@ -113,12 +119,12 @@ fn on_addr(ctx: &SockAddrContext, v6: bool, connect: bool) -> i32 {
         count(STAT_DENIED);
         return 0;
     }
-    if connect {
-        // SAFETY: the helper takes the program's context.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-        if TAINTED_SOCKETS.insert(&cookie, &key, 0).is_err() {
-            count(STAT_SOCKET_FULL);
-        }
+    // An unconnected UDP socket is remembered with this datagram's destination: the hook
+    // runs before the datagram leaves.
+    // SAFETY: the helper takes the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    if TAINTED_SOCKETS.insert(&cookie, &key, 0).is_err() {
+        count(STAT_SOCKET_FULL);
     }
     1
 }
@@ -131,17 +137,50 @@ pub fn egress_skb(ctx: SkBuffContext) -> i32 {
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     // SAFETY: copied before the map can change.
     let Some(key) = (unsafe { TAINTED_SOCKETS.get(&cookie) }).copied() else { return 1 };
-    let Some(n) = payload(&ctx) else { return 1 };
+    let Some((start, n, proto)) = payload(&ctx) else { return 1 };
     if let Some(f) = FLOWS.get_ptr_mut(&key) {
         // SAFETY: points into a FLOWS value; a lost update between CPUs only under-counts.
         unsafe { (*f).wire_bytes += n };
     }
+    if n > 0 && key.dport == 53 {
+        dns(&ctx, &key, start, n, proto);
+    }
     1
 }
 
-/// Bytes after the IP and TCP/UDP headers (the packet starts at the IP header here).
+/// Copies the start of a packet to port 53 into a [`DnsPacket`] record.
 #[inline(always)]
-fn payload(ctx: &SkBuffContext) -> Option<u64> {
+fn dns(ctx: &SkBuffContext, key: &FlowKey, start: u64, n: u64, proto: u16) {
+    let Some(rec) = DNS_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch.
+    let rec = unsafe { &mut *rec };
+    // Opaque to the compiler, so the zero check below stays for the verifier to see.
+    let want = core::hint::black_box(n.min(DNS_DATA as u64 - 1) as u32) & (DNS_DATA as u32 - 1);
+    if want == 0 {
+        return;
+    }
+    // SAFETY: `want` is within 1..DNS_DATA, the size of `data`.
+    let ok =
+        unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), start as u32, rec.data.as_mut_ptr().cast(), want) }
+            == 0;
+    if !ok {
+        return;
+    }
+    rec.header_kind = REC_DNS;
+    rec.protocol = proto;
+    rec.len = n as u32;
+    rec.copied = want;
+    rec.time_ns = now();
+    rec.key = *key;
+    if EXFIL_EVENTS.output::<DnsPacket>(rec, 0).is_err() {
+        count(STAT_RING_LOST);
+    }
+}
+
+/// Where the payload starts, its length and the transport protocol of an outgoing TCP or UDP
+/// packet (the packet starts at the IP header here).
+#[inline(always)]
+fn payload(ctx: &SkBuffContext) -> Option<(u64, u64, u16)> {
     let len = u64::from(ctx.len());
     let first: u8 = ctx.load(0).ok()?;
     let (ip_len, proto) = match first >> 4 {
@@ -154,27 +193,28 @@ fn payload(ctx: &SkBuffContext) -> Option<u64> {
         IPPROTO_UDP => 8,
         _ => return None,
     };
-    len.checked_sub(ip_len + l4)
+    let n = len.checked_sub(ip_len + l4)?;
+    Some((ip_len + l4, n, u16::from(proto)))
 }
 
 #[cgroup_sock_addr(connect4)]
 pub fn egress_connect4(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, false, true)
+    on_addr(&ctx, false)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn egress_connect6(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, true, true)
+    on_addr(&ctx, true)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn egress_sendmsg4(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, false, false)
+    on_addr(&ctx, false)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn egress_sendmsg6(ctx: SockAddrContext) -> i32 {
-    on_addr(&ctx, true, false)
+    on_addr(&ctx, true)
 }
 
 /// Raw (`SOCK_RAW`), packet (`AF_PACKET`) and ICMP datagram sockets of a tainted process.

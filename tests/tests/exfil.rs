@@ -124,22 +124,28 @@ impl FakeHost {
         ip(&["-n", &ns, "link", "set", "mnsxpeer", "up"]);
         let mut host = host;
         for port in ports {
-            let out = host.dir.join(port.to_string());
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &ns, "python3", "-c", SINK, &host.ip, &port.to_string()])
-                .arg(&out)
-                .stdin(Stdio::null());
-            host.sinks.push(ChildGuard::spawn(&mut cmd));
-            let ready = PathBuf::from(format!("{}.ready", path_str(&out)));
-            for _ in 0..100 {
-                if ready.exists() {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
-            assert!(ready.exists(), "sink on port {port} did not start");
+            host.sink(SINK, *port, &port.to_string());
         }
         host
+    }
+
+    /// Runs the python `script` (IP PORT OUT) in the namespace, writing to `<dir>/<name>`,
+    /// and waits until it has created `<dir>/<name>.ready`.
+    fn sink(&mut self, script: &str, port: u16, name: &str) {
+        let out = self.dir.join(name);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "python3", "-c", script, &self.ip, &port.to_string()])
+            .arg(&out)
+            .stdin(Stdio::null());
+        self.sinks.push(ChildGuard::spawn(&mut cmd));
+        let ready = PathBuf::from(format!("{}.ready", path_str(&out)));
+        for _ in 0..100 {
+            if ready.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(ready.exists(), "sink {name} on port {port} did not start");
     }
 
     /// Bytes received per connection on `port`, once `n` connections have ended (or after a
@@ -394,6 +400,96 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
     // The client's loopback connection is a hand-off, not egress.
     thread::sleep(scaled(Duration::from_secs(2)));
     s.sensor.assert_none("detection for the loopback hop", exfil_to(listen_port));
+    s.sensor.stop();
+}
+
+/// `python3 dns.py FILE HOST MODE NAME…`: reads FILE unless MODE is `clean`, then sends one
+/// A query per NAME to HOST:53, over UDP (sendto, unconnected) or, MODE `tcp`, over TCP.
+const PY_DNS: &str = "import socket, struct, sys
+f, host, mode = sys.argv[1:4]
+if mode != 'clean': open(f, 'rb').read()
+def query(name):
+    m = struct.pack('>HHHHHH', 1, 0x100, 1, 0, 0, 0)
+    for l in name.split('.'): m += bytes([len(l)]) + l.encode()
+    return m + bytes([0, 0, 1, 0, 1])
+for name in sys.argv[4:]:
+    m = query(name)
+    if mode == 'tcp':
+        c = socket.create_connection((host, 53)); c.sendall(struct.pack('>H', len(m)) + m); c.close()
+    else:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(m, (host, 53))
+";
+
+/// A UDP listener on `port` in the fake host: appends each datagram's size to `<dir>/udp-PORT`.
+const UDP_SINK: &str = "import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], int(sys.argv[2])))
+open(sys.argv[3] + '.ready', 'w').close()
+while True:
+    d, _ = s.recvfrom(65536)
+    with open(sys.argv[3], 'a') as f: f.write(f'{len(d)}\\n')
+";
+
+fn dns_for(domain: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| {
+        is(e, "detection.dns_tunnel") && e.get("mnsensor.dns.domain").and_then(Value::as_str) == Some(domain)
+    }
+}
+
+#[test]
+fn dns_queries_of_a_tainted_process_signal_long_high_entropy_labels() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    // TCP/53 is the fake host's TCP sink; UDP/53 a datagram sink.
+    let mut host = FakeHost::new(&[53]);
+    host.sink(UDP_SINK, 53, "udp-53");
+    let udp_out = host.dir.join("udp-53");
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let script = s.outside.write("dns.py", PY_DNS);
+    // 32 base32 characters (5 bits each): what a tunnel puts in a label.
+    let tunnel = "mfrggzdfmztwq2lknnwg23tpobyxe43u";
+    let run = |mode: &str, names: &[String]| {
+        let code = cg.run(&format!(
+            "python3 {} {} {} {mode} {}",
+            path_str(&script),
+            path_str(&file),
+            host.ip,
+            names.join(" ")
+        ));
+        assert_eq!(code, 0, "dns.py {mode} {names:?}");
+    };
+    run(
+        "tainted",
+        &["www.example.test".into(), "mail.example.test".into(), format!("{tunnel}.example.test")],
+    );
+    run("clean", &[format!("{tunnel}.clean.test")]);
+    run("tainted", &["www.normal.test".into(), "mail.normal.test".into()]);
+    run("tcp", &[format!("{}.tcp.test", "a".repeat(45))]);
+    let got = || fs::read_to_string(&udp_out).unwrap_or_default().lines().count();
+    for _ in 0..100 {
+        if got() >= 6 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(got(), 6, "datagrams at the fake DNS server");
+
+    let d = s.sensor.wait_for("DNS tunnel label over UDP", dns_for("example.test"));
+    let what = show(&d);
+    assert_eq!(get_str(&d, "dns.question.name"), format!("{tunnel}.example.test"), "{what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.queries"), 3, "two normal queries counted before it: {what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.label_length"), tunnel.len() as u64, "{what}");
+    assert_eq!(get_str(&d, "network.transport"), "udp", "{what}");
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "{what}");
+    assert_eq!(get_u64(&d, "destination.port"), 53, "{what}");
+    let d = s.sensor.wait_for("DNS long label over TCP", dns_for("tcp.test"));
+    assert_eq!(get_str(&d, "network.transport"), "tcp", "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.dns.label_length"), 45, "{}", show(&d));
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("signal for normal names", dns_for("normal.test"));
+    s.sensor.assert_none("signal for an untainted process", dns_for("clean.test"));
     s.sensor.stop();
 }
 

@@ -110,6 +110,29 @@ pub const REC_DERIVED: u32 = 1;
 /// Record kind: [`RawSocket`].
 pub const REC_SOCKET: u32 = 2;
 
+/// Record kind: [`DnsPacket`].
+pub const REC_DNS: u32 = 3;
+
+/// Bytes of DNS message copied into a [`DnsPacket`] (a query name is at most 255 bytes).
+pub const DNS_DATA: usize = 256;
+
+/// The start of a packet to port 53 on a socket of a tainted process (cgroup_skb egress).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsPacket {
+    pub header_kind: u32,
+    /// `IPPROTO_TCP` (the message then starts with its 2-byte length) or `IPPROTO_UDP`.
+    pub protocol: u16,
+    pub _pad: u16,
+    /// Payload bytes of the packet, and how many of them are in `data`.
+    pub len: u32,
+    pub copied: u32,
+    pub time_ns: u64,
+    /// The flow the socket counts into (sender's tgid and destination).
+    pub key: FlowKey,
+    pub data: [u8; DNS_DATA],
+}
+
 /// Bytes of path in a [`Derived`] record (`PATH_MAX` plus `NAME_MAX` slack, as `file.rs`).
 pub const DERIVED_DATA: usize = crate::event::file::FILE_DATA;
 

@@ -26,14 +26,17 @@ use aya::{
 use sensor_common::event::{
     Task,
     egress::{
-        ACTION_ALERT, ACTION_DENY, ALLOW_PORTS, AllowAddr, AllowPorts, Derived, EgressConfig, Flow, FlowKey,
-        REC_DERIVED, REC_SOCKET, RawSocket, STAT_SLOTS, Taint,
+        ACTION_ALERT, ACTION_DENY, ALLOW_PORTS, AllowAddr, AllowPorts, Derived, DnsPacket, EgressConfig,
+        Flow, FlowKey, REC_DERIVED, REC_DNS, REC_SOCKET, RawSocket, STAT_SLOTS, Taint,
     },
     net::{AF_INET, IPPROTO_TCP},
 };
 
 use crate::{
-    analyze::exfil::{Input, Origin, Proc},
+    analyze::{
+        dns,
+        exfil::{Input, Origin, Proc},
+    },
     bpf::{BpfError, Programs, missing_map, program},
     event::time::Clock,
     kernel::tracefs::TraceFs,
@@ -90,6 +93,8 @@ pub struct Egress {
     allow: LpmTrie<MapData, AllowAddr, AllowPorts>,
     config: Array<MapData, EgressConfig>,
     clock: Clock,
+    /// DNS packets decoded by the last [`Egress::poll`].
+    dns: Vec<dns::Packet>,
     /// `program@hook` of what was attached, and the programs' kernel ids.
     pub attached: Vec<String>,
     pub ids: Vec<u32>,
@@ -161,6 +166,7 @@ impl Egress {
             allow: LpmTrie::try_from(take("EGRESS_ALLOW")?).map_err(map_err("EGRESS_ALLOW"))?,
             config: Array::try_from(take("EGRESS_CONFIG")?).map_err(map_err("EGRESS_CONFIG"))?,
             clock: Clock::now(),
+            dns: Vec::new(),
             attached,
             ids,
         };
@@ -207,7 +213,13 @@ impl Egress {
         while let Some(item) = self.ring.next() {
             records.push(item.to_vec());
         }
-        out.extend(records.iter().filter_map(|r| self.decode(r)));
+        for r in &records {
+            if r.get(..4) == Some(&REC_DNS.to_ne_bytes()[..]) {
+                self.dns.extend(self.decode_dns(r));
+            } else {
+                out.extend(self.decode(r));
+            }
+        }
         let mut gone = Vec::new();
         for (tgid, t) in self.taint.iter().filter_map(Result::ok) {
             let origin = self.origin(&t);
@@ -306,6 +318,32 @@ impl Egress {
         }
     }
 
+    /// Decodes a DNS packet record; the sender and its taint come from the flow the socket
+    /// counts into (`None` once that flow is gone).
+    fn decode_dns(&self, bytes: &[u8]) -> Option<dns::Packet> {
+        if bytes.len() < size_of::<DnsPacket>() {
+            return None;
+        }
+        // SAFETY: the full size; plain data; read unaligned.
+        let p: DnsPacket = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let flow = self.flows.get(&p.key, 0).ok()?;
+        let copied = (p.copied as usize).min(p.data.len());
+        Some(dns::Packet {
+            proc: task_proc(&flow.task),
+            origin: self.origin(&flow.taint),
+            server: addr_of(p.key.family, p.key.daddr),
+            port: p.key.dport,
+            protocol: protocol_name(p.protocol),
+            data: p.data[..copied].to_vec(),
+            time_ns: self.clock.wall_ns(p.time_ns),
+        })
+    }
+
+    /// The DNS packets of the last poll.
+    pub fn take_dns(&mut self) -> Vec<dns::Packet> {
+        std::mem::take(&mut self.dns)
+    }
+
     fn origin(&self, t: &Taint) -> Origin {
         Origin {
             tgid: t.origin.tgid,
@@ -396,6 +434,7 @@ fn live_proc(tgid: u32) -> Option<Proc> {
 pub struct Runner {
     pub egress: Egress,
     detector: crate::analyze::exfil::Detector,
+    dns: dns::Detector,
     stats: Stats,
 }
 
@@ -409,7 +448,7 @@ impl Runner {
     ) -> Result<Self, EgressError> {
         let egress = Egress::attach(programs, cgroup, tracefs, policy)?;
         let detector = crate::analyze::exfil::Detector::new(policy.settings());
-        Ok(Self { egress, detector, stats: Stats::default() })
+        Ok(Self { egress, detector, dns: dns::Detector::default(), stats: Stats::default() })
     }
 
     /// A new policy: allow list, action and thresholds.
@@ -429,6 +468,9 @@ impl Runner {
             .flat_map(|i| self.detector.observe(i))
             .map(|d| record::record(&d))
             .collect();
+        for p in self.egress.take_dns() {
+            out.extend(self.dns.observe(p).map(|s| record::dns(&s)));
+        }
         let now = self.egress.stats();
         let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost + s.socket_full;
         if lost(&now) > lost(&self.stats) {

@@ -1,6 +1,6 @@
 //! Detections as output records (`detection.*`, `egress.raw_socket`; docs/events.md).
 use crate::{
-    analyze::exfil::Detection,
+    analyze::{dns::Signal, exfil::Detection},
     event::{record::Record, time::rfc3339},
 };
 
@@ -33,5 +33,16 @@ pub fn record(d: &Detection) -> Record {
             .set("network.transport", proto.clone())
             .set("mnsensor.egress.bytes_sent", d.bytes_sent);
     }
+    r
+}
+
+/// `detection.dns_tunnel`: the detection's evidence plus the query.
+pub fn dns(s: &Signal) -> Record {
+    let mut r = record(&s.detection);
+    r.set("dns.question.name", s.name.clone())
+        .set("mnsensor.dns.domain", s.domain.clone())
+        .set("mnsensor.dns.queries", s.queries)
+        .set("mnsensor.dns.label_length", s.label_len as u64)
+        .set("mnsensor.dns.label_entropy", format!("{:.2}", s.label_entropy));
     r
 }

@@ -64,6 +64,7 @@ names! {
     DetectionExfiltration = "detection.exfiltration",
     DetectionBulkRead = "detection.bulk_read",
     DetectionStaging = "detection.staging",
+    DetectionDnsTunnel = "detection.dns_tunnel",
     EgressRawSocket = "egress.raw_socket",
 }
 
