@@ -36,6 +36,21 @@ pub const ALLOWED: &[(Env, &str, &str)] = &[
     ),
     (
         Env::Vm,
+        "exfil::relays_run_by_another_user_are_attributed_to_the_originating_user",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
+        "exfil::io_uring_connect_and_send_are_detected_with_their_bytes",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
+        "exfil::dns_queries_of_a_tainted_process_signal_long_high_entropy_labels",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
         "enforce_identity::policy_follows_the_file_under_every_name",
         "the busybox guest has no mkfs.ext4 or losetup to make the test's own filesystem",
     ),
