@@ -296,23 +296,30 @@ fn mark(key: &ObjKey, taint: &Taint) {
 /// accepted socket) then meets `127.0.0.1` (its IPv4 client).
 #[inline(always)]
 fn loopback_key(sk: u64, sending: bool) -> Option<ObjKey> {
+    // Addresses are read as the integers of their bytes in memory (network order, BPF is
+    // little-endian): only what is compared, to keep the stack of the transfer programs small.
+    const V6_LOOPBACK_LO: u32 = u32::from_ne_bytes([0, 0, 0, 1]);
+    const V6_MAPPED_MID: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
     let family: u16 = read(sk, off!(sock_common_skc_family)).ok()?;
     let (local, remote) = if family == AF_INET {
-        let l: [u8; 4] = read(sk, off!(sock_common_skc_rcv_saddr)).ok()?;
-        let r: [u8; 4] = read(sk, off!(sock_common_skc_daddr)).ok()?;
-        if r[0] != 127 {
+        let r: u32 = read(sk, off!(sock_common_skc_daddr)).ok()?;
+        if r & 0xff != 127 {
             return None;
         }
-        (l, r)
+        (read::<u32>(sk, off!(sock_common_skc_rcv_saddr)).ok()?, r)
     } else if family == AF_INET6 {
-        let r: [u8; 16] = read(sk, off!(sock_common_skc_v6_daddr)).ok()?;
-        let l: [u8; 16] = read(sk, off!(sock_common_skc_v6_rcv_saddr)).ok()?;
-        let v6_loopback = r[..15] == [0; 15] && r[15] == 1;
-        let mapped = r[..10] == [0; 10] && r[10] == 0xff && r[11] == 0xff && r[12] == 127;
+        let d = off!(sock_common_skc_v6_daddr);
+        if read::<u64>(sk, d).ok()? != 0 {
+            return None;
+        }
+        let mid: u32 = read(sk, d + 8).ok()?;
+        let r: u32 = read(sk, d + 12).ok()?;
+        let v6_loopback = mid == 0 && r == V6_LOOPBACK_LO;
+        let mapped = mid == V6_MAPPED_MID && r & 0xff == 127;
         if !v6_loopback && !mapped {
             return None;
         }
-        ([l[12], l[13], l[14], l[15]], [r[12], r[13], r[14], r[15]])
+        (read::<u32>(sk, off!(sock_common_skc_v6_rcv_saddr) + 12).ok()?, r)
     } else {
         return None;
     };
@@ -321,11 +328,10 @@ fn loopback_key(sk: u64, sending: bool) -> Option<ObjKey> {
     if rport == 0 {
         return None; // not connected
     }
-    let (l, r) = (u64::from(u32::from_ne_bytes(local)), u32::from_ne_bytes(remote));
     Some(if sending {
-        ObjKey { ino: lport << 48 | rport << 32 | l, dev: LOOPBACK_DEV, extra: r }
+        ObjKey { ino: lport << 48 | rport << 32 | u64::from(local), dev: LOOPBACK_DEV, extra: remote }
     } else {
-        ObjKey { ino: rport << 48 | lport << 32 | u64::from(r), dev: LOOPBACK_DEV, extra: l as u32 }
+        ObjKey { ino: rport << 48 | lport << 32 | u64::from(remote), dev: LOOPBACK_DEV, extra: local }
     })
 }
 
