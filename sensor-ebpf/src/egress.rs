@@ -123,7 +123,7 @@ fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
     // runs before the datagram leaves.
     // SAFETY: the helper takes the program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-    if TAINTED_SOCKETS.insert(&cookie, &key, 0).is_err() {
+    if TAINTED_SOCKETS.insert(cookie, key, 0).is_err() {
         count(STAT_SOCKET_FULL);
     }
     1
@@ -136,9 +136,9 @@ pub fn egress_skb(ctx: SkBuffContext) -> i32 {
     // SAFETY: the helper takes the program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     // SAFETY: copied before the map can change.
-    let Some(key) = (unsafe { TAINTED_SOCKETS.get(&cookie) }).copied() else { return 1 };
+    let Some(key) = (unsafe { TAINTED_SOCKETS.get(cookie) }).copied() else { return 1 };
     let Some((start, n, proto)) = payload(&ctx) else { return 1 };
-    if let Some(f) = FLOWS.get_ptr_mut(&key) {
+    if let Some(f) = FLOWS.get_ptr_mut(key) {
         // SAFETY: points into a FLOWS value; a lost update between CPUs only under-counts.
         unsafe { (*f).wire_bytes += n };
     }

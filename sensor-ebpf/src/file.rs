@@ -14,14 +14,14 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         Kind,
-        file::{FMODE_CREATED, OPEN_FENTRY, OPEN_PIDFD_GETFD, Open, Tracked},
+        file::{FMODE_CREATED, OPEN_FENTRY, OPEN_PIDFD_GETFD, OPEN_SCM_RIGHTS, Open, Tracked},
     },
     path::{InodeKey, Protected},
 };
 
 use crate::{
-    emit::{count_loss, header_for_current, send},
-    io::{mark_holder, track},
+    emit::{count_loss, count_loss_of, header_for_current, responsible_uid, send_to_ring},
+    io::{receive, track},
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
     path::{PROTECTED, find_protected, write_record_path},
 };
@@ -137,22 +137,35 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
     if !header_for_current(Kind::FileOpen, &mut ev.header) {
         return 0;
     }
-    ev.fd = fd as i32;
-    ev.syscall = syscall;
-    ev.file = file;
-    ev.rule = rule.rule;
-    ev.flags = read(file, off!(file_f_flags)).unwrap_or(0);
     ev.fmode = read(file, off!(file_f_mode)).unwrap_or(0);
     let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
     ev.ino = ino;
     ev.dev = dev;
-    let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
-    ev.header.flags |= flags;
-    ev.path_len = n as u16;
-    send(Kind::FileOpen, (ev as *const Open).cast(), offset_of!(Open, data) + n as usize);
-    if syscall == OPEN_PIDFD_GETFD {
-        // Already tracked: its totals go on; the receiver's bytes are counted there too.
-        mark_holder(ev.header.task.tgid);
+    let priority = crate::priority::outsider(rule.rule, &ev.header.task);
+    let received = syscall == OPEN_PIDFD_GETFD || syscall == OPEN_SCM_RIGHTS;
+    let fold_window = if priority || received || ev.fmode & FMODE_CREATED != 0 {
+        0
+    } else {
+        crate::fold::open(&ev.header.task, dev, ino, ev.header.time_ns)
+    };
+    if fold_window == 0 {
+        ev.fd = fd as i32;
+        ev.syscall = syscall;
+        ev.file = file;
+        ev.rule = rule.rule;
+        ev.flags = read(file, off!(file_f_flags)).unwrap_or(0);
+        let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+        ev.header.flags |= flags;
+        ev.path_len = n as u16;
+        let len = offset_of!(Open, data) + n as usize;
+        if !send_to_ring(priority, (ev as *const Open).cast(), len) {
+            count_loss_of(Kind::FileOpen, responsible_uid(&ev.header.task), dev, ino, 1);
+        }
+    }
+    if received {
+        // Already tracked: its totals go on and count the receiver's bytes too, which are
+        // also kept apart for the receiver's own `file.close`.
+        receive(file, ev.header.time_ns);
         return 0;
     }
 
@@ -162,8 +175,15 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         let own = InodeKey { ino, dev, _pad: 0 };
         let _ = PROTECTED.insert(own, Protected { rule: rule.rule, flags: 0 }, 0);
     }
-    let stats =
-        Tracked { opener: ev.header.task, ino, dev, opened_ns: ev.header.time_ns, ..Tracked::default() };
+    let stats = Tracked {
+        opener: ev.header.task,
+        ino,
+        dev,
+        opened_ns: ev.header.time_ns,
+        fold_window,
+        priority: u32::from(priority),
+        ..Tracked::default()
+    };
     if !track(file, &stats) {
         count_loss(Kind::FileClose);
     }

@@ -24,15 +24,16 @@ use sensor_common::{
         Kind,
         file::{
             CLOSE_EXIT, CLOSE_RELEASE, CLOSE_SYSCALL, Close, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
-            IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Tracked,
+            IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_IO_URING, Received, ReceivedKey, SCOPE_OPEN,
+            SCOPE_RECEIVER, Tracked,
         },
     },
     offsets::MISSING,
 };
 
 use crate::{
-    emit::{header_for_current, send},
-    kread::{config, current_task, file_of_fd, off, path_of, ptr, read},
+    emit::{count_loss, count_loss_of, header_for_current, responsible_uid, send, send_to_ring},
+    kread::{config, current_task, file_of_fd, fill_task, off, path_of, ptr, read},
     path::write_record_path,
 };
 
@@ -52,6 +53,15 @@ static TRACKED_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 static TGID_SLOTS: Array<u32> = Array::with_max_entries(SLOTS, 0);
 const SLOTS: u32 = 1 << 16;
 const SLOT_MASK: u32 = SLOTS - 1;
+
+/// The own bytes of each process that took a tracked file's descriptor with pidfd_getfd or
+/// received it over SCM_RIGHTS, per (open file, receiver) (see "Receivers").
+#[map]
+pub static RECEIVED: HashMap<ReceivedKey, Received> = HashMap::with_max_entries(RECEIVED_MAX, 0);
+const RECEIVED_MAX: u32 = 4096;
+
+#[map]
+static RECEIVED_SCRATCH: PerCpuArray<Received> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static CLOSE_SCRATCH: PerCpuArray<Close> = PerCpuArray::with_max_entries(1, 0);
@@ -92,19 +102,19 @@ pub(crate) fn arg(which: Arg) -> Result<u64, i32> {
     read(regs, off)
 }
 
-/// The tracked entry of the current task's descriptor in register `which`.
+/// The file and tracked entry of the current task's descriptor in register `which`.
 #[inline(always)]
-fn tracked_fd(which: Arg) -> Option<*mut Tracked> {
+fn tracked_fd(which: Arg) -> Option<(u64, *mut Tracked)> {
     let fd = arg(which).ok()? as i64;
     let file = file_of_fd(current_task(), fd).ok()?;
-    TRACKED.get_ptr_mut(file)
+    Some((file, TRACKED.get_ptr_mut(file)?))
 }
 
 /// `*counter += n` as one BPF atomic add (`lock *(u64 *)(r + 0) += n`), so two CPUs moving
 /// bytes through the same open file never lose an update. (`AtomicU64::fetch_add` is not
 /// available: the BPF target declares no compare-and-swap.)
 #[inline(always)]
-fn add(counter: &mut u64, n: u64) {
+pub(crate) fn add(counter: &mut u64, n: u64) {
     // SAFETY: `counter` points into a map value for the duration of the program.
     unsafe {
         core::arch::asm!(
@@ -119,15 +129,38 @@ fn add(counter: &mut u64, n: u64) {
 fn account(t: *mut Tracked, bytes: u64, write: bool, io: u32) {
     // SAFETY: `t` points into a TRACKED value; concurrent updaters only add.
     let t = unsafe { &mut *t };
+    add_io(t, bytes, write, io);
+    if !write {
+        crate::taint::protected_read(t, bytes);
+    }
+}
+
+/// Adds one call that moved `bytes` to `t`'s counters.
+#[inline(always)]
+fn add_io(t: &mut Tracked, bytes: u64, write: bool, io: u32) {
     if write {
         add(&mut t.bytes_written, bytes);
         add(&mut t.write_calls, 1);
     } else {
         add(&mut t.bytes_read, bytes);
         add(&mut t.read_calls, 1);
-        crate::taint::protected_read(t, bytes);
     }
     t.io |= io;
+}
+
+/// Also adds the call to the current process's own totals for `file` when it is a receiver
+/// of it (`count` is its [`TRACKED_TGIDS`] count, already loaded: other holders pay one
+/// comparison).
+#[inline(always)]
+fn account_received(count: u32, file: u64, bytes: u64, write: bool, io: u32) {
+    if count < RECEIVER {
+        return;
+    }
+    let key = ReceivedKey { file, tgid: current_tgid() as u32, _pad: 0 };
+    if let Some(r) = RECEIVED.get_ptr_mut(key) {
+        // SAFETY: points into a RECEIVED value; concurrent updaters only add.
+        add_io(unsafe { &mut (*r).stats }, bytes, write, io);
+    }
 }
 
 /// The syscall's return value (bytes moved), when positive.
@@ -143,8 +176,10 @@ fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
     crate::taint::rw_exit(ctx, Arg::Di, write);
     let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
     let Some(n) = moved(ctx) else { return 0 };
-    if let Some(t) = tracked_fd(Arg::Di) {
-        account(t, n, write, if write { IO_WRITE } else { IO_READ });
+    if let Some((file, t)) = tracked_fd(Arg::Di) {
+        let io = if write { IO_WRITE } else { IO_READ };
+        account(t, n, write, io);
+        account_received(count, file, n, write, io);
     }
     settle_if_idle(ctx, count);
     0
@@ -153,14 +188,16 @@ fn on_rw_exit(ctx: &TracePointContext, write: bool) -> u32 {
 /// Both ends of sendfile, splice and copy_file_range: `in_reg` is read, `out_reg` written.
 #[inline(always)]
 fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32) -> u32 {
-    if holder_count(current_tgid() as u32).is_some()
+    if let Some(count) = holder_count(current_tgid() as u32)
         && let Some(n) = moved(ctx)
     {
-        if let Some(t) = tracked_fd(in_reg) {
+        if let Some((file, t)) = tracked_fd(in_reg) {
             account(t, n, false, io);
+            account_received(count, file, n, false, io);
         }
-        if let Some(t) = tracked_fd(out_reg) {
+        if let Some((file, t)) = tracked_fd(out_reg) {
             account(t, n, true, io);
+            account_received(count, file, n, true, io);
         }
     }
     // After the accounting (a first read of a protected file taints its own transfer), and
@@ -245,17 +282,41 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 /// totals become a `file.close` record.
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    if !tracked_tgid() {
-        return 0;
-    }
+    let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
     // SAFETY: probe-read of the tracepoint record.
     let Ok(fd) = (unsafe { ctx.read_at::<u64>(off!(tp_sys_enter_close_fd) as usize) }) else { return 0 };
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
     let_go(current_tgid() as u32);
+    if count >= RECEIVER {
+        received_close(fd, file);
+    }
     close_record(fd, file, &stats);
     0
+}
+
+/// A receiver closes a descriptor of `file`: its own totals become a `file.close`
+/// ([`SCOPE_RECEIVER`]; no path: the daemon names the file from its open record).
+#[inline(always)]
+fn received_close(fd: u64, file: u64) {
+    let key = ReceivedKey { file, tgid: current_tgid() as u32, _pad: 0 };
+    let Some(r) = RECEIVED.get_ptr(key) else { return };
+    let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch; `r` points into a RECEIVED value, copied before the removal.
+    let ev = unsafe { &mut *ev };
+    ev.stats = unsafe { (*r).stats };
+    let _ = RECEIVED.remove(key);
+    if !header_for_current(Kind::FileClose, &mut ev.header) {
+        return;
+    }
+    ev.file = file;
+    ev.fd = fd as i32;
+    ev.cursor = 0;
+    ev.path_len = 0;
+    ev.scope = SCOPE_RECEIVER;
+    ev.reason = CLOSE_SYSCALL;
+    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data));
 }
 
 /// The `file.close` record of `sys_enter_close`, when this is the file's last reference.
@@ -268,6 +329,9 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
         return;
     }
     let _ = TRACKED.remove(file);
+    if stats.fold_window != 0 && crate::fold::closed(stats) {
+        return;
+    }
     let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
@@ -286,8 +350,18 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
         Err(_) => 0,
     };
     ev.path_len = n as u16;
+    ev.scope = SCOPE_OPEN;
     ev.reason = CLOSE_SYSCALL;
-    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data) + n as usize);
+    send_close(ev, offset_of!(Close, data) + n as usize);
+}
+
+/// Sends a `file.close` record (to the priority ring when its open went there), or counts
+/// whose record was lost.
+#[inline(always)]
+fn send_close(ev: &Close, len: usize) {
+    if !send_to_ring(ev.stats.priority != 0, (ev as *const Close).cast(), len) {
+        count_loss_of(Kind::FileClose, responsible_uid(&ev.header.task), ev.stats.dev, ev.stats.ino, 0);
+    }
 }
 
 /// Slot 0: [`holder_settle`], tail-called by the read and write programs (the table scan
@@ -331,6 +405,9 @@ pub fn security_file_free(ctx: FEntryContext) -> u32 {
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
     let _ = TRACKED.remove(file);
+    if stats.fold_window != 0 && crate::fold::closed(&stats) {
+        return 0;
+    }
     let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
@@ -344,7 +421,8 @@ pub fn security_file_free(ctx: FEntryContext) -> u32 {
     ev.fd = -1;
     ev.cursor = 0;
     ev.path_len = 0;
-    send(Kind::FileClose, (ev as *const Close).cast(), offset_of!(Close, data));
+    ev.scope = SCOPE_OPEN;
+    send_close(ev, offset_of!(Close, data));
     0
 }
 
@@ -568,10 +646,41 @@ pub fn track(file: u64, stats: &Tracked) -> bool {
     TRACKED.insert(file, stats, 0).is_ok() && hold(stats.opener.tgid, 1)
 }
 
-/// A process that received a tracked file's descriptor: its bytes are counted from now on.
+/// The current process received `file`'s descriptor (pidfd_getfd, SCM_RIGHTS) at `now`: its
+/// bytes are counted from now on, in the open's totals and in its own `RECEIVED` entry
+/// (see "Receivers"). An entry that does not fit is a lost `file.close`.
 #[inline(always)]
-pub fn mark_holder(tgid: u32) {
-    hold(tgid, 1);
+pub fn receive(file: u64, now: u64) {
+    let tgid = current_tgid() as u32;
+    if !hold(tgid, 1) {
+        count_loss(Kind::FileClose);
+        return;
+    }
+    if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid)
+        // SAFETY: map memory; a race adds the flag twice, which still reads as a receiver.
+        && unsafe { *c } < RECEIVER
+    {
+        add32(c, RECEIVER);
+    }
+    let key = ReceivedKey { file, tgid, _pad: 0 };
+    // SAFETY: presence check only.
+    if unsafe { RECEIVED.get(key) }.is_some() {
+        return;
+    }
+    let (Some(open), Some(r)) = (TRACKED.get_ptr(file), RECEIVED_SCRATCH.get_ptr_mut(0)) else { return };
+    // SAFETY: per-CPU scratch; `open` points into a TRACKED value.
+    let r = unsafe { &mut *r };
+    let open = unsafe { &*open };
+    fill_task(current_task(), &mut r.holder);
+    r.stats =
+        Tracked { opener: open.opener, ino: open.ino, dev: open.dev, opened_ns: now, ..Tracked::default() };
+    let r: &Received = r;
+    if RECEIVED.insert(key, r, u64::from(aya_ebpf::bindings::BPF_NOEXIST)).is_err()
+        // SAFETY: presence check only (another CPU may have made it meanwhile).
+        && unsafe { RECEIVED.get(key) }.is_none()
+    {
+        count_loss(Kind::FileClose);
+    }
 }
 
 /// `pidfd_getfd(pidfd, targetfd, flags)`: the caller now holds another process's open file.
@@ -587,6 +696,75 @@ pub fn sys_exit_pidfd_getfd(ctx: TracePointContext) -> u32 {
         return 0;
     }
     crate::file::opened(fd, sensor_common::event::file::OPEN_PIDFD_GETFD)
+}
+
+/// Descriptors of one `SCM_RIGHTS` message looked at (the kernel allows 253).
+const SCM_FDS: usize = 8;
+
+/// `recvmsg(fd, msg, flags)` that received descriptors over a unix socket (`SCM_RIGHTS`):
+/// the receiver now holds another process's open files. The control data the kernel wrote
+/// back is read from the caller's `msghdr` (`msg_control`, and `msg_controllen` set to the
+/// length written: <https://github.com/torvalds/linux/blob/v6.12/net/socket.c#L2812>); in the
+/// first control message, when it is `SOL_SOCKET`/`SCM_RIGHTS`, the first [`SCM_FDS`]
+/// descriptors are looked up. The first tracked one is reported with a `file.open` (syscall
+/// `recvmsg`), every tracked one makes the receiver a holder, so its reads and writes are
+/// counted in the open's totals, as for `pidfd_getfd`.
+#[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
+pub fn scm_rights_recvmsg(ctx: TracePointContext) -> u32 {
+    // SAFETY: probe-read of the tracepoint record.
+    let ret = unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) };
+    if config!(file_events) == 0 || ret.is_err() || ret.is_ok_and(|r| r < 0) {
+        return 0;
+    }
+    let Some((fds, n)) = scm_rights() else { return 0 };
+    let task = current_task();
+    let mut first = -1i64;
+    for i in 0..SCM_FDS as u64 {
+        if i >= n {
+            break;
+        }
+        // SAFETY: probe-read of the caller's memory.
+        let Ok(fd) = (unsafe { bpf_probe_read_user((fds + 4 * i) as *const i32) }) else { break };
+        let Ok(file) = file_of_fd(task, i64::from(fd)) else { continue };
+        // SAFETY: presence check only.
+        if unsafe { TRACKED.get(file) }.is_none() {
+            continue;
+        }
+        if first < 0 {
+            first = i64::from(fd);
+        } else {
+            receive(file, crate::emit::now());
+        }
+    }
+    if first < 0 {
+        return 0;
+    }
+    crate::file::opened(first, sensor_common::event::file::OPEN_SCM_RIGHTS)
+}
+
+/// Where the descriptors of the current `recvmsg`'s first control message are in the
+/// caller's memory and how many there are, when that message is `SOL_SOCKET`/`SCM_RIGHTS`.
+#[inline(always)]
+fn scm_rights() -> Option<(u64, u64)> {
+    /// `struct user_msghdr`: `msg_control`, then `msg_controllen`.
+    const MSG_CONTROL: u64 = 32;
+    /// `struct cmsghdr` is `{ size_t len; int level; int type; }`, then the data.
+    const CMSG_HDR: u64 = 16;
+    const SOL_SOCKET: u64 = 1;
+    const SCM_RIGHTS: u64 = 1;
+    let msg = arg(Arg::Si).ok()?;
+    // SAFETY: probe-reads of the caller's memory.
+    let [control, len] = unsafe { bpf_probe_read_user((msg + MSG_CONTROL) as *const [u64; 2]) }.ok()?;
+    if control == 0 || len < CMSG_HDR + 4 {
+        return None;
+    }
+    // SAFETY: as above.
+    let [cmsg_len, kind] = unsafe { bpf_probe_read_user(control as *const [u64; 2]) }.ok()?;
+    // `level` in the low half, `type` in the high half (little endian).
+    if kind != SOL_SOCKET | SCM_RIGHTS << 32 || cmsg_len < CMSG_HDR + 4 {
+        return None;
+    }
+    Some((control + CMSG_HDR, (cmsg_len.min(len) - CMSG_HDR) / 4))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -605,12 +783,25 @@ pub fn sys_exit_pidfd_getfd(ctx: TracePointContext) -> u32 {
 // than `SCAN_CHUNKS * 64` descriptors) and, until exec or exit, once an AIO request on a
 // tracked file was submitted (its completion may be reaped after the close).
 
+// Receivers
+//
+// A process that takes a tracked file's descriptor with pidfd_getfd or receives it over
+// SCM_RIGHTS (not one that inherited it by fork) gets [`RECEIVER`] added to its count and a
+// `RECEIVED[(file, tgid)]` entry: its reads and writes through the read/write and transfer
+// syscalls are added there as well as to the open's totals, and its close of a descriptor of
+// the file writes its own `file.close` (`SCOPE_RECEIVER`) and removes the entry. The daemon
+// writes the entries of a receiver that exits (or of all when it stops). A receiver stays
+// counted until exec or exit.
+
 /// Descriptors examined per table scan, in chunks of 64 (`max_fds` is a multiple of
 /// `BITS_PER_LONG`: <https://github.com/torvalds/linux/blob/v6.12/fs/file.c#L130>).
 const SCAN_CHUNKS: u32 = 16;
 const CHUNK: usize = 64;
 /// Added to a count once an AIO request is pending: the count never reaches 0 by closes.
 const AIO_PIN: u32 = 1 << 24;
+/// Added to the count of a receiver (see "Receivers"): its reads, writes and closes also
+/// look up `RECEIVED`, and its count never reaches 0 by closes.
+const RECEIVER: u32 = 1 << 28;
 
 #[map]
 static SCAN_SCRATCH: PerCpuArray<[u64; CHUNK]> = PerCpuArray::with_max_entries(1, 0);
@@ -680,7 +871,7 @@ pub fn release(tgid: u32) {
 fn pin(tgid: u32) {
     if let Some(c) = TRACKED_TGIDS.get_ptr_mut(tgid)
         // SAFETY: map memory; a race adds the pin twice, which is harmless.
-        && unsafe { *c } < AIO_PIN
+        && unsafe { *c } & (RECEIVER - 1) < AIO_PIN
     {
         add32(c, AIO_PIN);
     }

@@ -27,7 +27,7 @@ use sensor_common::event::{
 };
 
 use crate::{
-    emit::{header_for_current, send},
+    emit::{count_loss_of, header_for_current, responsible_uid, send_to_ring},
     kread::{config, current_task, dentry_ino_dev, off, path_of, ptr, read},
     path::{find_protected, write_record_path},
 };
@@ -162,5 +162,8 @@ fn report(mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32) {
     let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
     ev.header.flags |= flags;
     ev.path_len = n as u16;
-    send(Kind::PolicyDecision, (ev as *const LsmDecision).cast(), offset_of!(LsmDecision, data) + n as usize);
+    let len = offset_of!(LsmDecision, data) + n as usize;
+    if !send_to_ring(true, (ev as *const LsmDecision).cast(), len) {
+        count_loss_of(Kind::PolicyDecision, responsible_uid(&ev.header.task), dev, ino, 0);
+    }
 }

@@ -16,12 +16,15 @@ mod egress;
 mod emit;
 mod enforce;
 mod file;
+mod fold;
 mod io;
 mod kread;
 mod lsm;
 mod net;
 mod path;
+mod priority;
 mod process;
+mod subject;
 mod taint;
 mod tamper;
 

@@ -66,6 +66,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         }
     }
 
+    crate::subject::exec(ev.header.task.tgid, ev.exe_dev, ev.exe_ino, ev.header.time_ns);
+
     // argv from the new image's stack: mm->arg_start .. mm->arg_end.
     ev.argv_len = 0;
     if let Ok(mm) = ptr(task, off!(task_struct_mm)) {
@@ -113,6 +115,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if tid != tgid {
         return 0; // a new thread, not a new process
     }
+    crate::subject::fork(child, tgid);
     let Some(ev) = FORK_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -133,6 +136,8 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 /// exits (`signal->live` already dropped to zero in `do_exit`).
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
+    // Every thread's exit passes here: its waiting fold is written.
+    crate::fold::exit(aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32);
     let task = current_task();
     let live: i32 = ptr(task, off!(task_struct_signal))
         .and_then(|signal| read(signal, off!(signal_struct_live)))
@@ -140,6 +145,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     if live != 0 {
         return 0;
     }
+    crate::subject::exit(read(task, off!(task_struct_tgid)).unwrap_or(0));
     let Some(ev) = EXIT_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };

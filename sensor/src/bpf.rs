@@ -8,8 +8,9 @@ use sensor_common::{
     config::KernelConfig,
     event::{
         KIND_SLOTS,
-        file::{BACKEND_CHANGE, BACKEND_OPEN, Tracked},
+        file::{BACKEND_CHANGE, BACKEND_OPEN, FoldSlot, LossKey, LossWho, Received, ReceivedKey, Tracked},
         policy::{AllowKey, AllowProgramKey, PolicyDefault},
+        subject::Subject,
     },
     offsets::KernelOffsets,
     path::{InodeKey, Protected},
@@ -58,6 +59,7 @@ const TRACEPOINTS: &[(&str, &str, Family)] = &[
     ("sys_exit_io_getevents", "syscalls", Family::Aio),
     ("sys_exit_io_pgetevents", "syscalls", Family::Aio),
     ("sys_exit_pidfd_getfd", "syscalls", Family::File),
+    ("scm_rights_recvmsg", "syscalls", Family::File),
     ("sys_enter_link", "syscalls", Family::Link),
     ("sys_enter_linkat", "syscalls", Family::Link),
     ("sys_exit_link", "syscalls", Family::Link),
@@ -256,7 +258,9 @@ impl Programs {
             }
         }
         for &(name, category, family) in TRACEPOINTS {
-            let event = name;
+            // A program that shares its tracepoint with another (taint.rs's `sys_exit_recvmsg`)
+            // has a name of its own.
+            let event = if name == "scm_rights_recvmsg" { "sys_exit_recvmsg" } else { name };
             let wanted = match family {
                 Family::FileOpen => file_backend == "tracepoint",
                 Family::Link => file_events && change_backend != "fentry",
@@ -282,6 +286,7 @@ impl Programs {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
+        attach_subject_creds(&mut ebpf, tracefs, &mut attached, &mut ids)?;
         let tamper_off = attach_tamper(&mut ebpf, tracefs, &mut attached, &mut ids);
         // Loading parsed the object and the kernel's BTF: give that heap back to the system.
         // SAFETY: malloc_trim only releases free memory of the allocator.
@@ -308,6 +313,15 @@ impl Programs {
         let map =
             self.ebpf.take_map("EVENTS").ok_or(BpfError::Map { name: "EVENTS", source: missing_map() })?;
         RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "EVENTS", source })
+    }
+
+    /// Takes the subject map (`sensor-ebpf/src/subject.rs`), for the permission responder.
+    pub fn take_subjects(&mut self) -> Result<HashMap<MapData, u32, Subject>, BpfError> {
+        let map = self
+            .ebpf
+            .take_map("SUBJECTS")
+            .ok_or(BpfError::Map { name: "SUBJECTS", source: missing_map() })?;
+        HashMap::try_from(map).map_err(|source| BpfError::Map { name: "SUBJECTS", source })
     }
 
     /// Attaches the `kill` action's program to the exits of the open and exec syscalls and
@@ -367,11 +381,47 @@ impl Programs {
         HashMap::try_from(map).map_err(|source| BpfError::Map { name: "TRACKED", source })
     }
 
+    /// Takes the map of receivers' own totals (once).
+    pub fn take_received(&mut self) -> Result<HashMap<MapData, ReceivedKey, Received>, BpfError> {
+        let map = self
+            .ebpf
+            .take_map("RECEIVED")
+            .ok_or(BpfError::Map { name: "RECEIVED", source: missing_map() })?;
+        HashMap::try_from(map).map_err(|source| BpfError::Map { name: "RECEIVED", source })
+    }
+
     /// Takes the loss counters (once).
     pub fn take_loss_counters(&mut self) -> Result<LossCounters, BpfError> {
         let map = self.ebpf.take_map("LOST").ok_or(BpfError::Map { name: "LOST", source: missing_map() })?;
         let map = PerCpuArray::try_from(map).map_err(|source| BpfError::Map { name: "LOST", source })?;
-        Ok(LossCounters { map })
+        let who = self.take("LOSS_WHO")?;
+        let who = HashMap::try_from(who).map_err(|source| BpfError::Map { name: "LOSS_WHO", source })?;
+        Ok(LossCounters { map, who })
+    }
+
+    fn take(&mut self, name: &'static str) -> Result<aya::maps::Map, BpfError> {
+        self.ebpf.take_map(name).ok_or(BpfError::Map { name, source: missing_map() })
+    }
+
+    /// Takes the priority ring (once): policy decisions and opens by users outside a covering
+    /// policy's allow list (`sensor-ebpf/src/priority.rs`).
+    pub fn take_priority_ring(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        let map = self.take("PRIORITY_EVENTS")?;
+        RingBuf::try_from(map).map_err(|source| BpfError::Map { name: "PRIORITY_EVENTS", source })
+    }
+
+    /// Takes the priority guard tables (once).
+    pub fn take_guards(&mut self) -> Result<crate::enforce::priority::GuardMaps, BpfError> {
+        let err = |name: &'static str| move |source| BpfError::Map { name, source };
+        Ok(crate::enforce::priority::GuardMaps {
+            rule_guard: Array::try_from(self.take("GUARD_RULE")?).map_err(err("GUARD_RULE"))?,
+            allowed: HashMap::try_from(self.take("GUARD_ALLOWED")?).map_err(err("GUARD_ALLOWED"))?,
+        })
+    }
+
+    /// Takes the fold slots (once): the daemon writes those still waiting when it stops.
+    pub fn take_folds(&mut self) -> Result<HashMap<MapData, u32, FoldSlot>, BpfError> {
+        HashMap::try_from(self.take("FOLD")?).map_err(|source| BpfError::Map { name: "FOLD", source })
     }
 }
 
@@ -485,6 +535,32 @@ const CHANGE_PROGRAMS: [(&str, bool, bool); 10] = [
 /// invalidates the kernel's cache of directories outside the protected trees
 /// (`sensor-ebpf/src/path.rs`): `namespace_change` always, `unlinkat_change` for directory
 /// removals only. Those a kernel lacks (e.g. `rename` on arm64) are skipped.
+/// Syscalls that change a task's uids or gids: their exits refresh the subject map.
+const CRED_SYSCALLS: [&str; 8] =
+    ["setuid", "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setfsgid"];
+
+/// `subject_creds` on the exits of [`CRED_SYSCALLS`] (those this kernel has).
+fn attach_subject_creds(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    attached: &mut Vec<String>,
+    ids: &mut Vec<u32>,
+) -> Result<(), BpfError> {
+    let name = "subject_creds";
+    let prog: &mut TracePoint = program(ebpf, name)?;
+    prog.load().map_err(|source| BpfError::Program { program: name, source })?;
+    for call in CRED_SYSCALLS {
+        let event = format!("sys_exit_{call}");
+        if !tracefs.event_exists("syscalls", &event) {
+            continue;
+        }
+        prog.attach("syscalls", &event).map_err(|source| BpfError::Program { program: name, source })?;
+        attached.push(format!("{name}@tracepoint/syscalls/{event}"));
+    }
+    ids.extend(prog.info().ok().map(|i| i.id()));
+    Ok(())
+}
+
 const NAMESPACE_SYSCALLS: [(&str, &str); 9] = [
     ("rename", "namespace_change"),
     ("renameat", "namespace_change"),
@@ -596,9 +672,11 @@ impl LsmMaps {
     }
 }
 
-/// The per-CPU, per-kind counters of records the kernel could not deliver.
+/// The per-CPU, per-kind counters of records the kernel could not deliver, and whose they
+/// were (`LOSS_WHO`).
 pub struct LossCounters {
     map: PerCpuArray<MapData, u64>,
+    who: HashMap<MapData, LossKey, LossWho>,
 }
 
 impl LossCounters {
@@ -611,5 +689,11 @@ impl LossCounters {
             *slot = values.iter().sum();
         }
         Ok(out)
+    }
+
+    /// The cumulative losses by (kind, uid, device, inode) the kernel still remembers (an
+    /// LRU map of 4,096 entries).
+    pub fn who(&self) -> Vec<(LossKey, LossWho)> {
+        self.who.iter().filter_map(Result::ok).collect()
     }
 }

@@ -61,6 +61,9 @@ pub struct Config {
     /// cgroup v2 directory the egress programs attach to when a policy has an `egress`
     /// section (default `/sys/fs/cgroup`, every process).
     pub egress_cgroup: PathBuf,
+    /// Seconds between self-inventories (are the sensor's programs loaded and its links
+    /// attached; docs/operations.md); 0: none.
+    pub inventory_interval_s: u64,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             enforcement: Enforcement::default(),
             status_socket: PathBuf::from(DEFAULT_STATUS_SOCKET),
             egress_cgroup: PathBuf::from("/sys/fs/cgroup"),
+            inventory_interval_s: 30,
             otlp: Default::default(),
             syslog: Default::default(),
             heartbeat: Default::default(),
@@ -138,11 +142,15 @@ pub struct Enforcement {
     pub deadline_ms: u64,
     /// `open` (allow when late: the file server keeps serving) or `closed` (deny when late).
     pub fail_mode: FailMode,
+    /// How long the fanotify responder reuses a decision for the same subject, program,
+    /// file and operations, in milliseconds (0: never). A reload drops every cached decision
+    /// at once, whatever this says; schedules change at minute boundaries.
+    pub decision_cache_ms: u64,
 }
 
 impl Default for Enforcement {
     fn default() -> Self {
-        Self { deadline_ms: 200, fail_mode: FailMode::Open }
+        Self { deadline_ms: 200, fail_mode: FailMode::Open, decision_cache_ms: 1000 }
     }
 }
 
@@ -261,6 +269,12 @@ impl Config {
         if !(1..=1000).contains(&self.drain_interval_ms) {
             out.push(("drain_interval_ms", format!("must be 1..=1000, got {}", self.drain_interval_ms)));
         }
+        if self.inventory_interval_s > 3600 {
+            out.push((
+                "inventory_interval_s",
+                format!("must be 0..=3600, got {}", self.inventory_interval_s),
+            ));
+        }
         if !(16..=1 << 22).contains(&self.max_protected_inodes) {
             out.push((
                 "max_protected_inodes",
@@ -271,6 +285,12 @@ impl Config {
             out.push((
                 "enforcement.deadline_ms",
                 format!("must be 10..=10000, got {}", self.enforcement.deadline_ms),
+            ));
+        }
+        if self.enforcement.decision_cache_ms > 60_000 {
+            out.push((
+                "enforcement.decision_cache_ms",
+                format!("must be 0..=60000, got {}", self.enforcement.decision_cache_ms),
             ));
         }
         let l = &self.ledger;

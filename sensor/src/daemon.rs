@@ -5,7 +5,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use sensor_common::event::{KIND_SLOTS, file::Tracked};
+use sensor_common::event::{
+    KIND_SLOTS,
+    file::{FoldSlot, LossKey, LossWho, Received, ReceivedKey, Tracked},
+};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -22,10 +25,12 @@ use crate::{
     event::{self, Envelope, Event, Record, file::CloseReason, time::Clock},
     fanotify::{self, Observer, ResponderOptions},
     health::{self, Heartbeat},
+    inventory::Inventory,
     kernel::{self, KernelError},
     proctable::ProcTable,
     protect::{ProtectError, ProtectSet},
     seal::{SealError, Sealer},
+    selfwatch::{self, SelfWatch},
     watch::Watch,
 };
 
@@ -58,6 +63,8 @@ pub struct RunSpec {
     pub config: Config,
     /// `embedded` or the configuration file's path.
     pub config_source: String,
+    /// The configuration file, when one was given (watched for changes: `crate::selfwatch`).
+    pub config_file: Option<PathBuf>,
     /// systemd notifications and the status socket.
     pub service: crate::service::Service,
 }
@@ -114,12 +121,20 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         None => None,
     };
     let ring = programs.take_ring()?;
+    let priority_ring = programs.take_priority_ring()?;
+    let mut guards = programs.take_guards()?;
+    if let Err(e) = guards.update(&enforce::priority::compile(&policy_set, &protect)) {
+        tracing::error!(error = %e, "Could not fill the priority tables: outsiders' opens share the bulk ring.");
+    }
+    let folds = programs.take_folds()?;
     let losses = programs.take_loss_counters()?;
     let tracked = programs.take_tracked()?;
+    let received = programs.take_received()?;
     let kill =
         if enforce::uses_kill(&policy_set) { Some(programs.enable_kill(&preflight.tracefs)?) } else { None };
     let responder_opts = ResponderOptions {
         deadline: Duration::from_millis(config.enforcement.deadline_ms),
+        decision_cache: Duration::from_millis(config.enforcement.decision_cache_ms),
         fail_mode: match config.enforcement.fail_mode {
             FailMode::Open => fanotify::FailMode::FailOpen,
             FailMode::Closed => fanotify::FailMode::FailClosed,
@@ -136,12 +151,28 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         }
         None => None,
     };
-    let enforcement = Enforcement::start(policy_set, policy_sources, kill, responder_opts, lsm);
+    let own_policies = policy_sources.clone();
+    let subjects = match programs.take_subjects() {
+        Ok(map) => {
+            let mut subjects = enforce::subject::Subjects::new(map);
+            // Only the fanotify responder reads it: seed the processes already running then.
+            if lsm.is_none() && !enforce::enforced_trees(&policy_set).is_empty() {
+                let seeded = subjects.seed();
+                tracing::debug!(seeded, "Subject map seeded from /proc.");
+            }
+            Some(subjects)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "No kernel subject map; permission decisions read /proc.");
+            None
+        }
+    };
+    let enforcement = Enforcement::start(policy_set, policy_sources, kill, subjects, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
     let (mut observer, watch) = start_observer(&trees);
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
-    let info = event::sensor::StartInfo {
+    let mut info = event::sensor::StartInfo {
         kernel_release: preflight.kernel_release.clone(),
         programs: programs.attached.clone(),
         program_ids: programs.ids.clone(),
@@ -160,10 +191,15 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         policy_files: enforcement.files(),
         enforcement: enforcement.backends.clone(),
         tamper_off: programs.tamper_off.clone(),
+        tamper_files: Vec::new(),
     };
     let mut enricher = Enricher::new(procs, protect, enforcement.policies.clone());
     let audit = Audit::new(enforcement.policies.clone());
     let mut sink = Sealer::open(&config, outputs)?;
+    // After the ledger made the state directory.
+    let own = selfwatch::own_files(spec.config_file.as_deref(), &own_policies, &config.state_dir);
+    let mut selfwatch = SelfWatch::start(own);
+    info.tamper_files = selfwatch.as_ref().map(SelfWatch::watched).unwrap_or_default();
     health::metrics::serve(&config.metrics, sink.stats.clone()).await?;
     let heartbeat = Heartbeat::new(&config.heartbeat, sink.stats.clone(), health::backends(&info));
     sink.emit(&event::sensor::start(Clock::realtime_ns(), &info))?;
@@ -181,8 +217,16 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged until dropped.
         ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| DaemonError::Io { what: "ring buffer polling", source: e.into() })?,
+        // SAFETY: as above.
+        priority: unsafe { AsyncFd::register_with_interest(priority_ring, Interest::READABLE) }
+            .map_err(|e| DaemonError::Io { what: "priority ring polling", source: e.into() })?,
+        guards,
+        folds,
+        who_seen: std::collections::HashMap::new(),
         losses,
         tracked,
+        received,
+        receivers: std::collections::HashSet::new(),
         watch,
         enforcement,
         clock: Clock::now(),
@@ -199,6 +243,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         kernel_releases: programs.kernel_releases,
         heartbeat,
     };
+    let mut inventory = (config.inventory_interval_s > 0).then(|| Inventory::take(&programs.ids));
+    let mut inventory_due = Duration::ZERO;
+    let egress_cgroup = crate::egress::cgroup_v2(&config.egress_cgroup);
     let mut drain_tick = interval(Duration::from_millis(config.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut second = interval(Duration::from_secs(1));
@@ -221,6 +268,11 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                 guard.clear_ready();
                 consumer.drain()?;
             }
+            guard = consumer.priority.readable_mut() => {
+                let mut guard = guard.map_err(io_err("priority ring polling"))?;
+                guard.clear_ready();
+                consumer.drain()?;
+            }
             events = async {
                 match observer.as_mut() {
                     Some(afd) => fanotify::next_events(afd).await,
@@ -232,6 +284,23 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                     tracing::error!(error = %e, "fanotify observer failed; VFS-level file records stop.");
                     observer = None;
                 }
+            },
+            events = async {
+                match selfwatch.as_mut() {
+                    Some(w) => fanotify::next_events(&mut w.observer).await,
+                    None => std::future::pending().await,
+                }
+            } => match (events, selfwatch.as_mut()) {
+                (Ok(events), Some(w)) => {
+                    for ev in w.judge(events) {
+                        consumer.emit(ev)?;
+                    }
+                }
+                (Err(e), _) => {
+                    tracing::error!(error = %e, "fanotify observer of the sensor's own files failed; their changes are no longer reported.");
+                    selfwatch = None;
+                }
+                (Ok(_), None) => {}
             },
             _ = drain_tick.tick() => {
                 service.watchdog();
@@ -247,11 +316,21 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
                     consumer.reload()?;
                 }
                 consumer.enforcement.refresh_lsm(false);
+                consumer.watch.lost += selfwatch.as_mut().map_or(0, |w| std::mem::take(&mut w.lost));
                 consumer.report_loss()?;
                 for rec in exfil.as_mut().map(crate::egress::Runner::tick).unwrap_or_default() {
                     consumer.sink.emit(&rec)?;
                 }
                 consumer.beat()?;
+                inventory_due += Duration::from_secs(1);
+                if let Some(inv) = inventory.as_mut()
+                    && inventory_due.as_secs() >= config.inventory_interval_s
+                {
+                    inventory_due = Duration::ZERO;
+                    for rec in inv.check(programs.ebpf_mut(), &egress_cgroup, Clock::realtime_ns()) {
+                        consumer.sink.emit(&rec)?;
+                    }
+                }
                 consumer.clock = Clock::now();
                 consumer.sink.flush();
                 let hash = consumer.enforcement.policies.current().hash().to_owned();
@@ -278,6 +357,8 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     consumer.settle(true)?;
     consumer.decisions()?;
     consumer.report_loss()?;
+    consumer.write_folds()?;
+    consumer.close_received(None, CloseReason::SensorStop)?;
     consumer.close_tracked(None, CloseReason::SensorStop)?;
     let stop = event::sensor::stop(
         Clock::realtime_ns(),
@@ -325,8 +406,18 @@ fn start_observer(trees: &[PathBuf]) -> (Option<AsyncFd<Observer>>, Watch) {
 
 struct Consumer {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// The priority ring (`sensor-ebpf/src/priority.rs`), drained before `ring`.
+    priority: AsyncFd<RingBuf<MapData>>,
+    guards: enforce::priority::GuardMaps,
+    folds: aya::maps::HashMap<MapData, u32, FoldSlot>,
+    /// `LOSS_WHO` as last reported.
+    who_seen: std::collections::HashMap<LossKey, LossWho>,
     losses: LossCounters,
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
+    /// Receivers' own totals (pidfd_getfd, SCM_RIGHTS), by (file, receiver).
+    received: aya::maps::HashMap<MapData, ReceivedKey, Received>,
+    /// Processes that received a tracked descriptor: their entries are written at their exit.
+    receivers: std::collections::HashSet<u32>,
     watch: Watch,
     enforcement: Enforcement,
     /// Boot time → wall time.
@@ -349,35 +440,46 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Decodes, enriches, analyzes and writes everything waiting in the ring buffer.
+    /// Decodes, enriches, analyzes and writes everything waiting in the ring buffers: the
+    /// priority ring first. Records are written in the order they are taken; each carries
+    /// its kernel time.
     fn drain(&mut self) -> Result<(), DaemonError> {
-        let ring = self.ring.get_mut();
         let mut exited = Vec::new();
         self.enricher.tick();
-        while let Some(item) = ring.next() {
-            self.delivered += 1;
-            match decode::decode(&item, &self.clock) {
-                Ok(mut ev) => {
-                    if !self.enricher.enrich(&mut ev) {
-                        self.filtered += 1;
-                        continue;
+        for priority in [true, false] {
+            let ring = if priority { self.priority.get_mut() } else { self.ring.get_mut() };
+            while let Some(item) = ring.next() {
+                self.delivered += 1;
+                match decode::decode(&item, &self.clock) {
+                    Ok(mut ev) => {
+                        if !self.enricher.enrich(&mut ev) {
+                            self.filtered += 1;
+                            continue;
+                        }
+                        self.audit.observe(&ev);
+                        match &ev.event {
+                            Event::Exit(e) => exited.push(e.subject.task.tgid),
+                            Event::FileOpen(e) if e.received() => {
+                                self.receivers.insert(e.subject.task.tgid);
+                            }
+                            _ => {}
+                        }
+                        ev.write(&mut self.rec);
+                        self.sink.emit(&self.rec)?;
                     }
-                    self.audit.observe(&ev);
-                    if let Event::Exit(e) = &ev.event {
-                        exited.push(e.subject.task.tgid);
-                    }
-                    ev.write(&mut self.rec);
-                    self.sink.emit(&self.rec)?;
-                }
-                Err(e) => {
-                    self.decode_errors += 1;
-                    if self.decode_errors.is_power_of_two() {
-                        tracing::error!(error = %e, count = self.decode_errors, "Undecodable kernel record.");
+                    Err(e) => {
+                        self.decode_errors += 1;
+                        if self.decode_errors.is_power_of_two() {
+                            tracing::error!(error = %e, count = self.decode_errors, "Undecodable kernel record.");
+                        }
                     }
                 }
             }
         }
         for tgid in exited {
+            if self.receivers.remove(&tgid) {
+                self.close_received(Some(tgid), CloseReason::Exit)?;
+            }
             if !self.kernel_releases && self.enricher.files.open.values().any(|f| f.opener == tgid) {
                 self.close_tracked(Some(tgid), CloseReason::Exit)?;
             }
@@ -413,6 +515,42 @@ impl Consumer {
         Ok(())
     }
 
+    /// Writes the fold records the kernel still holds (the sensor is stopping; its programs
+    /// are detached, so the slots no longer change).
+    fn write_folds(&mut self) -> Result<(), DaemonError> {
+        let slots: Vec<FoldSlot> = self
+            .folds
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, s)| s)
+            .filter(|s| s.stats.fold_count > 0)
+            .collect();
+        let now = Clock::realtime_ns();
+        for slot in slots {
+            let ev = self.enricher.close_untracked(0, &slot.stats, CloseReason::Fold, now, &self.clock);
+            self.emit(ev)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `file.close` for receivers' own totals the kernel will not report: those of
+    /// `receiver` (which exited), or all of them (`None`, the sensor is stopping).
+    fn close_received(&mut self, receiver: Option<u32>, reason: CloseReason) -> Result<(), DaemonError> {
+        let entries: Vec<(ReceivedKey, Received)> = self
+            .received
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| receiver.is_none_or(|r| k.tgid == r))
+            .collect();
+        let now = Clock::realtime_ns();
+        for (key, r) in entries {
+            let _ = self.received.remove(&key);
+            let ev = self.enricher.close_received(key.file, &r, reason, now, &self.clock);
+            self.emit(ev)?;
+        }
+        Ok(())
+    }
+
     /// Writes the events of fanotify events that have settled, and the decisions made.
     fn settle(&mut self, all: bool) -> Result<(), DaemonError> {
         for ev in self.watch.settle(&self.enricher, all) {
@@ -440,6 +578,11 @@ impl Consumer {
         let rec = match self.enforcement.reload() {
             Ok(hash) => {
                 tracing::info!(hash, "Policy set reloaded.");
+                let guards =
+                    enforce::priority::compile(&self.enforcement.policies.current(), &self.enricher.protect);
+                if let Err(e) = self.guards.update(&guards) {
+                    tracing::error!(error = %e, "Could not update the priority tables.");
+                }
                 event::sensor::policy_reloaded(Clock::realtime_ns(), &hash, &self.enforcement.files())
             }
             Err(e) => {
@@ -476,7 +619,21 @@ impl Consumer {
         let now = Clock::realtime_ns();
         let fanotify = std::mem::take(&mut self.watch.lost);
         let decisions = self.enforcement.decider.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
-        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify, decisions) {
+        let who: Vec<(LossKey, LossWho)> = self
+            .losses
+            .who()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let seen = self.who_seen.insert(k, v).unwrap_or_default();
+                let d = LossWho {
+                    records: v.records.saturating_sub(seen.records),
+                    opens: v.opens.saturating_sub(seen.opens),
+                };
+                (d.records > 0).then_some((k, d))
+            })
+            .collect();
+        if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify, decisions, &who)
+        {
             self.lost_total += delta.iter().sum::<u64>();
             tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
             self.sink.emit(&rec)?;

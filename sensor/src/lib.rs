@@ -17,6 +17,7 @@ pub mod event;
 pub mod fanotify;
 pub mod generate;
 pub mod health;
+pub mod inventory;
 pub mod kernel;
 pub mod logging;
 pub mod policy;
@@ -24,6 +25,7 @@ pub mod proctable;
 pub mod protect;
 pub mod scan;
 pub mod seal;
+pub mod selfwatch;
 pub mod service;
 #[cfg(test)]
 mod test_rng;

@@ -28,7 +28,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             let config = Config::effective(&args)?;
             let service = Service::start(&args, &config);
-            let spec = RunSpec { config, config_source: daemon::source_name(args.config.as_ref()), service };
+            let spec = RunSpec {
+                config,
+                config_source: daemon::source_name(args.config.as_ref()),
+                config_file: args.config,
+                service,
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

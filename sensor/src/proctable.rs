@@ -67,7 +67,7 @@ impl ProcTable {
 }
 
 fn read_proc(p: &procfs::process::Process) -> Option<Program> {
-    let exe: Option<Arc<str>> = p.exe().ok().map(|e| Arc::from(e.to_string_lossy().as_ref()));
+    let exe: Option<Arc<str>> = p.exe().ok().map(|e| Arc::from(crate::event::path::of_os(&e)));
     let args: Arc<[String]> = p.cmdline().unwrap_or_default().into();
     // Kernel threads have neither; they are still attributed by their kernel fields.
     (exe.is_some() || !args.is_empty()).then(|| Program::new(exe, args, Attribution::Procfs))

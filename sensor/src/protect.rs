@@ -107,14 +107,16 @@ impl ProtectSet {
     /// and of every mount below a protected directory (`/proc/self/mountinfo`).
     pub fn devices(&self) -> Vec<u32> {
         let mut devs: Vec<u32> = self.entries.iter().map(|e| e.key.dev).collect();
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            for line in info.lines() {
+        // Bytes: a mount point need not be UTF-8 (a Shift_JIS directory name).
+        if let Ok(info) = std::fs::read("/proc/self/mountinfo") {
+            for line in info.split(|b| *b == b'\n') {
                 // Field 5 is the mount point (octal escapes for spaces and the like).
-                let Some(point) = line.split(' ').nth(4) else { continue };
+                let Some(point) = line.split(|b| *b == b' ').nth(4) else { continue };
                 let point = unescape_mountinfo(point);
-                let inside = self.entries.iter().any(|e| {
-                    e.value.flags & PROTECT_TREE != 0 && std::path::Path::new(&point).starts_with(&e.path)
-                });
+                let inside = self
+                    .entries
+                    .iter()
+                    .any(|e| e.value.flags & PROTECT_TREE != 0 && point.starts_with(&e.path));
                 if inside && let Ok(meta) = std::fs::metadata(&point) {
                     devs.push(kernel_dev(meta.dev()));
                 }
@@ -142,7 +144,7 @@ impl ProtectSet {
 
     /// The configured path of protection rule `rule`.
     pub fn rule_path(&self, rule: u32) -> Option<String> {
-        self.entries.get(rule as usize).map(|e| e.path.display().to_string())
+        self.entries.get(rule as usize).map(|e| crate::event::path::of_os(&e.path))
     }
 
     /// The entries.
@@ -152,7 +154,7 @@ impl ProtectSet {
 
     /// Canonical paths, for `sensor.start`.
     pub fn paths(&self) -> Vec<String> {
-        self.entries.iter().map(|e| e.path.display().to_string()).collect()
+        self.entries.iter().map(|e| crate::event::path::of_os(&e.path)).collect()
     }
 
     /// Whether nothing is protected.
@@ -162,8 +164,7 @@ impl ProtectSet {
 }
 
 /// `/proc/self/mountinfo` writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
+pub(crate) fn unescape_mountinfo(b: &[u8]) -> PathBuf {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -175,7 +176,7 @@ fn unescape_mountinfo(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
 #[cfg(test)]
@@ -184,7 +185,9 @@ mod tests {
 
     #[test]
     fn unescapes_mount_points() {
-        assert_eq!(unescape_mountinfo("/srv/share\\040jinji"), "/srv/share jinji");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(b"/srv/share\\040jinji"), std::path::Path::new("/srv/share jinji"));
+        assert_eq!(unescape_mountinfo(b"/plain"), std::path::Path::new("/plain"));
+        let sjis = unescape_mountinfo(b"/srv/\x90l\x8e\x96");
+        assert_eq!(std::os::unix::ffi::OsStrExt::as_bytes(sjis.as_os_str()), b"/srv/\x90l\x8e\x96");
     }
 }

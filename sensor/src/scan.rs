@@ -72,7 +72,7 @@ fn record(
     let open = FileOpen {
         subject: Subject::of(*task),
         file: FileRef {
-            path: path.to_string_lossy().into_owned(),
+            path: crate::event::path::of_os(path),
             id: Some((key.dev, key.ino)),
             rule: Some(rule),
             protected: protect.rule_path(rule).map(Into::into),

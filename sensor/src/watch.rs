@@ -25,6 +25,7 @@ use crate::{
     event::{
         Envelope, Event, FileRef, Name, Subject,
         change::{Change, FileAccess, FileChange, ObservedBy},
+        path,
         time::Clock,
     },
     fanotify::{FsEvent, FsEventKind},
@@ -160,14 +161,14 @@ impl Watch {
                 if d.files.kernel_reported(Name::FileRename, &ev.path) {
                     return;
                 }
-                let old_path = ev.old_path.as_ref().map(|p| p.display().to_string());
+                let old_path = ev.old_path.as_ref().map(path::of_os);
                 out.push(change(d, &ev, meta, Change::Rename { old_path }));
             }
             K::MovedFrom => {
                 // Without FAN_RENAME (before 5.17) this is the only trace of a move out.
                 if !self.has_rename {
                     let meta = self.catalog.remove(&ev.path);
-                    let old_path = Some(ev.path.display().to_string());
+                    let old_path = Some(path::of_os(&ev.path));
                     out.push(change(d, &ev, meta, Change::Rename { old_path }));
                 }
             }
@@ -243,14 +244,14 @@ fn change(d: &Enricher, ev: &FsEvent, meta: Option<Meta>, change: Change) -> Env
 }
 
 /// The acting process as `/proc` shows it (only its pid when it is gone).
-fn subject(pid: u32) -> Subject {
+pub(crate) fn subject(pid: u32) -> Subject {
     proctable::task_of_pid(pid).map_or_else(|| Subject::pid(pid), Subject::of)
 }
 
 /// The file of `ev`: its path, identity and protection rule.
 fn file(d: &Enricher, ev: &FsEvent, meta: Option<Meta>) -> FileRef {
     let path = strip_deleted(&ev.path);
-    let mut file = FileRef { path: path.display().to_string(), ..FileRef::default() };
+    let mut file = FileRef { path: path::of_os(path), ..FileRef::default() };
     if let Some((dev, ino)) = meta.map(|m| (m.dev, m.ino)).or(ev.dev.zip(ev.ino)) {
         let key = InodeKey { ino, dev: kernel_dev(dev), _pad: 0 };
         file.id = Some((key.dev, ino));
@@ -262,7 +263,9 @@ fn file(d: &Enricher, ev: &FsEvent, meta: Option<Meta>) -> FileRef {
 
 /// `/proc/self/fd` shows unlinked files as `path (deleted)`.
 fn strip_deleted(path: &Path) -> &Path {
-    path.to_str().and_then(|s| s.strip_suffix(" (deleted)")).map_or(path, Path::new)
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = path.as_os_str().as_bytes();
+    bytes.strip_suffix(b" (deleted)").map_or(path, |b| Path::new(std::ffi::OsStr::from_bytes(b)))
 }
 
 fn kind_name(kind: FsEventKind) -> &'static str {

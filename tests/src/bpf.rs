@@ -126,3 +126,59 @@ pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
     }
     panic!("process {pid} holds no BPF map named {name}");
 }
+
+const BPF_LINK_GET_FD_BY_ID: libc::c_int = 30;
+const BPF_LINK_GET_NEXT_ID: libc::c_int = 31;
+const BPF_LINK_DETACH: libc::c_int = 34;
+/// `BPF_LINK_TYPE_CGROUP` (`enum bpf_link_type`).
+pub const LINK_TYPE_CGROUP: u32 = 3;
+
+/// One link: `struct bpf_link_info`'s type, id, program id and, for cgroup links, the cgroup
+/// id (0 once detached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub kind: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    pub cgroup_id: u64,
+}
+
+/// A descriptor of link `id` (closed on drop).
+fn link_fd(id: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    let attr = GetFdById { prog_id: id, ..Default::default() };
+    let fd = bpf(BPF_LINK_GET_FD_BY_ID, (&raw const attr).cast(), size_of::<GetFdById>()).ok()?;
+    // SAFETY: a new descriptor we own.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Every link in the kernel right now.
+pub fn links() -> Vec<Link> {
+    use std::os::fd::AsRawFd as _;
+    let mut out = Vec::new();
+    let mut attr = GetFdById::default();
+    loop {
+        // The kernel writes `next_id` into `attr`, which outlives the call.
+        if bpf(BPF_LINK_GET_NEXT_ID, (&raw mut attr).cast_const().cast(), size_of::<GetFdById>()).is_err() {
+            return out;
+        }
+        let id = attr.next_id;
+        attr = GetFdById { prog_id: id, ..Default::default() };
+        let Some(fd) = link_fd(id) else { continue };
+        // type, id, prog_id, pad, then the union (cgroup: cgroup_id, attach_type).
+        let mut info = [0u32; 16];
+        let q = InfoByFd { bpf_fd: fd.as_raw_fd() as u32, info_len: 64, info: info.as_mut_ptr() as u64 };
+        if bpf(BPF_OBJ_GET_INFO_BY_FD, (&raw const q).cast(), size_of::<InfoByFd>()).is_ok() {
+            let cgroup_id = u64::from(info[4]) | (u64::from(info[5]) << 32);
+            out.push(Link { kind: info[0], id: info[1], prog_id: info[2], cgroup_id });
+        }
+    }
+}
+
+/// `BPF_LINK_DETACH` of link `id`, as another root process can do it.
+pub fn detach_link(id: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let fd = link_fd(id).ok_or_else(|| io::Error::other(format!("link {id} is gone")))?;
+    let attr = [fd.as_raw_fd() as u32, 0, 0, 0];
+    bpf(BPF_LINK_DETACH, attr.as_ptr().cast(), size_of_val(&attr)).map(drop)
+}

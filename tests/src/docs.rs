@@ -13,6 +13,7 @@ pub enum DocType {
     Boolean,
     Strings,
     Numbers,
+    Objects,
 }
 
 impl DocType {
@@ -23,6 +24,7 @@ impl DocType {
             "boolean" => Some(Self::Boolean),
             "array of strings" => Some(Self::Strings),
             "array of numbers" => Some(Self::Numbers),
+            "array of objects" => Some(Self::Objects),
             _ => None,
         }
     }
@@ -35,6 +37,7 @@ impl DocType {
             (Self::Boolean, Value::Bool(_)) => true,
             (Self::Strings, Value::Array(a)) => a.iter().all(Value::is_string),
             (Self::Numbers, Value::Array(a)) => a.iter().all(Value::is_number),
+            (Self::Objects, Value::Array(a)) => a.iter().all(Value::is_object),
             _ => false,
         }
     }

@@ -21,11 +21,14 @@ pub fn is(ev: &Value, name: &str) -> bool {
 
 /// Whether the record came from the kernel-to-daemon ring buffer (what
 /// `mnsensor.events.delivered` counts): not the sensor's own `sensor.*` records (but
-/// `sensor.tamper`, which the kernel reports), not records of the fanotify observer or the
-/// startup `/proc` scan (`mnsensor.observed_by`), and not the `file.close` records the daemon
-/// writes for files still open when it stops.
+/// the `sensor.tamper` kinds the kernel reports; `file` comes from fanotify and the
+/// self-inventory kinds from the daemon), not records of the fanotify observer or the startup
+/// `/proc` scan (`mnsensor.observed_by`), and not the `file.close` records the daemon writes
+/// for files still open when it stops.
 pub fn from_ring(ev: &Value) -> bool {
-    (!name(ev).starts_with("sensor.") || name(ev) == "sensor.tamper")
+    const KERNEL_TAMPER: [&str; 5] = ["signal", "ptrace", "process_vm_read", "process_vm_write", "bpf"];
+    let kind = ev.get("mnsensor.tamper.kind").and_then(Value::as_str).unwrap_or("");
+    (!name(ev).starts_with("sensor.") || (name(ev) == "sensor.tamper" && KERNEL_TAMPER.contains(&kind)))
         && !has(ev, "mnsensor.observed_by")
         && ev.get("mnsensor.close.reason").and_then(Value::as_str) != Some("sensor_stop")
 }

@@ -5,6 +5,7 @@
 //! * [`Sensor`] starts one sensor with a private temp dir and a `jsonl:` output, reads and
 //!   validates every record it writes, waits for records, stops it and checks that its
 //!   kernel programs are gone.
+//! * [`cgroup`] has the child cgroup the egress programs attach to.
 //! * [`event`] has accessors for records and the per-record schema check.
 //! * [`docs`] parses `docs/events.md`.
 //! * [`policy_hash`] recomputes the policy-set hash from its documented preimage.
@@ -23,6 +24,7 @@
 //!   debugging instead of removing it.
 
 pub mod bpf;
+pub mod cgroup;
 pub mod docs;
 pub mod event;
 pub mod policy_hash;

@@ -110,6 +110,12 @@ impl Sensor {
     /// deadline passes.
     #[track_caller]
     pub fn start(args: &[&str]) -> Self {
+        Self::start_env(args, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables for the sensor.
+    #[track_caller]
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("sensor");
         let events_path = dir.join("events.jsonl");
         let stderr_path = dir.join("stderr.txt");
@@ -125,7 +131,7 @@ impl Sensor {
         if !args.contains(&"--state-dir") {
             cmd.arg("--state-dir").arg(dir.join("state"));
         }
-        cmd.args(args).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        cmd.envs(env.iter().copied()).args(args).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         let pid = child.id();
         let mut sensor = Self {

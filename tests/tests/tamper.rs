@@ -5,7 +5,7 @@
 use std::io;
 
 use mnsensor_tests::{
-    Sensor, get_str, get_str_array, get_u64, is, pid_of, show, skip, test_pid, waitpid_status,
+    Sensor, get_str, get_str_array, get_u64, has, is, pid_of, show, skip, test_pid, waitpid_status,
 };
 use serde_json::Value;
 
@@ -167,5 +167,334 @@ fn bpf_prog_load_by_another_process_is_reported() {
     let ev = wait_tamper(&mut sensor, "bpf", loader, |_| true);
     assert_actor(&ev);
     assert_eq!(get_str(&ev, "mnsensor.tamper.bpf_command"), "BPF_PROG_LOAD", "{}", show(&ev));
+    sensor.stop();
+}
+
+/// A child that made its change and waits, alive, until dropped (the sensor reads a fanotify
+/// actor's identity from `/proc` when it reads the event).
+struct Actor {
+    pid: u32,
+}
+
+impl Actor {
+    /// Forks a child that runs `act` (raw syscalls only); exits 1 at once if that failed,
+    /// else waits to be killed.
+    fn run(act: impl FnOnce() -> bool) -> Self {
+        // SAFETY: the child only makes raw syscalls and `_exit`.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", io::Error::last_os_error()),
+            0 => {
+                if !act() {
+                    // SAFETY: `_exit` is async-signal-safe.
+                    unsafe { libc::_exit(1) }
+                }
+                loop {
+                    // SAFETY: async-signal-safe; SIGKILL ends it.
+                    unsafe { libc::pause() };
+                }
+            }
+            pid => Self { pid: u32::try_from(pid).expect("positive pid") },
+        }
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        mnsensor_tests::util::send_signal(self.pid, libc::SIGKILL);
+        let status = waitpid_status(self.pid);
+        if !std::thread::panicking() {
+            assert!(libc::WIFSIGNALED(status), "actor {} failed its change", self.pid);
+        }
+    }
+}
+
+/// The `sensor.tamper` file record by `actor` with `action` on `path`; checks the actor.
+fn wait_file(sensor: &mut Sensor, actor: &Actor, role: &str, action: &str, path: &std::path::Path) -> Value {
+    let path = path.to_str().expect("UTF-8 path").to_owned();
+    let ev = wait_tamper(sensor, "file", actor.pid, |e| {
+        e.get("mnsensor.tamper.file_action").and_then(Value::as_str) == Some(action)
+            && e.get("file.path").and_then(Value::as_str) == Some(path.as_str())
+    });
+    assert_eq!(get_str(&ev, "mnsensor.tamper.file_role"), role, "{}", show(&ev));
+    assert_actor(&ev);
+    ev
+}
+
+/// `p` as a C string, made before the fork (the child must not allocate).
+fn c(p: &std::path::Path) -> std::ffi::CString {
+    mnsensor_tests::util::c_path(p)
+}
+
+#[test]
+fn changes_to_the_sensors_own_files_name_the_actor() {
+    let dir = mnsensor_tests::TempDir::new("tamper-files");
+    let config = dir.write("config.yaml", "protect: []\n");
+    let pdir = dir.mkdir("policies");
+    let policy = pdir.join("10-default.yaml");
+    // An audit policy that protects nothing (the VM guest has no workspace to copy one from).
+    std::fs::write(
+        &policy,
+        "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {name: quiet}\nspec:\n  mode: audit\n  protect: []\n  default: {action: audit, severity: low}\n",
+    )
+    .expect("write policy");
+    let state = dir.join("state");
+    let mut sensor = Sensor::start(&[
+        "--config",
+        mnsensor_tests::path_str(&config),
+        "--policy",
+        mnsensor_tests::path_str(&pdir),
+        "--state-dir",
+        mnsensor_tests::path_str(&state),
+    ]);
+    let mut actors = Vec::new();
+
+    // A write to the configuration (append).
+    let cfg = c(&config);
+    let line = b"# edited\n";
+    // SAFETY (in the child): open/write/close on prepared buffers.
+    let writer = Actor::run(|| unsafe {
+        let fd = libc::open(cfg.as_ptr(), libc::O_WRONLY | libc::O_APPEND);
+        let ok = fd >= 0 && libc::write(fd, line.as_ptr().cast(), line.len()) == line.len() as isize;
+        libc::close(fd);
+        ok
+    });
+    wait_file(&mut sensor, &writer, "config", "write", &config);
+    actors.push(writer.pid);
+
+    // chmod of the configuration.
+    // SAFETY (in the child): chmod(2) on a prepared path.
+    let chmodder = Actor::run(|| unsafe { libc::chmod(cfg.as_ptr(), 0o600) == 0 });
+    let ev = wait_file(&mut sensor, &chmodder, "config", "chmod", &config);
+    assert!(!has(&ev, "mnsensor.file.old_path"), "{}", show(&ev));
+    actors.push(chmodder.pid);
+
+    // A truncation of the configuration (O_TRUNC).
+    // SAFETY (in the child): open/close on a prepared path.
+    let truncator = Actor::run(|| unsafe {
+        let fd = libc::open(cfg.as_ptr(), libc::O_WRONLY | libc::O_TRUNC);
+        libc::close(fd);
+        fd >= 0
+    });
+    wait_file(&mut sensor, &truncator, "config", "truncate", &config);
+    actors.push(truncator.pid);
+
+    // A rename inside the policy directory.
+    let renamed = pdir.join("20-default.yaml");
+    let (from, to) = (c(&policy), c(&renamed));
+    // SAFETY (in the child): rename(2) on prepared paths.
+    let renamer = Actor::run(|| unsafe { libc::rename(from.as_ptr(), to.as_ptr()) == 0 });
+    let ev = wait_file(&mut sensor, &renamer, "policy", "rename", &renamed);
+    assert_eq!(get_str(&ev, "mnsensor.file.old_path"), mnsensor_tests::path_str(&policy), "{}", show(&ev));
+    actors.push(renamer.pid);
+
+    // A deletion of a policy file.
+    // SAFETY (in the child): unlink(2) on a prepared path.
+    let deleter = Actor::run(|| unsafe { libc::unlink(to.as_ptr()) == 0 });
+    wait_file(&mut sensor, &deleter, "policy", "delete", &renamed);
+    actors.push(deleter.pid);
+
+    // A file created in the state directory (next to the ledger the sensor writes).
+    let intruder = state.join("intruder");
+    let ipath = c(&intruder);
+    // SAFETY (in the child): open/close on a prepared path.
+    let creator = Actor::run(|| unsafe {
+        let fd = libc::open(ipath.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600);
+        libc::close(fd);
+        fd >= 0
+    });
+    wait_file(&mut sensor, &creator, "state", "create", &intruder);
+    actors.push(creator.pid);
+
+    // The binary's times set to now (harmless; an attribute change of the running binary).
+    // The VM guest runs it from its initramfs, which has no file handles to mark it by.
+    let exe =
+        mnsensor_tests::canonical(std::fs::read_link(format!("/proc/{}/exe", sensor.pid())).expect("exe"));
+    let watched = get_str_array(sensor.start_event(), "mnsensor.tamper.files");
+    for want in [
+        format!("config={}", config.display()),
+        format!("policy={}", pdir.display()),
+        format!("state={}", state.display()),
+    ] {
+        assert!(watched.contains(&want), "{want} not in {watched:?}");
+    }
+    let toucher = if watched.contains(&format!("binary={}", exe.display())) {
+        let exe_c = c(&exe);
+        // SAFETY (in the child): utimensat(2) with null times (now).
+        let toucher = Actor::run(|| unsafe {
+            libc::utimensat(libc::AT_FDCWD, exe_c.as_ptr(), std::ptr::null(), 0) == 0
+        });
+        wait_file(&mut sensor, &toucher, "binary", "attrib", &exe);
+        actors.push(toucher.pid);
+        Some(toucher)
+    } else {
+        assert!(mnsensor_tests::in_vm(), "the binary {} is not watched: {watched:?}", exe.display());
+        eprintln!("the binary {} is on a filesystem fanotify cannot mark here: {watched:?}", exe.display());
+        None
+    };
+
+    // The sensor's own writes (ledger, key, cursors) are never reported; every file record
+    // names one of the actors above.
+    sensor.assert_none("a file tamper record by anyone but the actors", |e| {
+        is(e, "sensor.tamper")
+            && e.get("mnsensor.tamper.kind").and_then(Value::as_str) == Some("file")
+            && !pid_of(e).is_some_and(|p| actors.contains(&p))
+    });
+    drop((writer, chmodder, truncator, renamer, deleter, creator, toucher));
+    sensor.stop();
+}
+
+/// Wall-clock nanoseconds now.
+fn now_ns() -> i128 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    i128::try_from(d.as_nanos()).expect("fits")
+}
+
+fn time_ns(ev: &Value, key: &str) -> i128 {
+    sensor_common::time::parse_rfc3339_ns(get_str(ev, key)).unwrap_or_else(|| panic!("{key}: {}", show(ev)))
+}
+
+/// The highest `mnsensor.seq` a run wrote.
+fn last_seq(sensor: &mut Sensor) -> u64 {
+    sensor.events().iter().map(|e| get_u64(e, "mnsensor.seq")).max().expect("records")
+}
+
+#[test]
+fn every_restart_reports_the_gap_since_the_previous_run() {
+    let work = mnsensor_tests::TempDir::new("tamper-restart");
+    let state = work.join("state");
+    let args = ["--state-dir", mnsensor_tests::path_str(&state)];
+
+    // A clean stop, a pause, a start: the gap runs from the stop to the new start.
+    let mut first = Sensor::start(&args);
+    let stopping = now_ns();
+    first.stop();
+    let stopped = now_ns();
+    let first_last = last_seq(&mut first);
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let starting = now_ns();
+    let mut second = Sensor::start(&args);
+    let started = now_ns();
+    let gap = second.wait_for("sensor.gap", |e| is(e, "sensor.gap"));
+    assert_eq!(mnsensor_tests::get_bool(&gap, "mnsensor.gap.clean"), Some(true), "{}", show(&gap));
+    assert_eq!(get_u64(&gap, "mnsensor.gap.last_seq"), first_last, "{}", show(&gap));
+    let (start, end) = (time_ns(&gap, "mnsensor.gap.start"), time_ns(&gap, "mnsensor.gap.end"));
+    assert!(
+        (stopping..=stopped).contains(&start),
+        "gap start {start} not within the stop [{stopping}, {stopped}]"
+    );
+    assert!(
+        (starting..=started).contains(&end),
+        "gap end {end} not within the start [{starting}, {started}]"
+    );
+    let seconds = gap.get("mnsensor.gap.seconds").and_then(Value::as_f64).expect("mnsensor.gap.seconds");
+    assert!(((end - start) as f64 / 1e9 - seconds).abs() < 1e-3, "seconds {seconds} vs {start}..{end}");
+    assert!(seconds >= 1.5, "the pause was 1.5 s: {}", show(&gap));
+
+    // An unclean stop: the gap starts at the last record the killed run wrote (kernel records
+    // carry the time of their event, so that is any time after the run began).
+    let before = starting;
+    let killing = now_ns();
+    mnsensor_tests::util::send_signal(second.pid(), libc::SIGKILL);
+    let second_last = last_seq(&mut second);
+    drop(second);
+    let mut third = Sensor::start(&args);
+    let gap = third.wait_for("sensor.gap", |e| is(e, "sensor.gap"));
+    assert_eq!(mnsensor_tests::get_bool(&gap, "mnsensor.gap.clean"), Some(false), "{}", show(&gap));
+    assert!(get_u64(&gap, "mnsensor.gap.last_seq") >= second_last, "{}", show(&gap));
+    let start = time_ns(&gap, "mnsensor.gap.start");
+    assert!((before..=killing).contains(&start), "gap start {start} not within [{before}, {killing}]");
+    third.stop();
+}
+
+/// A cgroup v2 child for the egress programs (removed on drop).
+struct Cgroup(std::path::PathBuf);
+
+impl Cgroup {
+    fn new() -> Self {
+        let root = if std::path::Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+            std::path::PathBuf::from("/sys/fs/cgroup")
+        } else {
+            std::path::PathBuf::from("/sys/fs/cgroup/unified")
+        };
+        let path = root.join(format!("mnsensor-test.{}.tamper", test_pid()));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self(path)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!("warning: cgroup {} not removed", self.0.display());
+    }
+}
+
+#[test]
+fn a_detached_program_is_reported_and_attached_again() {
+    use mnsensor_tests::bpf::{LINK_TYPE_CGROUP, detach_link, links};
+    use std::os::unix::fs::MetadataExt as _;
+    let cgroup = Cgroup::new();
+    let conf = mnsensor_tests::TempDir::new("tamper-inventory");
+    let protected = conf.mkdir("protected");
+    let policy = conf.write(
+        "policy.yaml",
+        format!(
+            "apiVersion: mnsensor/v1\nkind: AccessPolicy\nmetadata: {{name: inv}}\nspec:\n  mode: audit\n  protect: [{{path: {}}}]\n  default: {{action: audit, severity: low}}\n  egress:\n    action: alert\n",
+            mnsensor_tests::path_str(&protected)
+        ),
+    );
+    let config = conf.write(
+        "config.yaml",
+        format!("egress_cgroup: {}\ninventory_interval_s: 1\n", mnsensor_tests::path_str(&cgroup.0)),
+    );
+    let mut sensor = Sensor::start(&[
+        "--config",
+        mnsensor_tests::path_str(&config),
+        "--policy",
+        mnsensor_tests::path_str(&policy),
+    ]);
+    // The sensor's links on the test's cgroup, as the kernel lists them (the cgroup id is the
+    // directory's inode number).
+    let cgroup_id = std::fs::metadata(&cgroup.0).expect("stat cgroup").ino();
+    let ids = sensor.program_ids().to_vec();
+    let on_cgroup = |prog: Option<u32>| {
+        links()
+            .into_iter()
+            .filter(|l| {
+                l.kind == LINK_TYPE_CGROUP
+                    && l.cgroup_id == cgroup_id
+                    && ids.contains(&l.prog_id)
+                    && prog.is_none_or(|p| p == l.prog_id)
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = on_cgroup(None);
+    assert!(!before.is_empty(), "no link of the sensor on {}: {before:?}", cgroup.0.display());
+    let victim = before[0];
+    detach_link(victim.id).expect("BPF_LINK_DETACH");
+    assert!(on_cgroup(Some(victim.prog_id)).is_empty(), "the link is detached");
+
+    let ev = sensor.wait_for("sensor.tamper program_detached", |e| {
+        is(e, "sensor.tamper")
+            && e.get("mnsensor.tamper.kind").and_then(Value::as_str) == Some("program_detached")
+            && e.get("mnsensor.tamper.link_id").and_then(Value::as_u64) == Some(u64::from(victim.id))
+    });
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.program_id"), u64::from(victim.prog_id), "{}", show(&ev));
+    assert_eq!(mnsensor_tests::get_bool(&ev, "mnsensor.tamper.reattached"), Some(true), "{}", show(&ev));
+    // Attached again: a new link of the same program on the same cgroup.
+    let again = on_cgroup(Some(victim.prog_id));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(get_u64(&ev, "mnsensor.tamper.new_link_id"), u64::from(again[0].id), "{}", show(&ev));
+    assert_ne!(again[0].id, victim.id);
+    // The detach itself was a bpf(2) call of this test process.
+    wait_tamper(&mut sensor, "bpf", test_pid(), |e| {
+        e.get("mnsensor.tamper.bpf_command").and_then(Value::as_str) == Some("BPF_LINK_DETACH")
+    });
     sensor.stop();
 }

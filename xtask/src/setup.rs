@@ -27,11 +27,20 @@ const PACKAGES: &[&str] = &[
     // The exfiltration tests: a network namespace with a veth pair, and python3 senders.
     "iproute2",
     "python3",
+    // The print detection test (tests/tests/print.rs) runs its own cupsd with a raw queue on
+    // the built-in file: device; no filters or drivers are needed.
+    "cups-daemon",
+    "cups-client",
 ];
 /// Third-party receivers of the delivery tests (tests/tests/otlp.rs, syslog.rs): rsyslog
 /// with its TLS driver, socat as the TLS front of rotel (it starts no service, unlike a web
 /// server package), openssl for test certificates, and python3-venv for rotel.
 const RECEIVER_PACKAGES: &[&str] = &["rsyslog", "rsyslog-openssl", "socat", "openssl", "python3-venv"];
+/// The Samba attribution test (tests/tests/samba.rs): the test runs its own `smbd` on a
+/// loopback port with its own configuration and password database (`samba` also brings
+/// `smbpasswd`), and reads through `smbclient`. Where the package's own service starts on
+/// install, the test does not use it.
+const SAMBA_PACKAGES: &[&str] = &["samba", "smbclient"];
 /// rotel, the OTLP receiver from PyPI (a Rust collector that can print what it receives).
 const ROTEL_VERSION: &str = "0.0.1a15";
 /// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine.
@@ -42,7 +51,7 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn setup(vm: bool) -> Result<()> {
     let mut done = Vec::new();
-    let packages = [PACKAGES, RECEIVER_PACKAGES, if vm { VM_PACKAGES } else { &[] }].concat();
+    let packages = [PACKAGES, RECEIVER_PACKAGES, SAMBA_PACKAGES, if vm { VM_PACKAGES } else { &[] }].concat();
     for package in apt::install_missing(&packages)? {
         done.push(format!("installed {package}"));
     }

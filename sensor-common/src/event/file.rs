@@ -57,6 +57,19 @@ pub struct Tracked {
     pub write_calls: u64,
     /// Bytes mapped with mmap (what is read through the mapping is not counted).
     pub mmap_bytes: u64,
+    /// A folded open: the start (`FoldSlot::window_ns`) of the fold window it was folded
+    /// into; 0 for an open with its own `file.open` record.
+    pub fold_window: u64,
+    /// In a [`CLOSE_FOLD`] record: the opens folded into it, the closes folded into it, and
+    /// the times (boot clock) of the first and the last folded open.
+    pub fold_count: u64,
+    pub fold_closes: u64,
+    pub fold_first_ns: u64,
+    pub fold_last_ns: u64,
+    /// 1 when the open went to the priority ring (an opener outside the allow list of a
+    /// covering policy): its close goes there too.
+    pub priority: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -89,7 +102,8 @@ pub struct Close {
     pub stats: Tracked,
     pub fd: i32,
     pub path_len: u16,
-    pub _pad: u16,
+    /// `SCOPE_*`: whose bytes `stats` holds.
+    pub scope: u16,
     /// Kernel-side write position while the record is built.
     pub cursor: u32,
     /// `CLOSE_*`: how the last reference went.
@@ -105,6 +119,97 @@ pub const CLOSE_EXIT: u32 = 1;
 /// process the sensor does not track closed, or a kernel user released the file. No path
 /// is walked (the dentry may be gone); `Close::fd` is -1.
 pub const CLOSE_RELEASE: u32 = 2;
+/// A fold record: `Tracked::fold_count` opens of the file by one thread, within one fold
+/// window, that had no records of their own, with the sums of their closes' totals
+/// (`sensor-ebpf/src/fold.rs`). `Close::file` is 0 and no path is walked.
+pub const CLOSE_FOLD: u32 = 3;
+
+/// The fold window: from the first open of a file by a thread, [`FOLD_WINDOW_NS`] long.
+pub const FOLD_WINDOW_NS: u64 = 1_000_000_000;
+/// Opens of the same file by the same thread in one window that still get their own
+/// records; the later ones are folded.
+pub const FOLD_AFTER: u32 = 16;
+
+/// A thread's fold state (`FOLD` map, by thread id): the file it opens repeatedly and the
+/// totals of the opens folded in the current window (`stats.fold_*`, `stats.opener`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FoldSlot {
+    pub ino: u64,
+    pub dev: u32,
+    /// Opens in this window that had their own records.
+    pub emitted: u32,
+    /// Boot-clock start of the window (the window's identity).
+    pub window_ns: u64,
+    pub stats: Tracked,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain repr(C) data.
+unsafe impl aya::Pod for FoldSlot {}
+
+/// Key of the kernel's `LOSS_WHO` map: whose records were dropped (`Kind` of the record, the
+/// responsible uid: login uid, else effective uid; the file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LossKey {
+    pub kind: u32,
+    pub uid: u32,
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+/// Value of `LOSS_WHO`: records dropped, and the opens they stood for (1 per `file.open`,
+/// `fold_count` per fold record).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LossWho {
+    pub records: u64,
+    pub opens: u64,
+}
+
+#[cfg(feature = "user")]
+mod loss_pod {
+    // SAFETY: plain repr(C) data.
+    unsafe impl aya::Pod for super::LossKey {}
+    // SAFETY: plain repr(C) data.
+    unsafe impl aya::Pod for super::LossWho {}
+}
+
+/// `Close::scope`: the open file's totals (every process that used it).
+pub const SCOPE_OPEN: u16 = 0;
+/// `Close::scope`: one receiver's own bytes (a descriptor it took with `pidfd_getfd` or
+/// received over `SCM_RIGHTS`), written at its close of the descriptor or at its exit;
+/// `stats.opener` is the original opener, `stats.opened_ns` when it received it.
+pub const SCOPE_RECEIVER: u16 = 1;
+
+/// Key of the kernel's `RECEIVED` map: an open file and a process that received a
+/// descriptor of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceivedKey {
+    /// Kernel address of the `struct file`.
+    pub file: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// Value of the kernel's `RECEIVED` map: the receiver and its own totals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Received {
+    /// The receiver, as it was when it received the descriptor.
+    pub holder: crate::event::Task,
+    pub stats: Tracked,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain repr(C) data.
+unsafe impl aya::Pod for ReceivedKey {}
+#[cfg(feature = "user")]
+// SAFETY: plain repr(C) data.
+unsafe impl aya::Pod for Received {}
 
 /// `Open::syscall` of a file opened by an io_uring `IORING_OP_OPENAT`/`OPENAT2` request.
 pub const OPEN_IO_URING: u32 = 0x1_0000;
@@ -112,8 +217,13 @@ pub const OPEN_IO_URING: u32 = 0x1_0000;
 pub const OPEN_FENTRY: u32 = 0x2_0000;
 /// `Open::syscall` of a tracked file's descriptor taken from another process with
 /// `pidfd_getfd(2)` (its x86_64 syscall number): the receiver's `file.open`. The original
-/// open's totals go on and count the receiver's bytes too.
+/// open's totals go on and count the receiver's bytes too; the receiver's own bytes are
+/// kept apart in `RECEIVED` ([`SCOPE_RECEIVER`]).
 pub const OPEN_PIDFD_GETFD: u32 = 438;
+/// `Open::syscall` of a tracked file's descriptor received over a unix socket
+/// (`SCM_RIGHTS`) by `recvmsg(2)` (its x86_64 syscall number): the receiver's `file.open`, as
+/// for [`OPEN_PIDFD_GETFD`].
+pub const OPEN_SCM_RIGHTS: u32 = 47;
 
 /// `file.delete`, `file.rename`, `file.link`, `file.truncate` from the kernel (the fentry
 /// backend: `security_path_*` hooks, confirmed by the exit of the VFS operation), and the

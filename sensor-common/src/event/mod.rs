@@ -8,6 +8,7 @@ pub mod file;
 pub mod net;
 pub mod policy;
 pub mod process;
+pub mod subject;
 pub mod tamper;
 
 /// Event kinds. The numbers are part of the wire format between kernel and daemon: never

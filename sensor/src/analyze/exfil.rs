@@ -183,6 +183,11 @@ impl Detector {
         Self { settings, ..Self::default() }
     }
 
+    /// Derived files made from the protected file `origin` read (for the other detectors).
+    pub fn derived_files(&self, origin: &Origin) -> Vec<String> {
+        self.derived.get(&(origin.dev, origin.ino)).cloned().unwrap_or_default()
+    }
+
     /// Takes one observation; returns the detections it completes.
     pub fn observe(&mut self, input: Input) -> Vec<Detection> {
         if self.flow_seen.len() > MAX_SEEN {
@@ -361,19 +366,11 @@ impl Detector {
         reason: String,
     ) -> Detection {
         Detection {
-            name,
-            time_ns: t,
-            reason,
-            proc: proc.clone(),
-            origin: origin.clone(),
-            bytes_read: 0,
-            files_read: 0,
-            derived: self.derived.get(&(origin.dev, origin.ino)).cloned().unwrap_or_default(),
+            derived: self.derived_files(origin),
             destination,
             bytes_sent,
             action,
-            first_ns: origin.time_ns,
-            last_ns: t,
+            ..super::evidence::detection(name, t, proc, origin, reason)
         }
     }
 }

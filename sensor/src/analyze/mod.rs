@@ -3,7 +3,11 @@
 //! those opens, so they are judged after the fact); detectors join here. [`exfil`] (the
 //! exfiltration detector) takes its own inputs from `sensor/src/egress/` for now.
 pub mod dns;
+pub mod drip;
+pub mod evidence;
 pub mod exfil;
+pub mod media;
+pub mod print;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -11,7 +15,7 @@ use sensor_common::event::Task;
 
 use crate::{
     enforce::{self, DecisionEvent, Enforcement, Policies},
-    event::{Envelope, Event, FileRef, Subject, decision::Decision, file::OpenHow},
+    event::{Envelope, Event, FileRef, Subject, decision::Decision, file::OpenHow, path},
     policy::OpSet,
     protect::kernel_dev,
 };
@@ -52,7 +56,8 @@ impl Audit {
     pub fn judge(&mut self, enforcement: &Enforcement) {
         let set = enforcement.policies.current();
         for open in self.pending.drain(..) {
-            let path = std::path::Path::new(&open.path);
+            let owned = path::to_path(&open.path);
+            let path = &*owned;
             if set.protects(path) && !enforce::enforced(&set, path) {
                 enforcement.decider.decide(enforce::Access {
                     pid: open.task.tgid,
@@ -78,7 +83,11 @@ impl Analyzer for Audit {
         let (dev, ino) = open.file.id.unwrap_or_default();
         self.pending.push(Seen {
             task: open.subject.task,
-            exe: open.subject.program.as_ref().and_then(|p| p.exe.as_deref().map(PathBuf::from)),
+            exe: open
+                .subject
+                .program
+                .as_ref()
+                .and_then(|p| p.exe.as_deref().map(|e| path::to_path(e).into_owned())),
             path: open.file.path.clone(),
             dev: libc::makedev(dev >> 20, dev & 0xf_ffff),
             ino,
@@ -94,7 +103,7 @@ pub fn decision(ev: DecisionEvent) -> Envelope {
         None => Subject::pid(ev.pid),
     };
     let file = FileRef {
-        path: ev.path.display().to_string(),
+        path: path::of_os(&ev.path),
         id: Some((kernel_dev(ev.dev), ev.ino)),
         rule: None,
         protected: None,

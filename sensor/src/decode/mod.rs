@@ -10,7 +10,7 @@ use sensor_common::event::{
     Header, Kind,
     file::{
         CHANGE_DELETE, CHANGE_LINK, CHANGE_LINK_NAMES, CHANGE_RENAME, CHANGE_TRUNCATE, Change as WireChange,
-        Close, FILE_DATA, Open, Tracked,
+        Close, FILE_DATA, Open, SCOPE_RECEIVER, Tracked,
     },
     net::Conn as WireConn,
     policy::{ACTION_ALERT, ACTION_AUDIT, ACTION_KILL, LsmDecision as WireLsm},
@@ -198,6 +198,7 @@ fn close(bytes: &[u8], subject: Subject, clock: &Clock) -> Result<Event, DecodeE
     let stats: Tracked = field!(w, Close, stats)?;
     let len: u16 = field!(w, Close, path_len)?;
     let fd: i32 = field!(w, Close, fd)?;
+    let scope: u16 = field!(w, Close, scope)?;
     Ok(Event::FileClose(FileClose {
         subject,
         // A release (`security_file_free`) walks no path: enrich fills in the one seen at open.
@@ -216,6 +217,7 @@ fn close(bytes: &[u8], subject: Subject, clock: &Clock) -> Result<Event, DecodeE
         reason: CloseReason::of_wire(field!(w, Close, reason)?),
         fd: (fd >= 0).then_some(fd),
         opened_ns: clock.wall_ns(stats.opened_ns),
+        receiver: scope == SCOPE_RECEIVER,
         stats,
     }))
 }
@@ -246,13 +248,9 @@ fn change(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
             path::from_kernel(second),
             Change::Link { old_path: Some(path::from_kernel(first)), links: u64::from(nlink) + 1 },
         ),
-        CHANGE_LINK_NAMES => (
-            String::new(),
-            Change::LinkNames {
-                base: path::from_kernel(first),
-                name: String::from_utf8_lossy(second).into_owned(),
-            },
-        ),
+        CHANGE_LINK_NAMES => {
+            (String::new(), Change::LinkNames { base: path::from_kernel(first), name: path::escape(second) })
+        }
         op => return Err(DecodeError::UnknownOp(op)),
     };
     let rule: u32 = field!(w, WireChange, rule)?;

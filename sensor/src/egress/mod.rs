@@ -376,7 +376,7 @@ impl Egress {
 
 /// `/sys/fs/cgroup` on a hybrid (v1 + v2) host is a tmpfs of v1 controllers; the v2
 /// hierarchy is then mounted at `/sys/fs/cgroup/unified`.
-fn cgroup_v2(path: &Path) -> std::path::PathBuf {
+pub fn cgroup_v2(path: &Path) -> std::path::PathBuf {
     let unified = path.join("unified");
     if !path.join("cgroup.procs").exists() && unified.join("cgroup.procs").exists() {
         return unified;
@@ -435,6 +435,9 @@ pub struct Runner {
     pub egress: Egress,
     detector: crate::analyze::exfil::Detector,
     dns: dns::Detector,
+    media: crate::analyze::media::Media,
+    drip: crate::analyze::drip::Drip,
+    print: crate::analyze::print::Print,
     stats: Stats,
 }
 
@@ -448,29 +451,46 @@ impl Runner {
     ) -> Result<Self, EgressError> {
         let egress = Egress::attach(programs, cgroup, tracefs, policy)?;
         let detector = crate::analyze::exfil::Detector::new(policy.settings());
-        Ok(Self { egress, detector, dns: dns::Detector::default(), stats: Stats::default() })
+        let media = crate::analyze::media::Media::new(crate::kernel::blockdev::Resolver::host());
+        let drip = crate::analyze::drip::Drip::new(policy.slow_drip);
+        let print = crate::analyze::print::Print::new(policy.print_spool.clone());
+        Ok(Self {
+            egress,
+            detector,
+            dns: dns::Detector::default(),
+            media,
+            drip,
+            print,
+            stats: Stats::default(),
+        })
     }
 
     /// A new policy: allow list, action and thresholds.
     pub fn reload(&mut self, policy: &EgressPolicy) -> Result<(), EgressError> {
         self.egress.apply(policy)?;
         self.detector.settings = policy.settings();
+        self.drip.settings = policy.slow_drip;
+        self.print.spool.clone_from(&policy.print_spool);
         Ok(())
     }
 
     /// Polls the kernel and returns the records to write: detections, and a `sensor.alert`
     /// (`mnsensor.alert.kind: taint_lost`) when taint state could not be kept.
     pub fn tick(&mut self) -> Vec<crate::event::record::Record> {
-        let mut out: Vec<_> = self
-            .egress
-            .poll()
-            .into_iter()
-            .flat_map(|i| self.detector.observe(i))
-            .map(|d| record::record(&d))
-            .collect();
+        let inputs = self.egress.poll();
+        let mut out = Vec::new();
+        for i in &inputs {
+            self.media.observe(i);
+            self.print.observe(i);
+            out.extend(self.drip.observe(i, &self.detector.settings));
+        }
+        out.extend(inputs.into_iter().flat_map(|i| self.detector.observe(i)).map(|d| record::record(&d)));
         for p in self.egress.take_dns() {
             out.extend(self.dns.observe(p).map(|s| record::dns(&s)));
         }
+        let detector = &self.detector;
+        out.extend(self.media.tick(|d| detector.derived_files(&d.origin)));
+        out.extend(self.print.tick(|d| detector.derived_files(&d.origin)));
         let now = self.egress.stats();
         let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost + s.socket_full;
         if lost(&now) > lost(&self.stats) {

@@ -205,7 +205,7 @@ fn representative(set: &PolicySet, policy: &str) -> Option<PathBuf> {
 }
 
 /// Users whose primary group is `gid` or who are listed as its members (NSS).
-fn group_members(gid: u32) -> Vec<u32> {
+pub(crate) fn group_members(gid: u32) -> Vec<u32> {
     let mut names = Vec::new();
     let mut uids = Vec::new();
     // SAFETY: getgrgid/getpwent return pointers into static storage that stay valid until the

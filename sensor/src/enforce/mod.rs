@@ -9,9 +9,12 @@
 //!   waits on them).
 //!
 //! Every verdict other than `allow` becomes a [`DecisionEvent`] and a `policy.decision`
-//! record. Decisions are cached per (subject, program, file, operations) for a second and
+//! record. Decisions are cached per (subject, program, file, operations) for
+//! `enforcement.decision_cache_ms` (1 s by default) and
 //! dropped whenever the policy set changes.
 pub mod lsm;
+pub mod priority;
+pub mod subject;
 
 use std::{
     num::NonZeroUsize,
@@ -29,15 +32,13 @@ use lru::LruCache;
 use sensor_common::event::Task;
 
 use crate::{
-    fanotify::{Notice, PermissionRequest, Responder, ResponderOptions, Verdict as FanVerdict},
+    fanotify::{Notice, PermissionRequest, QuickRequest, Responder, ResponderOptions, Verdict as FanVerdict},
     policy::{
         AccessRequest, Action, Decision, Executable, Mode, Op, OpSet, PolicyErrors, PolicySet, ProtectTarget,
         Verdict,
     },
 };
 
-/// How long a cached decision is trusted (schedules change at minute boundaries).
-const CACHE_TTL: Duration = Duration::from_secs(1);
 /// Decisions cached.
 const CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(16_384).unwrap();
 
@@ -107,8 +108,9 @@ pub struct DecisionEvent {
     pub enforcement: &'static str,
 }
 
-/// Who acts, read from `/proc` (the process is blocked in the open while we read).
-struct Subject {
+/// Who acts, from the kernel's subject map or read from `/proc` (the process is blocked in
+/// the open while we read).
+pub struct Subject {
     task: Task,
     fsuid: u32,
     exe: Option<PathBuf>,
@@ -147,8 +149,12 @@ pub struct Decider {
     kill: Option<Mutex<BpfHashMap<MapData, u32, u32>>>,
     /// The responder's deadline: a verdict reached later was not applied.
     deadline: Duration,
+    /// How long a cached decision is trusted (`enforcement.decision_cache_ms`).
+    cache_ttl: Duration,
     /// Decision events dropped because the daemon fell behind.
     pub dropped: AtomicU64,
+    /// The kernel's subject map, when it loaded.
+    subjects: Option<subject::Subjects>,
 }
 
 impl Decider {
@@ -157,9 +163,13 @@ impl Decider {
         events: mpsc::SyncSender<DecisionEvent>,
         kill: Option<BpfHashMap<MapData, u32, u32>>,
         deadline: Duration,
+        cache_ttl: Duration,
+        subjects: Option<subject::Subjects>,
     ) -> Self {
         Self {
+            subjects,
             deadline,
+            cache_ttl,
             policies,
             cache: Mutex::new(LruCache::new(CACHE_SIZE)),
             events,
@@ -203,6 +213,32 @@ impl Decider {
         }
     }
 
+    /// The reader thread's answer to an open, from what is already known: the subject from
+    /// the kernel's map and a cached verdict that is `allow` whatever the open's flags (so
+    /// neither the flags nor the file's name are read). Anything else goes to a worker and
+    /// [`Self::on_permission`], which also writes the records.
+    pub fn quick(&self, q: &QuickRequest) -> Option<FanVerdict> {
+        if q.mask.exec || !(q.mask.open || q.mask.access) {
+            return None;
+        }
+        let s = self.subjects.as_ref()?.get(q.pid)?;
+        let auid = Some(s.task.auid).filter(|a| *a != u32::MAX);
+        let key: CacheKey = (s.fsuid, auid, s.exe, q.dev, q.ino, ANY_OPEN);
+        let d = self.cached(&key)?;
+        crate::health::DECISION_LATENCY.observe(q.received.elapsed());
+        (d.verdict == Verdict::Allow).then_some(FanVerdict::Allow)
+    }
+
+    /// A cached decision that is still valid.
+    fn cached(&self, key: &CacheKey) -> Option<Decision> {
+        let generation = self.policies.generation();
+        self.cache.lock().ok().and_then(|mut c| {
+            c.get(key)
+                .filter(|(_, at, g)| *g == generation && at.elapsed() < self.cache_ttl)
+                .map(|(d, ..)| d.clone())
+        })
+    }
+
     /// Decides one access, records it when it is not a plain allow, and returns it.
     pub fn decide(&self, access: Access<'_>) -> Decision {
         let (d, event) = self.judge(access);
@@ -224,7 +260,7 @@ impl Decider {
         let Access { pid, path, dev, ino, ops, enforcement, task } = access;
         let (task, fsuid, exe) = match task {
             Some((t, exe)) => (Some(t), t.euid, exe),
-            None => match subject(pid) {
+            None => match self.subjects.as_ref().and_then(|s| s.get(pid)).or_else(|| subject(pid)) {
                 Some(s) => (Some(s.task), s.fsuid, s.exe),
                 None => (None, u32::MAX, None),
             },
@@ -232,15 +268,11 @@ impl Decider {
         let auid = task.map(|t| t.auid).filter(|a| *a != u32::MAX);
         let generation = self.policies.generation();
         let key: CacheKey = (fsuid, auid, exe.clone(), dev, ino, ops_bits(ops));
-        let cached = self.cache.lock().ok().and_then(|mut c| {
-            c.get(&key)
-                .filter(|(_, at, g)| *g == generation && at.elapsed() < CACHE_TTL)
-                .map(|(d, ..)| d.clone())
-        });
+        let cached = self.cached(&key);
         let set = self.policies.current();
         let decision = cached.unwrap_or_else(|| {
             let program = exe.as_deref().unwrap_or_else(|| Path::new(""));
-            let req = AccessRequest {
+            let mut req = AccessRequest {
                 path,
                 ops,
                 uid: fsuid,
@@ -249,8 +281,18 @@ impl Decider {
                 time: jiff::Timestamp::now().into(),
             };
             let d = set.evaluate(&req);
+            // Whether every way of opening the file gets the same verdict: then the reader
+            // thread may answer later opens without reading their flags (`Self::quick`).
+            let any_open = open_ops().all(|ops| {
+                req.ops = ops;
+                set.evaluate(&req).verdict == d.verdict
+            });
             if let Ok(mut c) = self.cache.lock() {
-                c.put(key, (d.clone(), Instant::now(), generation));
+                let now = Instant::now();
+                if any_open {
+                    c.put((fsuid, auid, exe.clone(), dev, ino, ANY_OPEN), (d.clone(), now, generation));
+                }
+                c.put(key, (d.clone(), now, generation));
             }
             d
         });
@@ -333,6 +375,25 @@ pub fn enforced_trees(set: &PolicySet) -> Vec<PathBuf> {
 /// responder; the daemon judges the others from the kernel records).
 pub fn enforced(set: &PolicySet, path: &Path) -> bool {
     set.policies().iter().any(|p| p.mode == Mode::Enforce && p.covering(path).is_some())
+}
+
+/// Cache-key operations of a verdict that holds for every [`open_ops`] (no [`Op`] has this bit).
+const ANY_OPEN: u8 = 1 << 7;
+
+/// Every operation set an open can ask for ([`ops_of_open`]): read, write or both, with or
+/// without create.
+fn open_ops() -> impl Iterator<Item = OpSet> {
+    [(true, false), (true, true), (false, true)].into_iter().flat_map(|(read, write)| {
+        [false, true].into_iter().map(move |create| {
+            let mut o = OpSet::EMPTY;
+            for (on, op) in [(read, Op::Read), (write, Op::Write), (create, Op::Create)] {
+                if on {
+                    o.insert(op);
+                }
+            }
+            o
+        })
+    })
 }
 
 fn ops_bits(ops: OpSet) -> u8 {
@@ -420,6 +481,7 @@ impl Enforcement {
         set: PolicySet,
         sources: Vec<PathBuf>,
         kill: Option<BpfHashMap<MapData, u32, u32>>,
+        subjects: Option<subject::Subjects>,
         opts: ResponderOptions,
         mut lsm: Option<(crate::bpf::LsmMaps, crate::protect::ProtectSet)>,
     ) -> Self {
@@ -436,11 +498,19 @@ impl Enforcement {
             set.policies().iter().map(|p| (p.name.to_string(), p.mode)).collect();
         let policies = Arc::new(Policies::new(set));
         let (tx, decisions) = mpsc::sync_channel(4096);
-        let decider = Arc::new(Decider::new(policies.clone(), tx, kill, opts.deadline));
+        let decider =
+            Arc::new(Decider::new(policies.clone(), tx, kill, opts.deadline, opts.decision_cache, subjects));
         let mut responder = None;
         if !trees.is_empty() {
             let d = decider.clone();
-            match Responder::start(&trees, opts, Arc::new(move |req| d.on_permission(req))) {
+            let q = decider.clone();
+            let quick: crate::fanotify::Quick = Arc::new(move |req| q.quick(req));
+            match Responder::start_with_quick(
+                &trees,
+                opts,
+                Arc::new(move |req| d.on_permission(req)),
+                Some(quick),
+            ) {
                 Ok(r) => responder = Some(r),
                 Err(e) => tracing::error!(
                     error = %e,

@@ -30,6 +30,9 @@ pub struct OpenFile {
     pub ino: u64,
 }
 
+/// A file's last seen path and protecting rule.
+type LastPath = (String, Option<Arc<str>>);
+
 /// Open files, recent closes and recent changes.
 pub struct Files {
     /// Tracked open files by `struct file` address.
@@ -43,6 +46,9 @@ pub struct Files {
     recent_changes: HashMap<(Name, String), Instant>,
     /// When the two maps above were last pruned.
     pruned: Instant,
+    /// The path and protecting rule last seen for a file `(dev, ino)` at a close: names the
+    /// fold records (`file.close` with reason `fold`), which carry no path.
+    last_paths: HashMap<(u32, u64), LastPath>,
 }
 
 impl Default for Files {
@@ -52,6 +58,7 @@ impl Default for Files {
             recent_closes: HashMap::new(),
             recent_changes: HashMap::new(),
             pruned: Instant::now(),
+            last_paths: HashMap::new(),
         }
     }
 }
@@ -62,6 +69,24 @@ impl Files {
         if self.open.len() < MAX_OPEN_FILES {
             self.open.insert(file, f);
         }
+    }
+
+    /// Remembers the path of a closed file (bounded: forgets all when full).
+    pub fn note_path(&mut self, dev: u32, ino: u64, path: &str, protected: Option<&Arc<str>>) {
+        if self.last_paths.len() >= MAX_OPEN_FILES {
+            self.last_paths.clear();
+        }
+        match self.last_paths.get_mut(&(dev, ino)) {
+            Some((p, _)) if p == path => {}
+            _ => {
+                self.last_paths.insert((dev, ino), (path.to_owned(), protected.cloned()));
+            }
+        }
+    }
+
+    /// The path and protecting rule last seen for `(dev, ino)`.
+    pub fn last_path(&self, dev: u32, ino: u64) -> Option<&LastPath> {
+        self.last_paths.get(&(dev, ino))
     }
 
     /// Remembers a close for [`Self::explains`].
@@ -101,7 +126,7 @@ impl Files {
 
     /// Whether the kernel reported `name` (`file.delete`, …) of `path` in the last seconds.
     pub fn kernel_reported(&self, name: Name, path: &std::path::Path) -> bool {
-        let key = (name, path.to_string_lossy().into_owned());
+        let key = (name, crate::event::path::of_os(path));
         self.recent_changes.get(&key).is_some_and(|t| t.elapsed() < RECENT)
     }
 

@@ -9,29 +9,40 @@
 //!
 //! It also keeps the process table, the tracked open files, recent closes and changes, and the
 //! inodes learned to be protected current from the events that pass.
+//!
+//! Records of a Samba `smbd` process get the client it serves and the user it acts as
+//! ([`smb`]).
 pub mod files;
+pub mod smb;
 
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt as _,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use sensor_common::{
-    event::{Task, file::Tracked},
+    event::{
+        Task,
+        file::{Received, Tracked},
+    },
     path::InodeKey,
 };
 
-use self::files::{Files, MAX_OPEN_FILES, OpenFile};
+use self::{
+    files::{Files, MAX_OPEN_FILES, OpenFile},
+    smb::SmbClients,
+};
 use crate::{
     enforce::Policies,
     event::{
         Envelope, Event, FileRef, Subject,
         change::{Change, ObservedBy},
+        client::{Client, Served},
         decision::{Decision, LsmDecision},
         file::{CloseReason, FileClose, OpenHow},
+        net::ConnOp,
         subject::{Attribution, CredKey, Creds, Id, Program, identity, same_identity},
     },
     policy::{Decision as Verdict, Mode, Reason},
@@ -66,6 +77,8 @@ pub struct Enricher {
     /// Configured path of each protection rule.
     rules: Vec<Arc<str>>,
     policies: Arc<Policies>,
+    /// The clients of `smbd` processes.
+    smb: SmbClients,
     /// Coarse clock for the TTLs, advanced by [`Self::tick`].
     now: Instant,
 }
@@ -83,6 +96,7 @@ impl Enricher {
             file_blocks: HashMap::new(),
             rules,
             policies,
+            smb: SmbClients::default(),
             now: Instant::now(),
         }
     }
@@ -100,7 +114,10 @@ impl Enricher {
                 self.procs.exec(e.subject.task.tgid, program.clone());
                 e.subject.program = Some(program);
             }
-            Event::Fork(e) => self.procs.fork(e.subject.task.ppid, e.subject.task.tgid),
+            Event::Fork(e) => {
+                self.smb.forked(self.now, e.subject.task.ppid, e.subject.task.tgid);
+                self.procs.fork(e.subject.task.ppid, e.subject.task.tgid);
+            }
             Event::FileOpen(e) => {
                 if let OpenHow::Kernel { file, rule, .. } = e.how {
                     e.file.protected = self.rule(rule);
@@ -122,15 +139,30 @@ impl Enricher {
                 }
             }
             Event::FileClose(e) => {
-                // Closes the daemon writes itself (`close_untracked`) took their entry already.
-                if let Some(k) = self.files.open.remove(&e.kernel_file) {
+                // Closes the daemon writes itself (`close_untracked`) took their entry already;
+                // a receiver's own record leaves it to the open's.
+                let known = match e.receiver {
+                    true => self.files.open.get(&e.kernel_file).cloned(),
+                    false => self.files.open.remove(&e.kernel_file),
+                };
+                if let Some(k) = known {
                     if e.file.path.is_empty() {
                         e.file.path = k.path;
                     }
                     e.file.protected = k.protected;
                 }
-                self.file_block(&mut e.file);
                 let (dev, ino) = e.file.id.unwrap_or_default();
+                if e.file.path.is_empty() {
+                    // A fold record, or the close of a folded open: named by the last path
+                    // seen for the file.
+                    if let Some((path, protected)) = self.files.last_path(dev, ino) {
+                        e.file.path = path.clone();
+                        e.file.protected = protected.clone();
+                    }
+                } else if e.reason != CloseReason::Fold {
+                    self.files.note_path(dev, ino, &e.file.path, e.file.protected.as_ref());
+                }
+                self.file_block(&mut e.file);
                 self.files.note_closed(self.now, e.subject.task.tgid, dev, ino);
             }
             Event::FileChange(e) => {
@@ -160,16 +192,36 @@ impl Enricher {
         if let Some(subject) = env.subject_mut() {
             self.subject(subject);
         }
+        match &env.event {
+            Event::Exit(e) => self.smb.exited(self.now, e.subject.task.tgid),
+            Event::Conn(c)
+                if matches!(c.op, ConnOp::Accept { .. })
+                    && c.subject.program.as_deref().is_some_and(smb::is_smbd) =>
+            {
+                self.smb.accepted(c.subject.task.tgid, Client::new(c.peer, c.peer_port));
+            }
+            _ => {}
+        }
         true
     }
 
-    /// Adds the identity (with names) and program blocks to a subject.
+    /// Adds the identity (with names) and program blocks to a subject, and the client an
+    /// `smbd` serves.
     pub fn subject(&mut self, s: &mut Subject) {
         if s.known && s.ident.is_none() {
             s.ident = Some(self.ident(&s.task));
         }
         if s.program.is_none() {
             s.program = self.procs.get(s.task.tgid);
+        }
+        // The task name first: one compare for the records of every other process.
+        if s.served.is_none()
+            && (!s.known || s.task.comm.starts_with(b"smbd"))
+            && s.program.as_deref().is_some_and(smb::is_smbd)
+            && let Some(client) = self.smb.client(self.now, s.task.tgid)
+        {
+            let user = if s.known { self.names.user(s.task.euid) } else { None };
+            s.served = Some(Served { client, user });
         }
     }
 
@@ -261,6 +313,38 @@ impl Enricher {
             fd: None,
             stats: *stats,
             opened_ns: clock.wall_ns(stats.opened_ns),
+            receiver: false,
+        };
+        self.subject(&mut close.subject);
+        Envelope::new(time_ns, Event::FileClose(close))
+    }
+
+    /// The `file.close` of a receiver's own bytes the kernel will not report: the receiver
+    /// exited with the descriptor (`Exit`) or the sensor is stopping (`SensorStop`).
+    pub fn close_received(
+        &mut self,
+        file: u64,
+        r: &Received,
+        reason: CloseReason,
+        time_ns: i128,
+        clock: &crate::event::time::Clock,
+    ) -> Envelope {
+        let known = self.files.open.get(&file);
+        let mut close = FileClose {
+            subject: Subject::of(r.holder),
+            file: FileRef {
+                path: known.map(|k| k.path.clone()).unwrap_or_default(),
+                id: Some((r.stats.dev, r.stats.ino)),
+                rule: None,
+                protected: known.and_then(|k| k.protected.clone()),
+                block: None,
+            },
+            kernel_file: file,
+            reason,
+            fd: None,
+            stats: r.stats,
+            opened_ns: clock.wall_ns(r.stats.opened_ns),
+            receiver: true,
         };
         self.subject(&mut close.subject);
         Envelope::new(time_ns, Event::FileClose(close))
@@ -276,15 +360,16 @@ impl Enricher {
             false => format!("{}/{name}", base.trim_end_matches('/')),
         };
         // The directory canonical (`..`, symlinks), the last component as linked.
-        let p = Path::new(&path);
-        let path = match (p.parent().and_then(|dir| std::fs::canonicalize(dir).ok()), p.file_name()) {
-            (Some(dir), Some(file)) => dir.join(file).display().to_string(),
-            _ => path,
+        let p = crate::event::path::to_path(&path);
+        let p = match (p.parent().and_then(|dir| std::fs::canonicalize(dir).ok()), p.file_name()) {
+            (Some(dir), Some(file)) => dir.join(file),
+            _ => p.into_owned(),
         };
-        let meta = std::fs::symlink_metadata(&path).ok()?;
+        let path = crate::event::path::of_os(&p);
+        let meta = std::fs::symlink_metadata(&p).ok()?;
         let dev = kernel_dev(meta.dev());
         let key = InodeKey { ino: meta.ino(), dev, _pad: 0 };
-        let rule = self.protect.rule_for(key, Path::new(&path))?;
+        let rule = self.protect.rule_for(key, &p)?;
         let protected = self.rule(rule);
         let file = FileRef { path, id: Some((dev, meta.ino())), rule: Some(rule), protected, block: None };
         Some((file, meta.nlink()))
@@ -399,6 +484,7 @@ mod tests {
             fd: None,
             stats: Default::default(),
             opened_ns: 0,
+            receiver: false,
         };
         let mut ev = Envelope::new(0, Event::FileClose(close));
         assert!(e.enrich(&mut ev));

@@ -69,9 +69,9 @@ impl FileChange {
                 json::opt(out, attr::FILE_SIZE, *size);
                 json::opt(out, attr::FILE_LINKS, *links);
             }
-            Change::Rename { old_path } => json::opt(out, attr::FILE_OLD_PATH, old_path.as_deref()),
+            Change::Rename { old_path } => write_old_path(out, old_path.as_deref()),
             Change::Link { old_path, links } => {
-                json::opt(out, attr::FILE_OLD_PATH, old_path.as_deref());
+                write_old_path(out, old_path.as_deref());
                 json::pair(out, attr::FILE_LINKS, links);
             }
             Change::Truncate { size, old_size } => {
@@ -94,6 +94,14 @@ impl FileChange {
         if !fanotify {
             self.file.write_protected(rec);
         }
+    }
+}
+
+/// `mnsensor.file.old_path`, with its bytes when they are not UTF-8.
+fn write_old_path(out: &mut Vec<u8>, old_path: Option<&str>) {
+    if let Some(p) = old_path {
+        json::pair(out, attr::FILE_OLD_PATH, p);
+        super::path::write_bytes(out, attr::FILE_OLD_PATH_BYTES, p);
     }
 }
 

@@ -1,8 +1,9 @@
 //! File events: open and close (kernel half: `sensor-ebpf/src/file.rs` and `io.rs`; decoded
 //! in `crate::decode`; opens found in `/proc` at start come from `crate::scan`).
 use sensor_common::event::file::{
-    CLOSE_EXIT, CLOSE_RELEASE, FMODE_CREATED, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ, IO_SENDFILE,
-    IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, OPEN_PIDFD_GETFD, Tracked,
+    CLOSE_EXIT, CLOSE_FOLD, CLOSE_RELEASE, FMODE_CREATED, IO_AIO, IO_COPY_FILE_RANGE, IO_MMAP, IO_READ,
+    IO_SENDFILE, IO_SPLICE, IO_URING, IO_WRITE, OPEN_FENTRY, OPEN_IO_URING, OPEN_PIDFD_GETFD,
+    OPEN_SCM_RIGHTS, Tracked,
 };
 
 use super::{FileRef, Record, Subject, attr, json, time};
@@ -37,6 +38,12 @@ pub enum OpenHow {
 }
 
 impl FileOpen {
+    /// Whether this is a receiver's record: a tracked file's descriptor taken with
+    /// `pidfd_getfd` or received over `SCM_RIGHTS`.
+    pub fn received(&self) -> bool {
+        matches!(self.how, OpenHow::Kernel { syscall: OPEN_PIDFD_GETFD | OPEN_SCM_RIGHTS, .. })
+    }
+
     /// Whether the open created the file.
     pub fn created(&self) -> bool {
         matches!(self.how, OpenHow::Kernel { fmode, .. } if fmode & FMODE_CREATED != 0)
@@ -76,6 +83,9 @@ pub enum CloseReason {
     Release,
     /// Still open when the sensor stopped.
     SensorStop,
+    /// A fold record: opens of the file by one thread that had no records of their own
+    /// (`sensor-ebpf/src/fold.rs`).
+    Fold,
 }
 
 impl CloseReason {
@@ -84,6 +94,7 @@ impl CloseReason {
         match reason {
             CLOSE_EXIT => Self::Exit,
             CLOSE_RELEASE => Self::Release,
+            CLOSE_FOLD => Self::Fold,
             _ => Self::Close,
         }
     }
@@ -95,6 +106,7 @@ impl CloseReason {
             Self::Exit => "exit",
             Self::Release => "release",
             Self::SensorStop => "sensor_stop",
+            Self::Fold => "fold",
         }
     }
 }
@@ -110,8 +122,10 @@ pub struct FileClose {
     pub reason: CloseReason,
     pub fd: Option<i32>,
     pub stats: Tracked,
-    /// Wall-clock time of the open.
+    /// Wall-clock time of the open (of the receipt, for a receiver's own record).
     pub opened_ns: i128,
+    /// The receiver's own bytes (`SCOPE_RECEIVER`), not the open file's totals.
+    pub receiver: bool,
 }
 
 impl FileClose {
@@ -145,6 +159,19 @@ impl FileClose {
         out.push(b'"');
         json::pair(out, attr::FILE_OPENER_PID, &s.opener.tgid);
         json::pair(out, attr::FILE_OPENER_USER_ID, &s.opener.euid);
+        if self.reason == CloseReason::Fold {
+            // Kernel times are on the boot clock; `opened_ns` is the window start in wall time.
+            let wall = |boot: u64| self.opened_ns + i128::from(boot) - i128::from(s.opened_ns);
+            json::pair(out, attr::FOLD_COUNT, &s.fold_count);
+            json::pair(out, attr::FOLD_CLOSES, &s.fold_closes);
+            for (key, boot) in [(attr::FOLD_FIRST, s.fold_first_ns), (attr::FOLD_LAST, s.fold_last_ns)] {
+                json::key(out, key);
+                out.push(b'"');
+                time::write_rfc3339(out, wall(boot));
+                out.push(b'"');
+            }
+        }
+        json::pair(out, attr::FILE_SCOPE, if self.receiver { "receiver" } else { "open" });
         self.file.write_protected(rec);
     }
 }
@@ -220,6 +247,7 @@ fn syscall_name(nr: u32) -> Option<&'static str> {
         437 => "openat2",
         OPEN_IO_URING => "io_uring_openat",
         OPEN_PIDFD_GETFD => "pidfd_getfd",
+        OPEN_SCM_RIGHTS => "recvmsg",
         OPEN_FENTRY => return None,
         _ => "unknown",
     })

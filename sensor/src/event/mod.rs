@@ -9,6 +9,7 @@
 //! attribute writer. Attribute keys: [`attr`], names: [`Name`], the schema: docs/events.md.
 pub mod attr;
 pub mod change;
+pub mod client;
 pub mod decision;
 pub mod file;
 pub mod json;

@@ -65,6 +65,9 @@ names! {
     DetectionBulkRead = "detection.bulk_read",
     DetectionStaging = "detection.staging",
     DetectionDnsTunnel = "detection.dns_tunnel",
+    DetectionRemovableMedia = "detection.removable_media",
+    DetectionSlowDrip = "detection.slow_drip",
+    DetectionPrint = "detection.print",
     EgressRawSocket = "egress.raw_socket",
 }
 

@@ -31,7 +31,9 @@ impl Exec {
             )
             .write_head(rec.body()),
         }
-        rec.set(attr::PROCESS_WORKING_DIRECTORY, self.cwd.as_str()).set(attr::PROCESS_ATTRIBUTION, "exec");
+        rec.set(attr::PROCESS_WORKING_DIRECTORY, self.cwd.as_str());
+        super::path::write_bytes(rec.body(), attr::PROCESS_WORKING_DIRECTORY_BYTES, &self.cwd);
+        rec.set(attr::PROCESS_ATTRIBUTION, "exec");
         write_device(rec.body(), self.exe_dev);
         rec.set(attr::FILE_INODE, self.exe_ino);
         if self.old_pid != self.subject.task.tgid {

@@ -1,7 +1,10 @@
 //! The sensor's own records: start, stop, event loss.
-use sensor_common::event::{KIND_SLOTS, Kind};
+use sensor_common::event::{
+    KIND_SLOTS, Kind,
+    file::{LossKey, LossWho},
+};
 
-use super::{Name, Record, attr, time::rfc3339};
+use super::{Name, Record, attr, json, time::rfc3339};
 use crate::fanotify::Notice;
 
 /// Version of the record schema (docs/events.md; changes in CHANGELOG.md). Written in
@@ -30,6 +33,8 @@ pub struct StartInfo {
     pub enforcement: Vec<String>,
     /// Tamper-signal kinds not watched on this kernel (their program did not load).
     pub tamper_off: Vec<&'static str>,
+    /// The sensor's own files watched for changes, as `role=path` (`crate::selfwatch`).
+    pub tamper_files: Vec<String>,
 }
 
 /// `sensor.start`.
@@ -46,8 +51,9 @@ pub fn start(time_ns: i128, info: &StartInfo) -> Record {
         .set(attr::BACKEND_FILE_CHANGE, info.change_backend)
         .set(attr::BACKEND_NETWORK, "tracepoint")
         .set(attr::BPF_PROGRAMS, &info.programs)
-        .set(attr::BPF_PROGRAM_IDS, super::json::Numbers(&info.program_ids))
+        .set(attr::BPF_PROGRAM_IDS, json::Numbers(&info.program_ids))
         .set(attr::TAMPER_OFF, info.tamper_off.as_slice())
+        .set(attr::TAMPER_FILES, &info.tamper_files)
         .set(attr::CONFIG_SOURCE, info.config_source.as_str())
         .set(attr::CONFIG_PROTECT, &info.protect)
         .set(attr::CONFIG_OUTPUTS, &info.outputs)
@@ -93,7 +99,11 @@ pub fn alert(time_ns: i128, notice: &Notice) -> Record {
     };
     rec.set(attr::ALERT_KIND, kind)
         .set_opt(attr::PROCESS_PID, pid)
-        .set_opt(attr::FILE_PATH, path.map(|p| p.display().to_string()))
+        .set_opt(attr::FILE_PATH, path.map(super::path::of_os))
+        .set_opt(
+            attr::FILE_PATH_BYTES,
+            path.and_then(|p| super::path::raw(&super::path::of_os(p))).map(|b| super::path::percent(&b)),
+        )
         .set_opt(
             attr::DECISION,
             applied.map(|v| if v == crate::fanotify::Verdict::Allow { "allow" } else { "deny" }),
@@ -119,6 +129,7 @@ pub fn event_loss(
     lost: &[u64; KIND_SLOTS as usize],
     fanotify: u64,
     decisions: u64,
+    who: &[(LossKey, LossWho)],
 ) -> Option<Record> {
     let mut lost = *lost;
     lost[Kind::PolicyDecision as usize] += decisions;
@@ -139,7 +150,42 @@ pub fn event_loss(
             rec.set(Name::of_kind(kind).loss_key(), n);
         }
     }
+    if !who.is_empty() {
+        rec.set(attr::LOSS_WHO, Who(who));
+    }
     Some(rec)
+}
+
+/// `mnsensor.lost.who`: one object per (record kind, uid, file) that lost records in the
+/// interval.
+struct Who<'a>(&'a [(LossKey, LossWho)]);
+
+impl json::Value for Who<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"event\":");
+            let name = Kind::from_u32(k.kind).map_or("unknown", |kind| Name::of_kind(kind).as_str());
+            json::string(out, name);
+            out.extend_from_slice(b",\"uid\":");
+            json::uint(out, u64::from(k.uid));
+            out.extend_from_slice(b",\"device\":\"");
+            json::uint(out, u64::from(k.dev >> 20));
+            out.push(b':');
+            json::uint(out, u64::from(k.dev & 0xf_ffff));
+            out.extend_from_slice(b"\",\"inode\":");
+            json::uint(out, k.ino);
+            out.extend_from_slice(b",\"records\":");
+            json::uint(out, v.records);
+            out.extend_from_slice(b",\"opens\":");
+            json::uint(out, v.opens);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
 }
 
 #[cfg(test)]
@@ -150,15 +196,32 @@ mod tests {
 
     #[test]
     fn loss_record_counts_per_kind() {
-        assert!(event_loss(0, 1, &[0; KIND_SLOTS as usize], 0, 0).is_none());
+        assert!(event_loss(0, 1, &[0; KIND_SLOTS as usize], 0, 0, &[]).is_none());
         let mut lost = [0u64; KIND_SLOTS as usize];
         lost[4] = 12;
         lost[1] = 3;
-        let rec = event_loss(0, 1_000_000_000, &lost, 0, 0).unwrap();
+        let rec = event_loss(0, 1_000_000_000, &lost, 0, 0, &[]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&rec.to_json(1, "h")).unwrap();
         assert_eq!(v["mnsensor.loss.count"], 15);
         assert_eq!(v["mnsensor.loss.file.open"], 12);
         assert_eq!(v["mnsensor.loss.process.exec"], 3);
         assert!(v.get("mnsensor.loss.network.close").is_none());
+    }
+
+    #[test]
+    fn loss_record_names_who_lost_records() {
+        use sensor_common::event::{
+            Kind,
+            file::{LossKey, LossWho},
+        };
+        let mut lost = [0u64; KIND_SLOTS as usize];
+        lost[Kind::FileClose as usize] = 2;
+        let key = LossKey { kind: Kind::FileClose as u32, uid: 1001, dev: 8 << 20 | 3, _pad: 0, ino: 77 };
+        let rec = event_loss(0, 1, &lost, 0, 0, &[(key, LossWho { records: 2, opens: 40 })]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&rec.to_json(1, "h")).unwrap();
+        assert_eq!(
+            v["mnsensor.lost.who"],
+            serde_json::json!([{"event": "file.close", "uid": 1001, "device": "8:3", "inode": 77, "records": 2, "opens": 40}])
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sensor_common::event::Task;
 
-use super::{Record, attr, json};
+use super::{Record, attr, client::Served, json};
 
 /// The acting process.
 #[derive(Clone, Debug, Default)]
@@ -23,17 +23,25 @@ pub struct Subject {
     pub ident: Option<Arc<[u8]>>,
     /// Program block (enrich stage); without it the attribution is `unknown`.
     pub program: Option<Arc<Program>>,
+    /// The client a file server process serves (enrich stage, `crate::enrich::smb`).
+    pub served: Option<Served>,
 }
 
 impl Subject {
     /// A subject with the kernel's identity of `task`.
     pub fn of(task: Task) -> Self {
-        Self { task, known: true, ident: None, program: None }
+        Self { task, known: true, ident: None, program: None, served: None }
     }
 
     /// A subject of which only the process id is known.
     pub fn pid(pid: u32) -> Self {
-        Self { task: Task { tgid: pid, ..Task::default() }, known: false, ident: None, program: None }
+        Self {
+            task: Task { tgid: pid, ..Task::default() },
+            known: false,
+            ident: None,
+            program: None,
+            served: None,
+        }
     }
 
     /// The process id.
@@ -41,10 +49,13 @@ impl Subject {
         self.task.tgid
     }
 
-    /// Writes the process attributes: identity, then the program block.
+    /// Writes the process attributes: identity, the program block, then the client served.
     pub fn write(&self, rec: &mut Record) {
         self.write_task(rec);
         self.write_program(rec);
+        if let Some(served) = &self.served {
+            served.write(rec.body());
+        }
     }
 
     /// Writes the identity attributes (no program block).
@@ -197,6 +208,7 @@ impl Program {
 fn write_program_head(out: &mut Vec<u8>, exe: Option<&str>, args: &[String]) {
     if let Some(exe) = exe {
         json::pair(out, attr::PROCESS_EXECUTABLE_PATH, exe);
+        super::path::write_bytes(out, attr::PROCESS_EXECUTABLE_PATH_BYTES, exe);
         json::pair(out, attr::PROCESS_EXECUTABLE_NAME, basename(exe));
     }
     json::key(out, attr::PROCESS_COMMAND_LINE);
@@ -245,6 +257,7 @@ impl FileRef {
         if !self.path.is_empty() {
             let (dir, name) = self.path.rsplit_once('/').unwrap_or(("", &self.path));
             json::pair(out, attr::FILE_PATH, self.path.as_str());
+            super::path::write_bytes(out, attr::FILE_PATH_BYTES, &self.path);
             json::pair(out, attr::FILE_NAME, name);
             json::pair(out, attr::FILE_DIRECTORY, if dir.is_empty() { "/" } else { dir });
         }
@@ -257,6 +270,9 @@ impl FileRef {
     /// Writes `mnsensor.protected.path` when the file is protected.
     pub fn write_protected(&self, rec: &mut Record) {
         rec.set_opt(attr::PROTECTED_PATH, self.protected.as_deref());
+        if let Some(p) = &self.protected {
+            super::path::write_bytes(rec.body(), attr::PROTECTED_PATH_BYTES, p);
+        }
     }
 }
 

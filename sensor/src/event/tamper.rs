@@ -9,7 +9,7 @@ use sensor_common::event::tamper::{
 use super::{Record, Subject, attr, json};
 
 /// What the actor did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TamperOp {
     /// Sent signal `signal` to the sensor's thread `target`; `result` is the kernel's
     /// `TRACE_SIGNAL_*` delivery result.
@@ -20,6 +20,21 @@ pub enum TamperOp {
     ProcessVm { write: bool, target: u32 },
     /// bpf(2) command `command`.
     Bpf { command: u32 },
+    /// A change to one of the sensor's own files (`crate::selfwatch`).
+    File(FileTamper),
+}
+
+/// A change another process made to one of the sensor's own files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileTamper {
+    /// What the file is to the sensor: `binary`, `unit`, `config`, `policy` or `state`.
+    pub role: &'static str,
+    /// What was done: `write`, `truncate`, `create`, `delete`, `replace`, `rename`, `chmod`,
+    /// `chown` or `attrib`.
+    pub action: &'static str,
+    pub path: String,
+    /// For `rename`: where the file was.
+    pub old_path: Option<String>,
 }
 
 /// `sensor.tamper`.
@@ -34,11 +49,11 @@ impl Tamper {
     pub fn write(&self, rec: &mut Record) {
         self.subject.write(rec);
         let out = rec.body();
-        match self.op {
+        match &self.op {
             TamperOp::Signal { signal, target, result } => {
                 json::pair(out, attr::TAMPER_KIND, "signal");
                 json::pair(out, attr::TAMPER_SIGNAL, &signal);
-                json::pair(out, attr::TAMPER_SIGNAL_RESULT, signal_result(result));
+                json::pair(out, attr::TAMPER_SIGNAL_RESULT, signal_result(*result));
                 json::pair(out, attr::TAMPER_TARGET_PID, &target);
             }
             TamperOp::Ptrace { request, target } => {
@@ -50,13 +65,20 @@ impl Tamper {
                 json::pair(
                     out,
                     attr::TAMPER_KIND,
-                    if write { "process_vm_write" } else { "process_vm_read" },
+                    if *write { "process_vm_write" } else { "process_vm_read" },
                 );
                 json::pair(out, attr::TAMPER_TARGET_PID, &target);
             }
             TamperOp::Bpf { command } => {
                 json::pair(out, attr::TAMPER_KIND, "bpf");
-                json::pair(out, attr::TAMPER_BPF_COMMAND, bpf_command(command));
+                json::pair(out, attr::TAMPER_BPF_COMMAND, bpf_command(*command));
+            }
+            TamperOp::File(f) => {
+                json::pair(out, attr::TAMPER_KIND, "file");
+                json::pair(out, attr::TAMPER_FILE_ROLE, f.role);
+                json::pair(out, attr::TAMPER_FILE_ACTION, f.action);
+                json::pair(out, attr::FILE_PATH, f.path.as_str());
+                json::opt(out, attr::FILE_OLD_PATH, f.old_path.as_deref());
             }
         }
     }

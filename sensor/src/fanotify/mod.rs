@@ -111,8 +111,8 @@ use std::{io, path::PathBuf};
 
 pub use observer::{FsEvent, FsEventKind, Observer, ObserverOptions, next_events};
 pub use responder::{
-    Decide, DecisionCounts, FailMode, Notice, PermMask, PermissionRequest, Responder, ResponderOptions,
-    Verdict,
+    Decide, DecisionCounts, FailMode, Notice, PermMask, PermissionRequest, Quick, QuickRequest, Responder,
+    ResponderOptions, Verdict,
 };
 
 /// The default cap on marked objects (directories plus single files) per protected set. It is

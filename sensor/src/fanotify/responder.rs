@@ -143,12 +143,15 @@ pub struct ResponderOptions {
     pub max_pending: usize,
     /// Most marked objects: directories and files (default [`super::responder_mark_limit`]).
     pub max_marks: usize,
+    /// How long the callback's owner may reuse a decision (default 1 s).
+    pub decision_cache: Duration,
 }
 
 impl Default for ResponderOptions {
     fn default() -> Self {
         Self {
             deadline: Duration::from_millis(200),
+            decision_cache: Duration::from_secs(1),
             fail_mode: FailMode::FailOpen,
             access_perm: false,
             workers: 2,
@@ -160,6 +163,21 @@ impl Default for ResponderOptions {
 
 /// The decision callback.
 pub type Decide = Arc<dyn Fn(&PermissionRequest) -> Verdict + Send + Sync>;
+
+/// What the reader thread knows of a permission event before it reads the file's name.
+#[derive(Clone, Copy, Debug)]
+pub struct QuickRequest {
+    pub pid: u32,
+    pub dev: u64,
+    pub ino: u64,
+    pub mask: PermMask,
+    /// When the event was read.
+    pub received: Instant,
+}
+
+/// A decision the reader thread makes itself, before reading the file's name: it must not
+/// block (answers already known only). `None` hands the event to a worker and [`Decide`].
+pub type Quick = Arc<dyn Fn(&QuickRequest) -> Option<Verdict> + Send + Sync>;
 
 /// Decision counters (monotonic; each is incremented just before its answer is written, so a
 /// caller that saw the effect of an answer also sees it counted).
@@ -214,6 +232,16 @@ impl Responder {
     /// Marks `trees` and starts answering. Errors (unsupported kernel, unusable path, mark
     /// limit) come back before any thread is started; on error no mark remains.
     pub fn start(trees: &[PathBuf], opts: ResponderOptions, decide: Decide) -> Result<Self, FanotifyError> {
+        Self::start_with_quick(trees, opts, decide, None)
+    }
+
+    /// [`Self::start`] with a [`Quick`] answer tried on the reader thread first.
+    pub fn start_with_quick(
+        trees: &[PathBuf],
+        opts: ResponderOptions,
+        decide: Decide,
+        quick: Option<Quick>,
+    ) -> Result<Self, FanotifyError> {
         let perm_fd = init_fd_group(libc::FAN_CLASS_CONTENT, libc::FAN_UNLIMITED_QUEUE)?;
         let (track_fd, features) = init_fid_group()?;
         // Never FAN_ONDIR here: the responder thread opens directories while walking.
@@ -272,6 +300,7 @@ impl Responder {
             jobs: Some(job_tx),
             verdicts: verdict_rx,
             notices: notice_tx,
+            quick,
         };
         tracing::debug!(marked = state.tree.len(), ?features, "fanotify responder ready.");
         let thread = std::thread::Builder::new()
@@ -372,6 +401,7 @@ struct State {
     jobs: Option<std_mpsc::Sender<Job>>,
     verdicts: std_mpsc::Receiver<(u64, Option<Verdict>)>,
     notices: mpsc::Sender<Notice>,
+    quick: Option<Quick>,
 }
 
 const PERM: usize = 0;
@@ -525,6 +555,26 @@ impl State {
             return;
         }
         let received = Instant::now();
+        let st = sys::fstat(fd.as_raw_fd()).ok();
+        if let (Some(quick), Some(s)) = (&self.quick, st) {
+            let q = QuickRequest {
+                pid,
+                dev: s.st_dev,
+                ino: s.st_ino,
+                mask: PermMask::from_mask(ev.mask),
+                received,
+            };
+            // A panic is the same as no answer: the worker decides.
+            if let Ok(Some(v)) = std::panic::catch_unwind(AssertUnwindSafe(|| quick(&q))) {
+                let c = &self.shared.counters;
+                match v {
+                    Verdict::Allow => c.allowed.fetch_add(1, Ordering::Relaxed),
+                    Verdict::Deny => c.denied.fetch_add(1, Ordering::Relaxed),
+                };
+                self.answer(&fd, v);
+                return;
+            }
+        }
         let opened = sys::fd_path(fd.as_raw_fd()).unwrap_or_default();
         let fail = |this: &Self, fd: &OwnedFd, path: PathBuf| {
             let applied = this.opts.fail_mode.verdict();
@@ -535,7 +585,6 @@ impl State {
         if self.pending.len() >= self.opts.max_pending {
             return fail(self, &fd, opened);
         }
-        let st = sys::fstat(fd.as_raw_fd()).ok();
         let path = match st {
             Some(s) => self.tree.protected_name((s.st_dev, s.st_ino), &opened),
             None => opened.clone(),

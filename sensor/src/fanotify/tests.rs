@@ -417,6 +417,49 @@ fn responder_denies_and_allows_by_callback() {
 }
 
 #[test]
+fn responder_quick_answers_on_the_reader_thread() {
+    let t = TempTree::new();
+    let (secret, public) = (t.join("secret"), t.join("public"));
+    std::fs::write(&secret, "S").unwrap();
+    std::fs::write(&public, "P").unwrap();
+    let m = std::fs::metadata(&secret).unwrap();
+    let (dev, ino) = (m.dev(), m.ino());
+    // The quick answer knows the secret file by (dev, ino) only; the rest goes to `decide`.
+    let asked: Arc<std::sync::Mutex<Vec<PathBuf>>> = Arc::default();
+    let seen = Arc::clone(&asked);
+    let decide: Decide = Arc::new(move |r: &PermissionRequest| {
+        seen.lock().unwrap().push(r.path.clone());
+        Verdict::Allow
+    });
+    let quick_pids: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+    let qp = Arc::clone(&quick_pids);
+    let quick: Quick = Arc::new(move |q: &QuickRequest| {
+        (q.dev == dev && q.ino == ino && q.mask.open).then(|| {
+            qp.lock().unwrap().push(q.pid);
+            Verdict::Deny
+        })
+    });
+    let resp = Responder::start_with_quick(
+        &[t.path().to_path_buf()],
+        opts(300, FailMode::FailOpen),
+        decide,
+        Some(quick),
+    )
+    .unwrap();
+    let r = cat(&secret);
+    assert!(denied(&r), "status {:?} stderr {:?}", r.status, r.stderr);
+    assert_eq!(*quick_pids.lock().unwrap(), vec![r.pid], "the quick answer was asked about cat's open");
+    let p = cat(&public);
+    assert!(p.status.success() && p.stdout == "P", "{:?} {:?}", p.status, p.stderr);
+    let asked = asked.lock().unwrap().clone();
+    assert!(!asked.contains(&secret), "the worker was not asked about the quick answer's file: {asked:?}");
+    assert!(asked.contains(&public), "the rest went to the worker: {asked:?}");
+    let c = resp.counts();
+    assert_eq!((c.denied, c.expired, c.failed), (1, 0, 0), "{c:?}");
+    resp.stop();
+}
+
+#[test]
 fn responder_fail_closed_on_deadline() {
     let t = TempTree::new();
     let f = t.join("f");

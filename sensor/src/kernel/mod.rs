@@ -1,6 +1,8 @@
 //! Everything that depends on the running kernel's layout: preflight checks, the BTF and
 //! tracefs readers, and the table of offsets handed to the programs.
 
+pub mod blockdev;
+pub mod bpfobj;
 pub mod btf;
 pub mod offsets;
 pub mod preflight;

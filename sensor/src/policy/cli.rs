@@ -244,7 +244,10 @@ fn explain(a: &ExplainArgs) -> bool {
         return false;
     };
     let program = resolve_best_effort(&a.program);
-    let path = resolve_best_effort(&a.path);
+    // A path given as text is read as a display form (docs/events.md): `\xNN` is a byte.
+    let given =
+        a.path.to_str().map_or_else(|| a.path.clone(), |s| crate::event::path::to_path(s).into_owned());
+    let path = resolve_best_effort(&given);
     let ops: OpSet = a.op.iter().copied().collect();
     let time = a.at.unwrap_or_else(|| When::Instant(Timestamp::now()));
     let req = AccessRequest {
@@ -256,8 +259,8 @@ fn explain(a: &ExplainArgs) -> bool {
         time,
     };
     let mut out = String::new();
-    let _ = writeln!(out, "access:           {ops} {}", path.display());
-    if path != a.path {
+    let _ = writeln!(out, "access:           {ops} {}", crate::event::path::of_os(&path));
+    if path != given {
         let _ = writeln!(out, "                  (given as {})", a.path.display());
     }
     let _ = writeln!(out, "program:          {}", program.display());
@@ -442,11 +445,11 @@ fn replay_one(set: &PolicySet, line: &str) -> Result<Option<Replayed>, String> {
         None => by_name("mnsensor.login_user.name")?,
     };
     let req = AccessRequest {
-        path: Path::new(path),
+        path: &crate::event::path::to_path(path),
         ops,
         uid,
         auid,
-        program: Executable { path: Path::new(program), sha256: None },
+        program: Executable { path: &crate::event::path::to_path(program), sha256: None },
         time: When::Instant(time),
     };
     let who = req.responsible();

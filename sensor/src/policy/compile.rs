@@ -17,7 +17,7 @@ use super::{
         SubjectRef,
     },
     nss::Directory,
-    parse::glob_base,
+    parse::{display_glob, glob_base},
     schedule::Schedule,
     yaml::Pos,
 };
@@ -61,10 +61,12 @@ impl Policy {
             TargetKind::Glob { .. } => false,
         });
         by_path.or_else(|| {
-            if self.glob_targets.is_empty() || !self.globs.is_match(path) {
+            if self.glob_targets.is_empty() {
                 return None;
             }
-            let first = self.globs.matches(path).into_iter().min()?;
+            // Globs are written over display forms (docs/policy.md).
+            let shown = crate::event::path::of_os(path);
+            let first = self.globs.matches(&shown).into_iter().min()?;
             self.protect.get(*self.glob_targets.get(first)?)
         })
     }
@@ -314,7 +316,9 @@ impl Cx<'_, '_> {
         if !self.host.checks {
             return None;
         }
-        match std::fs::canonicalize(path).and_then(|p| std::fs::metadata(&p).map(|m| (p, m))) {
+        match std::fs::canonicalize(crate::event::path::to_path(path))
+            .and_then(|p| std::fs::metadata(&p).map(|m| (p, m)))
+        {
             Ok(found) => Some(found),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.path_err(file, pos, path, "does not exist");
@@ -330,9 +334,11 @@ impl Cx<'_, '_> {
     fn target(&mut self, file: &Path, pos: Pos, t: &Protect) -> Option<Target> {
         let kind = match t {
             Protect::Path(p) => {
-                let path = if self.host.checks { self.resolve(file, pos, p)?.0 } else { PathBuf::from(p) };
+                let written = crate::event::path::to_path(p);
+                let path =
+                    if self.host.checks { self.resolve(file, pos, p)?.0 } else { written.to_path_buf() };
                 if SYSTEM_DIRS.iter().any(|d| path == Path::new(d)) {
-                    let what = if path == Path::new(p) {
+                    let what = if path == *written {
                         "it".to_owned()
                     } else {
                         format!("it resolves to {}, which", path.display())
@@ -359,7 +365,7 @@ impl Cx<'_, '_> {
                     PathBuf::from(&base)
                 };
                 TargetKind::Glob {
-                    pattern: format!("{}{rest}", canonical_base.display()),
+                    pattern: format!("{}{rest}", crate::event::path::of_os(&canonical_base)),
                     base: canonical_base,
                 }
             }
@@ -373,7 +379,7 @@ impl Cx<'_, '_> {
         let mut index = Vec::new();
         for (i, t) in protect.iter().enumerate() {
             if let TargetKind::Glob { pattern, .. } = &t.kind {
-                match GlobBuilder::new(pattern).literal_separator(true).build() {
+                match GlobBuilder::new(&display_glob(pattern)).literal_separator(true).build() {
                     Ok(glob) => {
                         builder.add(glob);
                         index.push(i);

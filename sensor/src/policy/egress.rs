@@ -49,6 +49,11 @@ pub struct EgressPolicy {
     pub bulk_files: u64,
     /// Episode window in seconds (default 600).
     pub window_seconds: u64,
+    /// `slow_drip`: budget per user and destination over a long window (defaults 10 MiB,
+    /// 24 h).
+    pub slow_drip: crate::analyze::drip::DripSettings,
+    /// `print.spool`: CUPS spool directories (default `/var/spool/cups`).
+    pub print_spool: Vec<std::path::PathBuf>,
 }
 
 impl Default for EgressPolicy {
@@ -62,6 +67,8 @@ impl Default for EgressPolicy {
             bulk_bytes: s.bulk_bytes,
             bulk_files: s.bulk_files,
             window_seconds: (s.window_ns / 1_000_000_000) as u64,
+            slow_drip: Default::default(),
+            print_spool: vec![crate::analyze::print::DEFAULT_SPOOL.into()],
         }
     }
 }
@@ -105,7 +112,7 @@ pub(super) fn section(
                     ),
                 );
             } else {
-                found = Some(e.value.clone());
+                found = Some((*e.value).clone());
             }
         }
     }

@@ -50,7 +50,7 @@ pub struct PolicyDef {
     pub allow: Vec<AllowDef>,
     pub default: At<DefaultDef>,
     /// The `egress` section (`policy/egress.rs`).
-    pub egress: Option<At<super::egress::EgressPolicy>>,
+    pub egress: Option<At<Box<super::egress::EgressPolicy>>>,
 }
 
 /// A `protect` item.

@@ -306,7 +306,7 @@ impl Cx<'_> {
         let lists = f.get("lists").map(|n| self.lists(n)).unwrap_or_default();
         let allow = f.get("allow").map(|n| self.allow_entries(n)).unwrap_or_default();
         let default = f.require(self, "default").and_then(|n| self.default(n));
-        let egress = f.get("egress").and_then(|n| self.egress(n));
+        let egress = f.get("egress").and_then(|n| self.egress(n)).map(|e| At::new(e.pos, Box::new(e.value)));
         Some(PolicyDef {
             egress,
             mode: mode.unwrap_or(Mode::Enforce),
@@ -720,7 +720,34 @@ pub fn check_glob(g: &str) -> Result<(), String> {
     if glob_base(g) == "/" {
         return Err("needs a literal directory before the first wildcard (e.g. /srv/share/**/x.xlsx)".into());
     }
-    globset::GlobBuilder::new(g).literal_separator(true).build().map(|_| ()).map_err(|e| e.kind().to_string())
+    globset::GlobBuilder::new(&display_glob(g))
+        .literal_separator(true)
+        .build()
+        .map(|_| ())
+        .map_err(|e| e.kind().to_string())
+}
+
+/// The globset pattern of a glob written over display forms (`crate::event::path`): the
+/// escapes `\\` (a backslash in the name) and `\xNN` (a byte that is not UTF-8) match
+/// themselves in the display form of a path; any other `\` escapes the next character.
+pub fn display_glob(g: &str) -> String {
+    let mut out = String::with_capacity(g.len() + 8);
+    let mut chars = g.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('\\') => {
+                chars.next();
+                out.push_str("\\\\\\\\");
+            }
+            Some('x') => out.push_str("\\\\"),
+            _ => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// The directory part of a glob before its first component with a wildcard.
@@ -752,8 +779,32 @@ fn parse_sha256(s: &str) -> Option<[u8; 32]> {
 mod tests {
     use std::path::Path;
 
-    use super::{clean_path, document, glob_base};
+    use super::{check_glob, clean_path, display_glob, document, glob_base};
     use crate::policy::{error::Diagnostics, model::Body, yaml};
+
+    /// A glob written over display forms matches a Shift_JIS name and not one that differs in
+    /// a byte that is not UTF-8; `\\` matches a backslash, other escapes keep their meaning.
+    #[test]
+    fn globs_match_display_forms_of_names_that_are_not_utf8() {
+        use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _};
+        let matches = |glob: &str, name: &[u8]| {
+            check_glob(glob).unwrap();
+            let g = globset::GlobBuilder::new(&display_glob(glob)).literal_separator(true).build().unwrap();
+            g.compile_matcher().is_match(crate::event::path::of_os(OsStr::from_bytes(name)))
+        };
+        // マイナンバー.csv in Shift_JIS, and the same with one byte changed.
+        let sjis: &[u8] = b"/srv/d/\x83}\x83C\x83i\x83\x93\x83o\x81[.csv";
+        let other: &[u8] = b"/srv/d/\x83}\x83C\x83i\x83\x94\x83o\x81[.csv";
+        let glob = r"/srv/d/\x83\}\x83C\x83i\x83\x93\x83o\x81\[*";
+        assert!(matches(glob, sjis));
+        assert!(!matches(glob, other));
+        assert!(matches("/srv/d/*.csv", sjis) && matches("/srv/**/*.csv", other));
+        assert!(matches(r"/srv/d/a\\b*", b"/srv/d/a\\b.txt"));
+        assert!(!matches(r"/srv/d/a\\b*", b"/srv/d/a\x5c\x5cb.txt"));
+        assert!(matches(r"/srv/d/\*", b"/srv/d/*") && !matches(r"/srv/d/\*", b"/srv/d/x"));
+        // ソ (`83 5C`): the second byte is a backslash.
+        assert!(matches(r"/srv/d/\x83\\*", b"/srv/d/\x83\\.txt"));
+    }
 
     fn errors(text: &str) -> Vec<String> {
         let mut diag = Diagnostics::default();

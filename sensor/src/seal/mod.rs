@@ -89,17 +89,17 @@ impl Sealer {
         Ok(sealer)
     }
 
-    /// After an unclean stop: `sensor.gap` (queued; sealed right after the next record,
-    /// which is `sensor.start`).
+    /// After any previous run: `sensor.gap` from its last frame (the final checkpoint of a
+    /// clean stop, else the last record or heartbeat) to now (queued; sealed right after the
+    /// next record, which is `sensor.start`).
     fn note_recovery(&mut self, r: &ledger::Recovery) {
         let Some(last_seq) = r.last_seq else { return };
-        if r.clean && r.cut.is_none() {
-            return;
-        }
         let now = i128::from(ledger::now_ns());
+        let gap_ns = now - i128::from(r.last_time_ns);
         let mut attrs = vec![
             ("mnsensor.gap.start", Value::from(crate::event::time::rfc3339(i128::from(r.last_time_ns)))),
             ("mnsensor.gap.end", Value::from(crate::event::time::rfc3339(now))),
+            ("mnsensor.gap.seconds", Value::from(gap_ns as f64 / 1e9)),
             ("mnsensor.gap.last_seq", Value::from(last_seq)),
             ("mnsensor.gap.clean", Value::from(r.clean)),
         ];
@@ -108,7 +108,15 @@ impl Sealer {
             attrs.push(("mnsensor.ledger.cut_segment", Value::from(segment.as_str())));
             attrs.push(("mnsensor.ledger.cut_reason", Value::from(*why)));
         }
-        tracing::warn!(last_seq, clean = r.clean, cut = ?r.cut, "The previous run did not stop cleanly; recording the gap.");
+        if r.clean && r.cut.is_none() {
+            tracing::info!(
+                last_seq,
+                seconds = gap_ns as f64 / 1e9,
+                "Recording the gap since the previous run stopped."
+            );
+        } else {
+            tracing::warn!(last_seq, clean = r.clean, cut = ?r.cut, "The previous run did not stop cleanly; recording the gap.");
+        }
         self.pending.push(Notice { name: Name::SensorGap.as_str(), time_ns: now, attrs });
     }
 

@@ -44,6 +44,7 @@ static INTERESTING: [bool; 256] = {
     let mut t = [false; 256];
     t[b'"' as usize] = true;
     t[b'\\' as usize] = true;
+    t[b'%' as usize] = true;
     let mut d = b'0';
     while d <= b'9' {
         t[d as usize] = true;
@@ -79,10 +80,36 @@ pub fn valid_check_digit(d: &[u8; 12]) -> bool {
     u32::from(d[11]) == check
 }
 
-/// If a My Number starts at `i` (a digit not preceded by a digit), the byte offsets of its
-/// 12 digits with their lengths, and the offset just past it.
-fn match_at(b: &[u8], i: usize) -> Option<([(usize, usize); 12], usize)> {
-    if i > 0 && b[i - 1].is_ascii_alphabetic() {
+/// The length of the escape of one byte of a file name at `i` (docs/events.md, "File names
+/// that are not UTF-8"): `\xNN` of a display form (`\\xNN` inside a JSON string) or `%NN`
+/// of a `…path_bytes` attribute. Such a byte is a boundary like punctuation: its hex digits
+/// are not digits of a number.
+fn byte_escape_at(b: &[u8], i: usize, json: bool) -> Option<usize> {
+    let hex = |at: usize| b.get(at).is_some_and(u8::is_ascii_hexdigit);
+    let lead = match (b.get(i)?, b.get(i + 1), b.get(i + 2)) {
+        (b'%', ..) => 1,
+        (b'\\', Some(b'x'), _) if !json => 2,
+        (b'\\', Some(b'\\'), Some(b'x')) if json => 3,
+        _ => return None,
+    };
+    (hex(i + lead) && hex(i + lead + 1)).then_some(lead + 2)
+}
+
+/// Whether a byte escape (see [`byte_escape_at`]) ends right before `i`: a superset of the
+/// places [`scan`] calls [`match_at`] with `after_escape`.
+fn escape_before(b: &[u8], i: usize) -> bool {
+    let hex = |at: usize| b[at].is_ascii_hexdigit();
+    i >= 3
+        && hex(i - 1)
+        && hex(i - 2)
+        && (b[i - 3] == b'%' || (i >= 4 && b[i - 3] == b'x' && b[i - 4] == b'\\'))
+}
+
+/// If a My Number starts at `i` (a digit not preceded by a digit, or preceded by a byte
+/// escape when `after_escape`), the byte offsets of its 12 digits with their lengths, and the
+/// offset just past it.
+fn match_at(b: &[u8], i: usize, after_escape: bool) -> Option<([(usize, usize); 12], usize)> {
+    if i > 0 && !after_escape && b[i - 1].is_ascii_alphabetic() {
         return None;
     }
     let mut digits = [0u8; 12];
@@ -145,7 +172,8 @@ fn maybe_contains(b: &[u8]) -> bool {
             // The lowest flag is exact: go straight to it.
             i += (m.trailing_zeros() / 8) as usize;
         }
-        if digit_at(b, i).is_some() && !digit_before(b, i) && match_at(b, i).is_some() {
+        let escaped = escape_before(b, i);
+        if digit_at(b, i).is_some() && (escaped || !digit_before(b, i)) && match_at(b, i, escaped).is_some() {
             return true;
         }
         i += 1;
@@ -165,11 +193,13 @@ fn scan(text: &mut Vec<u8>, json: bool) -> usize {
     let mut count = 0;
     let mut in_string = !json;
     let mut prev_digit = false;
+    let mut after_escape = false;
     let mut i = 0;
     while i < b.len() {
         // Skip the bytes that can neither start a number nor change the string state.
         if !INTERESTING[b[i] as usize] {
             prev_digit = false;
+            after_escape = false;
             i += 1;
             while i < b.len() && !INTERESTING[b[i] as usize] {
                 i += 1;
@@ -177,6 +207,13 @@ fn scan(text: &mut Vec<u8>, json: bool) -> usize {
             continue;
         }
         let c = b[i];
+        if in_string && let Some(len) = byte_escape_at(b, i, json) {
+            prev_digit = false;
+            after_escape = true;
+            i += len;
+            continue;
+        }
+        let escaped = std::mem::take(&mut after_escape);
         if json && c == b'"' {
             in_string = !in_string;
             prev_digit = false;
@@ -185,14 +222,15 @@ fn scan(text: &mut Vec<u8>, json: bool) -> usize {
         }
         if json && c == b'\\' && in_string {
             prev_digit = false;
-            i += 2;
+            // `\\\\` is one escaped backslash of a display form: it starts no byte escape.
+            i += if b.get(i + 1..i + 4) == Some(b"\\\\\\") { 4 } else { 2 };
             continue;
         }
         if in_string
             && (c.is_ascii_digit() || c == 0xEF)
             && let Some((_, len)) = digit_at(b, i)
         {
-            if !prev_digit && let Some((at, end)) = match_at(b, i) {
+            if !prev_digit && let Some((at, end)) = match_at(b, i, escaped) {
                 masks.extend_from_slice(&at);
                 count += 1;
                 i = end;
@@ -302,6 +340,16 @@ mod tests {
         ] {
             assert_eq!(json(same), (same.to_owned(), 0), "{same}");
         }
+        // Bytes of a file name that is not UTF-8, escaped (`\xNN` in a display form, `%NN` in
+        // a `…path_bytes` attribute), are boundaries; an escaped backslash is not a byte escape.
+        let sjis = r#"{"file.path":"/d/\\x83\\x93123456789018.csv","b":"/d/%83%93123456789018.csv"}"#;
+        assert_eq!(
+            json(sjis),
+            (r#"{"file.path":"/d/\\x83\\x93************.csv","b":"/d/%83%93************.csv"}"#.into(), 2)
+        );
+        assert_eq!(json(r#"{"a":"\\\\x41123456789018"}"#).1, 0, "a backslash, then `x41…`");
+        let mut text = b"path=/d/\\x9a123456789018".to_vec();
+        assert_eq!((redact(&mut text, false), text.as_slice()), (1, &b"path=/d/\\x9a************"[..]));
         // An escaped quote does not end the string.
         assert_eq!(json(r#"{"a":"\"123456789018"}"#).0, r#"{"a":"\"************"}"#);
         // Two in one string, and a key-like string.
@@ -313,8 +361,29 @@ mod tests {
         // Random texts over an alphabet rich in digits, separators, quotes and (valid JSON)
         // escapes.
         let alphabet: Vec<&str> = vec![
-            "0", "1", "2", "3", "8", "9", " ", "-", "\"", "\\\\", "\\\"", "a", ":", ",", "１", "８", "０",
-            "－", "\u{3000}", "é",
+            "0",
+            "1",
+            "2",
+            "3",
+            "8",
+            "9",
+            " ",
+            "-",
+            "\"",
+            "\\\\",
+            "\\\"",
+            "a",
+            ":",
+            ",",
+            "１",
+            "８",
+            "０",
+            "－",
+            "\u{3000}",
+            "é",
+            "%8A",
+            "\\\\x9a",
+            "\\\\\\\\x41",
         ];
         let numbers = ["123456789018", "1234-5678-9018", "983205673214", "１２３４５６７８９０１８"];
         let mut state = 0x1234_5678_9abc_def0u64;

@@ -105,24 +105,29 @@ fn unrelated_cpu(ctx: &Ctx, n: u64) -> Result<f64> {
 }
 
 fn with_sensor<T>(ctx: &Ctx, policy: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    with_binary(&ctx.sensor_bin, ctx, policy, f)
+}
+
+fn with_binary<T>(bin: &Path, ctx: &Ctx, policy: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let jsonl = ctx.fixture.root.join("enforce.jsonl");
     let log = ctx.fixture.root.join("enforce.log");
-    let sensor =
-        Sensor::start_with(&ctx.sensor_bin, &[OsStr::new("--policy"), policy.as_os_str()], &jsonl, &log)?;
+    let sensor = Sensor::start_with(bin, &[OsStr::new("--policy"), policy.as_os_str()], &jsonl, &log)?;
     let r = f();
     sensor.stop()?;
     r
 }
 
-/// Runs the phase; returns its JSON and its table.
-pub fn run(ctx: &Ctx, rounds: usize, scale: f64) -> Result<(Value, String)> {
+/// Runs the phase (with `baseline`, a second sensor binary in the same rounds); returns its
+/// JSON and its table.
+pub fn run(ctx: &Ctx, rounds: usize, scale: f64, baseline: Option<&Path>) -> Result<(Value, String)> {
     let root = &ctx.fixture.root;
     let floor_bin = compile_floor(root)?;
     let enforce = policy_dir(root, &ctx.fixture.protected, "enforce")?;
     let audit = policy_dir(root, &ctx.fixture.protected, "audit")?;
     let secret = &ctx.fixture.secret_file;
     let n = ((20_000.0 * scale) as u64).max(2000);
-    let (mut floor_lat, mut enf_lat, mut none_lat) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floor_lat, mut enf_lat, mut none_lat, mut base_lat) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut unrelated_ratio = Vec::new();
     for round in 0..rounds {
         interrupt::check()?;
@@ -136,11 +141,18 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64) -> Result<(Value, String)> {
             enf_lat.extend(open_latencies(secret, OPENS)?);
             unrelated_cpu(ctx, n)
         })?;
+        if let Some(bin) = baseline {
+            with_binary(bin, ctx, &enforce, || {
+                open_latencies(secret, 100)?;
+                base_lat.extend(open_latencies(secret, OPENS)?);
+                Ok(())
+            })?;
+        }
         let audit_cpu = with_sensor(ctx, &audit, || unrelated_cpu(ctx, n))?;
         unrelated_ratio.push(enforced_cpu / audit_cpu);
         step(format!("bench: enforcement round {}/{rounds}", round + 1));
     }
-    for v in [&mut floor_lat, &mut enf_lat, &mut none_lat] {
+    for v in [&mut floor_lat, &mut enf_lat, &mut none_lat, &mut base_lat] {
         v.sort_by(f64::total_cmp);
     }
     let median = |v: &[f64]| stats::percentile(v, 50.0);
@@ -155,7 +167,11 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64) -> Result<(Value, String)> {
         "\n5. Enforcement: protected open+close wall time in-process ({OPENS} per round and config, {rounds} rounds)"
     );
     let _ = writeln!(t, " config          p50 µs   p99 µs");
-    for (name, v) in [("none", &none_lat), ("floor (C)", &floor_lat), ("mnsensor", &enf_lat)] {
+    for (name, v) in
+        [("none", &none_lat), ("floor (C)", &floor_lat), ("mnsensor", &enf_lat), ("baseline", &base_lat)]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+    {
         let _ = writeln!(
             t,
             " {name:<14} {:>7.1}  {:>7.1}",
@@ -188,6 +204,10 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64) -> Result<(Value, String)> {
         "enforce_p50_ns": median(&enf_lat), "enforce_p99_ns": stats::percentile(&enf_lat, 99.0),
         "enforce_over_floor": ratio,
         "decision_p99_us": decision_p99_us,
+        "baseline": baseline.map(|b| json!({
+            "sensor": b.display().to_string(),
+            "p50_ns": median(&base_lat), "p99_ns": stats::percentile(&base_lat, 99.0),
+        })),
         "unrelated_enforce_over_audit": unrelated.map(|u| u.json()),
     });
     Ok((value, t))

@@ -50,6 +50,16 @@ pub struct Args {
     /// Measure the existing target/release/mnsensor instead of building it first.
     #[arg(long)]
     no_build: bool,
+    /// Only the enforcement part (fanotify permission latency against the C responder).
+    #[arg(long)]
+    enforcement: bool,
+    /// The sensor binary to measure [default: target/release/mnsensor] (implies --no-build).
+    #[arg(long, value_name = "PATH")]
+    sensor: Option<PathBuf>,
+    /// With --enforcement: another sensor binary (e.g. an earlier build) measured in the same
+    /// interleaved rounds, as `baseline`.
+    #[arg(long, value_name = "PATH", requires = "enforcement")]
+    baseline: Option<PathBuf>,
     /// Only the consumer in isolation (seconds, no root): synthesised kernel records through
     /// decode → enrich → JSON encode, in µs per record per stage.
     #[arg(long)]
@@ -152,7 +162,7 @@ pub fn bench(args: &Args) -> Result<()> {
     }
     ensure!(cmd::is_root()?, "the benchmark loads eBPF programs: run as root (`sudo -E cargo xtask bench`)");
     let plan = Plan::new(args);
-    if !args.no_build {
+    if !args.no_build && args.sensor.is_none() {
         build::build(true)?;
     }
     interrupt::install();
@@ -164,10 +174,24 @@ pub fn bench(args: &Args) -> Result<()> {
     let latency_files = plan.latency.iter().map(|(_, n)| n).sum();
     let ctx = Ctx {
         exe: std::env::current_exe().context("locating the xtask binary")?,
-        sensor_bin: target_dir().join("release/mnsensor"),
+        sensor_bin: args.sensor.clone().unwrap_or_else(|| target_dir().join("release/mnsensor")),
         fixture: fixture::Fixture::create(latency_files)?,
     };
     machine["sensor"] = host::binary(&ctx.sensor_bin)?;
+    if args.enforcement {
+        step("bench: enforcement only: fanotify floor, enforce and audit mode");
+        let (enforcement, table) =
+            enforce::run(&ctx, plan.rounds.min(5), plan.scale, args.baseline.as_deref())?;
+        println!("{table}");
+        let path = args.json.clone().unwrap_or_else(|| target_dir().join("bench/enforcement.json"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let json = serde_json::json!({"machine": machine, "plan": plan.json(), "enforcement": enforcement});
+        std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        return Ok(());
+    }
     step(format!("bench: files in {}; plan {plan:?}", ctx.fixture.root.display()));
     let mut audit = start_auditd(args, &ctx)?;
 
@@ -192,7 +216,7 @@ pub fn bench(args: &Args) -> Result<()> {
     }
 
     step("bench: 5/6 enforcement: fanotify floor, enforce and audit mode");
-    let (enforcement, enforcement_table) = enforce::run(&ctx, plan.rounds.min(5), plan.scale)?;
+    let (enforcement, enforcement_table) = enforce::run(&ctx, plan.rounds.min(5), plan.scale, None)?;
     step("bench: 6/6 egress: loopback TCP, connects and reads of an untainted process");
     let (egress, egress_table) = egress::run(&ctx, plan.rounds.min(5), plan.scale)?;
 

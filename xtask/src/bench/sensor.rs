@@ -196,7 +196,8 @@ fn signal(pid: u32, sig: libc::c_int) {
 pub struct Tally {
     /// Records per `event.name`.
     pub events: HashMap<String, u64>,
-    /// `file.open` records per `process.pid`.
+    /// Opens recorded per `process.pid`: `file.open` records plus the opens folded into
+    /// `file.close` records with `mnsensor.close.reason: fold` (`mnsensor.fold.count`).
     pub opens_by_pid: HashMap<u32, u64>,
     /// Sum of `mnsensor.loss.count` over `sensor.event_loss` records.
     pub lost: u64,
@@ -219,9 +220,14 @@ impl Tally {
             let Some(name) = event_name(&line) else { continue };
             *tally.events.entry(name.to_owned()).or_default() += 1;
             match name {
-                "file.open" => {
+                "file.open" | "file.close" => {
+                    let n = if name == "file.open" {
+                        1
+                    } else {
+                        field(&line, "mnsensor.fold.count").and_then(|c| c.parse().ok()).unwrap_or(0)
+                    };
                     if let Some(pid) = field(&line, "process.pid").and_then(|p| p.parse().ok()) {
-                        *tally.opens_by_pid.entry(pid).or_default() += 1;
+                        *tally.opens_by_pid.entry(pid).or_default() += n;
                     }
                 }
                 "sensor.event_loss" => {

@@ -31,6 +31,9 @@ pub const HOST_ONLY: &[(&str, &str)] = &[
     ("otlp", "the rotel receiver is a host tool"),
     ("syslog", "rsyslog and openssl are host tools"),
     ("delivery", "the rotel receiver is a host tool"),
+    ("samba", "smbd, smbclient and smbpasswd are host tools"),
+    ("media", "mkfs.ext4 and losetup are host tools"),
+    ("print", "cupsd, lpadmin and lp are host tools"),
 ];
 /// Console lines shown for a failed kernel.
 const TAIL: usize = 60;

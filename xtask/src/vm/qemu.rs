@@ -14,9 +14,9 @@ use crate::{
 };
 
 /// Host-side limit for one VM (boot, all tests, power-off).
-/// The whole suite with enforcement under the BPF LSM is estimated at 20–25 min on a loaded
-/// 2-core machine, from the per-executable times in docs/building.md.
-pub const TIMEOUT: Duration = Duration::from_secs(40 * 60);
+/// Measured 2026-12-07 on a 2-core machine with other work running: 6.12 in 20.4 min, 6.1 in
+/// 36.1 min (the 6.1 guest is the slow one); the limit leaves a third on top of that.
+pub const TIMEOUT: Duration = Duration::from_secs(50 * 60);
 const APPEND: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf";
 
 /// Boots `vmlinuz` with `initrd`, console to `log`; returns qemu's exit code (124: timeout)
@@ -129,7 +129,7 @@ mod tests {
             \r\nVMTEST exec exit=0\r\n\
             test result: FAILED. 1 passed; 3 failed; 0 ignored\n\
             \x1b[0mVMTEST file exit=101\n\
-            MNSENSOR-SKIP enforce::late_decisions_get_the_fail_mode -- no deadline\n\
+            MNSENSOR-SKIP protected_io::aio_direct_read -- no O_DIRECT\n\
             \nVMTEST DONE\n";
         let console = parse(log);
         assert_eq!(
@@ -140,8 +140,8 @@ mod tests {
                 passed: 3,
                 failed: 3,
                 skips: vec![Skip {
-                    test: "enforce::late_decisions_get_the_fail_mode".into(),
-                    reason: "no deadline".into()
+                    test: "protected_io::aio_direct_read".into(),
+                    reason: "no O_DIRECT".into()
                 }],
             }
         );

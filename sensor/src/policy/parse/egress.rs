@@ -7,12 +7,21 @@ use crate::policy::{
 
 impl Cx<'_> {
     /// `egress: {action, allow: [{network, ports}], allowed_uids, min_bytes, bulk_read:
-    /// {bytes, files}, window_seconds}`.
+    /// {bytes, files}, window_seconds, slow_drip: {bytes, window_seconds}, print: {spool}}`.
     pub(super) fn egress(&mut self, node: &Node) -> Option<At<EgressPolicy>> {
         let f = self.fields(
             node,
             "egress",
-            &["action", "allow", "allowed_uids", "min_bytes", "bulk_read", "window_seconds"],
+            &[
+                "action",
+                "allow",
+                "allowed_uids",
+                "min_bytes",
+                "bulk_read",
+                "window_seconds",
+                "slow_drip",
+                "print",
+            ],
         )?;
         let mut e = EgressPolicy::default();
         if let Some(n) = f.get("action") {
@@ -43,6 +52,29 @@ impl Cx<'_> {
             }
             if let Some(n) = b.get("files") {
                 e.bulk_files = self.count(n, "bulk_read files")?;
+            }
+        }
+        if let Some(n) = f.get("slow_drip") {
+            let d = self.fields(n, "slow_drip", &["bytes", "window_seconds"])?;
+            if let Some(n) = d.get("bytes") {
+                e.slow_drip.bytes = self.count(n, "slow_drip bytes")?;
+            }
+            if let Some(n) = d.get("window_seconds") {
+                e.slow_drip.window_seconds = self.count(n, "slow_drip window_seconds")?.max(1);
+            }
+        }
+        if let Some(n) = f.get("print") {
+            let p = self.fields(n, "print", &["spool"])?;
+            if let Some(n) = p.get("spool") {
+                e.print_spool.clear();
+                for item in self.seq(n, "print spool")? {
+                    let s = self.string(item, "a spool directory")?;
+                    if s.value.starts_with('/') {
+                        e.print_spool.push(s.value.into());
+                    } else {
+                        self.invalid(s.pos, format!("spool directory `{}` is not absolute", s.value));
+                    }
+                }
             }
         }
         Some(At::new(node.pos, e))
@@ -118,6 +150,13 @@ mod tests {
         assert_eq!(e.bulk_files, 5);
         assert_eq!(e.bulk_bytes, 100 << 20, "default kept");
         assert_eq!(e.min_bytes, 1);
+        assert_eq!(e.slow_drip.window_seconds, 24 * 3600, "default kept");
+        let set = load(&["  egress:\n    slow_drip: {bytes: 5000}\n"]).unwrap();
+        assert_eq!(set.egress().unwrap().slow_drip.bytes, 5000);
+        assert_eq!(set.egress().unwrap().print_spool, vec![PathBuf::from("/var/spool/cups")]);
+        let set = load(&["  egress:\n    print: {spool: [/srv/spool]}\n"]).unwrap();
+        assert_eq!(set.egress().unwrap().print_spool, vec![PathBuf::from("/srv/spool")]);
+        assert!(load(&["  egress:\n    print: {spool: [spool]}\n"]).unwrap_err().contains("not absolute"));
         assert!(load(&[""]).unwrap().egress().is_none());
     }
 
