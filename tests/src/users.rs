@@ -96,6 +96,17 @@ pub fn passwd_ids(name: &str) -> (u32, u32) {
     (fields[2].parse().expect("uid"), fields[3].parse().expect("gid"))
 }
 
+/// The name of `uid` in /etc/passwd.
+pub fn passwd_name(uid: u32) -> String {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2].parse() == Ok(uid))
+        .map(|f| f[0].to_owned())
+        .unwrap_or_else(|| panic!("uid {uid} is not in /etc/passwd"))
+}
+
 impl Drop for TestUser {
     fn drop(&mut self) {
         if self.fixed {

@@ -17,8 +17,10 @@ use std::{
 };
 
 use mnsensor_tests::{
-    ChildGuard, Sensor, TempDir, cgroup::Cgroup, get_str, get_u64, is, path_str, scaled, show, test_pid,
-    users::test_users,
+    ChildGuard, Sensor, TempDir,
+    cgroup::Cgroup,
+    get_str, get_u64, is, path_str, scaled, show, test_pid,
+    users::{passwd_name, test_users},
 };
 use serde_json::Value;
 
@@ -315,25 +317,28 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
     }
     let cg = Cgroup::new();
     let host = FakeHost::new(&[9301, 9302]);
-    let users = test_users("relays_run_by_another_user", 1);
-    let relay_user = &users[0];
+    let users = test_users("relays_run_by_another_user", 2);
+    let (relay_user, login_user) = (&users[0], &users[1]);
     let mut s = setup(&cg, 1, "    action: alert\n");
     let file = s.protected.join("mynumber-0.csv");
     // The relay user reads the scripts: the directory is world-readable.
     fs::set_permissions(s.outside.path(), fs::Permissions::from_mode(0o755)).expect("chmod outside");
     let relay = s.outside.write("relay.py", PY_RELAY);
     let client = s.outside.write("client.py", PY_CLIENT);
-    // The originating user: this test's own (cat runs as it).
+    // The originating user: this test's own (cat runs as it), logged in as `login_user`
+    // (cat's subshell sets its login uid, as a login would).
     let origin_uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
+    let origin_name = passwd_name(origin_uid);
     assert_ne!(origin_uid, relay_user.uid);
     let listen_port = 19_000 + (test_pid() % 1000) as u16;
     let abstract_name = format!("@mnsensor-relay-{}", test_pid());
     for (kind, place, port) in [("unix", abstract_name, 9301), ("tcp", listen_port.to_string(), 9302)] {
         let code = cg.run(&format!(
             "setpriv --reuid={uid} --regid={gid} --clear-groups /usr/bin/python3 {relay} {kind} {place} {ip} {port} & \
-             cat {file} | python3 {client} {kind} {place}; wait",
+             (echo {auid} > /proc/self/loginuid && exec cat {file}) | python3 {client} {kind} {place}; wait",
             uid = relay_user.uid,
             gid = relay_user.gid,
+            auid = login_user.uid,
             relay = path_str(&relay),
             client = path_str(&client),
             ip = host.ip,
@@ -345,6 +350,10 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
         let what = format!("{kind} relay: {}", show(&d));
         assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
         assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(relay_user.uid), "{what}");
+        assert_eq!(get_str(&d, "process.real_user.name"), relay_user.name, "{what}");
+        assert_eq!(get_str(&d, "mnsensor.taint.origin.user.name"), origin_name, "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.login_user.id"), u64::from(login_user.uid), "{what}");
+        assert_eq!(get_str(&d, "mnsensor.login_user.name"), login_user.name, "{what}");
         assert_eq!(get_str(&d, "mnsensor.process.comm"), "python3", "{what}");
         assert_eq!(get_u64(&d, "mnsensor.taint.origin.user.id"), u64::from(origin_uid), "{what}");
         assert_eq!(get_str(&d, "mnsensor.taint.origin.name"), "cat", "{what}");
