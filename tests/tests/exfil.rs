@@ -455,6 +455,47 @@ fn dns_queries_of_a_tainted_process_signal_long_high_entropy_labels() {
     s.sensor.stop();
 }
 
+#[test]
+fn dns_thresholds_come_from_the_policy() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let mut host = FakeHost::new(&[]);
+    host.sink(UDP_SINK, 53, "udp-53");
+    let udp_out = host.dir.join("udp-53");
+    // Defaults would signal the 45-character label (40) and not four short queries (500).
+    let mut s = setup(&cg, 1, "    action: alert\n    dns_tunnel: {long_label: 50, queries: 4}\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let script = s.outside.write("dns.py", PY_DNS);
+    let mut names = vec![format!("{}.long.test", "a".repeat(45))];
+    names.extend((1..=4).map(|i| format!("q{i}.count.test")));
+    let code = cg.run(&format!(
+        "python3 {} {} {} tainted {}",
+        path_str(&script),
+        path_str(&file),
+        host.ip,
+        names.join(" ")
+    ));
+    assert_eq!(code, 0, "dns.py");
+    let got = || fs::read_to_string(&udp_out).unwrap_or_default().lines().count();
+    for _ in 0..100 {
+        if got() >= names.len() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(got(), names.len(), "datagrams at the fake DNS server");
+    let d = s.sensor.wait_for("query count over the policy's threshold", dns_for("count.test"));
+    let what = show(&d);
+    assert_eq!(get_str(&d, "dns.question.name"), "q4.count.test", "the fourth query fires: {what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.queries"), 4, "{what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.label_length"), 0, "no label fired: {what}");
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("a 45-character label under long_label 50", dns_for("long.test"));
+    s.sensor.stop();
+}
+
 /// Selects the io_uring sender mode of this binary: "FILE ADDRESS PORT".
 const URING_ENV: &str = "MNSENSOR_EXFIL_URING";
 

@@ -23,28 +23,40 @@ pub struct Packet {
     pub time_ns: i128,
 }
 
-/// Thresholds. A label is *long* at `long_label` bytes (DNS allows 63); it has *high
-/// entropy* at `entropy_min_len` bytes or more with at least `entropy_bits` bits per
-/// character (Shannon, over its bytes); a name is long at `long_name` bytes.
-#[derive(Clone, Debug, PartialEq)]
+/// Thresholds, from the policy's `egress.dns_tunnel` (docs/policy.md; `policy check`
+/// validates the ranges). A label is *long* at `long_label` bytes (DNS allows 63); it has
+/// *high entropy* at `entropy_min_length` bytes or more with at least `entropy_bits` bits per
+/// character (Shannon, over its bytes); a name is long at `long_name` bytes; a domain is
+/// queried too often at `queries` queries by one user within `window_seconds` (0: not
+/// counted as a signal).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
     pub long_label: usize,
-    pub entropy_min_len: usize,
+    pub entropy_min_length: usize,
     pub entropy_bits: f64,
     pub long_name: usize,
-    /// A domain's signal fires again after this long without one (ns).
-    pub window_ns: i128,
+    pub queries: u64,
+    /// The query-count window, and the episode: a domain's signal fires again after this long
+    /// without one.
+    pub window_seconds: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             long_label: 40,
-            entropy_min_len: 16,
+            entropy_min_length: 16,
             entropy_bits: 3.5,
             long_name: 120,
-            window_ns: 600 * 1_000_000_000,
+            queries: 500,
+            window_seconds: 600,
         }
+    }
+}
+
+impl Settings {
+    fn window_ns(&self) -> i128 {
+        i128::from(self.window_seconds) * 1_000_000_000
     }
 }
 
@@ -56,6 +68,8 @@ pub struct Signal {
     pub domain: String,
     /// Queries of this domain by the origin user so far, this one included.
     pub queries: u64,
+    /// Queries of this domain by the origin user in the current window.
+    pub window_queries: u64,
     /// The label that fired: its length and entropy (bits per character).
     pub label_len: usize,
     pub label_entropy: f64,
@@ -64,6 +78,9 @@ pub struct Signal {
 #[derive(Default)]
 struct DomainState {
     queries: u64,
+    /// Start of the current query-count window and the queries in it.
+    window_start_ns: i128,
+    window_queries: u64,
     last_signal_ns: Option<i128>,
 }
 
@@ -93,21 +110,36 @@ impl Detector {
         let st = self.domains.entry((p.origin.uid, domain.clone())).or_default();
         st.queries += 1;
         let s = &self.settings;
-        let (label, entropy) = labels
+        if st.window_queries == 0 || p.time_ns - st.window_start_ns > s.window_ns() {
+            st.window_start_ns = p.time_ns;
+            st.window_queries = 0;
+        }
+        st.window_queries += 1;
+        let label = labels
             .iter()
-            .map(|l| (l, entropy(l.as_bytes())))
-            .find(|(l, e)| l.len() >= s.long_label || (l.len() >= s.entropy_min_len && *e >= s.entropy_bits))
-            .map(|(l, e)| (l.len(), e))
-            .or_else(|| (name.len() >= s.long_name).then_some((0, 0.0)))?;
-        if st.last_signal_ns.is_some_and(|t| p.time_ns - t <= s.window_ns) {
+            .map(|l| (l.len(), entropy(l.as_bytes())))
+            .find(|&(n, e)| n >= s.long_label || (n >= s.entropy_min_length && e >= s.entropy_bits));
+        let why = match label {
+            Some((n, e)) => format!(
+                "a label of {n} characters at {e:.2} bits per character (thresholds: {} characters, or {} at {} bits)",
+                s.long_label, s.entropy_min_length, s.entropy_bits
+            ),
+            None if name.len() >= s.long_name => {
+                format!("a name of {} characters (threshold {})", name.len(), s.long_name)
+            }
+            None if s.queries > 0 && st.window_queries >= s.queries => format!(
+                "{} queries of {domain} within {} s (threshold {})",
+                st.window_queries, s.window_seconds, s.queries
+            ),
+            None => return None,
+        };
+        let (label, entropy) = label.unwrap_or((0, 0.0));
+        if st.last_signal_ns.is_some_and(|t| p.time_ns - t <= s.window_ns()) {
             st.last_signal_ns = Some(p.time_ns);
             return None;
         }
         st.last_signal_ns = Some(p.time_ns);
-        let reason = format!(
-            "{} holds protected data and queried {name}: a label of {label} characters at {entropy:.2} bits per character (thresholds: {} characters, or {} at {} bits)",
-            p.proc.comm, s.long_label, s.entropy_min_len, s.entropy_bits
-        );
+        let reason = format!("{} holds protected data and queried {name}: {why}", p.proc.comm);
         let detection = Detection {
             name: Name::DetectionDnsTunnel,
             time_ns: p.time_ns,
@@ -128,6 +160,7 @@ impl Detector {
             name,
             domain,
             queries: st.queries,
+            window_queries: st.window_queries,
             label_len: label,
             label_entropy: entropy,
         })
@@ -240,9 +273,29 @@ mod tests {
             d.observe(packet("gezdgnbvgy3tqojqgezdgnbvgy3tqojq.example.test", 4)).is_none(),
             "same episode"
         );
-        let later = 4 + Settings::default().window_ns + 1;
+        let later = 4 + Settings::default().window_ns() + 1;
         assert!(d.observe(packet("gezdgnbvgy3tqojqgezdgnbvgy3tqojq.example.test", later)).is_some());
         let long = format!("{}.other.test", "a".repeat(45));
         assert_eq!(d.observe(packet(&long, 5)).unwrap().label_len, 45, "long label, low entropy");
+    }
+
+    #[test]
+    fn thresholds_come_from_the_settings() {
+        let long = format!("{}.other.test", "a".repeat(45));
+        let mut d = Detector::new(Settings { long_label: 50, queries: 3, ..Settings::default() });
+        assert!(d.observe(packet(&long, 1)).is_none(), "45 < 50");
+        assert!(d.observe(packet("b.other.test", 2)).is_none());
+        let s = d.observe(packet("c.other.test", 3)).expect("third query in the window");
+        assert_eq!((s.queries, s.window_queries, s.label_len), (3, 3, 0));
+        assert!(s.detection.reason.contains("3 queries of other.test"), "{}", s.detection.reason);
+        let mut d = Detector::new(Settings { queries: 3, window_seconds: 1, ..Settings::default() });
+        for t in 0..3 {
+            assert!(d.observe(packet("x.spread.test", i128::from(t) * 2_000_000_000)).is_none(), "window");
+        }
+        let mut d = Detector::new(Settings { entropy_bits: 6.0, ..Settings::default() });
+        assert!(
+            d.observe(packet("mfrggzdfmztwq2lknnwg23tpobyxe43u.example.test", 1)).is_none(),
+            "below 6 bits"
+        );
     }
 }

@@ -457,7 +457,7 @@ impl Runner {
         Ok(Self {
             egress,
             detector,
-            dns: dns::Detector::default(),
+            dns: dns::Detector::new(policy.dns_tunnel),
             media,
             drip,
             print,
@@ -470,6 +470,7 @@ impl Runner {
         self.egress.apply(policy)?;
         self.detector.settings = policy.settings();
         self.drip.settings = policy.slow_drip;
+        self.dns.settings = policy.dns_tunnel;
         self.print.spool.clone_from(&policy.print_spool);
         Ok(())
     }
