@@ -114,7 +114,7 @@ fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
         return 1; // loopback stays on the host: a receiver becomes tainted instead (`taint.rs`)
     }
     let deny = EGRESS_CONFIG.get(0).is_some_and(|c| c.action == ACTION_DENY) && !allowed(&key);
-    add_flow(&key, 0, 1, u32::from(deny), &taint);
+    add_flow(&key, 0, 1, u32::from(deny), taint);
     if deny {
         count(STAT_DENIED);
         return 0;
@@ -239,7 +239,7 @@ pub fn egress_sock_create(ctx: SockContext) -> i32 {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         uid: ids as u32,
         comm: bpf_get_current_comm().unwrap_or_default(),
-        taint,
+        taint: *taint,
     };
     if EXFIL_EVENTS.output::<RawSocket>(&rec, 0).is_err() {
         count(STAT_RING_LOST);

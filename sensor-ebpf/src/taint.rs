@@ -112,11 +112,13 @@ fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
-/// The current process's taint, copied.
+/// The current process's taint: the map value itself, not a copy (a `Taint` on the stack of
+/// each inlined caller made the send and transfer programs exceed the 6.1 verifier's
+/// 512-byte combined stack). A counter another CPU updates meanwhile is only stale.
 #[inline(always)]
-pub fn current() -> Option<Taint> {
-    // SAFETY: copied before the map can change.
-    unsafe { TAINT.get(current_tgid()) }.copied()
+pub fn current() -> Option<&'static Taint> {
+    // SAFETY: a map value stays valid for the rest of the program's run.
+    TAINT.get_ptr(current_tgid()).map(|p| unsafe { &*p })
 }
 
 /// `io.rs`: the current process read `bytes` from the protected file `t`.
@@ -205,7 +207,7 @@ fn moved_through<const LOOPBACK: bool>(fd: i64, n: u64, write: bool) {
     if write {
         let Some(taint) = current() else { return };
         let Ok(file) = file_of_fd(current_task(), fd) else { return };
-        written::<LOOPBACK>(file, n, &taint);
+        written::<LOOPBACK>(file, n, taint);
     } else {
         let Ok(file) = file_of_fd(current_task(), fd) else { return };
         let Ok(inode) = ptr(file, off!(file_f_inode)) else { return };
@@ -228,16 +230,27 @@ fn moved_through<const LOOPBACK: bool>(fd: i64, n: u64, write: bool) {
             let Ok(key) = obj_key(inode) else { return };
             key
         };
-        // SAFETY: copied before the map can change.
-        let Some(obj) = (unsafe { TAINTED_OBJECTS.get(&key) }).copied() else { return };
+        let Some(obj) = TAINTED_OBJECTS.get_ptr(&key) else { return };
         let tgid = current_tgid();
         // SAFETY: presence check only.
         if unsafe { TAINT.get(tgid) }.is_some() {
             return;
         }
-        let t = Taint { bytes: 0, files: 0, hops: obj.hops + 1, last_ns: now(), ..obj };
-        if TAINT.insert(tgid, &t, 0).is_err() {
+        // The object's taint is copied map to map and then adjusted in place (no `Taint` on
+        // the stack, see [`current`]); the daemon polls once a second, so it does not see
+        // the copy before the adjustment.
+        // SAFETY: points into a TAINTED_OBJECTS value.
+        if TAINT.insert(tgid, unsafe { &*obj }, 0).is_err() {
             count(STAT_TAINT_FULL);
+            return;
+        }
+        if let Some(t) = TAINT.get_ptr_mut(tgid) {
+            // SAFETY: points into the TAINT value just inserted.
+            let t = unsafe { &mut *t };
+            t.bytes = 0;
+            t.files = 0;
+            t.hops += 1;
+            t.last_ns = now();
         }
     }
 }
@@ -458,12 +471,12 @@ fn on_send_exit(ctx: &TracePointContext, sockaddr_user: u64) -> u32 {
     let Ok(socket) = ptr(file, off!(file_private_data)) else { return 0 };
     let Ok(sk) = ptr(socket, off!(socket_sk)) else { return 0 };
     if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
-        written::<true>(file, n, &taint);
+        written::<true>(file, n, taint);
         return 0;
     }
     let dport: u16 = read(sk, off!(sock_common_skc_dport)).unwrap_or(0);
     if dport != 0 || sockaddr_user == 0 {
-        sent_on::<true>(sk, n, &taint);
+        sent_on::<true>(sk, n, taint);
         return 0;
     }
     // sockaddr_in / sockaddr_in6 (uapi, stable): family at 0, port at 2, v4 at 4, v6 at 8.
@@ -484,7 +497,7 @@ fn on_send_exit(ctx: &TracePointContext, sockaddr_user: u64) -> u32 {
         return 0;
     }
     normalise(&mut key);
-    add_flow(&key, n, 0, 0, &taint);
+    add_flow(&key, n, 0, 0, taint);
     0
 }
 
