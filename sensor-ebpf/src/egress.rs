@@ -154,12 +154,12 @@ fn dns(ctx: &SkBuffContext, key: &FlowKey, start: u64, n: u64, proto: u16) {
     let Some(rec) = DNS_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch.
     let rec = unsafe { &mut *rec };
-    // Opaque to the compiler, so the zero check below stays for the verifier to see.
-    let want = core::hint::black_box(n.min(DNS_DATA as u64 - 1) as u32) & (DNS_DATA as u32 - 1);
-    if want == 0 {
-        return;
-    }
-    // SAFETY: `want` is within 1..DNS_DATA, the size of `data`.
+    // `n` is at least 1, so this is `min(n, DNS_DATA - 1)`; written as `(m - 1) & mask + 1`
+    // the verifier sees 1..=DNS_DATA without a zero check (6.1 does not learn a lower bound
+    // from `!= 0`). `m` is opaque to the compiler, so it cannot fold the expression back.
+    let m = core::hint::black_box(n.min(DNS_DATA as u64 - 1) as u32);
+    let want = (m.wrapping_sub(1) & (DNS_DATA as u32 - 1)) + 1;
+    // SAFETY: `want` is within 1..=DNS_DATA, the size of `data`.
     let ok =
         unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), start as u32, rec.data.as_mut_ptr().cast(), want) }
             == 0;
