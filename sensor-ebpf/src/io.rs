@@ -202,8 +202,8 @@ fn on_transfer_exit(ctx: &TracePointContext, in_reg: Arg, out_reg: Arg, io: u32)
     }
     // After the accounting (a first read of a protected file taints its own transfer), and
     // before `settle_if_idle`, which may end this program with a tail call.
-    crate::taint::transfer_exit(ctx, in_reg, false);
-    crate::taint::transfer_exit(ctx, out_reg, true);
+    crate::taint::rw_exit(ctx, in_reg, false);
+    crate::taint::rw_exit(ctx, out_reg, true);
     // Looked up again rather than kept across the taint calls (a value live across them
     // made the compiler's output fail verification).
     if let Some(count) = holder_count(current_tgid() as u32) {

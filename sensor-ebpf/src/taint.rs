@@ -170,23 +170,11 @@ pub fn fork(parent_tgid: u32, child_tgid: u32) {
     }
 }
 
-/// `io.rs`: a read or write syscall returned; the descriptor is in register `fd_reg`.
-/// An untainted writer or, while no object is marked, any reader pays one map lookup.
+/// `io.rs`: a read or write syscall returned, or one end of a sendfile, splice or
+/// copy_file_range; the descriptor is in register `fd_reg`. An untainted writer or, while no
+/// object is marked, any reader pays one map lookup.
 #[inline(always)]
 pub fn rw_exit(ctx: &TracePointContext, fd_reg: Arg, write: bool) {
-    rw_exit_with::<true>(ctx, fd_reg, write);
-}
-
-/// [`rw_exit`] for sendfile/splice/copy_file_range: loopback sockets are not followed there
-/// (their inlined code made the 6.1 verifier's combined stack of those programs too large),
-/// so a loopback destination is counted as a flow.
-#[inline(always)]
-pub fn transfer_exit(ctx: &TracePointContext, fd_reg: Arg, write: bool) {
-    rw_exit_with::<false>(ctx, fd_reg, write);
-}
-
-#[inline(always)]
-fn rw_exit_with<const LOOPBACK: bool>(ctx: &TracePointContext, fd_reg: Arg, write: bool) {
     let wanted = if write {
         // SAFETY: presence check only.
         unsafe { TAINT.get(current_tgid()) }.is_some()
@@ -198,16 +186,16 @@ fn rw_exit_with<const LOOPBACK: bool>(ctx: &TracePointContext, fd_reg: Arg, writ
     }
     let Some(n) = moved(ctx) else { return };
     let Ok(fd) = arg(fd_reg) else { return };
-    moved_through::<LOOPBACK>(fd as i64, n, write);
+    moved_through(fd as i64, n, write);
 }
 
 /// `n` bytes moved through descriptor `fd` of the current process (read or write).
 #[inline(always)]
-fn moved_through<const LOOPBACK: bool>(fd: i64, n: u64, write: bool) {
+fn moved_through(fd: i64, n: u64, write: bool) {
     if write {
         let Some(taint) = current() else { return };
         let Ok(file) = file_of_fd(current_task(), fd) else { return };
-        written::<LOOPBACK>(file, n, taint);
+        written(file, n, taint);
     } else {
         let Ok(file) = file_of_fd(current_task(), fd) else { return };
         let Ok(inode) = ptr(file, off!(file_f_inode)) else { return };
@@ -220,11 +208,9 @@ fn moved_through<const LOOPBACK: bool>(fd: i64, n: u64, write: bool) {
             };
             if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
                 ObjKey { ino: sk, dev: UNIX_SOCK_DEV, extra: 0 }
-            } else if LOOPBACK {
+            } else {
                 let Some(key) = loopback_key(sk, false) else { return };
                 key
-            } else {
-                return;
             }
         } else {
             let Ok(key) = obj_key(inode) else { return };
@@ -264,7 +250,7 @@ fn obj_key(inode: u64) -> Result<ObjKey, i32> {
 
 /// A tainted process wrote `n` bytes to `file`.
 #[inline(always)]
-fn written<const LOOPBACK: bool>(file: u64, n: u64, taint: &Taint) {
+fn written(file: u64, n: u64, taint: &Taint) {
     // SAFETY: presence check only: a protected file's own writes are not derived data.
     if unsafe { TRACKED.get(file) }.is_some() {
         return;
@@ -278,7 +264,7 @@ fn written<const LOOPBACK: bool>(file: u64, n: u64, taint: &Taint) {
             };
             let family: u16 = read(sk, off!(sock_common_skc_family)).unwrap_or(0);
             if family != AF_UNIX {
-                sent_on::<LOOPBACK>(sk, n, taint);
+                sent_on(sk, n, taint);
                 return;
             }
             // Unix stream and connected datagram sockets: mark the peer's receive side.
@@ -395,8 +381,8 @@ fn derived(file: u64, key: ObjKey, taint: &Taint) {
 /// Adds `n` bytes sent on the IPv4/IPv6 socket `sk` to the current process's flow, or on a
 /// loopback connection marks the direction towards the receiver.
 #[inline(always)]
-fn sent_on<const LOOPBACK: bool>(sk: u64, n: u64, taint: &Taint) {
-    if LOOPBACK && let Some(key) = loopback_key(sk, true) {
+fn sent_on(sk: u64, n: u64, taint: &Taint) {
+    if let Some(key) = loopback_key(sk, true) {
         mark(&key, taint);
         return;
     }
@@ -471,12 +457,12 @@ fn on_send_exit(ctx: &TracePointContext, sockaddr_user: u64) -> u32 {
     let Ok(socket) = ptr(file, off!(file_private_data)) else { return 0 };
     let Ok(sk) = ptr(socket, off!(socket_sk)) else { return 0 };
     if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
-        written::<true>(file, n, taint);
+        written(file, n, taint);
         return 0;
     }
     let dport: u16 = read(sk, off!(sock_common_skc_dport)).unwrap_or(0);
     if dport != 0 || sockaddr_user == 0 {
-        sent_on::<true>(sk, n, taint);
+        sent_on(sk, n, taint);
         return 0;
     }
     // sockaddr_in / sockaddr_in6 (uapi, stable): family at 0, port at 2, v4 at 4, v6 at 8.

