@@ -5,29 +5,47 @@
 //! destination on an unconnected UDP socket. For a tainted process the destination is
 //! added to `FLOWS` (`taint.rs`) and, when `EGRESS_CONFIG` says deny and the destination is
 //! not in `EGRESS_ALLOW`, refused: returning 0 makes the syscall fail with EPERM.
+//! Loopback destinations are neither counted nor refused: what a local receiver reads from a
+//! tainted sender taints the receiver (`taint.rs`), whose own sends are then checked.
 //! `sock_create` reports raw, packet and ICMP sockets opened by a tainted process.
+//! A socket a tainted process connects is remembered by its cookie in `TAINTED_SOCKETS`;
+//! `egress_skb` (cgroup_skb egress) adds the payload of each of its packets to the flow's
+//! `wire_bytes`: sends no syscall exit sees (io_uring, sendmmsg) are counted there. The
+//! start of each packet such a socket sends to port 53 goes to the ring as a [`DnsPacket`].
 //!
 //! Context layout: `struct bpf_sock_addr` and `struct bpf_sock` are UAPI
 //! (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/bpf.h#L6477>), so these
 //! programs read their fields directly (the kernel rewrites the accesses).
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
-    macros::{cgroup_sock, cgroup_sock_addr, map},
-    maps::{Array, LpmTrie, lpm_trie::Key},
-    programs::{SockAddrContext, SockContext},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie,
+        bpf_skb_load_bytes,
+    },
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 use sensor_common::event::{
     egress::{
-        ACTION_DENY, AF_PACKET, AllowAddr, AllowPorts, EgressConfig, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        REC_SOCKET, RawSocket, SOCK_RAW, STAT_DENIED, STAT_RING_LOST,
+        ACTION_DENY, AF_PACKET, AllowAddr, AllowPorts, DNS_DATA, DnsPacket, EgressConfig, FlowKey,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP, REC_DNS, REC_SOCKET, RawSocket, SOCK_RAW, STAT_DENIED,
+        STAT_RING_LOST, STAT_SOCKET_FULL,
     },
-    net::{AF_INET, AF_INET6},
+    net::{AF_INET, AF_INET6, IPPROTO_TCP},
 };
 
 use crate::{
     emit::now,
-    taint::{EXFIL_EVENTS, add_flow, count, current, normalise},
+    taint::{EXFIL_EVENTS, FLOWS, add_flow, count, current, normalise},
 };
+
+#[map]
+static DNS_SCRATCH: PerCpuArray<DnsPacket> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sockets connected by a tainted process, by socket cookie: the flow their packets count
+/// into. The daemon removes the entries of exited processes.
+#[map]
+static TAINTED_SOCKETS: HashMap<u64, FlowKey> = HashMap::with_max_entries(16384, 0);
 
 /// Allowed destinations (filled by the daemon from the policy's `egress` section).
 #[map]
@@ -64,7 +82,8 @@ fn allowed(key: &FlowKey) -> bool {
     false
 }
 
-/// 1 lets the call through, 0 refuses it with EPERM.
+/// 1 lets the call through, 0 refuses it with EPERM. A call that goes through remembers its
+/// socket for `egress_skb`.
 #[inline(always)]
 fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
     let Some(taint) = current() else { return 1 };
@@ -89,13 +108,93 @@ fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
         key.daddr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
     }
     normalise(&mut key);
+    let d = key.daddr;
+    if (key.family == AF_INET && d[0] == 127) || (key.family == AF_INET6 && d[..15] == [0; 15] && d[15] == 1)
+    {
+        return 1; // loopback stays on the host: a receiver becomes tainted instead (`taint.rs`)
+    }
     let deny = EGRESS_CONFIG.get(0).is_some_and(|c| c.action == ACTION_DENY) && !allowed(&key);
-    add_flow(&key, 0, 1, u32::from(deny), &taint);
+    add_flow(&key, 0, 1, u32::from(deny), taint);
     if deny {
         count(STAT_DENIED);
         return 0;
     }
+    // An unconnected UDP socket is remembered with this datagram's destination: the hook
+    // runs before the datagram leaves.
+    // SAFETY: the helper takes the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    if TAINTED_SOCKETS.insert(cookie, key, 0).is_err() {
+        count(STAT_SOCKET_FULL);
+    }
     1
+}
+
+/// Payload bytes of an outgoing IPv4/IPv6 TCP or UDP packet of a remembered socket are added
+/// to its flow's `wire_bytes` (retransmissions included). Always lets the packet through.
+#[cgroup_skb(egress)]
+pub fn egress_skb(ctx: SkBuffContext) -> i32 {
+    // SAFETY: the helper takes the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    // SAFETY: copied before the map can change.
+    let Some(key) = (unsafe { TAINTED_SOCKETS.get(cookie) }).copied() else { return 1 };
+    let Some((start, n, proto)) = payload(&ctx) else { return 1 };
+    if let Some(f) = FLOWS.get_ptr_mut(key) {
+        // SAFETY: points into a FLOWS value; a lost update between CPUs only under-counts.
+        unsafe { (*f).wire_bytes += n };
+    }
+    if n > 0 && key.dport == 53 {
+        dns(&ctx, &key, start, n, proto);
+    }
+    1
+}
+
+/// Copies the start of a packet to port 53 into a [`DnsPacket`] record.
+#[inline(always)]
+fn dns(ctx: &SkBuffContext, key: &FlowKey, start: u64, n: u64, proto: u16) {
+    let Some(rec) = DNS_SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch.
+    let rec = unsafe { &mut *rec };
+    // `n` is at least 1, so this is `min(n, DNS_DATA - 1)`; written as `(m - 1) & mask + 1`
+    // the verifier sees 1..=DNS_DATA without a zero check (6.1 does not learn a lower bound
+    // from `!= 0`). `m` is opaque to the compiler, so it cannot fold the expression back.
+    let m = core::hint::black_box(n.min(DNS_DATA as u64 - 1) as u32);
+    let want = (m.wrapping_sub(1) & (DNS_DATA as u32 - 1)) + 1;
+    // SAFETY: `want` is within 1..=DNS_DATA, the size of `data`.
+    let ok =
+        unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), start as u32, rec.data.as_mut_ptr().cast(), want) }
+            == 0;
+    if !ok {
+        return;
+    }
+    rec.header_kind = REC_DNS;
+    rec.protocol = proto;
+    rec.len = n as u32;
+    rec.copied = want;
+    rec.time_ns = now();
+    rec.key = *key;
+    if EXFIL_EVENTS.output::<DnsPacket>(rec, 0).is_err() {
+        count(STAT_RING_LOST);
+    }
+}
+
+/// Where the payload starts, its length and the transport protocol of an outgoing TCP or UDP
+/// packet (the packet starts at the IP header here).
+#[inline(always)]
+fn payload(ctx: &SkBuffContext) -> Option<(u64, u64, u16)> {
+    let len = u64::from(ctx.len());
+    let first: u8 = ctx.load(0).ok()?;
+    let (ip_len, proto) = match first >> 4 {
+        4 => (u64::from(first & 0x0f) * 4, ctx.load::<u8>(9).ok()?),
+        6 => (40, ctx.load::<u8>(6).ok()?), // extension headers are not walked
+        _ => return None,
+    };
+    let l4 = match u16::from(proto) {
+        IPPROTO_TCP => u64::from(ctx.load::<u8>(ip_len as usize + 12).ok()? >> 4) * 4,
+        IPPROTO_UDP => 8,
+        _ => return None,
+    };
+    let n = len.checked_sub(ip_len + l4)?;
+    Some((ip_len + l4, n, u16::from(proto)))
 }
 
 #[cgroup_sock_addr(connect4)]
@@ -140,7 +239,7 @@ pub fn egress_sock_create(ctx: SockContext) -> i32 {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         uid: ids as u32,
         comm: bpf_get_current_comm().unwrap_or_default(),
-        taint,
+        taint: *taint,
     };
     if EXFIL_EVENTS.output::<RawSocket>(&rec, 0).is_err() {
         count(STAT_RING_LOST);

@@ -7,6 +7,10 @@
 //!   `TAINTED_OBJECTS`; a regular file outside the protected set written this way is a
 //!   *derived file*, reported once as a [`Derived`] record with its path and provenance.
 //! - A process that reads a marked inode becomes tainted (one hop more).
+//! - Sockets: a tainted send on a unix socket marks the peer's receive side; a tainted send
+//!   on a loopback TCP (or connected UDP) socket marks the connection's direction, keyed by
+//!   its ports and addresses, and is not counted as a flow: the data has not left the host.
+//!   The receiver's read of that socket taints it with the same origin (a *relay*).
 //! - A tainted process's sends on an IPv4/IPv6 socket (write, writev, sendfile, splice,
 //!   send, sendto, sendmsg) are added to `FLOWS` per (tgid, destination); `egress.rs` adds
 //!   the connects and refuses them when the policy says deny.
@@ -83,6 +87,11 @@ static DERIVED_SCRATCH: PerCpuArray<Derived> = PerCpuArray::with_max_entries(1, 
 /// block device has this number.
 const UNIX_SOCK_DEV: u32 = u32::MAX;
 
+/// `ObjKey::dev` of one direction of a loopback connection: `ino` is the sender's port
+/// (bits 48..64), the receiver's port (32..48) and the sender's address (low 32 bits of it:
+/// 127.x.y.z, or 1 for `::1`); `extra` is the receiver's address the same way.
+const LOOPBACK_DEV: u32 = u32::MAX - 1;
+
 /// File type bits of `i_mode` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/stat.h#L9>).
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
@@ -103,11 +112,13 @@ fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
-/// The current process's taint, copied.
+/// The current process's taint: the map value itself, not a copy (a `Taint` on the stack of
+/// each inlined caller made the send and transfer programs exceed the 6.1 verifier's
+/// 512-byte combined stack). A counter another CPU updates meanwhile is only stale.
 #[inline(always)]
-pub fn current() -> Option<Taint> {
-    // SAFETY: copied before the map can change.
-    unsafe { TAINT.get(current_tgid()) }.copied()
+pub fn current() -> Option<&'static Taint> {
+    // SAFETY: a map value stays valid for the rest of the program's run.
+    TAINT.get_ptr(current_tgid()).map(|p| unsafe { &*p })
 }
 
 /// `io.rs`: the current process read `bytes` from the protected file `t`.
@@ -159,8 +170,9 @@ pub fn fork(parent_tgid: u32, child_tgid: u32) {
     }
 }
 
-/// `io.rs`: a read or write syscall returned; the descriptor is in register `fd_reg`.
-/// An untainted writer or, while no object is marked, any reader pays one map lookup.
+/// `io.rs`: a read or write syscall returned, or one end of a sendfile, splice or
+/// copy_file_range; the descriptor is in register `fd_reg`. An untainted writer or, while no
+/// object is marked, any reader pays one map lookup.
 #[inline(always)]
 pub fn rw_exit(ctx: &TracePointContext, fd_reg: Arg, write: bool) {
     let wanted = if write {
@@ -183,31 +195,48 @@ fn moved_through(fd: i64, n: u64, write: bool) {
     if write {
         let Some(taint) = current() else { return };
         let Ok(file) = file_of_fd(current_task(), fd) else { return };
-        written(file, n, &taint);
+        written(file, n, taint);
     } else {
         let Ok(file) = file_of_fd(current_task(), fd) else { return };
         let Ok(inode) = ptr(file, off!(file_f_inode)) else { return };
         let Ok(mode) = read::<u16>(inode, off!(inode_i_mode)) else { return };
         let key = if mode & S_IFMT == S_IFSOCK {
-            // A unix socket's receive side is keyed by its `struct sock` (see `written`).
+            // A unix socket's receive side is keyed by its `struct sock`, a loopback
+            // connection by its direction towards this end (see `written`).
             let Ok(sk) = ptr(file, off!(file_private_data)).and_then(|s| ptr(s, off!(socket_sk))) else {
                 return;
             };
-            ObjKey { ino: sk, dev: UNIX_SOCK_DEV, _pad: 0 }
+            if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
+                ObjKey { ino: sk, dev: UNIX_SOCK_DEV, extra: 0 }
+            } else {
+                let Some(key) = loopback_key(sk, false) else { return };
+                key
+            }
         } else {
             let Ok(key) = obj_key(inode) else { return };
             key
         };
-        // SAFETY: copied before the map can change.
-        let Some(obj) = (unsafe { TAINTED_OBJECTS.get(&key) }).copied() else { return };
+        let Some(obj) = TAINTED_OBJECTS.get_ptr(&key) else { return };
         let tgid = current_tgid();
         // SAFETY: presence check only.
         if unsafe { TAINT.get(tgid) }.is_some() {
             return;
         }
-        let t = Taint { bytes: 0, files: 0, hops: obj.hops + 1, last_ns: now(), ..obj };
-        if TAINT.insert(tgid, &t, 0).is_err() {
+        // The object's taint is copied map to map and then adjusted in place (no `Taint` on
+        // the stack, see [`current`]); the daemon polls once a second, so it does not see
+        // the copy before the adjustment.
+        // SAFETY: points into a TAINTED_OBJECTS value.
+        if TAINT.insert(tgid, unsafe { &*obj }, 0).is_err() {
             count(STAT_TAINT_FULL);
+            return;
+        }
+        if let Some(t) = TAINT.get_ptr_mut(tgid) {
+            // SAFETY: points into the TAINT value just inserted.
+            let t = unsafe { &mut *t };
+            t.bytes = 0;
+            t.files = 0;
+            t.hops += 1;
+            t.last_ns = now();
         }
     }
 }
@@ -216,7 +245,7 @@ fn moved_through(fd: i64, n: u64, write: bool) {
 fn obj_key(inode: u64) -> Result<ObjKey, i32> {
     let ino = read(inode, off!(inode_i_ino))?;
     let dev = ptr(inode, off!(inode_i_sb)).and_then(|sb| read(sb, off!(super_block_s_dev)))?;
-    Ok(ObjKey { ino, dev, _pad: 0 })
+    Ok(ObjKey { ino, dev, extra: 0 })
 }
 
 /// A tainted process wrote `n` bytes to `file`.
@@ -240,15 +269,7 @@ fn written(file: u64, n: u64, taint: &Taint) {
             }
             // Unix stream and connected datagram sockets: mark the peer's receive side.
             let Ok(peer) = ptr(sk, off!(unix_sock_peer)) else { return };
-            let key = ObjKey { ino: peer, dev: UNIX_SOCK_DEV, _pad: 0 };
-            // SAFETY: presence check only.
-            if unsafe { TAINTED_OBJECTS.get(&key) }.is_none() {
-                if TAINTED_OBJECTS.insert(&key, taint, 0).is_err() {
-                    count(STAT_OBJECT_FULL);
-                    return;
-                }
-                let _ = OBJECTS_PRESENT.set(0, &1, 0);
-            }
+            mark(&ObjKey { ino: peer, dev: UNIX_SOCK_DEV, extra: 0 }, taint);
         }
         S_IFIFO | S_IFREG => {
             let Ok(key) = obj_key(inode) else { return };
@@ -267,6 +288,65 @@ fn written(file: u64, n: u64, taint: &Taint) {
         }
         _ => {}
     }
+}
+
+/// Marks a socket's receive side (or a loopback direction) as carrying `taint`.
+#[inline(always)]
+fn mark(key: &ObjKey, taint: &Taint) {
+    // SAFETY: presence check only.
+    if unsafe { TAINTED_OBJECTS.get(key) }.is_some() {
+        return;
+    }
+    if TAINTED_OBJECTS.insert(key, taint, 0).is_err() {
+        count(STAT_OBJECT_FULL);
+        return;
+    }
+    let _ = OBJECTS_PRESENT.set(0, &1, 0);
+}
+
+/// The key of one direction of the loopback IPv4/IPv6 connection of `sk`: towards the peer
+/// when `sending`, towards `sk` otherwise. `None` when `sk` is not connected over loopback.
+/// Only the low 32 bits of the addresses count: `::ffff:127.0.0.1` (a dual-stack listener's
+/// accepted socket) then meets `127.0.0.1` (its IPv4 client).
+#[inline(always)]
+fn loopback_key(sk: u64, sending: bool) -> Option<ObjKey> {
+    // Addresses are read as the integers of their bytes in memory (network order, BPF is
+    // little-endian): only what is compared, to keep the stack of the transfer programs small.
+    const V6_LOOPBACK_LO: u32 = u32::from_ne_bytes([0, 0, 0, 1]);
+    const V6_MAPPED_MID: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+    let family: u16 = read(sk, off!(sock_common_skc_family)).ok()?;
+    let (local, remote) = if family == AF_INET {
+        let r: u32 = read(sk, off!(sock_common_skc_daddr)).ok()?;
+        if r & 0xff != 127 {
+            return None;
+        }
+        (read::<u32>(sk, off!(sock_common_skc_rcv_saddr)).ok()?, r)
+    } else if family == AF_INET6 {
+        let d = off!(sock_common_skc_v6_daddr);
+        if read::<u64>(sk, d).ok()? != 0 {
+            return None;
+        }
+        let mid: u32 = read(sk, d + 8).ok()?;
+        let r: u32 = read(sk, d + 12).ok()?;
+        let v6_loopback = mid == 0 && r == V6_LOOPBACK_LO;
+        let mapped = mid == V6_MAPPED_MID && r & 0xff == 127;
+        if !v6_loopback && !mapped {
+            return None;
+        }
+        (read::<u32>(sk, off!(sock_common_skc_v6_rcv_saddr) + 12).ok()?, r)
+    } else {
+        return None;
+    };
+    let lport = u64::from(read::<u16>(sk, off!(sock_common_skc_num)).ok()?);
+    let rport = u64::from(u16::from_be(read(sk, off!(sock_common_skc_dport)).ok()?));
+    if rport == 0 {
+        return None; // not connected
+    }
+    Some(if sending {
+        ObjKey { ino: lport << 48 | rport << 32 | u64::from(local), dev: LOOPBACK_DEV, extra: remote }
+    } else {
+        ObjKey { ino: rport << 48 | lport << 32 | u64::from(remote), dev: LOOPBACK_DEV, extra: local }
+    })
 }
 
 /// Reports a derived file.
@@ -298,9 +378,14 @@ fn derived(file: u64, key: ObjKey, taint: &Taint) {
     }
 }
 
-/// Adds `n` bytes sent on the IPv4/IPv6 socket `sk` to the current process's flow.
+/// Adds `n` bytes sent on the IPv4/IPv6 socket `sk` to the current process's flow, or on a
+/// loopback connection marks the direction towards the receiver.
 #[inline(always)]
 fn sent_on(sk: u64, n: u64, taint: &Taint) {
+    if let Some(key) = loopback_key(sk, true) {
+        mark(&key, taint);
+        return;
+    }
     let family: u16 = read(sk, off!(sock_common_skc_family)).unwrap_or(0);
     let mut key = FlowKey { tgid: current_tgid(), family, ..FlowKey::default() };
     if family == AF_INET {
@@ -372,12 +457,12 @@ fn on_send_exit(ctx: &TracePointContext, sockaddr_user: u64) -> u32 {
     let Ok(socket) = ptr(file, off!(file_private_data)) else { return 0 };
     let Ok(sk) = ptr(socket, off!(socket_sk)) else { return 0 };
     if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
-        written(file, n, &taint);
+        written(file, n, taint);
         return 0;
     }
     let dport: u16 = read(sk, off!(sock_common_skc_dport)).unwrap_or(0);
     if dport != 0 || sockaddr_user == 0 {
-        sent_on(sk, n, &taint);
+        sent_on(sk, n, taint);
         return 0;
     }
     // sockaddr_in / sockaddr_in6 (uapi, stable): family at 0, port at 2, v4 at 4, v6 at 8.
@@ -398,7 +483,7 @@ fn on_send_exit(ctx: &TracePointContext, sockaddr_user: u64) -> u32 {
         return 0;
     }
     normalise(&mut key);
-    add_flow(&key, n, 0, 0, &taint);
+    add_flow(&key, n, 0, 0, taint);
     0
 }
 

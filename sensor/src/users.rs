@@ -2,7 +2,7 @@
 use std::{
     collections::HashMap,
     ffi::CStr,
-    sync::Arc,
+    sync::{Arc, LazyLock, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -26,6 +26,13 @@ impl Names {
     pub fn group(&mut self, gid: u32) -> Option<Arc<str>> {
         cached(&mut self.groups, gid, lookup_group)
     }
+}
+
+/// The name of user `uid` for records built outside the enrich stage (the detections of
+/// `sensor/src/egress/record.rs`), from one process-wide cache trusted as long as [`Names`].
+pub fn user_name(uid: u32) -> Option<Arc<str>> {
+    static SHARED: LazyLock<Mutex<Names>> = LazyLock::new(Mutex::default);
+    SHARED.lock().unwrap_or_else(PoisonError::into_inner).user(uid)
 }
 
 fn cached(
@@ -86,5 +93,6 @@ mod tests {
         assert_eq!(names.user(0).as_deref(), Some("root"));
         assert_eq!(names.group(0).as_deref(), Some("root"));
         assert_eq!(names.user(3_999_999_999), None);
+        assert_eq!(super::user_name(0).as_deref(), Some("root"));
     }
 }

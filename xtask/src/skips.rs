@@ -36,7 +36,32 @@ pub const ALLOWED: &[(Env, &str, &str)] = &[
     ),
     (
         Env::Vm,
+        "exfil::relays_run_by_another_user_are_attributed_to_the_originating_user",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
+        "exfil::io_uring_connect_and_send_are_detected_with_their_bytes",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
+        "exfil::dns_queries_of_a_tainted_process_signal_long_high_entropy_labels",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
         "exfil::slow_drip_adds_up_split_connections_once",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
+        "exfil::dns_thresholds_come_from_the_policy",
+        "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
+    ),
+    (
+        Env::Vm,
+        "exfil::a_received_descriptor_taints_the_receiver_that_reads_it",
         "the busybox guest's `ip` cannot make the test's network namespace (runs on the host)",
     ),
 ];

@@ -28,13 +28,14 @@ pub struct Taint {
     pub last_ns: u64,
 }
 
-/// A tainted pipe or regular file, by inode.
+/// A tainted pipe or regular file, by inode (or a socket's receive side, see `taint.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ObjKey {
     pub ino: u64,
     pub dev: u32,
-    pub _pad: u32,
+    /// 0, or for a loopback connection the receiver's address.
+    pub extra: u32,
 }
 
 /// One tainted process's traffic to one destination.
@@ -63,6 +64,9 @@ pub struct Flow {
     pub taint: Taint,
     /// Payload bytes the process handed to the socket (syscall results).
     pub bytes: u64,
+    /// Payload bytes of the packets of sockets this process connected while tainted, as the
+    /// cgroup_skb egress program saw them leave (retransmissions included).
+    pub wire_bytes: u64,
     /// Send calls counted.
     pub sends: u64,
     /// connect() / unconnected sendmsg() calls seen by the cgroup programs.
@@ -105,6 +109,29 @@ pub const ACTION_DENY: u32 = 1;
 pub const REC_DERIVED: u32 = 1;
 /// Record kind: [`RawSocket`].
 pub const REC_SOCKET: u32 = 2;
+
+/// Record kind: [`DnsPacket`].
+pub const REC_DNS: u32 = 3;
+
+/// Bytes of DNS message copied into a [`DnsPacket`] (a query name is at most 255 bytes).
+pub const DNS_DATA: usize = 256;
+
+/// The start of a packet to port 53 on a socket of a tainted process (cgroup_skb egress).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsPacket {
+    pub header_kind: u32,
+    /// `IPPROTO_TCP` (the message then starts with its 2-byte length) or `IPPROTO_UDP`.
+    pub protocol: u16,
+    pub _pad: u16,
+    /// Payload bytes of the packet, and how many of them are in `data`.
+    pub len: u32,
+    pub copied: u32,
+    pub time_ns: u64,
+    /// The flow the socket counts into (sender's tgid and destination).
+    pub key: FlowKey,
+    pub data: [u8; DNS_DATA],
+}
 
 /// Bytes of path in a [`Derived`] record (`PATH_MAX` plus `NAME_MAX` slack, as `file.rs`).
 pub const DERIVED_DATA: usize = crate::event::file::FILE_DATA;
@@ -150,8 +177,10 @@ pub const STAT_FLOW_FULL: u32 = 2;
 pub const STAT_RING_LOST: u32 = 3;
 /// Connects/sendmsgs refused.
 pub const STAT_DENIED: u32 = 4;
+/// A tainted socket could not be remembered for byte counting (map full).
+pub const STAT_SOCKET_FULL: u32 = 5;
 /// Number of counter slots.
-pub const STAT_SLOTS: u32 = 5;
+pub const STAT_SLOTS: u32 = 6;
 
 /// `AF_UNIX`, `AF_PACKET`.
 pub const AF_UNIX: u16 = 1;

@@ -2,6 +2,7 @@
 //! judges opens of protected files against `audit`-mode policies (the kernel does not hold
 //! those opens, so they are judged after the fact); detectors join here. [`exfil`] (the
 //! exfiltration detector) takes its own inputs from `sensor/src/egress/` for now.
+pub mod dns;
 pub mod drip;
 pub mod evidence;
 pub mod exfil;

@@ -18,19 +18,25 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+        TracePoint,
+    },
 };
 use sensor_common::event::{
     Task,
     egress::{
-        ACTION_ALERT, ACTION_DENY, ALLOW_PORTS, AllowAddr, AllowPorts, Derived, EgressConfig, Flow, FlowKey,
-        REC_DERIVED, REC_SOCKET, RawSocket, STAT_SLOTS, Taint,
+        ACTION_ALERT, ACTION_DENY, ALLOW_PORTS, AllowAddr, AllowPorts, Derived, DnsPacket, EgressConfig,
+        Flow, FlowKey, REC_DERIVED, REC_DNS, REC_SOCKET, RawSocket, STAT_SLOTS, Taint,
     },
     net::{AF_INET, IPPROTO_TCP},
 };
 
 use crate::{
-    analyze::exfil::{Input, Origin, Proc},
+    analyze::{
+        dns,
+        exfil::{Input, Origin, Proc},
+    },
     bpf::{BpfError, Programs, missing_map, program},
     event::time::Clock,
     kernel::tracefs::TraceFs,
@@ -74,17 +80,21 @@ pub struct Stats {
     pub flow_full: u64,
     pub ring_lost: u64,
     pub denied: u64,
+    pub socket_full: u64,
 }
 
 /// The attached egress programs' maps.
 pub struct Egress {
     taint: HashMap<MapData, u32, Taint>,
     flows: HashMap<MapData, FlowKey, Flow>,
+    sockets: HashMap<MapData, u64, FlowKey>,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     allow: LpmTrie<MapData, AllowAddr, AllowPorts>,
     config: Array<MapData, EgressConfig>,
     clock: Clock,
+    /// DNS packets decoded by the last [`Egress::poll`].
+    dns: Vec<dns::Packet>,
     /// `program@hook` of what was attached, and the programs' kernel ids.
     pub attached: Vec<String>,
     pub ids: Vec<u32>,
@@ -124,6 +134,13 @@ impl Egress {
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@cgroup/{}", cgroup.display()));
         }
+        let name = "egress_skb";
+        let prog: &mut CgroupSkb = program(ebpf, name)?;
+        let err = |source| EgressError::Program { program: name, source };
+        prog.load().map_err(err)?;
+        prog.attach(&dir, CgroupSkbAttachType::Egress, LINK).map_err(err)?;
+        ids.extend(prog.info().ok().map(|i| i.id()));
+        attached.push(format!("{name}@cgroup_skb/egress/{}", cgroup.display()));
         let name = "egress_sock_create";
         let prog: &mut CgroupSock = program(ebpf, name)?;
         let err = |source| EgressError::Program { program: name, source };
@@ -143,11 +160,13 @@ impl Egress {
         let mut egress = Self {
             taint: HashMap::try_from(take("TAINT")?).map_err(map_err("TAINT"))?,
             flows: HashMap::try_from(take("FLOWS")?).map_err(map_err("FLOWS"))?,
+            sockets: HashMap::try_from(take("TAINTED_SOCKETS")?).map_err(map_err("TAINTED_SOCKETS"))?,
             ring: RingBuf::try_from(take("EXFIL_EVENTS")?).map_err(map_err("EXFIL_EVENTS"))?,
             stats: PerCpuArray::try_from(take("EXFIL_STATS")?).map_err(map_err("EXFIL_STATS"))?,
             allow: LpmTrie::try_from(take("EGRESS_ALLOW")?).map_err(map_err("EGRESS_ALLOW"))?,
             config: Array::try_from(take("EGRESS_CONFIG")?).map_err(map_err("EGRESS_CONFIG"))?,
             clock: Clock::now(),
+            dns: Vec::new(),
             attached,
             ids,
         };
@@ -194,7 +213,13 @@ impl Egress {
         while let Some(item) = self.ring.next() {
             records.push(item.to_vec());
         }
-        out.extend(records.iter().filter_map(|r| self.decode(r)));
+        for r in &records {
+            if r.get(..4) == Some(&REC_DNS.to_ne_bytes()[..]) {
+                self.dns.extend(self.decode_dns(r));
+            } else {
+                out.extend(self.decode(r));
+            }
+        }
         let mut gone = Vec::new();
         for (tgid, t) in self.taint.iter().filter_map(Result::ok) {
             let origin = self.origin(&t);
@@ -219,7 +244,9 @@ impl Egress {
                 addr: addr_of(key.family, key.daddr),
                 port: key.dport,
                 protocol: protocol_name(key.protocol),
-                bytes: f.bytes,
+                // Syscall results are exact for what they see; the packets of a socket
+                // connected while tainted also show sends no syscall exit sees (io_uring).
+                bytes: f.bytes.max(f.wire_bytes),
                 connects: f.connects,
                 denied: f.denied,
                 first_ns: self.clock.wall_ns(f.first_ns),
@@ -234,6 +261,16 @@ impl Egress {
         }
         for key in gone_flows {
             let _ = self.flows.remove(&key);
+        }
+        let gone_sockets: Vec<u64> = self
+            .sockets
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, key)| !alive(key.tgid))
+            .map(|(cookie, _)| cookie)
+            .collect();
+        for cookie in gone_sockets {
+            let _ = self.sockets.remove(&cookie);
         }
         out
     }
@@ -281,6 +318,32 @@ impl Egress {
         }
     }
 
+    /// Decodes a DNS packet record; the sender and its taint come from the flow the socket
+    /// counts into (`None` once that flow is gone).
+    fn decode_dns(&self, bytes: &[u8]) -> Option<dns::Packet> {
+        if bytes.len() < size_of::<DnsPacket>() {
+            return None;
+        }
+        // SAFETY: the full size; plain data; read unaligned.
+        let p: DnsPacket = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let flow = self.flows.get(&p.key, 0).ok()?;
+        let copied = (p.copied as usize).min(p.data.len());
+        Some(dns::Packet {
+            proc: task_proc(&flow.task),
+            origin: self.origin(&flow.taint),
+            server: addr_of(p.key.family, p.key.daddr),
+            port: p.key.dport,
+            protocol: protocol_name(p.protocol),
+            data: p.data[..copied].to_vec(),
+            time_ns: self.clock.wall_ns(p.time_ns),
+        })
+    }
+
+    /// The DNS packets of the last poll.
+    pub fn take_dns(&mut self) -> Vec<dns::Packet> {
+        std::mem::take(&mut self.dns)
+    }
+
     fn origin(&self, t: &Taint) -> Origin {
         Origin {
             tgid: t.origin.tgid,
@@ -300,7 +363,14 @@ impl Egress {
         for (slot, total) in v.iter_mut().enumerate() {
             *total = self.stats.get(&(slot as u32), 0).map(|per| per.iter().sum()).unwrap_or(0);
         }
-        Stats { taint_full: v[0], object_full: v[1], flow_full: v[2], ring_lost: v[3], denied: v[4] }
+        Stats {
+            taint_full: v[0],
+            object_full: v[1],
+            flow_full: v[2],
+            ring_lost: v[3],
+            denied: v[4],
+            socket_full: v[5],
+        }
     }
 }
 
@@ -364,6 +434,7 @@ fn live_proc(tgid: u32) -> Option<Proc> {
 pub struct Runner {
     pub egress: Egress,
     detector: crate::analyze::exfil::Detector,
+    dns: dns::Detector,
     media: crate::analyze::media::Media,
     drip: crate::analyze::drip::Drip,
     print: crate::analyze::print::Print,
@@ -383,7 +454,15 @@ impl Runner {
         let media = crate::analyze::media::Media::new(crate::kernel::blockdev::Resolver::host());
         let drip = crate::analyze::drip::Drip::new(policy.slow_drip);
         let print = crate::analyze::print::Print::new(policy.print_spool.clone());
-        Ok(Self { egress, detector, media, drip, print, stats: Stats::default() })
+        Ok(Self {
+            egress,
+            detector,
+            dns: dns::Detector::new(policy.dns_tunnel),
+            media,
+            drip,
+            print,
+            stats: Stats::default(),
+        })
     }
 
     /// A new policy: allow list, action and thresholds.
@@ -391,6 +470,7 @@ impl Runner {
         self.egress.apply(policy)?;
         self.detector.settings = policy.settings();
         self.drip.settings = policy.slow_drip;
+        self.dns.settings = policy.dns_tunnel;
         self.print.spool.clone_from(&policy.print_spool);
         Ok(())
     }
@@ -406,11 +486,14 @@ impl Runner {
             out.extend(self.drip.observe(i, &self.detector.settings));
         }
         out.extend(inputs.into_iter().flat_map(|i| self.detector.observe(i)).map(|d| record::record(&d)));
+        for p in self.egress.take_dns() {
+            out.extend(self.dns.observe(p).map(|s| record::dns(&s)));
+        }
         let detector = &self.detector;
         out.extend(self.media.tick(|d| detector.derived_files(&d.origin)));
         out.extend(self.print.tick(|d| detector.derived_files(&d.origin)));
         let now = self.egress.stats();
-        let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost;
+        let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost + s.socket_full;
         if lost(&now) > lost(&self.stats) {
             let mut r =
                 crate::event::record::Record::new(crate::event::Name::SensorAlert, Clock::realtime_ns());
@@ -418,6 +501,7 @@ impl Runner {
                 .set("mnsensor.taint.lost.processes", now.taint_full)
                 .set("mnsensor.taint.lost.objects", now.object_full)
                 .set("mnsensor.taint.lost.flows", now.flow_full)
+                .set("mnsensor.taint.lost.sockets", now.socket_full)
                 .set("mnsensor.taint.lost.records", now.ring_lost);
             out.push(r);
         }

@@ -1,10 +1,12 @@
 //! Detections as output records (`detection.*`, `egress.raw_socket`; docs/events.md).
 use crate::{
-    analyze::exfil::Detection,
+    analyze::{dns::Signal, exfil::Detection},
     event::{record::Record, time::rfc3339},
+    users::user_name,
 };
 
-/// The record of a detection, with its evidence chain as flat attributes.
+/// The record of a detection, with its evidence chain as flat attributes. These records do
+/// not pass the enrich stage, so the user names are looked up here.
 pub fn record(d: &Detection) -> Record {
     let mut r = Record::new(d.name, d.time_ns);
     r.set("mnsensor.detection.reason", d.reason.clone())
@@ -12,10 +14,13 @@ pub fn record(d: &Detection) -> Record {
         .set("process.pid", d.proc.tgid)
         .set("mnsensor.process.comm", d.proc.comm.as_str())
         .set("process.real_user.id", d.proc.uid)
+        .set_opt("process.real_user.name", user_name(d.proc.uid).as_deref())
         .set("mnsensor.taint.origin.pid", d.origin.tgid)
         .set("mnsensor.taint.origin.name", d.origin.comm.clone())
         .set("mnsensor.taint.origin.user.id", d.origin.uid)
+        .set_opt("mnsensor.taint.origin.user.name", user_name(d.origin.uid).as_deref())
         .set_opt("mnsensor.login_user.id", d.origin.auid)
+        .set_opt("mnsensor.login_user.name", d.origin.auid.and_then(user_name).as_deref())
         .set("mnsensor.taint.file.inode", d.origin.ino)
         .set("mnsensor.taint.file.device", d.origin.dev)
         .set("mnsensor.taint.hops", d.origin.hops)
@@ -33,5 +38,16 @@ pub fn record(d: &Detection) -> Record {
             .set("network.transport", proto.clone())
             .set("mnsensor.egress.bytes_sent", d.bytes_sent);
     }
+    r
+}
+
+/// `detection.dns_tunnel`: the detection's evidence plus the query.
+pub fn dns(s: &Signal) -> Record {
+    let mut r = record(&s.detection);
+    r.set("dns.question.name", s.name.clone())
+        .set("mnsensor.dns.domain", s.domain.clone())
+        .set("mnsensor.dns.queries", s.queries)
+        .set("mnsensor.dns.label_length", s.label_len as u64)
+        .set("mnsensor.dns.label_entropy", format!("{:.2}", s.label_entropy));
     r
 }

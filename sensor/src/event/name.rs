@@ -64,6 +64,7 @@ names! {
     DetectionExfiltration = "detection.exfiltration",
     DetectionBulkRead = "detection.bulk_read",
     DetectionStaging = "detection.staging",
+    DetectionDnsTunnel = "detection.dns_tunnel",
     DetectionRemovableMedia = "detection.removable_media",
     DetectionSlowDrip = "detection.slow_drip",
     DetectionPrint = "detection.print",

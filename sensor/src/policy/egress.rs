@@ -54,6 +54,8 @@ pub struct EgressPolicy {
     pub slow_drip: crate::analyze::drip::DripSettings,
     /// `print.spool`: CUPS spool directories (default `/var/spool/cups`).
     pub print_spool: Vec<std::path::PathBuf>,
+    /// `dns_tunnel`: label, name and query-count thresholds of `detection.dns_tunnel`.
+    pub dns_tunnel: crate::analyze::dns::Settings,
 }
 
 impl Default for EgressPolicy {
@@ -69,6 +71,7 @@ impl Default for EgressPolicy {
             window_seconds: (s.window_ns / 1_000_000_000) as u64,
             slow_drip: Default::default(),
             print_spool: vec![crate::analyze::print::DEFAULT_SPOOL.into()],
+            dns_tunnel: Default::default(),
         }
     }
 }

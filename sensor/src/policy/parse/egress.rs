@@ -7,7 +7,9 @@ use crate::policy::{
 
 impl Cx<'_> {
     /// `egress: {action, allow: [{network, ports}], allowed_uids, min_bytes, bulk_read:
-    /// {bytes, files}, window_seconds, slow_drip: {bytes, window_seconds}, print: {spool}}`.
+    /// {bytes, files}, window_seconds, slow_drip: {bytes, window_seconds}, print: {spool},
+    /// dns_tunnel: {long_label, entropy_min_length, entropy_bits, long_name, queries,
+    /// window_seconds}}`.
     pub(super) fn egress(&mut self, node: &Node) -> Option<At<EgressPolicy>> {
         let f = self.fields(
             node,
@@ -21,6 +23,7 @@ impl Cx<'_> {
                 "window_seconds",
                 "slow_drip",
                 "print",
+                "dns_tunnel",
             ],
         )?;
         let mut e = EgressPolicy::default();
@@ -77,7 +80,61 @@ impl Cx<'_> {
                 }
             }
         }
+        if let Some(n) = f.get("dns_tunnel") {
+            self.dns_tunnel(n, &mut e.dns_tunnel);
+        }
         Some(At::new(node.pos, e))
+    }
+
+    /// `dns_tunnel`: each threshold within the range DNS gives it meaning in.
+    fn dns_tunnel(&mut self, node: &Node, d: &mut crate::analyze::dns::Settings) -> Option<()> {
+        let f = self.fields(
+            node,
+            "dns_tunnel",
+            &["long_label", "entropy_min_length", "entropy_bits", "long_name", "queries", "window_seconds"],
+        )?;
+        let length = |cx: &mut Self, key: &str, max: u64, into: &mut usize| {
+            if let Some(n) = f.get(key)
+                && let Some(v) = cx.count(n, &format!("dns_tunnel {key}"))
+            {
+                if (1..=max).contains(&v) {
+                    *into = v as usize;
+                } else {
+                    cx.invalid(n.pos, format!("dns_tunnel {key} is {v}; it must be 1–{max} (characters)"));
+                }
+            }
+        };
+        length(self, "long_label", 63, &mut d.long_label);
+        length(self, "entropy_min_length", 63, &mut d.entropy_min_length);
+        length(self, "long_name", 253, &mut d.long_name);
+        if let Some(n) = f.get("entropy_bits") {
+            let bits = match &n.value {
+                Value::Float(x) => Some(*x),
+                Value::Int(i) => Some(*i as f64),
+                _ => {
+                    self.wrong_type(n, "dns_tunnel entropy_bits", "a number");
+                    None
+                }
+            };
+            match bits {
+                Some(b) if b > 0.0 && b <= 8.0 => d.entropy_bits = b,
+                Some(b) => self.invalid(
+                    n.pos,
+                    format!("dns_tunnel entropy_bits is {b}; it must be above 0 and at most 8 (bits per character)"),
+                ),
+                None => {}
+            }
+        }
+        if let Some(n) = f.get("queries") {
+            d.queries = self.count(n, "dns_tunnel queries")?;
+        }
+        if let Some(n) = f.get("window_seconds") {
+            match self.count(n, "dns_tunnel window_seconds")? {
+                0 => self.invalid(n.pos, "dns_tunnel window_seconds must be at least 1".to_owned()),
+                v => d.window_seconds = v,
+            }
+        }
+        Some(())
     }
 
     fn destination(&mut self, node: &Node) -> Option<AllowedDestination> {
@@ -158,6 +215,30 @@ mod tests {
         assert_eq!(set.egress().unwrap().print_spool, vec![PathBuf::from("/srv/spool")]);
         assert!(load(&["  egress:\n    print: {spool: [spool]}\n"]).unwrap_err().contains("not absolute"));
         assert!(load(&[""]).unwrap().egress().is_none());
+        let set =
+            load(&["  egress:\n    dns_tunnel: {long_label: 50, entropy_bits: 4, queries: 20}\n"]).unwrap();
+        let d = set.egress().unwrap().dns_tunnel;
+        assert_eq!((d.long_label, d.entropy_bits, d.queries), (50, 4.0, 20));
+        assert_eq!((d.entropy_min_length, d.long_name, d.window_seconds), (16, 120, 600), "defaults kept");
+    }
+
+    #[test]
+    fn dns_thresholds_out_of_range_are_errors() {
+        for (text, want) in [
+            ("{long_label: 64}", "long_label is 64; it must be 1–63"),
+            ("{long_label: 0}", "long_label is 0"),
+            ("{entropy_min_length: 100}", "entropy_min_length is 100"),
+            ("{long_name: 254}", "long_name is 254; it must be 1–253"),
+            ("{entropy_bits: 9.5}", "entropy_bits is 9.5"),
+            ("{entropy_bits: 0}", "entropy_bits is 0"),
+            ("{entropy_bits: high}", "entropy_bits"),
+            ("{window_seconds: 0}", "window_seconds must be at least 1"),
+            ("{queries: -1}", "queries"),
+            ("{label: 3}", "label"),
+        ] {
+            let err = load(&[&format!("  egress:\n    dns_tunnel: {text}\n")]).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]
