@@ -86,6 +86,16 @@ fn bpf(cmd: libc::c_int, attr: *const u8, size: usize) -> io::Result<libc::c_int
 /// in its `/proc/PID/fdinfo`, so another sensor's map of the same name is never read).
 /// `None` when the key is absent; panics when `pid` holds no such map.
 pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
+    map_lookup(pid, name, key)
+}
+
+/// [`map_lookup_u32`] for a map with 8-byte values (an `Array<u64>` slot, for example).
+pub fn map_lookup_u64(pid: u32, name: &str, key: u32) -> Option<u64> {
+    map_lookup(pid, name, key)
+}
+
+/// [`map_lookup_u32`] for values of type `V`, which must have the map's value size.
+fn map_lookup<V: Default>(pid: u32, name: &str, key: u32) -> Option<V> {
     let mut ids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
         .expect("read fdinfo")
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
@@ -103,8 +113,14 @@ pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
             InfoByFd { bpf_fd: fd as u32, info_len: size_of::<MapInfo>() as u32, info: &raw mut info as u64 };
         let named = bpf(BPF_OBJ_GET_INFO_BY_FD, (&raw const q).cast(), size_of::<InfoByFd>()).is_ok()
             && info.name.split(|&b| b == 0).next() == Some(name.as_bytes());
+        assert!(
+            !named || info.value_size as usize == size_of::<V>(),
+            "map {name} has {}-byte values, read as {} bytes",
+            info.value_size,
+            size_of::<V>()
+        );
         let found = named.then(|| {
-            let mut value = 0u32;
+            let mut value = V::default();
             let l = LookupElem {
                 map_fd: fd as u32,
                 _pad: 0,
