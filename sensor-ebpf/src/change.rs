@@ -257,7 +257,8 @@ fn renamed_file(dirfd: i64, name: u64) -> bool {
     // SAFETY: the helper writes at most NAME_MAX bytes into the buffer.
     let n =
         unsafe { bpf_probe_read_user_str(names.user.as_mut_ptr().cast(), NAME_MAX as u32, name as *const _) };
-    if n <= 1 {
+    // An absolute name (common: `mv /a/b /a/c`) is not one component.
+    if n <= 1 || names.user[0] == b'/' {
         return false;
     }
     let task = current_task();
