@@ -152,7 +152,9 @@ impl Programs {
             file_events: u32::from(file_events),
             lsm_enforce: u32::from(lsm_enforce),
             _pad: 0,
-            wakeup_bytes: u64::from(ring_buffer_bytes / 4),
+            // An eighth: the default ring is 4 MiB (aya maps it twice), so the consumer is
+            // woken at 512 KiB waiting, with 7/8 of the ring left for its wake-up latency.
+            wakeup_bytes: u64::from(ring_buffer_bytes / 8),
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
