@@ -15,7 +15,9 @@ use core::mem::offset_of;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_get_current_task_btf, bpf_probe_read_user_str, bpf_task_pt_regs},
+        generated::{
+            bpf_get_current_task_btf, bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_task_pt_regs,
+        },
     },
     macros::{fentry, fexit, map, tracepoint},
     maps::{HashMap, PerCpuArray},
@@ -29,7 +31,8 @@ use sensor_common::{
             Change, FILE_DATA,
         },
     },
-    path::{InodeKey, PATH_MAX, PROTECT_TREE, Protected},
+    offsets::MISSING,
+    path::{InodeKey, NAME_MAX, PATH_MAX, PROTECT_TREE, Protected},
 };
 
 use crate::{
@@ -128,11 +131,36 @@ pub fn vfs_unlink(ctx: FExitContext) -> u32 {
     finish(&ctx)
 }
 
+/// Every rename, the in-kernel file servers' too (with this backend the rename syscalls'
+/// tracepoints are not attached). Only a directory's rename changes an ancestry or frees a
+/// directory's identity (a directory it replaces): a file's keeps the caches
+/// (`vfs_rename(struct renamedata *)`,
+/// <https://github.com/torvalds/linux/blob/v6.12/fs/namei.c#L4876>). After a
+/// `RENAME_EXCHANGE` both dentries hold an object, so both are tested.
 #[fexit(function = "vfs_rename")]
 pub fn vfs_rename(ctx: FExitContext) -> u32 {
-    // Every rename, the in-kernel file servers' too (the syscalls bump at their tracepoints).
-    bump_generation();
+    let rd = ctx.arg::<u64>(0);
+    let moved = [off!(renamedata_old_dentry), off!(renamedata_new_dentry)];
+    if moved.iter().any(|&o| ptr(rd, o).map_or(true, maybe_dir)) {
+        bump_generation();
+    }
     finish(&ctx)
+}
+
+/// `S_IFDIR` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/stat.h#L15>).
+const S_IFDIR: u32 = 0o040_000;
+
+/// Whether `dentry` may name a directory: a directory, or unreadable. A negative dentry
+/// (no object) is not one.
+#[inline(always)]
+fn maybe_dir(dentry: u64) -> bool {
+    match ptr(dentry, off!(dentry_d_inode)) {
+        Ok(0) => false,
+        Ok(inode) => {
+            read::<u16>(inode, off!(inode_i_mode)).map_or(true, |m| u32::from(m) & S_IFMT == S_IFDIR)
+        }
+        Err(_) => true,
+    }
 }
 
 /// A removed directory's dentry and inode number may be reused (the NFS server removes
@@ -143,14 +171,136 @@ pub fn vfs_rmdir(_ctx: FExitContext) -> u32 {
     0
 }
 
-/// Attached to the entry and exit tracepoints of the syscalls that rename, remove
-/// directories or change mounts (the daemon's list: `sensor/src/bpf.rs`): the directories
-/// known to be outside the protected trees are forgotten, before the change (so no walk
-/// started earlier is cached as current) and after it.
+/// Attached to the entry and exit tracepoints of the syscalls that remove directories or
+/// change mounts (the daemon's list: `sensor/src/bpf.rs`): the directories known to be
+/// outside the protected trees are forgotten, before the change (so no walk started earlier
+/// is cached as current) and after it.
 #[tracepoint]
 pub fn namespace_change(_ctx: TracePointContext) -> u32 {
     bump_generation();
     0
+}
+
+/// `RENAME_EXCHANGE` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/fs.h#L50>).
+const RENAME_EXCHANGE: u64 = 2;
+
+/// The user's new name and the name of the dentry found in its place, for [`rename_check`].
+#[repr(C)]
+struct RenameNames {
+    user: [u8; NAME_MAX],
+    dentry: [u8; NAME_MAX],
+}
+
+#[map]
+static RENAME_SCRATCH: PerCpuArray<RenameNames> = PerCpuArray::with_max_entries(1, 0);
+
+/// rename(2) exit: `rename(oldname, newname)`.
+#[tracepoint]
+pub fn rename_exit(ctx: TracePointContext) -> u32 {
+    rename_check(&ctx, None, off!(pt_regs_si), None)
+}
+
+/// renameat(2) exit: `renameat(olddfd, oldname, newdfd, newname)`.
+#[tracepoint]
+pub fn renameat_exit(ctx: TracePointContext) -> u32 {
+    rename_check(&ctx, Some(off!(pt_regs_dx)), off!(pt_regs_r10), None)
+}
+
+/// renameat2(2) exit: `renameat2(olddfd, oldname, newdfd, newname, flags)`.
+#[tracepoint]
+pub fn renameat2_exit(ctx: TracePointContext) -> u32 {
+    rename_check(&ctx, Some(off!(pt_regs_dx)), off!(pt_regs_r10), Some(off!(pt_regs_r8)))
+}
+
+/// After a rename syscall (the tracepoint backend: the syscall tracepoints do not say what
+/// was renamed): invalidates the directory caches unless the renamed object is provably not
+/// a directory. A file's rename changes no directory's ancestry and frees no directory's
+/// identity (only a directory can replace a directory), so it keeps the caches; one bump
+/// at the exit suffices, as every cache entry carries the generation read before its walk.
+///
+/// The proof, for a new name of one component relative to a directory descriptor or the
+/// working directory: the kernel puts a renamed dentry at the head of its new parent's
+/// children (`__d_move`, <https://github.com/torvalds/linux/blob/v6.12/fs/dcache.c#L2816>);
+/// if that head bears the new name and is not a directory, the object is a file. Anything
+/// else (a longer name, `RENAME_EXCHANGE`, another dentry at the head after a concurrent
+/// insertion, a read error) counts as a directory rename. The arguments come from the
+/// registers saved at entry.
+#[inline(always)]
+fn rename_check(ctx: &TracePointContext, newdfd: Option<u32>, newname: u32, flags: Option<u32>) -> u32 {
+    // SAFETY: reads the tracepoint record through the probe-read helper.
+    if unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.is_ok_and(|r| r != 0) {
+        return 0;
+    }
+    // SAFETY: both helpers take the current task; pt_regs is read through probe-read.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    let flags = flags.map_or(Ok(0), |o| read::<u64>(regs, o));
+    let dirfd = newdfd.map_or(Ok(i64::from(AT_FDCWD)), |o| read::<u64>(regs, o).map(|d| i64::from(d as i32)));
+    let file = match (flags, dirfd, read::<u64>(regs, newname)) {
+        (Ok(f), Ok(d), Ok(name)) if f & RENAME_EXCHANGE == 0 => renamed_file(d, name),
+        _ => false,
+    };
+    if !file {
+        bump_generation();
+    }
+    0
+}
+
+/// Whether the first child of directory `dirfd` is a non-directory named as the user's
+/// string at `name` (see [`rename_check`]).
+#[inline(always)]
+fn renamed_file(dirfd: i64, name: u64) -> bool {
+    let Some(names) = RENAME_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours while the program runs.
+    let names = unsafe { &mut *names };
+    // SAFETY: the helper writes at most NAME_MAX bytes into the buffer.
+    let n =
+        unsafe { bpf_probe_read_user_str(names.user.as_mut_ptr().cast(), NAME_MAX as u32, name as *const _) };
+    // An absolute name (common: `mv /a/b /a/c`) is not one component.
+    if n <= 1 || names.user[0] == b'/' {
+        return false;
+    }
+    let task = current_task();
+    let parent = match dirfd {
+        d if d == i64::from(AT_FDCWD) => {
+            ptr(task, off!(task_struct_fs)).and_then(|fs| path_of(fs, off!(fs_struct_pwd)))
+        }
+        fd => file_of_fd(task, fd).and_then(|f| path_of(f, off!(file_f_path))),
+    };
+    let (children, sib) = (off!(dentry_d_children), off!(dentry_d_sib));
+    let Ok((_, parent)) = parent else {
+        return false;
+    };
+    // An empty hlist is NULL; an empty list points at itself.
+    let head = match ptr(parent, children) {
+        Ok(h) if h != 0 && h != parent + u64::from(children) && sib != MISSING => h,
+        _ => return false,
+    };
+    let child = head - u64::from(sib);
+    if maybe_dir(child) {
+        return false;
+    }
+    let Ok(dname) = ptr(child, off!(dentry_d_name) + off!(qstr_name)) else {
+        return false;
+    };
+    // SAFETY: as above, for the kernel string.
+    let m = unsafe {
+        bpf_probe_read_kernel_str(names.dentry.as_mut_ptr().cast(), NAME_MAX as u32, dname as *const _)
+    };
+    if m != n {
+        return false;
+    }
+    // Both strings end with their NUL at n - 1.
+    for i in 0..NAME_MAX {
+        if i >= n as usize {
+            break;
+        }
+        if names.user[i] != names.dentry[i] {
+            return false;
+        }
+    }
+    true
 }
 
 /// `AT_REMOVEDIR` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/fcntl.h#L104>).

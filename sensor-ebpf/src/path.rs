@@ -66,9 +66,10 @@ pub fn real_mount(vfsmount: u64) -> u64 {
 #[map]
 static CLEAR_DIRS: LruHashMap<DirKey, u64> = LruHashMap::with_max_entries(16384, 0);
 
-/// Slot 0: bumped before and after every change that can move a directory under a protected
-/// tree or reuse a directory's identity: renames, directory removals, mounts (`change.rs`).
-/// A [`CLEAR_DIRS`] entry from another generation is stale.
+/// Slot 0: bumped by every change that can move a directory under a protected tree or reuse
+/// a directory's identity: directory renames (a file's rename does neither), directory
+/// removals, mounts (`change.rs`). A [`CLEAR_DIRS`] or [`CLEAR_FILES`] entry from another
+/// generation is stale. The tests read it (`tests/tests/dir_cache.rs`).
 #[map]
 static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 

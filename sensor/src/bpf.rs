@@ -152,7 +152,9 @@ impl Programs {
             file_events: u32::from(file_events),
             lsm_enforce: u32::from(lsm_enforce),
             _pad: 0,
-            wakeup_bytes: u64::from(ring_buffer_bytes / 4),
+            // An eighth: the default ring is 4 MiB (aya maps it twice), so the consumer is
+            // woken at 512 KiB waiting, with 7/8 of the ring left for its wake-up latency.
+            wakeup_bytes: u64::from(ring_buffer_bytes / 8),
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
@@ -242,11 +244,28 @@ impl Programs {
         };
         drop(btf);
         if file_events {
-            for name in ["namespace_change", "unlinkat_change"] {
+            // The fentry change backend's fexit programs on vfs_rename and vfs_rmdir see
+            // every rename and directory removal.
+            let vfs_hooks = change_backend == "fentry";
+            for (name, at_entry) in [
+                ("namespace_change", true),
+                ("unlinkat_change", true),
+                ("rename_exit", false),
+                ("renameat_exit", false),
+                ("renameat2_exit", false),
+            ] {
+                let calls: Vec<_> = NAMESPACE_SYSCALLS
+                    .iter()
+                    .filter(|(call, p)| *p == name && !(vfs_hooks && VFS_HOOKED.contains(call)))
+                    .collect();
+                if calls.is_empty() {
+                    continue;
+                }
                 let prog: &mut TracePoint = program(&mut ebpf, name)?;
                 prog.load().map_err(|source| BpfError::Program { program: name, source })?;
-                for (call, _) in NAMESPACE_SYSCALLS.iter().filter(|(_, p)| *p == name) {
-                    for event in [format!("sys_enter_{call}"), format!("sys_exit_{call}")] {
+                for (call, _) in calls {
+                    let entry = at_entry.then(|| format!("sys_enter_{call}"));
+                    for event in entry.into_iter().chain([format!("sys_exit_{call}")]) {
                         if !tracefs.event_exists("syscalls", &event) {
                             continue;
                         }
@@ -576,11 +595,6 @@ const CHANGE_PROGRAMS: [(&str, bool, bool); 10] = [
     ("vfs_rmdir", true, true),
 ];
 
-/// Syscalls after which a directory may sit under another ancestor, or a directory's or
-/// mount's identity may be reused, with the program that runs at their entry and exit and
-/// invalidates the kernel's cache of directories outside the protected trees
-/// (`sensor-ebpf/src/path.rs`): `namespace_change` always, `unlinkat_change` for directory
-/// removals only. Those a kernel lacks (e.g. `rename` on arm64) are skipped.
 /// Syscalls that change a task's uids or gids: their exits refresh the subject map.
 const CRED_SYSCALLS: [&str; 8] =
     ["setuid", "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setfsgid"];
@@ -607,10 +621,16 @@ fn attach_subject_creds(
     Ok(())
 }
 
+/// Syscalls after which a directory may sit under another ancestor, or a directory's or
+/// mount's identity may be reused, with the program that invalidates the kernel's caches of
+/// directories and files outside the protected trees (`sensor-ebpf/src/path.rs`):
+/// `namespace_change` at entry and exit always, `unlinkat_change` at entry and exit for
+/// directory removals only, the rename programs at exit for directory renames only
+/// (`sensor-ebpf/src/change.rs`). Those a kernel lacks (e.g. `rename` on arm64) are skipped.
 const NAMESPACE_SYSCALLS: [(&str, &str); 9] = [
-    ("rename", "namespace_change"),
-    ("renameat", "namespace_change"),
-    ("renameat2", "namespace_change"),
+    ("rename", "rename_exit"),
+    ("renameat", "renameat_exit"),
+    ("renameat2", "renameat2_exit"),
     ("rmdir", "namespace_change"),
     ("unlinkat", "unlinkat_change"),
     ("mount", "namespace_change"),
@@ -618,6 +638,10 @@ const NAMESPACE_SYSCALLS: [(&str, &str); 9] = [
     ("move_mount", "namespace_change"),
     ("pivot_root", "namespace_change"),
 ];
+
+/// [`NAMESPACE_SYSCALLS`] whose effect the fentry change backend sees at `vfs_rename` and
+/// `vfs_rmdir`.
+const VFS_HOOKED: [&str; 5] = ["rename", "renameat", "renameat2", "rmdir", "unlinkat"];
 
 /// Attaches the change hooks; fails when a required one does not load here (kernels without
 /// `CONFIG_SECURITY_PATH`; before 5.17, whose fexit programs cannot read the result with

@@ -71,7 +71,7 @@ impl Default for Config {
         Self {
             protect: Vec::new(),
             outputs: vec!["stdout".to_owned()],
-            ring_buffer_bytes: 8 << 20,
+            ring_buffer_bytes: 4 << 20,
             drain_interval_ms: 20,
             state_dir: PathBuf::from("/var/lib/mnsensor"),
             ledger: Ledger::default(),

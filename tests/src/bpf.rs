@@ -123,9 +123,27 @@ pub fn map_id(pid: u32, name: &str) -> u32 {
 /// Looks `key` up in the map named `name` held by process `pid` ([`map_id`]). `None` when the
 /// key is absent; panics when `pid` holds no such map.
 pub fn map_lookup_u32(pid: u32, name: &str, key: u32) -> Option<u32> {
+    map_lookup(pid, name, key)
+}
+
+/// [`map_lookup_u32`] for a map with 8-byte values (an `Array<u64>` slot, for example).
+pub fn map_lookup_u64(pid: u32, name: &str, key: u32) -> Option<u64> {
+    map_lookup(pid, name, key)
+}
+
+/// [`map_lookup_u32`] for values of type `V`, which must have the map's value size.
+fn map_lookup<V: Default>(pid: u32, name: &str, key: u32) -> Option<V> {
     use std::os::fd::AsRawFd as _;
     let fd = map_fd(map_id(pid, name)).unwrap_or_else(|| panic!("map {name} of {pid} is gone"));
-    let mut value = 0u32;
+    let mut info = MapInfo::default();
+    let q = InfoByFd {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<MapInfo>() as u32,
+        info: &raw mut info as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, (&raw const q).cast(), size_of::<InfoByFd>()).expect("map info");
+    assert_eq!(info.value_size as usize, size_of::<V>(), "map {name}: value size against the type read");
+    let mut value = V::default();
     let l = LookupElem {
         map_fd: fd.as_raw_fd() as u32,
         _pad: 0,

@@ -216,6 +216,21 @@ pub const SPECS: &[Spec] = &[
     member("dentry_d_name", "dentry", &["d_name"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/dcache.h#L90
     member("dentry_d_inode", "dentry", &["d_inode"]),
+    // A directory's children, newest first (a renamed dentry is put at the head of its new
+    // parent's list): `hlist_head d_children` / `hlist_node d_sib` from 6.8, `list_head
+    // d_subdirs` / `list_head d_child` before. The tracepoint backend's rename check reads
+    // the head (sensor-ebpf/src/change.rs, `rename_check`); without them every rename counts
+    // as a directory rename.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/dcache.h#L98
+    // https://github.com/torvalds/linux/blob/v6.12/fs/dcache.c#L2816
+    // https://github.com/torvalds/linux/blob/v6.1/include/linux/dcache.h#L99
+    optional(member("dentry_d_children", "dentry", &["d_children", "d_subdirs"])),
+    optional(member("dentry_d_sib", "dentry", &["d_sib", "d_child"])),
+    // The two dentries of vfs_rename's `struct renamedata` (the fentry backend tells a
+    // directory rename from a file rename with them; without them every rename counts).
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1977
+    optional(member("renamedata_old_dentry", "renamedata", &["old_dentry"])),
+    optional(member("renamedata_new_dentry", "renamedata", &["new_dentry"])),
     // After an anonymous union holding the hash and length.
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/dcache.h#L56
     member("qstr_name", "qstr", &["name"]),

@@ -1,6 +1,7 @@
 //! The files the workloads touch, in a temporary directory removed on drop:
 //! `other/plain.dat` (unrelated, 64 KiB), and under `protected/`: `secret.dat` (64 KiB),
-//! `big.dat` (64 MiB, read in 4 KiB chunks) and `lat/lat-NNNNN` (one per latency probe).
+//! `big.dat` (64 MiB, read in 4 KiB chunks), `lat/lat-NNNNN` (one per latency probe) and
+//! `storm/storm-NN` (the files the rate phases open in turn).
 use std::{
     fs,
     io::Write as _,
@@ -13,6 +14,8 @@ use super::workload::latency_name;
 
 const SMALL: usize = 64 << 10;
 const BIG: usize = 64 << 20;
+/// Files of the rate phases' storm: a storm on a file server spreads over many files.
+pub const STORM_FILES: usize = 16;
 
 pub struct Fixture {
     pub root: PathBuf,
@@ -21,6 +24,7 @@ pub struct Fixture {
     pub secret_file: PathBuf,
     pub big_file: PathBuf,
     pub latency_dir: PathBuf,
+    pub storm_files: Vec<PathBuf>,
 }
 
 impl Fixture {
@@ -34,15 +38,20 @@ impl Fixture {
             secret_file: protected.join("secret.dat"),
             big_file: protected.join("big.dat"),
             latency_dir: protected.join("lat"),
+            storm_files: (0..STORM_FILES).map(|i| protected.join(format!("storm/storm-{i:02}"))).collect(),
             protected,
             root,
         };
         fs::create_dir_all(fixture.root.join("other"))?;
         fs::create_dir_all(&fixture.latency_dir)?;
+        fs::create_dir_all(fixture.protected.join("storm"))?;
         fs::create_dir_all(fixture.root.join("logs"))?;
         write_file(&fixture.other_file, SMALL)?;
         write_file(&fixture.secret_file, SMALL)?;
         write_file(&fixture.big_file, BIG)?;
+        for f in &fixture.storm_files {
+            fs::write(f, b"storm\n")?;
+        }
         for i in 0..latency_files {
             fs::File::create(fixture.latency_dir.join(latency_name(i)))?;
         }

@@ -199,6 +199,8 @@ pub struct Tally {
     /// Opens recorded per `process.pid`: `file.open` records plus the opens folded into
     /// `file.close` records with `mnsensor.close.reason: fold` (`mnsensor.fold.count`).
     pub opens_by_pid: HashMap<u32, u64>,
+    /// Of those, the opens folded into `file.close` records.
+    pub folded_by_pid: HashMap<u32, u64>,
     /// Sum of `mnsensor.loss.count` over `sensor.event_loss` records.
     pub lost: u64,
     /// From `sensor.stop`.
@@ -228,6 +230,9 @@ impl Tally {
                     };
                     if let Some(pid) = field(&line, "process.pid").and_then(|p| p.parse().ok()) {
                         *tally.opens_by_pid.entry(pid).or_default() += n;
+                        if name == "file.close" {
+                            *tally.folded_by_pid.entry(pid).or_default() += n;
+                        }
                     }
                 }
                 "sensor.event_loss" => {

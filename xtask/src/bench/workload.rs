@@ -25,10 +25,11 @@ pub enum Workload {
         #[arg(long)]
         n: u64,
     },
-    /// open+close of PATH at RATE per second (0: as fast as possible) from THREADS threads.
+    /// open+close of the PATHs in turn at RATE per second (0: as fast as possible) from
+    /// THREADS threads (each starting at another file).
     Produce {
-        #[arg(long)]
-        path: PathBuf,
+        #[arg(long = "path", required = true)]
+        paths: Vec<PathBuf>,
         #[arg(long)]
         rate: u64,
         #[arg(long)]
@@ -82,7 +83,7 @@ pub const CHUNK: usize = 4096;
 pub fn run(workload: &Workload) -> Result<()> {
     let out = match workload {
         Workload::Op { op, path, n } => op_loop(*op, path, *n)?,
-        Workload::Produce { path, rate, threads, secs } => produce(path, *rate, *threads, *secs)?,
+        Workload::Produce { paths, rate, threads, secs } => produce(paths, *rate, *threads, *secs)?,
         Workload::Latency { dir, first, count, rate, tail_path, tail_secs } => {
             latency(dir, *first, *count, *rate, tail_path, *tail_secs)?
         }
@@ -192,15 +193,17 @@ fn op_loop(op: Op, path: &Path, n: u64) -> Result<serde_json::Value> {
     }))
 }
 
-fn produce(path: &Path, rate: u64, threads: u32, secs: f64) -> Result<serde_json::Value> {
-    let path = c_path(path)?;
+fn produce(paths: &[PathBuf], rate: u64, threads: u32, secs: f64) -> Result<serde_json::Value> {
+    let paths = paths.iter().map(|p| c_path(p)).collect::<Result<Vec<_>>>()?;
     let start = monotonic_ns();
     let end = start + (secs * 1e9) as u64;
     let per_thread = rate as f64 / f64::from(threads);
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let path = path.clone();
-            thread::spawn(move || paced(&path, per_thread, start, end))
+    let handles: Vec<_> = (0..threads as usize)
+        .map(|t| {
+            let mut paths = paths.clone();
+            let first = t * paths.len() / threads as usize;
+            paths.rotate_left(first);
+            thread::spawn(move || paced(&paths, per_thread, start, end))
         })
         .collect();
     let mut opens = 0;
@@ -213,8 +216,9 @@ fn produce(path: &Path, rate: u64, threads: u32, secs: f64) -> Result<serde_json
     )
 }
 
-/// Opens at `rate` per second until `end`, in bursts of at most 256, sleeping 20 µs when ahead.
-fn paced(path: &CString, rate: f64, start: u64, end: u64) -> Result<u64> {
+/// Opens `paths` in turn at `rate` per second until `end`, in bursts of at most 256, sleeping
+/// 20 µs when ahead.
+fn paced(paths: &[CString], rate: f64, start: u64, end: u64) -> Result<u64> {
     // SAFETY: plain prctl; a 1 ns timer slack makes the 20 µs sleeps short.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     let mut done = 0u64;
@@ -229,7 +233,7 @@ fn paced(path: &CString, rate: f64, start: u64, end: u64) -> Result<u64> {
             continue;
         }
         for _ in 0..(due - done).min(256) {
-            open_close(path)?;
+            open_close(&paths[done as usize % paths.len()])?;
             done += 1;
         }
     }
@@ -261,7 +265,7 @@ fn latency(
         open_close(path)?;
     }
     let now = monotonic_ns();
-    paced(&c_path(tail)?, rate as f64, now, now + (tail_secs * 1e9) as u64)?;
+    paced(&[c_path(tail)?], rate as f64, now, now + (tail_secs * 1e9) as u64)?;
     Ok(json!({ "pid": std::process::id(), "t_ns": times }))
 }
 
