@@ -126,6 +126,7 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         return 0;
     };
     let Some((_, rule)) = find_protected(mnt, dentry) else {
+        crate::tamper::proc_opened(file, dentry);
         return 0;
     };
 

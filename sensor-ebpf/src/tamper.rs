@@ -10,9 +10,11 @@
 //!   detach or replace programs, and for the commands that change a map when the map is one
 //!   of the sensor's (`map_fd` → `struct file` → `private_data`, the `struct bpf_map`, whose
 //!   id is looked up in `SELF_MAPS`, filled by the daemon at load).
-//! - `/proc/<sensor>/mem` and `/proc/<sensor>/environ` opened by another process: the exit of
-//!   the open syscalls takes the `struct file` at the returned descriptor; only a file on
-//!   procfs (superblock magic) goes on to the name compares (`sensor/src/kernel/procfs.rs`).
+//! - `/proc/<sensor>/mem` and `/proc/<sensor>/environ` opened by another process: the open
+//!   program (`file.rs`) checks every file it finds unprotected; when the sensor protects
+//!   nothing and no open program runs, `tamper_proc_open` takes the `struct file` at the
+//!   descriptor the open syscalls return. Only a file on procfs (superblock magic) goes on to
+//!   the name compares (`sensor/src/kernel/procfs.rs`).
 //!
 //! Syscall entry records hold `args[]` from byte 16 (`struct syscall_trace_enter`: the
 //! 8-byte common header, the syscall number, then the 8-byte arguments).
@@ -197,8 +199,8 @@ const MEM: [u8; 16] = *b"mem\0\0\0\0\0\0\0\0\0\0\0\0\0";
 const ENVIRON: [u8; 16] = *b"environ\0\0\0\0\0\0\0\0\0";
 const TASK: [u8; 16] = *b"task\0\0\0\0\0\0\0\0\0\0\0\0";
 
-/// The exit of the open syscalls: `/proc/<sensor>/mem`, `/proc/<sensor>/environ` or the same
-/// under `/proc/<sensor>/task/<tid>/`, opened by another process.
+/// The exit of the open syscalls when no open program runs (the sensor protects nothing):
+/// [`proc_opened`] for the file at the returned descriptor.
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn tamper_proc_open(ctx: TracePointContext) -> u32 {
     // SAFETY: reads the tracepoint record through the probe-read helper.
@@ -207,22 +209,31 @@ pub fn tamper_proc_open(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let Ok(file) = file_of_fd(current_task(), fd) else { return 0 };
-    let Ok(inode) = ptr(file, off!(file_f_inode)) else { return 0 };
-    let Ok(sb) = ptr(inode, off!(inode_i_sb)) else { return 0 };
+    let Ok((_, dentry)) = path_of(file, off!(file_f_path)) else { return 0 };
+    proc_opened(file, dentry);
+    0
+}
+
+/// `/proc/<sensor>/mem`, `/proc/<sensor>/environ` or the same under
+/// `/proc/<sensor>/task/<tid>/`, opened by another process: called for every open that is not
+/// of a protected file, by the open program (`file.rs`) or by [`tamper_proc_open`].
+#[inline(always)]
+pub fn proc_opened(file: u64, dentry: u64) {
+    let Ok(inode) = ptr(file, off!(file_f_inode)) else { return };
+    let Ok(sb) = ptr(inode, off!(inode_i_sb)) else { return };
     // SAFETY: TAMPER_CONFIG is a valid static; the volatile read keeps the load.
     let conf = unsafe { core::ptr::read_volatile(&raw const TAMPER_CONFIG) };
     // The one compare every open pays; everything below runs for `/proc` files only.
     if read::<u64>(sb, off!(super_block_s_magic)) != Ok(conf.proc_magic) {
-        return 0;
+        return;
     }
-    let Ok((_, dentry)) = path_of(file, off!(file_f_path)) else { return 0 };
     let name = dentry_name(dentry);
     let op = if same(&name, &MEM) {
         TAMPER_PROC_MEM
     } else if same(&name, &ENVIRON) {
         TAMPER_PROC_ENVIRON
     } else {
-        return 0;
+        return;
     };
     let dir = parent(dentry);
     let ours = same(&dentry_name(dir), &conf.tgid_name) || {
@@ -233,5 +244,4 @@ pub fn tamper_proc_open(ctx: TracePointContext) -> u32 {
         let mode = read::<u32>(file, off!(file_f_mode)).unwrap_or(0);
         report(op, 0, config!(self_tgid), mode & 3, 0);
     }
-    0
 }

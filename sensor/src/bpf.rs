@@ -307,7 +307,7 @@ impl Programs {
             attached.push(format!("{name}@tracepoint/{category}/{event}"));
         }
         attach_subject_creds(&mut ebpf, tracefs, &mut attached, &mut ids)?;
-        let mut tamper_off = attach_tamper(&mut ebpf, tracefs, &mut attached, &mut ids);
+        let mut tamper_off = attach_tamper(&mut ebpf, tracefs, !file_events, &mut attached, &mut ids);
         if tamper_off.contains(&"bpf") {
             tamper_off.push("bpf_map");
         } else if let Err(e) = fill_self_maps(&mut ebpf) {
@@ -501,11 +501,13 @@ fn attach_proc_open(
 fn attach_tamper(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
+    proc_open: bool,
     attached: &mut Vec<String>,
     ids: &mut Vec<u32>,
 ) -> Vec<&'static str> {
     let mut off = Vec::new();
-    if let Err(e) = attach_proc_open(ebpf, tracefs, attached, ids) {
+    // With protected files the open program checks `/proc` opens itself (one program per open).
+    if let Err(e) = proc_open.then(|| attach_proc_open(ebpf, tracefs, attached, ids)).unwrap_or(Ok(())) {
         tracing::warn!(error = %e, "Tamper signal program does not load here; /proc/<pid>/mem and environ are not watched.");
         off.extend(["proc_mem", "proc_environ"]);
     }

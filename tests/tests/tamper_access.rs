@@ -73,7 +73,12 @@ fn actor(act: impl FnOnce() -> bool) -> u32 {
 /// Starts a sensor and checks that it watches `kind` (every supported kernel has the
 /// tracepoints these kinds use).
 fn sensor_watching(kind: &str) -> Sensor {
-    let sensor = Sensor::start(&[]);
+    sensor_with(kind, &[])
+}
+
+/// [`sensor_watching`] with the sensor's arguments.
+fn sensor_with(kind: &str, args: &[&str]) -> Sensor {
+    let sensor = Sensor::start(args);
     let off = get_str_array(sensor.start_event(), "mnsensor.tamper.off");
     assert!(!off.iter().any(|k| k == kind), "{kind} is not watched: {}", show(sensor.start_event()));
     sensor
@@ -117,9 +122,26 @@ fn open_close(path: &CString, flags: i32) -> bool {
     }
 }
 
+/// A sensor that protects nothing: a program of its own watches the open syscalls.
 #[test]
 fn opening_the_sensors_proc_mem_and_environ_names_the_actor() {
-    let mut sensor = sensor_watching("proc_mem");
+    proc_files_name_the_actor(sensor_watching("proc_mem"));
+}
+
+/// A sensor that protects a directory: the open program checks `/proc` opens itself.
+#[test]
+fn with_protected_files_the_open_program_sees_proc_mem() {
+    let dir = mnsensor_tests::TempDir::new("tamper-protect");
+    let sensor = sensor_with("proc_mem", &["--protect", mnsensor_tests::path_str(dir.path())]);
+    let attached = get_str_array(sensor.start_event(), "mnsensor.bpf.programs");
+    assert!(
+        !attached.iter().any(|p| p.starts_with("tamper_proc_open@")),
+        "the open program does the check: {attached:?}"
+    );
+    proc_files_name_the_actor(sensor);
+}
+
+fn proc_files_name_the_actor(mut sensor: Sensor) {
     let pid = sensor.pid();
     let c = |p: String| CString::new(p).expect("no NUL");
     let mem = c(format!("/proc/{pid}/mem"));

@@ -1,4 +1,4 @@
-//! What the `/proc` tamper program (`sensor-ebpf/src/tamper.rs`, `tamper_proc_open`) assumes
+//! What the `/proc` tamper check (`sensor-ebpf/src/tamper.rs`, `proc_opened`) assumes
 //! about procfs: a `/proc` file's superblock has `s_magic == PROC_SUPER_MAGIC`
 //! (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/magic.h#L82>), and the
 //! per-process files are named `mem` and `environ` in a directory named by the pid in decimal
