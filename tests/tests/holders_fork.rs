@@ -8,7 +8,9 @@
 
 use std::ffi::CString;
 
-use mnsensor_tests::{Sensor, TempDir, bpf::map_lookup_u32, get_str, get_u64, is, path_str, show, util::c_path};
+use mnsensor_tests::{
+    Sensor, TempDir, bpf::map_lookup_u32, get_str, get_u64, is, path_str, show, util::c_path,
+};
 use serde_json::Value;
 
 const MAP: &str = "TRACKED_TGIDS";
