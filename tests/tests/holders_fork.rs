@@ -109,7 +109,7 @@ fn a_forked_child_stops_paying_after_closing_its_inherited_copy() {
         child(&ca, &cp, status_w, go_r);
     }
     let c = c as u32;
-    let mut word = || {
+    let word = || {
         let mut b = [0u8; 4];
         for x in &mut b {
             *x = take(status_r);
