@@ -71,6 +71,7 @@ offsets! {
         file_f_inode,
         file_f_flags,
         file_f_mode,
+        file_f_cred,
         file_private_data,
         file_f_count,
         file_f_ref,

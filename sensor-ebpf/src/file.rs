@@ -149,6 +149,8 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
     } else {
         crate::fold::open(&ev.header.task, dev, ino, ev.header.time_ns)
     };
+    // Read before the path walk: a rename during it makes the close walk again.
+    let mut close_key = sensor_common::event::file::close_key(crate::path::generation());
     if fold_window == 0 {
         ev.fd = fd as i32;
         ev.syscall = syscall;
@@ -161,7 +163,10 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         let len = offset_of!(Open, data) + n as usize;
         if !send_to_ring(priority, (ev as *const Open).cast(), len) {
             count_loss_of(Kind::FileOpen, responsible_uid(&ev.header.task), dev, ino, 1);
+            close_key = 0;
         }
+    } else {
+        close_key = 0;
     }
     if received {
         // Already tracked: its totals go on and count the receiver's bytes too, which are
@@ -183,6 +188,7 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         opened_ns: ev.header.time_ns,
         fold_window,
         priority: u32::from(priority),
+        close_key,
         ..Tracked::default()
     };
     if !track(file, &stats) {

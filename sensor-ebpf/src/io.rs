@@ -335,12 +335,20 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
     let Some(ev) = CLOSE_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
-    if !header_for_current(Kind::FileClose, &mut ev.header) {
-        return;
-    }
     ev.stats = *stats;
     ev.file = file;
     ev.fd = fd as i32;
+    ev.scope = SCOPE_OPEN;
+    ev.reason = CLOSE_SYSCALL;
+    if compact_header(file, stats, &mut ev.header) {
+        ev.cursor = 0;
+        ev.path_len = 0;
+        send_close(ev, offset_of!(Close, data));
+        return;
+    }
+    if !header_for_current(Kind::FileClose, &mut ev.header) {
+        return;
+    }
     let n = match path_of(file, off!(file_f_path)) {
         Ok((mnt, dentry)) => {
             let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
@@ -350,9 +358,42 @@ fn close_record(fd: u64, file: u64, stats: &Tracked) {
         Err(_) => 0,
     };
     ev.path_len = n as u16;
-    ev.scope = SCOPE_OPEN;
-    ev.reason = CLOSE_SYSCALL;
     send_close(ev, offset_of!(Close, data) + n as usize);
+}
+
+// Compact closes
+//
+// A `file.close` by the opener's own process, of an open whose record was sent, at the same
+// path generation (no rename, directory removal or mount change since the open's walk), and
+// with the credentials the file was opened with (`task->cred == file->f_cred`: the same
+// pointer is the same uids and gids, and the file's reference keeps it from being reused),
+// walks no path and reads only what may differ from the opener's identity: the thread, its
+// name, the parent (reparenting) and the audit login uid and session. The daemon names the
+// file from its open record (`path_len` 0, as for a release). Every other close sends the
+// full record.
+
+/// Fills `header` for a compact close of `file` by the current task; `false` when the close
+/// needs the full record.
+#[inline(always)]
+fn compact_header(file: u64, stats: &Tracked, header: &mut sensor_common::event::Header) -> bool {
+    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if stats.close_key == 0
+        || (id >> 32) as u32 != stats.opener.tgid
+        || stats.close_key != sensor_common::event::file::close_key(crate::path::generation())
+    {
+        return false;
+    }
+    let task = current_task();
+    match (ptr(task, off!(task_struct_cred)), ptr(file, off!(file_f_cred))) {
+        (Ok(cred), Ok(f_cred)) if cred == f_cred => {}
+        _ => return false,
+    }
+    header.kind = Kind::FileClose as u32;
+    header.time_ns = crate::emit::now();
+    header.task = stats.opener;
+    header.task.tid = id as u32;
+    header.flags = crate::kread::fill_task_rest(task, &mut header.task);
+    true
 }
 
 /// Sends a `file.close` record (to the priority ring when its open went there), or counts

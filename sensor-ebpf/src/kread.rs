@@ -77,8 +77,6 @@ pub fn fill_task(task: u64, out: &mut Task) -> u32 {
     };
     out.tgid = ok(read(task, off!(task_struct_tgid)));
     out.tid = ok(read(task, off!(task_struct_pid)));
-    out.ppid =
-        ok(ptr(task, off!(task_struct_real_parent)).and_then(|parent| read(parent, off!(task_struct_tgid))));
     match ptr(task, off!(task_struct_cred)) {
         Ok(cred) => {
             out.uid = ok(read(cred, off!(cred_uid)));
@@ -87,6 +85,22 @@ pub fn fill_task(task: u64, out: &mut Task) -> u32 {
             out.egid = ok(read(cred, off!(cred_egid)));
         }
         Err(_) => flags |= FLAG_READ_ERROR,
+    }
+    flags | fill_task_rest(task, out)
+}
+
+/// The part of [`fill_task`] that is not the process or its credentials: the parent, the
+/// audit login uid and session, and the thread's name (`task` must be the current task).
+/// For a task whose process and credentials are known (a compact `file.close`, `io.rs`).
+#[inline(always)]
+pub fn fill_task_rest(task: u64, out: &mut Task) -> u32 {
+    let mut flags = 0;
+    match ptr(task, off!(task_struct_real_parent)).and_then(|parent| read(parent, off!(task_struct_tgid))) {
+        Ok(ppid) => out.ppid = ppid,
+        Err(_) => {
+            out.ppid = 0;
+            flags |= FLAG_READ_ERROR;
+        }
     }
     // Optional: only kernels built with CONFIG_AUDIT have them.
     out.auid = read(task, off!(task_struct_loginuid)).unwrap_or(u32::MAX);

@@ -99,6 +99,12 @@ struct DirKey {
     ino: u64,
 }
 
+/// The current [`GENERATION`] (compact closes compare it with the open's).
+#[inline(always)]
+pub fn generation() -> u64 {
+    GENERATION.get(0).copied().unwrap_or(0)
+}
+
 /// Invalidates every [`CLEAR_DIRS`] entry.
 #[inline(always)]
 pub fn bump_generation() {

@@ -226,6 +226,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
         who_seen: std::collections::HashMap::new(),
         losses,
         tracked,
+        open_pruned: std::time::Instant::now(),
         received,
         receivers: std::collections::HashSet::new(),
         watch,
@@ -415,6 +416,8 @@ struct Consumer {
     who_seen: std::collections::HashMap<LossKey, LossWho>,
     losses: LossCounters,
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
+    /// When the enricher's open files were last pruned to the kernel's `TRACKED`.
+    open_pruned: std::time::Instant,
     /// Receivers' own totals (pidfd_getfd, SCM_RIGHTS), by (file, receiver).
     received: aya::maps::HashMap<MapData, ReceivedKey, Received>,
     /// Processes that received a tracked descriptor: their entries are written at their exit.
@@ -477,6 +480,7 @@ impl Consumer {
                 }
             }
         }
+        self.prune_open_files();
         for tgid in exited {
             if self.receivers.remove(&tgid) {
                 self.close_received(Some(tgid), CloseReason::Exit)?;
@@ -486,6 +490,20 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// When the enricher's open files are full, at most every 10 s, forgets those the kernel
+    /// no longer tracks: opens whose `file.close` record was lost stay there otherwise, and
+    /// once full, later opens would not be remembered to name their compact closes.
+    fn prune_open_files(&mut self) {
+        if self.enricher.files.open.len() < crate::enrich::files::MAX_OPEN_FILES
+            || self.open_pruned.elapsed() < Duration::from_secs(10)
+        {
+            return;
+        }
+        self.open_pruned = std::time::Instant::now();
+        let live: std::collections::HashSet<u64> = self.tracked.keys().filter_map(Result::ok).collect();
+        self.enricher.files.open.retain(|file, _| live.contains(file));
     }
 
     /// Enriches, analyzes and writes an event from a source other than the ring buffer.

@@ -69,7 +69,18 @@ pub struct Tracked {
     /// 1 when the open went to the priority ring (an opener outside the allow list of a
     /// covering policy): its close goes there too.
     pub priority: u32,
-    pub _pad: u32,
+    /// Whether the close may be compact (no identity read, no path walk: the daemon takes
+    /// both from the open's record, `sensor-ebpf/src/io.rs` "Compact closes"): 0 when the
+    /// open's record was not sent (ring full, folded, received); else 1 + the low 32 bits of
+    /// the path generation read before the open's path walk, so a rename since then makes
+    /// the close send its path again.
+    pub close_key: u32,
+}
+
+/// [`Tracked::close_key`] of an open whose record was sent at path generation `generation`.
+#[inline(always)]
+pub const fn close_key(generation: u64) -> u32 {
+    (generation as u32).wrapping_add(1)
 }
 
 #[cfg(feature = "user")]

@@ -28,6 +28,8 @@ pub struct OpenFile {
     pub opener: u32,
     pub dev: u32,
     pub ino: u64,
+    /// `FLAG_PATH_TRUNCATED` of the open's record, for the closes named by it.
+    pub path_flags: u32,
 }
 
 /// A file's last seen path and protecting rule.

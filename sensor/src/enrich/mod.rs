@@ -24,7 +24,7 @@ use std::{
 
 use sensor_common::{
     event::{
-        Task,
+        FLAG_PATH_TRUNCATED, Task,
         file::{Received, Tracked},
     },
     path::InodeKey,
@@ -134,6 +134,7 @@ impl Enricher {
                         opener: e.subject.task.tgid,
                         dev,
                         ino,
+                        path_flags: env.quality & FLAG_PATH_TRUNCATED,
                     };
                     self.files.opened(file, f);
                 }
@@ -146,8 +147,10 @@ impl Enricher {
                     false => self.files.open.remove(&e.kernel_file),
                 };
                 if let Some(k) = known {
+                    // A compact close or a release: named by the open's record.
                     if e.file.path.is_empty() {
                         e.file.path = k.path;
+                        env.quality |= k.path_flags;
                     }
                     e.file.protected = k.protected;
                 }

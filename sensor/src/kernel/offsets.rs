@@ -189,6 +189,10 @@ pub const SPECS: &[Spec] = &[
     member("file_f_flags", "file", &["f_flags"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1080
     member("file_f_mode", "file", &["f_mode"]),
+    // The credentials the file was opened with (a reference held until the file is freed):
+    // a close by a task whose `cred` is this pointer acts as the opener did.
+    // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1095
+    member("file_f_cred", "file", &["f_cred"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/fs.h#L1083
     member("file_private_data", "file", &["private_data"]),
     // Reference count of the open file: `atomic_long_t f_count` (1 = one reference) until
