@@ -39,7 +39,7 @@ use crate::{
     emit::{header_for_current, send},
     file::fentry_active,
     kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, ptr, read},
-    path::{PATH_MASK, PROTECTED, bump_generation, find_protected, write_record_path},
+    path::{PATH_MASK, PROTECTED, bump_generation, bump_renames, find_protected, write_record_path},
 };
 
 /// `AT_FDCWD` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/fcntl.h#L98>).
@@ -143,6 +143,8 @@ pub fn vfs_rename(ctx: FExitContext) -> u32 {
     let moved = [off!(renamedata_old_dentry), off!(renamedata_new_dentry)];
     if moved.iter().any(|&o| ptr(rd, o).map_or(true, maybe_dir)) {
         bump_generation();
+    } else {
+        bump_renames();
     }
     finish(&ctx)
 }
@@ -239,7 +241,9 @@ fn rename_check(ctx: &TracePointContext, newdfd: Option<u32>, newname: u32, flag
         (Ok(f), Ok(d), Ok(name)) if f & RENAME_EXCHANGE == 0 => renamed_file(d, name),
         _ => false,
     };
-    if !file {
+    if file {
+        bump_renames();
+    } else {
         bump_generation();
     }
     0

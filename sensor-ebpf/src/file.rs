@@ -150,7 +150,7 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         crate::fold::open(&ev.header.task, dev, ino, ev.header.time_ns)
     };
     // Read before the path walk: a rename during it makes the close walk again.
-    let mut close_key = sensor_common::event::file::close_key(crate::path::generation());
+    let mut close_key = sensor_common::event::file::close_key(crate::path::names_generation());
     if fold_window == 0 {
         ev.fd = fd as i32;
         ev.syscall = syscall;

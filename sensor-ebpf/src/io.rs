@@ -379,7 +379,7 @@ fn compact_header(file: u64, stats: &Tracked, header: &mut sensor_common::event:
     let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     if stats.close_key == 0
         || (id >> 32) as u32 != stats.opener.tgid
-        || stats.close_key != sensor_common::event::file::close_key(crate::path::generation())
+        || stats.close_key != sensor_common::event::file::close_key(crate::path::names_generation())
     {
         return false;
     }

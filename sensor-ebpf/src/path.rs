@@ -69,9 +69,10 @@ static CLEAR_DIRS: LruHashMap<DirKey, u64> = LruHashMap::with_max_entries(16384,
 /// Slot 0: bumped by every change that can move a directory under a protected tree or reuse
 /// a directory's identity: directory renames (a file's rename does neither), directory
 /// removals, mounts (`change.rs`). A [`CLEAR_DIRS`] or [`CLEAR_FILES`] entry from another
-/// generation is stale. The tests read it (`tests/tests/dir_cache.rs`).
+/// generation is stale. The tests read it (`tests/tests/dir_cache.rs`). Slot 1: bumped by
+/// every rename that does not bump slot 0 (a file's), for the compact closes.
 #[map]
-static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+static GENERATION: Array<u64> = Array::with_max_entries(2, 0);
 
 /// Files `(mount, dentry, d_parent)` whose ancestry holds no protected tree, as of the
 /// [`GENERATION`] stored with them: an unrelated open that hits costs one read and one lookup
@@ -99,16 +100,30 @@ struct DirKey {
     ino: u64,
 }
 
-/// The current [`GENERATION`] (compact closes compare it with the open's).
+/// The sum of both [`GENERATION`] slots: it moves with every rename, of a file or a
+/// directory, and every other change of an ancestry (compact closes compare it with the
+/// open's: a file renamed while open is named again at its close).
 #[inline(always)]
-pub fn generation() -> u64 {
-    GENERATION.get(0).copied().unwrap_or(0)
+pub fn names_generation() -> u64 {
+    let slot = |i| GENERATION.get(i).copied().unwrap_or(0);
+    slot(0).wrapping_add(slot(1))
 }
 
 /// Invalidates every [`CLEAR_DIRS`] entry.
 #[inline(always)]
 pub fn bump_generation() {
-    if let Some(g) = GENERATION.get_ptr_mut(0) {
+    bump(0);
+}
+
+/// A file's rename: the caches stay, the compact closes of files open before it do not.
+#[inline(always)]
+pub fn bump_renames() {
+    bump(1);
+}
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(g) = GENERATION.get_ptr_mut(slot) {
         // SAFETY: map memory; a BPF atomic add, as several CPUs may bump at once.
         unsafe { core::arch::asm!("lock *(u64 *)({p} + 0) += {n}", p = in(reg) g, n = in(reg) 1u64) };
     }

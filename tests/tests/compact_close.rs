@@ -185,3 +185,34 @@ fn a_close_after_a_credential_change_or_by_another_thread_has_the_closer() {
     check_close(&close_b, &b, ino_b, bytes_b, euid, tid_b);
     assert_eq!((bytes_a, bytes_b), (SIZE as u64, SIZE as u64));
 }
+
+/// A file renamed while open (a file's rename keeps the directory caches, `dir_cache.rs`) is
+/// closed under its new name: the rename moves the generation compact closes compare.
+#[test]
+fn a_file_renamed_while_open_is_closed_under_its_new_name() {
+    let dir = TempDir::new("compact-rename");
+    let protected = dir.mkdir("protected");
+    let old = dir.write("protected/old.dat", vec![b'o'; SIZE]);
+    let new = protected.join("new.dat");
+    let ino = fs::metadata(&old).expect("stat").ino();
+    let mut sensor = Sensor::start(&["--protect", path_str(&protected)]);
+
+    let fd = open_raw(&c_path(&old));
+    let bytes = read_to_end(fd);
+    // renameat with a one-component name relative to the directory: the form the tracepoint
+    // backend proves to be a file's rename.
+    let dirfd = open_raw(&c_path(&protected));
+    let (o, n) = (CString::new("old.dat").expect("no NUL"), CString::new("new.dat").expect("no NUL"));
+    // SAFETY: valid descriptor and NUL-terminated names.
+    let r = unsafe { libc::renameat(dirfd, o.as_ptr(), dirfd, n.as_ptr()) };
+    assert_eq!(r, 0, "renameat: {}", std::io::Error::last_os_error());
+    close_raw(dirfd);
+    close_raw(fd);
+
+    let close = sensor.wait_for("file.close under the new name", close_of(path_str(&new)));
+    sensor.stop();
+    // SAFETY: no arguments.
+    let euid = unsafe { libc::geteuid() };
+    check_close(&close, &new, ino, bytes, euid, gettid());
+    assert!(sensor.matching(close_of(path_str(&old))).is_empty(), "no close under the old name");
+}
