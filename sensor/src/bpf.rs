@@ -507,7 +507,8 @@ fn attach_tamper(
 ) -> Vec<&'static str> {
     let mut off = Vec::new();
     // With protected files the open program checks `/proc` opens itself (one program per open).
-    if let Err(e) = proc_open.then(|| attach_proc_open(ebpf, tracefs, attached, ids)).unwrap_or(Ok(())) {
+    let proc_attached = if proc_open { attach_proc_open(ebpf, tracefs, attached, ids) } else { Ok(()) };
+    if let Err(e) = proc_attached {
         tracing::warn!(error = %e, "Tamper signal program does not load here; /proc/<pid>/mem and environ are not watched.");
         off.extend(["proc_mem", "proc_environ"]);
     }
