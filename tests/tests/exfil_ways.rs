@@ -235,10 +235,10 @@ fn each_way_out_is_refused_with_eperm_under_deny() {
     assert_eq!(cg.run(&wrap(&(WAYS[python].send)(&public, &addresses[python], 9701 + 1), &err)), 0);
     assert_eq!(host.received_n(9701 + 1, 1), vec![SIZE as u64], "untainted send");
     thread::sleep(scaled(Duration::from_secs(1)));
-    for i in 0..WAYS.len() {
+    for (i, way) in WAYS.iter().enumerate() {
         let port = 9701 + i as u16;
-        let expected: &[u64] = if i == python || !WAYS[i].tainted_at_connect { &[SIZE as u64] } else { &[] };
-        assert_eq!(host.received(port), expected, "{}: nothing of the file arrived", WAYS[i].name);
+        let expected: &[u64] = if i == python || !way.tainted_at_connect { &[SIZE as u64] } else { &[] };
+        assert_eq!(host.received(port), expected, "{}: nothing of the file arrived", way.name);
     }
     s.sensor.stop();
 }
