@@ -6,6 +6,7 @@
 //!   validates every record it writes, waits for records, stops it and checks that its
 //!   kernel programs are gone.
 //! * [`cgroup`] has the child cgroup the egress programs attach to.
+//! * [`fakehost`] has the fake external host (a network namespace) of the exfiltration tests.
 //! * [`event`] has accessors for records and the per-record schema check.
 //! * [`docs`] parses `docs/events.md`.
 //! * [`policy_hash`] recomputes the policy-set hash from its documented preimage.
@@ -27,6 +28,7 @@ pub mod bpf;
 pub mod cgroup;
 pub mod docs;
 pub mod event;
+pub mod fakehost;
 pub mod policy_hash;
 pub mod receivers;
 pub mod sensor;

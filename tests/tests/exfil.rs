@@ -1,138 +1,26 @@
 //! Exfiltration: protected data followed from the file through pipes and staging copies to
 //! the network, reported as `detection.*` and refused with EPERM when the policy says deny.
 //!
-//! The fake external host is a network namespace the test creates, joined by a veth pair
-//! with test addresses (10.200.N.1 here, 10.200.N.2 inside); nothing else is a target. The
-//! egress programs attach only to a child cgroup the test creates, and the senders run in
-//! it. Everything (namespace, link, cgroup, listeners) is removed on drop, also on failure.
+//! The fake external host ([`FakeHost`]) is a network namespace the test creates, joined by
+//! a veth pair with test addresses; nothing else is a target. The egress programs attach
+//! only to a child cgroup the test creates, and the senders run in it. Everything (namespace, link, cgroup, listeners) is removed on drop, also on failure.
 
 use std::{
     fs,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    path::Path,
     thread,
     time::Duration,
 };
 
 use mnsensor_tests::{
-    ChildGuard, Sensor, TempDir,
+    Sensor, TempDir,
     cgroup::Cgroup,
+    fakehost::{FakeHost, UDP_SINK},
     get_str, get_u64, is, path_str, scaled, show, test_pid,
     users::{passwd_name, test_users},
 };
 use serde_json::Value;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// The fake external host: a namespace, a veth pair and a TCP sink listening on `ports`.
-struct FakeHost {
-    ns: String,
-    link: String,
-    ip: String,
-    /// One file per port: the byte count of each connection received, one per line.
-    dir: TempDir,
-    sinks: Vec<ChildGuard>,
-}
-
-/// Accepts connections forever; appends each connection's byte count to `<dir>/<port>`.
-const SINK: &str = r#"
-import socket, sys, threading
-ip, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((ip, port)); s.listen(16)
-open(out + ".ready", "w").close()
-def serve(c):
-    n = 0
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        n += len(b)
-    with open(out, "a") as f: f.write(f"{n}\n")
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
-    assert!(st.success(), "ip {args:?}: {st}");
-}
-
-impl FakeHost {
-    fn new(ports: &[u16]) -> Self {
-        let n = (test_pid() + NEXT.fetch_add(1, Ordering::Relaxed)) % 250 + 1;
-        let ns = format!("mnsx{}-{n}", test_pid());
-        let link = format!("mnsx{n}h");
-        let host = Self {
-            ns: ns.clone(),
-            link: link.clone(),
-            ip: format!("10.200.{n}.2"),
-            dir: TempDir::new("fakehost"),
-            sinks: Vec::new(),
-        };
-        ip(&["netns", "add", &ns]);
-        ip(&["link", "add", &link, "type", "veth", "peer", "name", "mnsxpeer", "netns", &ns]);
-        ip(&["addr", "add", &format!("10.200.{n}.1/24"), "dev", &link]);
-        ip(&["link", "set", &link, "up"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{}/24", host.ip), "dev", "mnsxpeer"]);
-        ip(&["-n", &ns, "link", "set", "mnsxpeer", "up"]);
-        let mut host = host;
-        for port in ports {
-            host.sink(SINK, *port, &port.to_string());
-        }
-        host
-    }
-
-    /// Runs the python `script` (IP PORT OUT) in the namespace, writing to `<dir>/<name>`,
-    /// and waits until it has created `<dir>/<name>.ready`.
-    fn sink(&mut self, script: &str, port: u16, name: &str) {
-        let out = self.dir.join(name);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, "python3", "-c", script, &self.ip, &port.to_string()])
-            .arg(&out)
-            .stdin(Stdio::null());
-        self.sinks.push(ChildGuard::spawn(&mut cmd));
-        let ready = PathBuf::from(format!("{}.ready", path_str(&out)));
-        for _ in 0..100 {
-            if ready.exists() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        assert!(ready.exists(), "sink {name} on port {port} did not start");
-    }
-
-    /// Bytes received per connection on `port`, once `n` connections have ended (or after a
-    /// few seconds).
-    fn received_n(&self, port: u16, n: usize) -> Vec<u64> {
-        for _ in 0..100 {
-            let got = self.received(port);
-            if got.len() >= n {
-                return got;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        self.received(port)
-    }
-
-    /// Bytes received per connection on `port` so far.
-    fn received(&self, port: u16) -> Vec<u64> {
-        fs::read_to_string(self.dir.join(port.to_string()))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.parse().ok())
-            .collect()
-    }
-}
-
-impl Drop for FakeHost {
-    fn drop(&mut self) {
-        self.sinks.clear();
-        let _ = Command::new("ip").args(["link", "del", &self.link]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
-}
 
 /// A protected tree with `files` files of `size` bytes, an unprotected directory, and a
 /// sensor running `policy` (its `egress:` section) with the egress programs on `cgroup`.
@@ -460,15 +348,6 @@ for name in sys.argv[4:]:
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(m, (host, 53))
 ";
 
-/// A UDP listener on `port` in the fake host: appends each datagram's size to `<dir>/udp-PORT`.
-const UDP_SINK: &str = "import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], int(sys.argv[2])))
-open(sys.argv[3] + '.ready', 'w').close()
-while True:
-    d, _ = s.recvfrom(65536)
-    with open(sys.argv[3], 'a') as f: f.write(f'{len(d)}\\n')
-";
-
 fn dns_for(domain: &'static str) -> impl Fn(&Value) -> bool {
     move |e| {
         is(e, "detection.dns_tunnel") && e.get("mnsensor.dns.domain").and_then(Value::as_str) == Some(domain)
@@ -483,7 +362,8 @@ fn dns_queries_of_a_tainted_process_signal_long_high_entropy_labels() {
     let cg = Cgroup::new();
     // TCP/53 is the fake host's TCP sink; UDP/53 a datagram sink.
     let mut host = FakeHost::new(&[53]);
-    host.sink(UDP_SINK, 53, "udp-53");
+    let address = host.ip.clone();
+    host.sink(UDP_SINK, &address, 53, "udp-53");
     let udp_out = host.dir.join("udp-53");
     let mut s = setup(&cg, 1, "    action: alert\n");
     let file = s.protected.join("mynumber-0.csv");
@@ -540,7 +420,8 @@ fn dns_thresholds_come_from_the_policy() {
     }
     let cg = Cgroup::new();
     let mut host = FakeHost::new(&[]);
-    host.sink(UDP_SINK, 53, "udp-53");
+    let address = host.ip.clone();
+    host.sink(UDP_SINK, &address, 53, "udp-53");
     let udp_out = host.dir.join("udp-53");
     // Defaults would signal the 45-character label (40) and not four short queries (500).
     let mut s = setup(&cg, 1, "    action: alert\n    dns_tunnel: {long_label: 50, queries: 4}\n");

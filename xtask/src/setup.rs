@@ -27,6 +27,10 @@ const PACKAGES: &[&str] = &[
     // The exfiltration tests: a network namespace with a veth pair, and python3 senders.
     "iproute2",
     "python3",
+    // tests/tests/exfil_ways.rs sends with nc (the OpenBSD one: `-N` shuts the socket down
+    // at the end of its input) and curl, and pipes through openssl (also a receiver package).
+    "netcat-openbsd",
+    "curl",
     // The print detection test (tests/tests/print.rs) runs its own cupsd with a raw queue on
     // the built-in file: device; no filters or drivers are needed.
     "cups-daemon",
