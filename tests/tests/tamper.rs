@@ -69,15 +69,28 @@ fn assert_actor(ev: &Value) {
 fn a_signal_to_the_sensor_names_the_sender() {
     let mut sensor = sensor_watching!("signal");
     let target = i32::try_from(sensor.pid()).expect("pid fits");
-    // SIGWINCH is ignored by default: the sensor is not disturbed.
-    // SAFETY (in the child): kill(2) is async-signal-safe.
-    let sender = child(|| if unsafe { libc::kill(target, libc::SIGWINCH) } == 0 { 0 } else { 1 });
-    let ev = wait_tamper(&mut sensor, "signal", sender, |e| {
-        e.get("mnsensor.tamper.signal").and_then(Value::as_u64) == Some(libc::SIGWINCH as u64)
-    });
-    assert_actor(&ev);
-    assert_eq!(get_u64(&ev, "mnsensor.tamper.target_pid"), u64::from(sensor.pid()), "{}", show(&ev));
-    assert_eq!(get_str(&ev, "mnsensor.tamper.signal_result"), "ignored", "{}", show(&ev));
+    // SIGWINCH is ignored by default: the sensor is not disturbed. The kernel reports it
+    // `delivered` instead when the target thread has signals blocked at that instant (glibc
+    // blocks them all around a spawn; `sig_ignored`,
+    // <https://github.com/torvalds/linux/blob/v6.12/kernel/signal.c>), so a few senders
+    // may be needed before one sees it ignored; never any other result.
+    let mut results = Vec::new();
+    for _ in 0..10 {
+        // SAFETY (in the child): kill(2) is async-signal-safe.
+        let sender = child(|| if unsafe { libc::kill(target, libc::SIGWINCH) } == 0 { 0 } else { 1 });
+        let ev = wait_tamper(&mut sensor, "signal", sender, |e| {
+            e.get("mnsensor.tamper.signal").and_then(Value::as_u64) == Some(libc::SIGWINCH as u64)
+        });
+        assert_actor(&ev);
+        assert_eq!(get_u64(&ev, "mnsensor.tamper.target_pid"), u64::from(sensor.pid()), "{}", show(&ev));
+        let result = get_str(&ev, "mnsensor.tamper.signal_result").to_owned();
+        assert!(result == "ignored" || result == "delivered", "{}", show(&ev));
+        results.push(result);
+        if results.last().is_some_and(|r| r == "ignored") {
+            break;
+        }
+    }
+    assert_eq!(results.last().map(String::as_str), Some("ignored"), "results of 10 senders: {results:?}");
     sensor.stop();
 }
 
