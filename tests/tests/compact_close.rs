@@ -127,7 +127,7 @@ fn a_close_whose_open_record_was_lost_is_sent_in_full() {
     // Every open is delivered or counted lost before the close: the loss record can come
     // before the consumer has drained the records that fit, and a close into a still full
     // ring would be lost too.
-    let mut inodes: Vec<u64> = fillers_ino.clone();
+    let mut inodes: Vec<u64> = fillers_ino;
     inodes.push(ino);
     sensor.wait_until("every open delivered or counted lost", scaled(Duration::from_secs(60)), |evs| {
         let delivered = evs
