@@ -157,3 +157,12 @@ impl Drop for FakeHost {
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
+
+/// The `detection.exfiltration` record to destination port `port` (each test's sink has a
+/// port of its own).
+pub fn exfil_to(port: u16) -> impl Fn(&serde_json::Value) -> bool {
+    move |e| {
+        crate::is(e, "detection.exfiltration")
+            && e.get("destination.port").and_then(serde_json::Value::as_u64) == Some(u64::from(port))
+    }
+}

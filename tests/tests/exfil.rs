@@ -16,7 +16,7 @@ use std::{
 use mnsensor_tests::{
     Sensor, TempDir,
     cgroup::Cgroup,
-    fakehost::{FakeHost, UDP_SINK},
+    fakehost::{FakeHost, UDP_SINK, exfil_to},
     get_str, get_u64, is, path_str, scaled, show, test_pid,
     users::{passwd_name, test_users},
 };
@@ -108,13 +108,6 @@ if splice:
 half = len(data) // 2
 u.sendall(data[:half]); time.sleep(0.2); u.sendall(data[half:]); u.close()
 ";
-
-fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
-    move |e| {
-        is(e, "detection.exfiltration")
-            && e.get("destination.port").and_then(Value::as_u64) == Some(u64::from(port))
-    }
-}
 
 #[test]
 fn pipe_and_staging_copy_are_detected_and_untainted_is_not() {

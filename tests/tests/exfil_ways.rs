@@ -12,7 +12,7 @@ use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, thread, time::Durat
 
 use mnsensor_tests::{
     cgroup::{Cgroup, EgressSetup},
-    fakehost::{FakeHost, SINK, UDP_SINK},
+    fakehost::{FakeHost, SINK, UDP_SINK, exfil_to},
     get_str, get_u64, is, path_str, scaled, show,
     users::test_users,
 };
@@ -154,11 +154,24 @@ fn wrap(send: &str, err: &Path) -> String {
     )
 }
 
-fn exfil_to(port: u16) -> impl Fn(&Value) -> bool {
-    move |e| {
-        is(e, "detection.exfiltration")
-            && e.get("destination.port").and_then(Value::as_u64) == Some(u64::from(port))
-    }
+/// Sends `file` to `address:port` the way `way` does, in the test's cgroup: the sender's exit
+/// code (EPERM mapped to [`EPERM_EXIT`]), its detection (checked for the destination address
+/// and transport) and that detection shown for messages.
+fn send_way(
+    cg: &Cgroup,
+    s: &mut EgressSetup,
+    way: &Way,
+    file: &str,
+    address: &str,
+    port: u16,
+) -> (i32, Value, String) {
+    let err = s.outside.join(format!("{port}.err"));
+    let code = cg.run(&wrap(&(way.send)(file, address, port), &err));
+    let d = s.sensor.wait_for(&format!("exfiltration by {} to port {port}", way.name), exfil_to(port));
+    let what = format!("{}: {}", way.name, show(&d));
+    assert_eq!(get_str(&d, "destination.address"), address, "{what}");
+    assert_eq!(get_str(&d, "network.transport"), way.transport, "{what}");
+    (code, d, what)
 }
 
 /// The fake host with each way's sink on `base + i`; the sender's address of each way.
@@ -182,8 +195,7 @@ fn each_way_out_is_detected_with_its_destination_and_bytes() {
     let file = path_str(&s.file).to_owned();
     for (i, (way, address)) in WAYS.iter().zip(&addresses).enumerate() {
         let port = 9601 + i as u16;
-        let err = s.outside.join(format!("{port}.err"));
-        let code = cg.run(&wrap(&(way.send)(&file, address, port), &err));
+        let (code, d, what) = send_way(&cg, &mut s, way, &file, address, port);
         assert_eq!(code, 0, "{}: sent", way.name);
         // One connection, or three datagrams.
         let parts = if way.transport == "udp" { 3 } else { 1 };
@@ -192,11 +204,7 @@ fn each_way_out_is_detected_with_its_destination_and_bytes() {
             Some(n) => assert_eq!(received, n, "{}: bytes at the sink", way.name),
             None => assert!(received > SIZE as u64, "{}: the request and the file: {received}", way.name),
         }
-        let d = s.sensor.wait_for(&format!("exfiltration by {}", way.name), exfil_to(port));
-        let what = format!("{}: {}", way.name, show(&d));
-        assert_eq!(get_str(&d, "destination.address"), *address, "{what}");
         assert_eq!(get_u64(&d, "destination.port"), u64::from(port), "{what}");
-        assert_eq!(get_str(&d, "network.transport"), way.transport, "{what}");
         assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), received, "{what}");
         assert_eq!(get_str(&d, "mnsensor.detection.action"), "alert", "{what}");
     }
@@ -211,12 +219,7 @@ fn each_way_out_is_refused_with_eperm_under_deny() {
     let file = path_str(&s.file).to_owned();
     for (i, (way, address)) in WAYS.iter().zip(&addresses).enumerate() {
         let port = 9701 + i as u16;
-        let err = s.outside.join(format!("{port}.err"));
-        let code = cg.run(&wrap(&(way.send)(&file, address, port), &err));
-        let d = s.sensor.wait_for(&format!("exfiltration by {} under deny", way.name), exfil_to(port));
-        let what = format!("{}: {}", way.name, show(&d));
-        assert_eq!(get_str(&d, "destination.address"), *address, "{what}");
-        assert_eq!(get_str(&d, "network.transport"), way.transport, "{what}");
+        let (code, d, what) = send_way(&cg, &mut s, way, &file, address, port);
         if way.tainted_at_connect {
             assert_eq!(code, EPERM_EXIT, "{}: refused with EPERM", way.name);
             assert_eq!(get_str(&d, "mnsensor.detection.action"), "deny", "{what}");
