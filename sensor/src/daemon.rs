@@ -169,7 +169,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     };
     let enforcement = Enforcement::start(policy_set, policy_sources, kill, subjects, responder_opts, lsm);
     let trees: Vec<PathBuf> = protect.entries().iter().map(|e| e.path.clone()).collect();
-    let (mut observer, watch) = start_observer(&trees);
+    let (mut observer, watch) = start_observer(&trees, programs.file_backend);
     let mut procs = ProcTable::default();
     let seeded = procs.seed();
     let mut info = event::sensor::StartInfo {
@@ -307,6 +307,9 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             _ = drain_tick.tick() => {
                 service.watchdog();
                 consumer.drain()?;
+                if let Some(afd) = observer.as_mut() {
+                    consumer.watch.push(afd.get_mut().read_content());
+                }
                 consumer.settle(false)?;
                 // Records reach the outputs within one drain period, not one second.
                 if consumer.sink.dirty {
@@ -387,13 +390,18 @@ pub fn policy_sources(configured: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Starts the fanotify observer on the protected trees; without it (old kernel, limits) the
 /// VFS-level records are missing, which is said loudly.
-fn start_observer(trees: &[PathBuf]) -> (Option<AsyncFd<Observer>>, Watch) {
+///
+/// Its content group spots opens no kernel record explains (in-kernel servers, io_uring):
+/// opens and closes after writing, read on the drain tick so an opener never wakes the
+/// daemon (a fanotify event per read would double the cost of reading a protected file).
+/// Where the `fentry` program on `security_file_open` sees every open, in-kernel ones
+/// included, there is nothing left to explain and no content group.
+fn start_observer(trees: &[PathBuf], file_backend: &str) -> (Option<AsyncFd<Observer>>, Watch) {
     if trees.is_empty() {
         return (None, Watch::default());
     }
-    // Opens and closes are enough to spot accesses the kernel programs do not explain; a
-    // fanotify event per read would double the cost of reading a protected file.
-    let opts = fanotify::ObserverOptions { reads_and_writes: false, ..Default::default() };
+    let content = if file_backend == "fentry" { fanotify::Content::Off } else { fanotify::Content::Opens };
+    let opts = fanotify::ObserverOptions { content, content_on_tick: true, ..Default::default() };
     match Observer::with_options(trees, opts).and_then(Observer::into_async) {
         Ok(afd) => {
             let has_rename = afd.get_ref().features().target_fid_and_rename;

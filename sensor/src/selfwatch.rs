@@ -24,7 +24,7 @@ use crate::{
         tamper::{FileTamper, Tamper, TamperOp},
         time::Clock,
     },
-    fanotify::{FsEvent, FsEventKind, Observer, ObserverOptions},
+    fanotify::{Content, FsEvent, FsEventKind, Observer, ObserverOptions},
 };
 
 /// Where the packaged unit can be (`packaging/mnsensor.service`; an override in /etc wins).
@@ -110,7 +110,8 @@ impl SelfWatch {
     /// handles) is left out and named in the log; `None` (said loudly) where fanotify is
     /// unavailable.
     pub fn start(mut roots: Vec<(PathBuf, &'static str)>) -> Option<Self> {
-        let opts = ObserverOptions { reads_and_writes: false, ..ObserverOptions::default() };
+        // Changes only: opens and closes of the sensor's own files are not judged.
+        let opts = ObserverOptions { content: Content::Off, ..ObserverOptions::default() };
         let mut paths: Vec<PathBuf> = roots.iter().map(|(p, _)| p.clone()).collect();
         if Observer::with_options(&paths, opts).is_err() && paths.len() > 1 {
             roots.retain(|(p, role)| match Observer::with_options(std::slice::from_ref(p), opts) {

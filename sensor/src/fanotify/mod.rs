@@ -109,7 +109,7 @@ mod tests;
 
 use std::{io, path::PathBuf};
 
-pub use observer::{FsEvent, FsEventKind, Observer, ObserverOptions, next_events};
+pub use observer::{Content, FsEvent, FsEventKind, Observer, ObserverOptions, next_events};
 pub use responder::{
     Decide, DecisionCounts, FailMode, Notice, PermMask, PermissionRequest, Quick, QuickRequest, Responder,
     ResponderOptions, Verdict,
