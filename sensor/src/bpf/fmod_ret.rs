@@ -122,11 +122,12 @@ fn load(
         }
         sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
     };
-    try_load(&mut []).or_else(|source| {
+    try_load(&mut []).or_else(|_| {
         let mut log = vec![0u8; LOG_BYTES];
-        let source = try_load(&mut log).err().unwrap_or(source);
-        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-        Err(FmodRetError::Load { source, log: String::from_utf8_lossy(&log[..end]).into_owned() })
+        try_load(&mut log).map_err(|source| {
+            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+            FmodRetError::Load { source, log: String::from_utf8_lossy(&log[..end]).into_owned() }
+        })
     })
 }
 
@@ -190,5 +191,24 @@ fn map_data(map: &Map) -> &MapData {
         | Map::StackTraceMap(d)
         | Map::Unsupported(d)
         | Map::XskMap(d) => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aya_obj::{Object, ProgramSection};
+
+    /// The embedded object holds the program in a section aya 0.14 parses (so the main load
+    /// does not fail on it), next to the BPF LSM program it shares its decision with.
+    #[test]
+    fn the_object_holds_the_program_in_a_section_aya_parses() {
+        if super::super::OBJECT.is_empty() {
+            return; // AYA_BUILD_SKIP=1: no kernel programs to check.
+        }
+        let obj = Object::parse(super::super::OBJECT).expect("aya-obj parses the embedded object");
+        let prog = obj.programs.get(super::PROGRAM).expect("file_open_modret is in the object");
+        assert!(matches!(prog.section, ProgramSection::FEntry { sleepable: false }), "{:?}", prog.section);
+        assert!(obj.programs.contains_key("file_open"), "the BPF LSM entry point is there too");
+        assert_eq!(obj.license.to_bytes(), b"GPL", "tracing programs need a GPL-compatible license");
     }
 }
