@@ -66,10 +66,10 @@ pub fn file_open(ctx: LsmContext) -> i32 {
 
 /// `int security_file_open(struct file *file)` as a `BPF_MODIFY_RETURN` program: the verifier
 /// lets `fmod_ret` programs change the return value of every `security_*` function
-/// (`check_attach_modify_return`:
-/// <https://github.com/torvalds/linux/blob/v6.12/kernel/bpf/verifier.c>, `SECURITY_PREFIX`). Arguments:
-/// the file, then the return value so far (that of an earlier `fmod_ret` program, 0 at first);
-/// a non-zero value makes the kernel skip `security_file_open` and return it.
+/// (`check_attach_modify_return` and `SECURITY_PREFIX` in
+/// <https://github.com/torvalds/linux/blob/v6.12/kernel/bpf/verifier.c>). Arguments: the file,
+/// then the return value so far (that of an earlier `fmod_ret` program, 0 at first); a
+/// non-zero value makes the kernel skip `security_file_open` and return it.
 ///
 /// Placed in an `fentry/` section so that aya 0.14, which has no `fmod_ret` program type,
 /// parses the object; aya never loads it: `sensor/src/bpf/fmod_ret.rs` loads it as
