@@ -158,7 +158,7 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
     }
     println!("\nvm-test summary:");
     println!(
-        "{:<8} {:<42} {:<6} {:>7} {:>7} {:>7} {:>7}  details",
+        "{:<16} {:<42} {:<6} {:>7} {:>7} {:>7} {:>7}  details",
         "kernel", "package", "result", "wall_s", "passed", "failed", "skipped"
     );
     for o in outcomes {
@@ -167,7 +167,7 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
             Err(why) => ("FAIL", why.clone()),
         };
         println!(
-            "{:<8} {:<42} {:<6} {:>7.1} {:>7} {:>7} {:>7}  {details}",
+            "{:<16} {:<42} {:<6} {:>7.1} {:>7} {:>7} {:>7}  {details}",
             o.name,
             o.package,
             result,
