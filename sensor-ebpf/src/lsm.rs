@@ -1,5 +1,9 @@
-//! In-kernel enforcement of `enforce`-mode policies where the BPF LSM is active (wire types:
-//! `sensor_common::event::policy`; user half: `sensor/src/enforce/lsm.rs`).
+//! In-kernel enforcement of `enforce`-mode policies (wire types:
+//! `sensor_common::event::policy`; user half: `sensor/src/enforce/lsm.rs`): the BPF LSM
+//! program `file_open` where `bpf` is an active LSM, else the `fmod_ret` program
+//! `file_open_modret` on `security_file_open` where fentry programs load (Ubuntu and RHEL
+//! kernels). Both are thin entry points to one decision ([`enforce_open`]); the daemon loads
+//! at most one of them.
 //!
 //! `file_open` is the LSM hook every open passes, in every path into the VFS:
 //! <https://github.com/torvalds/linux/blob/v6.12/include/linux/lsm_hook_defs.h#L196>. The
@@ -14,7 +18,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_send_signal},
     macros::{lsm, map},
     maps::{Array, HashMap, PerCpuArray},
-    programs::LsmContext,
+    programs::{FEntryContext, LsmContext},
 };
 use sensor_common::event::{
     Kind,
@@ -22,7 +26,7 @@ use sensor_common::event::{
     policy::{
         ACTION_ALERT, ACTION_AUDIT, ACTION_DENY, ACTION_KILL, AllowKey, AllowProgramKey,
         COMBO_CREATE_READ_WRITE, COMBO_CREATE_WRITE, COMBO_EXEC, COMBO_READ, COMBO_READ_WRITE, COMBO_WRITE,
-        LsmDecision, PolicyDefault, UNALERTED_SHIFT, UNRECORDED_SHIFT,
+        HOOK_BPF_LSM, HOOK_FMOD_RET, LsmDecision, PolicyDefault, UNALERTED_SHIFT, UNRECORDED_SHIFT,
     },
 };
 
@@ -57,13 +61,39 @@ const FMODE_EXEC: u32 = 0x20;
 
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
-    // The sensor itself is never refused (as with fanotify, where its own opens are never
-    // asked): it reads the protected trees to resolve them and to report open files.
+    enforce_open(ctx.arg(0), HOOK_BPF_LSM)
+}
+
+/// `int security_file_open(struct file *file)` as a `BPF_MODIFY_RETURN` program: the verifier
+/// lets `fmod_ret` programs change the return value of every `security_*` function
+/// (`check_attach_modify_return` and `SECURITY_PREFIX` in
+/// <https://github.com/torvalds/linux/blob/v6.12/kernel/bpf/verifier.c>). Arguments: the file,
+/// then the return value so far (that of an earlier `fmod_ret` program, 0 at first); a
+/// non-zero value makes the kernel skip `security_file_open` and return it.
+///
+/// Placed in an `fentry/` section so that aya 0.14, which has no `fmod_ret` program type,
+/// parses the object; aya never loads it: `sensor/src/bpf/fmod_ret.rs` loads it as
+/// `BPF_MODIFY_RETURN`.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "fentry/security_file_open")]
+pub fn file_open_modret(ctx: *mut core::ffi::c_void) -> i32 {
+    let ctx = FEntryContext::new(ctx);
+    let ret = ctx.arg::<u64>(1) as i32;
+    if ret != 0 {
+        return ret;
+    }
+    enforce_open(ctx.arg(0), HOOK_FMOD_RET)
+}
+
+/// The verdict on an open of `file`: 0 or `-EPERM`. The sensor itself is never refused (as
+/// with fanotify, where its own opens are never asked): it reads the protected trees to
+/// resolve them and to report open files.
+#[inline(always)]
+fn enforce_open(file: u64, hook: u16) -> i32 {
     if config!(lsm_enforce) == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == config!(self_tgid) {
         return 0;
     }
-    let file: u64 = ctx.arg(0);
-    match decide(file) {
+    match decide(file, hook) {
         Some(action) => {
             if action == ACTION_KILL {
                 // SAFETY: signals the current task.
@@ -78,7 +108,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
 /// `Some(action)` when the open must be refused; accesses recorded for `alert` or `audit`
 /// are reported here and let through.
 #[inline(always)]
-fn decide(file: u64) -> Option<u32> {
+fn decide(file: u64, hook: u16) -> Option<u32> {
     let (mnt, dentry) = path_of(file, off!(file_f_path)).ok()?;
     let (_, prot) = find_protected(mnt, dentry)?;
     let policy = *RULE_POLICY.get(prot.rule)?;
@@ -113,7 +143,7 @@ fn decide(file: u64) -> Option<u32> {
     if action == 0 {
         return None;
     }
-    report(mnt, dentry, policy, action, combo);
+    report(mnt, dentry, policy, action, combo, hook);
     (action == ACTION_DENY || action == ACTION_KILL).then_some(action)
 }
 
@@ -146,7 +176,7 @@ fn executable(task: u64) -> Option<(u32, u64)> {
 }
 
 #[inline(always)]
-fn report(mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32) {
+fn report(mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32, hook: u16) {
     let Some(ev) = DECISION_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch.
     let ev = unsafe { &mut *ev };
@@ -156,6 +186,7 @@ fn report(mnt: u64, dentry: u64, policy: u32, action: u32, combo: u32) {
     ev.policy = policy;
     ev.action = action;
     ev.combo = combo;
+    ev.hook = hook;
     let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
     ev.ino = ino;
     ev.dev = dev;

@@ -1,4 +1,6 @@
 //! Loading and attaching the kernel programs, and access to their maps.
+mod fmod_ret;
+
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
@@ -98,6 +100,9 @@ pub enum BpfError {
     /// A map is missing or has the wrong type.
     #[error("kernel map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
+    /// The `fmod_ret` enforcement program did not load or attach.
+    #[error(transparent)]
+    FmodRet(#[from] fmod_ret::FmodRetError),
     /// The object is empty because the build skipped the kernel programs.
     #[error("this binary was built with AYA_BUILD_SKIP=1 and contains no kernel programs")]
     NoObject,
@@ -130,6 +135,8 @@ pub struct Programs {
     pub kernel_releases: bool,
     /// Tamper signals (`sensor-ebpf/src/tamper.rs`) whose program did not load or attach here.
     pub tamper_off: Vec<&'static str>,
+    /// The `fmod_ret` enforcement program, loaded outside aya (detached on drop).
+    fmod_ret: Option<fmod_ret::FmodRet>,
 }
 
 impl Programs {
@@ -326,6 +333,7 @@ impl Programs {
             change_backend,
             kernel_releases,
             tamper_off,
+            fmod_ret: None,
         })
     }
 
@@ -388,11 +396,28 @@ impl Programs {
         prog.attach().map_err(|source| BpfError::Program { program: name, source })?;
         self.ids.extend(prog.info().ok().map(|i| i.id()));
         self.attached.push("file_open@lsm/file_open".to_owned());
+        self.take_lsm_maps(crate::enforce::lsm::BACKEND_BPF_LSM)
+    }
+
+    /// Loads and attaches the `fmod_ret` program on `security_file_open` (the same decision
+    /// as the BPF LSM program, for kernels with fentry but without the BPF LSM) and returns
+    /// its tables. Call it before any map is taken out, and never after [`Self::enable_lsm`]
+    /// succeeded: one enforcing program per hook.
+    pub fn enable_fmod_ret(&mut self) -> Result<LsmMaps, BpfError> {
+        let prog = fmod_ret::attach(OBJECT, &self.ebpf)?;
+        self.ids.extend(prog.id);
+        self.attached.push(format!("{}@fmod_ret/security_file_open", fmod_ret::PROGRAM));
+        self.fmod_ret = Some(prog);
+        self.take_lsm_maps(crate::enforce::lsm::BACKEND_FMOD_RET)
+    }
+
+    fn take_lsm_maps(&mut self, backend: &'static str) -> Result<LsmMaps, BpfError> {
         let mut take = |name: &'static str| {
             self.ebpf.take_map(name).ok_or(BpfError::Map { name, source: missing_map() })
         };
         let map_err = |name: &'static str| move |source| BpfError::Map { name, source };
         Ok(LsmMaps {
+            backend,
             rule_policy: Array::try_from(take("RULE_POLICY")?).map_err(map_err("RULE_POLICY"))?,
             defaults: Array::try_from(take("POLICY_DEFAULT")?).map_err(map_err("POLICY_DEFAULT"))?,
             any: HashMap::try_from(take("ALLOW_ANY")?).map_err(map_err("ALLOW_ANY"))?,
@@ -706,8 +731,10 @@ where
     prog.try_into().map_err(|source| BpfError::Program { program: name, source })
 }
 
-/// The BPF LSM program's tables.
+/// The kernel enforcement program's tables.
 pub struct LsmMaps {
+    /// `bpf-lsm` or `fmod_ret`: the program that reads them.
+    pub backend: &'static str,
     rule_policy: Array<MapData, u32>,
     defaults: Array<MapData, PolicyDefault>,
     any: HashMap<MapData, AllowKey, u32>,

@@ -69,6 +69,24 @@ pub struct RunSpec {
     pub service: crate::service::Service,
 }
 
+/// The BPF LSM program where `bpf` is an active LSM, else (or where it does not load) the
+/// `fmod_ret` program; `None`: enforcement falls back to fanotify.
+fn enable_kernel_enforcement(programs: &mut Programs) -> Option<crate::bpf::LsmMaps> {
+    if kernel::preflight::lsm_list().is_some_and(|l| l.iter().any(|m| m == "bpf")) {
+        match programs.enable_lsm() {
+            Ok(maps) => return Some(maps),
+            Err(e) => tracing::info!(error = %e, "BPF LSM programs do not load here; trying fmod_ret."),
+        }
+    }
+    match programs.enable_fmod_ret() {
+        Ok(maps) => Some(maps),
+        Err(e) => {
+            tracing::info!(error = %e, "The fmod_ret program does not load here; enforcing with fanotify.");
+            None
+        }
+    }
+}
+
 /// Runs until SIGINT or SIGTERM. Everything is detached when this returns, also on error.
 pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let config = spec.config;
@@ -100,26 +118,20 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("the SIGTERM handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_err("the SIGHUP handler"))?;
 
-    // In-kernel enforcement where the BPF LSM is active (`bpf` in the LSM list); fanotify
-    // permission events otherwise.
-    let lsm_wanted = !enforce::enforced_trees(&policy_set).is_empty()
-        && kernel::preflight::lsm_list().is_some_and(|l| l.iter().any(|m| m == "bpf"));
+    // In-kernel enforcement: the BPF LSM program where the BPF LSM is active (`bpf` in the
+    // LSM list), else the `fmod_ret` program where fentry programs load; fanotify permission
+    // events otherwise. One enforcing program at most.
+    let kernel_enforce = !enforce::enforced_trees(&policy_set).is_empty();
     let mut programs = Programs::load(
         &resolved.offsets,
         config.ring_buffer_bytes,
         &protect,
         config.max_protected_inodes,
-        lsm_wanted,
+        kernel_enforce,
         &preflight.tracefs,
     )?;
-    let lsm = match lsm_wanted.then(|| programs.enable_lsm()) {
-        Some(Ok(maps)) => Some((maps, protect.clone())),
-        Some(Err(e)) => {
-            tracing::info!(error = %e, "BPF LSM programs do not load here; enforcing with fanotify.");
-            None
-        }
-        None => None,
-    };
+    let lsm = if kernel_enforce { enable_kernel_enforcement(&mut programs) } else { None };
+    let lsm = lsm.map(|maps| (maps, protect.clone()));
     let ring = programs.take_ring()?;
     let priority_ring = programs.take_priority_ring()?;
     let mut guards = programs.take_guards()?;

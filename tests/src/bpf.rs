@@ -218,3 +218,21 @@ pub fn detach_link(id: u32) -> io::Result<()> {
     let attr = [fd.as_raw_fd() as u32, 0, 0, 0];
     bpf(BPF_LINK_DETACH, attr.as_ptr().cast(), size_of_val(&attr)).map(drop)
 }
+
+/// `enum bpf_attach_type` values (`include/uapi/linux/bpf.h`) of tracing links.
+pub const BPF_MODIFY_RETURN: u32 = 26;
+pub const BPF_LSM_MAC: u32 = 27;
+
+/// The `attach_type` of every tracing link (fentry, fexit, `fmod_ret`, BPF LSM) process `pid`
+/// holds, as the kernel shows it in `/proc/PID/fdinfo` (`link_type: tracing`, then
+/// `attach_type: N`:
+/// `bpf_tracing_link_show_fdinfo` in
+/// <https://github.com/torvalds/linux/blob/v6.12/kernel/bpf/syscall.c>).
+pub fn tracing_link_attach_types(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("read fdinfo")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|t| t.lines().any(|l| l.split_whitespace().eq(["link_type:", "tracing"])))
+        .filter_map(|t| t.lines().find_map(|l| l.strip_prefix("attach_type:")?.trim().parse().ok()))
+        .collect()
+}

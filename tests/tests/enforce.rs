@@ -169,16 +169,17 @@ fn copy_self(dst: &Path) -> PathBuf {
 }
 
 /// How the sensor applies `enforce`-mode policy `name`, from `sensor.start`: `fanotify`
-/// (permission events), or `bpf-lsm` where BPF LSM programs load (docs/events.md). Never
-/// `none` here: these kernels can enforce.
+/// (permission events), `bpf-lsm` where BPF LSM programs load, or `fmod_ret` where fentry
+/// programs load without the BPF LSM (docs/events.md). Never `none` here: these kernels can
+/// enforce.
 fn enforced_by(sensor: &Sensor, name: &str) -> String {
     let start = sensor.start_event();
     let backends = get_str_array(start, "mnsensor.policy.backends");
     let prefix = format!("{name}=");
     let found: Vec<&str> = backends.iter().filter_map(|b| b.strip_prefix(&prefix)).collect();
     assert!(
-        matches!(found[..], ["fanotify" | "bpf-lsm"]),
-        "policy {name} must be listed once, enforced by fanotify or bpf-lsm: {}",
+        matches!(found[..], ["fanotify" | "bpf-lsm" | "fmod_ret"]),
+        "policy {name} must be listed once, enforced by fanotify, bpf-lsm or fmod_ret: {}",
         show(start)
     );
     found[0].to_owned()
@@ -1038,10 +1039,10 @@ fn late_decisions_get_the_fail_mode() {
     let mut probe = f.sensor();
     let via = enforced_by(&probe, "probe");
     probe.stop();
-    if via == "bpf-lsm" {
-        return kernel_decides_while_the_daemon_is_stopped(&f, user, &users[1]);
+    if via == "bpf-lsm" || via == "fmod_ret" {
+        return kernel_decides_while_the_daemon_is_stopped(&f, user, &users[1], &via);
     }
-    assert_eq!(via, "fanotify", "the enforcing backends are fanotify and bpf-lsm");
+    assert_eq!(via, "fanotify", "the enforcing backends are fanotify, bpf-lsm and fmod_ret");
     let bins = f.dir.mkdir("bin");
     chmod(&bins, 0o755);
     // One program per case (the sensor caches a program's hash by file version).
@@ -1057,10 +1058,11 @@ fn late_decisions_get_the_fail_mode() {
     deadline_case("open", user, &f, &bigs[1], &hash);
 }
 
-/// The BPF LSM half of [`late_decisions_get_the_fail_mode`]: with the daemon stopped, and
+/// The kernel half (BPF LSM or `fmod_ret`, `via`) of [`late_decisions_get_the_fail_mode`]:
+/// with the daemon stopped, and
 /// with the strictest deadline and `fail_mode: closed`, the allowed user still reads and the
 /// outsider is still refused; no deadline alert is ever written.
-fn kernel_decides_while_the_daemon_is_stopped(f: &Fixture, staff: &TestUser, outsider: &TestUser) {
+fn kernel_decides_while_the_daemon_is_stopped(f: &Fixture, staff: &TestUser, outsider: &TestUser, via: &str) {
     let file = f.file("stopped/ledger.csv");
     let protect = file.parent().expect("dir").to_path_buf();
     let pdir = f.dir.mkdir("policies-stopped");
@@ -1074,7 +1076,7 @@ fn kernel_decides_while_the_daemon_is_stopped(f: &Fixture, staff: &TestUser, out
         format!("enforcement:\n  deadline_ms: {SHORT_DEADLINE_MS}\n  fail_mode: closed\n"),
     );
     let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&pdir)]);
-    assert_eq!(enforced_by(&sensor, "stopped"), "bpf-lsm", "the same backend as the probe");
+    assert_eq!(enforced_by(&sensor, "stopped"), via, "the same backend as the probe");
     let pid = i32::try_from(sensor.pid()).expect("pid");
     // SAFETY: kill(2) on the sensor this test started, by its pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP the sensor");
@@ -1090,7 +1092,7 @@ fn kernel_decides_while_the_daemon_is_stopped(f: &Fixture, staff: &TestUser, out
     let events = sensor.events().to_vec();
     assert_allowed_records(&events, ok.pid, &file, "allowed user");
     let d = one_decision(&events, denied.pid, "deny", "outsider");
-    assert_decision_fields(&d, "stopped", &file, "enforce", "bpf-lsm");
+    assert_decision_fields(&d, "stopped", &file, "enforce", via);
     let late: Vec<Value> = events
         .iter()
         .filter(|e| {
@@ -1117,7 +1119,7 @@ fn start_lists_the_enforcement_backend_of_each_policy() {
     let mut sensor = f.sensor();
     let start = sensor.start_event().clone();
     let ctx = show(&start);
-    // fanotify on this kind of host; bpf-lsm where BPF LSM programs load (docs/events.md).
+    // fanotify on this kind of host; bpf-lsm or fmod_ret in the kernel (docs/events.md).
     let via = enforced_by(&sensor, "strict");
     let mut backends = get_str_array(&start, "mnsensor.policy.backends");
     backends.sort();
@@ -1369,17 +1371,22 @@ fn a_policy_that_cannot_be_enforced_is_listed_as_none() {
     f.policy("10-p.yaml", &policy_doc("procfs", "enforce", tree, "", "deny"));
     let mut sensor = f.sensor();
     let backends = get_str_array(sensor.start_event(), "mnsensor.policy.backends");
-    if backends == ["procfs=bpf-lsm"] {
-        // The BPF LSM decides by inode in `security_file_open`, procfs included: the policy
-        // is enforced, the read refused and recorded, and nothing is logged as unenforceable.
+    let kernel = match &backends[..] {
+        [b] => b.strip_prefix("procfs=").filter(|v| ["bpf-lsm", "fmod_ret"].contains(v)),
+        _ => None,
+    };
+    if let Some(via) = kernel {
+        // The kernel program decides by inode in `security_file_open`, procfs included: the
+        // policy is enforced, the read refused and recorded, and nothing is logged as
+        // unenforceable.
         let err =
             fs::read_to_string(tree.join("max_queued_events")).expect_err("the kernel refuses the read");
         assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
         sensor.stop();
         let me = std::process::id();
-        let d = one_decision(sensor.events(), me, "deny", "procfs under the BPF LSM");
+        let d = one_decision(sensor.events(), me, "deny", "procfs under the kernel program");
         assert_eq!(get_str(&d, "mnsensor.policy.name"), "procfs", "{}", show(&d));
-        assert_eq!(get_str(&d, "mnsensor.enforcement"), "bpf-lsm", "{}", show(&d));
+        assert_eq!(get_str(&d, "mnsensor.enforcement"), via, "{}", show(&d));
         assert!(!sensor.stderr().contains("cannot be enforced here"), "{}", sensor.stderr());
         return;
     }

@@ -220,7 +220,11 @@ fn policy_follows_the_file_under_every_name() {
     let mut sensor = Sensor::start(&["--config", path_str(&config), "--policy", path_str(&pol)]);
     let backends = get_str_array(sensor.start_event(), "mnsensor.policy.backends");
     let backend = backends.iter().find_map(|b| b.strip_prefix("identity=")).unwrap_or("none").to_owned();
-    assert!(backend == "fanotify" || backend == "bpf-lsm", "{}", show(sensor.start_event()));
+    assert!(
+        ["fanotify", "bpf-lsm", "fmod_ret"].contains(&backend.as_str()),
+        "{}",
+        show(sensor.start_event())
+    );
 
     // Names made after start.
     let after = out.join("after.csv");

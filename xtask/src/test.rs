@@ -33,6 +33,16 @@ pub fn test() -> Result<()> {
     // cargo-deb (installed once, minutes), the release build, then the scratch-root test.
     stage("package", || package::package(&package::Args { test: true }))?;
     stage("integration tests in VMs", || vm::vm_test(&vm::Args::default()))?;
+    // Kernels with fentry but without the BPF LSM (Ubuntu, RHEL): the fmod_ret backend.
+    // Only the enforcement tests, to keep the stage short.
+    stage("enforcement without the BPF LSM (6.12 guest)", || {
+        vm::vm_test(&vm::Args {
+            kernels: vec!["6.12".to_owned()],
+            tests: vec!["enforce_backend".to_owned()],
+            no_bpf_lsm: true,
+            ..vm::Args::default()
+        })
+    })?;
     step("test: all stages passed");
     Ok(())
 }

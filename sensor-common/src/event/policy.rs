@@ -62,7 +62,12 @@ pub const ACTION_KILL: u32 = 2;
 pub const ACTION_ALERT: u32 = 3;
 pub const ACTION_AUDIT: u32 = 4;
 
-/// A decision the LSM program made (`ACTION_*`).
+/// [`LsmDecision::hook`]: decided by the BPF LSM program on `file_open`.
+pub const HOOK_BPF_LSM: u16 = 0;
+/// [`LsmDecision::hook`]: decided by the `fmod_ret` program on `security_file_open`.
+pub const HOOK_FMOD_RET: u16 = 1;
+
+/// A decision the kernel's enforcement program made (`ACTION_*`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct LsmDecision {
@@ -74,7 +79,8 @@ pub struct LsmDecision {
     pub dev: u32,
     pub ino: u64,
     pub path_len: u16,
-    pub _pad: u16,
+    /// The program that decided: `HOOK_BPF_LSM` or `HOOK_FMOD_RET`.
+    pub hook: u16,
     /// Kernel-side write position while the record is built.
     pub cursor: u32,
     pub data: [u8; FILE_DATA],

@@ -301,6 +301,7 @@ fn lsm(bytes: &[u8], subject: Subject) -> Result<Event, DecodeError> {
             ACTION_AUDIT => Verdict::Audit,
             _ => Verdict::Deny,
         },
+        enforcement: crate::enforce::lsm::backend_of_hook(field!(w, WireLsm, hook)?),
     }))
 }
 

@@ -187,3 +187,26 @@ fn encodes_the_same_bytes_as_the_previous_encoder() {
         assert_eq!(got, want);
     }
 }
+
+/// A kernel decision record names the program that decided: the BPF LSM one or `fmod_ret`.
+#[test]
+fn kernel_decisions_name_their_program() {
+    use sensor_common::event::policy::{ACTION_DENY, HOOK_BPF_LSM, HOOK_FMOD_RET, LsmDecision};
+    let clock = Clock::now();
+    for (hook, name) in [(HOOK_BPF_LSM, "bpf-lsm"), (HOOK_FMOD_RET, "fmod_ret")] {
+        // SAFETY: all-zero bytes are a valid value of every wire struct.
+        let mut d: Box<LsmDecision> = Box::new(unsafe { std::mem::zeroed() });
+        d.header = header(Kind::PolicyDecision);
+        d.action = ACTION_DENY;
+        d.hook = hook;
+        d.path_len = 8;
+        d.data[..8].copy_from_slice(b"a.csv\0l\0");
+        let ev = decode(&wire(&*d, offset_of!(LsmDecision, data) + 8), &clock).unwrap();
+        let Event::LsmDecision(e) = &ev.event else { panic!("not a decision: {ev:?}") };
+        assert_eq!(e.enforcement, name);
+        let line = ev.record().to_json(1, "h");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["mnsensor.enforcement"], name, "{line}");
+        assert_eq!(v["mnsensor.decision"], "deny", "{line}");
+    }
+}

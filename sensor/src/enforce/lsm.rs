@@ -29,6 +29,18 @@ use crate::{
     protect::{ProtectSet, kernel_dev},
 };
 
+/// Backend names (`mnsensor.policy.backends`, `mnsensor.enforcement`): the BPF LSM program,
+/// where `bpf` is an active LSM.
+pub const BACKEND_BPF_LSM: &str = "bpf-lsm";
+/// The `fmod_ret` program on `security_file_open`, where fentry programs load but the BPF LSM
+/// is not active (`sensor/src/bpf/fmod_ret.rs`).
+pub const BACKEND_FMOD_RET: &str = "fmod_ret";
+
+/// The backend of a kernel decision record's `hook`.
+pub fn backend_of_hook(hook: u16) -> &'static str {
+    if hook == sensor_common::event::policy::HOOK_FMOD_RET { BACKEND_FMOD_RET } else { BACKEND_BPF_LSM }
+}
+
 /// The compiled tables.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Tables {

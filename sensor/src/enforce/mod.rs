@@ -523,7 +523,7 @@ impl Enforcement {
             .iter()
             .map(|(name, mode)| match (mode, &responder, &lsm) {
                 (Mode::Audit, ..) => format!("{name}=audit"),
-                (Mode::Enforce, _, Some(_)) => format!("{name}=bpf-lsm"),
+                (Mode::Enforce, _, Some((maps, _))) => format!("{name}={}", maps.backend),
                 (Mode::Enforce, Some(_), None) => format!("{name}=fanotify"),
                 (Mode::Enforce, None, None) => format!("{name}=none"),
             })

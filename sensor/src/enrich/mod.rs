@@ -397,7 +397,7 @@ impl Enricher {
                 mode: Some(Mode::Enforce),
             },
             hash: set.hash().into(),
-            enforcement: "bpf-lsm",
+            enforcement: e.enforcement,
         }
     }
 }

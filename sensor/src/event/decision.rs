@@ -16,7 +16,7 @@ pub struct Decision {
     pub decision: Verdict,
     /// Hash of the policy set that decided.
     pub hash: Arc<str>,
-    /// `fanotify`, `kernel` (judged from the kernel's record) or `bpf-lsm`.
+    /// `fanotify`, `kernel` (judged from the kernel's record), `bpf-lsm` or `fmod_ret`.
     pub enforcement: &'static str,
 }
 
@@ -39,7 +39,7 @@ impl Decision {
     }
 }
 
-/// A decision the BPF LSM program made in the kernel (a refusal, or an `alert`/`audit` record
+/// A decision the kernel's enforcement program (BPF LSM or `fmod_ret`) made (a refusal, or an `alert`/`audit` record
 /// of an access let through), as decoded (enrich names the policy
 /// and turns it into a [`Decision`]).
 #[derive(Clone, Debug)]
@@ -52,6 +52,8 @@ pub struct LsmDecision {
     pub combo: u32,
     /// `deny`, `kill`, `alert` or `audit`.
     pub verdict: crate::policy::Verdict,
+    /// The program that decided: `bpf-lsm` or `fmod_ret` (`mnsensor.enforcement`).
+    pub enforcement: &'static str,
 }
 
 impl LsmDecision {
@@ -62,7 +64,7 @@ impl LsmDecision {
         rec.set(attr::DECISION, self.verdict.as_str())
             .set(attr::POLICY_REASON, "no_entry_matched")
             .set(attr::POLICY_MODE, "enforce")
-            .set(attr::ENFORCEMENT, "bpf-lsm");
+            .set(attr::ENFORCEMENT, self.enforcement);
     }
 }
 

@@ -55,6 +55,10 @@ pub struct Args {
     /// Passed to every test executable as libtest's name filter.
     #[arg(long, value_name = "SUBSTRING")]
     pub filter: Option<String>,
+    /// Boot without `bpf` in the LSM list (as Ubuntu and RHEL kernels do), so enforcement
+    /// runs on the `fmod_ret` program; kernels are reported as `NAME-no-bpf-lsm`.
+    #[arg(long)]
+    pub no_bpf_lsm: bool,
 }
 
 struct Outcome {
@@ -107,20 +111,29 @@ pub fn vm_test(args: &Args) -> Result<()> {
         for _ in 0..PARALLEL.min(kernels.len()) {
             s.spawn(|| {
                 while let Some(kernel) = kernels.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let outcome = boot(kernel, &initrd, &dir, &expected);
+                    let outcome = boot(kernel, &initrd, &dir, &expected, args.no_bpf_lsm);
                     outcomes.lock().expect("no panics while locked").push(outcome);
                 }
             });
         }
     });
     let mut outcomes = outcomes.into_inner().expect("no panics while locked");
-    outcomes.sort_by_key(|o| names.iter().position(|n| *n == o.name));
+    outcomes.sort_by_key(|o| {
+        names.iter().position(|n| o.name.strip_suffix("-no-bpf-lsm").unwrap_or(&o.name) == n)
+    });
     report(&outcomes)
 }
 
-fn boot(kernel: &kernels::Kernel, initrd: &Path, dir: &Path, expected: &[String]) -> Outcome {
-    let log = dir.join(format!("console-{}.log", kernel.name));
-    let (secs, console, verdict) = match qemu::boot(&kernel.vmlinuz, initrd, &log) {
+fn boot(
+    kernel: &kernels::Kernel,
+    initrd: &Path,
+    dir: &Path,
+    expected: &[String],
+    no_bpf_lsm: bool,
+) -> Outcome {
+    let name = if no_bpf_lsm { format!("{}-no-bpf-lsm", kernel.name) } else { kernel.name.clone() };
+    let log = dir.join(format!("console-{name}.log"));
+    let (secs, console, verdict) = match qemu::boot(&kernel.vmlinuz, initrd, &log, no_bpf_lsm) {
         Ok((code, wall)) => {
             let text = fs::read(&log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let console = qemu::parse(&text);
@@ -134,8 +147,8 @@ fn boot(kernel: &kernels::Kernel, initrd: &Path, dir: &Path, expected: &[String]
         Err(err) => (0.0, qemu::Console::default(), Err(format!("{err:#}"))),
     };
     let result = if verdict.is_ok() { "pass" } else { "FAIL" };
-    step(format!("kernel {}: {result} in {secs:.0} s", kernel.name));
-    Outcome { name: kernel.name.clone(), package: kernel.package.clone(), log, secs, console, verdict }
+    step(format!("kernel {name}: {result} in {secs:.0} s"));
+    Outcome { name, package: kernel.package.clone(), log, secs, console, verdict }
 }
 
 fn report(outcomes: &[Outcome]) -> Result<()> {
@@ -145,7 +158,7 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
     }
     println!("\nvm-test summary:");
     println!(
-        "{:<8} {:<42} {:<6} {:>7} {:>7} {:>7} {:>7}  details",
+        "{:<16} {:<42} {:<6} {:>7} {:>7} {:>7} {:>7}  details",
         "kernel", "package", "result", "wall_s", "passed", "failed", "skipped"
     );
     for o in outcomes {
@@ -154,7 +167,7 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
             Err(why) => ("FAIL", why.clone()),
         };
         println!(
-            "{:<8} {:<42} {:<6} {:>7.1} {:>7} {:>7} {:>7}  {details}",
+            "{:<16} {:<42} {:<6} {:>7.1} {:>7} {:>7} {:>7}  {details}",
             o.name,
             o.package,
             result,
