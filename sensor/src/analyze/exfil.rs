@@ -53,6 +53,8 @@ pub enum Input {
         bytes: u64,
         connects: u32,
         denied: u32,
+        /// Connections opened before the taint that the kernel cut (`action: deny`).
+        cut: u32,
         first_ns: i128,
         last_ns: i128,
     },
@@ -131,8 +133,10 @@ pub struct Detection {
     /// Destination and the bytes sent to it.
     pub destination: Option<(IpAddr, u16, String)>,
     pub bytes_sent: u64,
-    /// `deny` when the kernel refused a connect, `alert` otherwise.
+    /// `deny` when the kernel refused a connect or cut a connection, `alert` otherwise.
     pub action: &'static str,
+    /// A connection opened before the taint was cut (`mnsensor.egress.cut`).
+    pub cut: bool,
     pub first_ns: i128,
     pub last_ns: i128,
 }
@@ -144,6 +148,8 @@ struct Episode {
     first_ns: i128,
     last_ns: i128,
     reported: bool,
+    /// A connection of the episode was cut.
+    cut: bool,
 }
 
 impl Episode {
@@ -200,9 +206,9 @@ impl Detector {
             Input::Taint { proc, origin, bytes, files, time_ns } => {
                 self.taint(proc, origin, bytes, files, time_ns)
             }
-            Input::Flow { proc, origin, addr, port, protocol, bytes, denied, first_ns, last_ns, .. } => {
-                self.flow(proc, origin, (addr, port, protocol), bytes, denied, first_ns, last_ns)
-            }
+            Input::Flow {
+                proc, origin, addr, port, protocol, bytes, denied, cut, first_ns, last_ns, ..
+            } => self.flow(proc, origin, (addr, port, protocol), bytes, (denied, cut), first_ns, last_ns),
             Input::Derived { proc, origin, path, ino, dev, time_ns } => {
                 self.derived(proc, origin, path, (dev, ino), time_ns)
             }
@@ -272,7 +278,7 @@ impl Detector {
         origin: Origin,
         dest: (IpAddr, u16, String),
         bytes: u64,
-        denied: u32,
+        (denied, cut): (u32, u32),
         first_ns: i128,
         last_ns: i128,
     ) -> Vec<Detection> {
@@ -296,12 +302,14 @@ impl Detector {
         }
         ep.bytes += db;
         ep.files += u64::from(dd);
+        ep.cut |= cut > 0;
         if ep.reported || (ep.bytes < self.settings.min_bytes && ep.files == 0) {
             return Vec::new();
         }
         ep.reported = true;
-        let (b, first, last, refused) = (ep.bytes, ep.first_ns, ep.last_ns, ep.files > 0);
+        let (b, first, last, refused, cut) = (ep.bytes, ep.first_ns, ep.last_ns, ep.files > 0, ep.cut);
         let reason = match (allowed_dest, refused) {
+            (false, true) if cut => "a tainted process sent on a connection it opened before it was tainted, to a destination not on the allow list; its packets are dropped and the connection cut".to_owned(),
             (true, _) => format!(
                 "tainted data sent to an allowed destination by user {}, who is not allowed",
                 proc.uid
@@ -318,6 +326,7 @@ impl Detector {
             self.detection(Name::DetectionExfiltration, last, &proc, &origin, Some(dest), b, action, reason);
         d.first_ns = first;
         d.last_ns = last;
+        d.cut = cut;
         vec![d]
     }
 
@@ -399,6 +408,7 @@ mod tests {
             bytes,
             connects: 1,
             denied,
+            cut: 0,
             first_ns: t,
             last_ns: t,
         }
