@@ -14,9 +14,10 @@
 //! ECONNRESET instead of a connection that only stalls.
 //!
 //! These programs are attached only when the policy's action is deny (they also check
-//! `EGRESS_CONFIG`, so a reload to alert stops them cutting).
+//! `EGRESS_CONFIG`, so a reload to alert stops them cutting), and act only for tasks in the
+//! egress cgroup, where the other egress programs are attached.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_ancestor_cgroup_id},
     macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuArray},
     programs::{SkBuffContext, TracePointContext},
@@ -90,7 +91,10 @@ fn connection(sk: u64, key: &mut CutKey) -> Option<()> {
 #[inline(always)]
 fn on_send_enter(fd_reg: Arg) -> u32 {
     let Some(taint) = current() else { return 0 };
-    if !EGRESS_CONFIG.get(0).is_some_and(|c| c.action == ACTION_DENY) {
+    let Some(config) = EGRESS_CONFIG.get(0) else { return 0 };
+    // SAFETY: the helper takes a level; an id of 0 (no such ancestor) never matches.
+    let cgroup = unsafe { bpf_get_current_ancestor_cgroup_id(config.cgroup_level as i32) };
+    if config.action != ACTION_DENY || cgroup != config.cgroup_id {
         return 0;
     }
     let Ok(fd) = arg(fd_reg) else { return 0 };

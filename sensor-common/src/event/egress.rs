@@ -142,7 +142,11 @@ pub const ALLOW_PORTS: usize = 8;
 pub struct EgressConfig {
     /// [`ACTION_ALERT`] or [`ACTION_DENY`].
     pub action: u32,
-    pub _pad: u32,
+    /// The egress cgroup's depth below the cgroup v2 root (0: the root) and its id: the
+    /// syscall-enter programs of `cut.rs` act only for tasks in it (the cgroup programs are
+    /// attached to it).
+    pub cgroup_level: u32,
+    pub cgroup_id: u64,
 }
 
 /// Report only.

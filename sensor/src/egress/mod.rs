@@ -108,6 +108,10 @@ pub struct Egress {
     stats: PerCpuArray<MapData, u64>,
     allow: LpmTrie<MapData, AllowAddr, AllowPorts>,
     config: Array<MapData, EgressConfig>,
+    /// The egress cgroup's depth below the cgroup v2 root and its id.
+    cgroup: (u32, u64),
+    /// Whether the cut programs are attached (the policy said deny at start).
+    cut_attached: bool,
     clock: Clock,
     /// DNS packets decoded by the last [`Egress::poll`].
     dns: Vec<dns::Packet>,
@@ -195,6 +199,9 @@ impl Egress {
             stats: PerCpuArray::try_from(take("EXFIL_STATS")?).map_err(map_err("EXFIL_STATS"))?,
             allow: LpmTrie::try_from(take("EGRESS_ALLOW")?).map_err(map_err("EGRESS_ALLOW"))?,
             config: Array::try_from(take("EGRESS_CONFIG")?).map_err(map_err("EGRESS_CONFIG"))?,
+            cgroup: cgroup_level_id(cgroup)
+                .map_err(|source| EgressError::Cgroup { path: cgroup.display().to_string(), source })?,
+            cut_attached: policy.action == EgressAction::Deny,
             clock: Clock::now(),
             dns: Vec::new(),
             attached,
@@ -231,7 +238,14 @@ impl Egress {
             EgressAction::Alert => ACTION_ALERT,
             EgressAction::Deny => ACTION_DENY,
         };
-        self.config.set(0, EgressConfig { action, _pad: 0 }, 0).map_err(err("EGRESS_CONFIG"))?;
+        if policy.action == EgressAction::Deny && !self.cut_attached {
+            tracing::warn!(
+                "egress: action deny now refuses tainted connects, but connections opened before a taint are cut only after a restart (the cut programs load at start under deny)"
+            );
+        }
+        let (cgroup_level, cgroup_id) = self.cgroup;
+        let config = EgressConfig { action, cgroup_level, cgroup_id };
+        self.config.set(0, config, 0).map_err(err("EGRESS_CONFIG"))?;
         Ok(())
     }
 
@@ -441,6 +455,25 @@ pub fn cgroup_v2(path: &Path) -> std::path::PathBuf {
         return unified;
     }
     path.to_path_buf()
+}
+
+/// The depth of the cgroup v2 directory `path` below its hierarchy's root (parents on the
+/// same file system with a `cgroup.procs`) and its cgroup id (the directory's inode number,
+/// <https://github.com/torvalds/linux/blob/v6.12/kernel/cgroup/cgroup.c#L6573>).
+fn cgroup_level_id(path: &Path) -> std::io::Result<(u32, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path)?;
+    let mut level = 0;
+    let mut dir = path.canonicalize()?;
+    while let Some(parent) = dir.parent() {
+        let same_fs = std::fs::metadata(parent).is_ok_and(|m| m.dev() == meta.dev());
+        if !same_fs || !parent.join("cgroup.procs").exists() {
+            break;
+        }
+        level += 1;
+        dir = parent.to_path_buf();
+    }
+    Ok((level, meta.ino()))
 }
 
 /// The allow-list key of a network: IPv4 as `::ffff:a.b.c.d` with the prefix + 96.
