@@ -414,6 +414,34 @@ mod tests {
         }
     }
 
+    /// A cut connection (kernel: denied and cut at the first tainted send; the bytes the
+    /// send queued follow) is one `deny` detection that says so and carries those bytes.
+    #[test]
+    fn a_cut_connection_is_a_deny_detection_with_its_bytes() {
+        let mut d = Detector::new(Settings::default());
+        let cut = |bytes: u64, t: i128| Input::Flow {
+            proc: proc(20, 1000, "nc"),
+            origin: origin(1000),
+            addr: "10.200.0.2".parse().unwrap(),
+            port: 9000,
+            protocol: "tcp".into(),
+            bytes,
+            connects: 0,
+            denied: 1,
+            cut: 1,
+            first_ns: t,
+            last_ns: t,
+        };
+        let out = d.observe(cut(40_000, 2 * S));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].action, out[0].cut, out[0].bytes_sent), ("deny", true, 40_000));
+        assert!(out[0].reason.contains("opened before it was tainted"), "{}", out[0].reason);
+        assert!(d.observe(cut(50_000, 3 * S)).is_empty(), "once per episode");
+        // A refused connect is not a cut.
+        let out = d.observe(flow(21, 1001, "10.200.0.3", 0, 1, 2 * S));
+        assert_eq!((out[0].action, out[0].cut), ("deny", false));
+    }
+
     #[test]
     fn exfiltration_once_per_episode_with_destination_and_bytes() {
         let mut d = Detector::new(Settings { min_bytes: 100, ..Settings::default() });
