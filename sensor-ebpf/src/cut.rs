@@ -16,6 +16,10 @@
 //! These programs are attached only when the policy's action is deny (they also check
 //! `EGRESS_CONFIG`, so a reload to alert stops them cutting), and act only for tasks in the
 //! egress cgroup, where the other egress programs are attached.
+#![allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "map keys are passed by reference: the key lives in per-CPU scratch, and a copy on the 512-byte BPF stack beside add_flow's Flow does not fit"
+)]
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_ancestor_cgroup_id},
     macros::{map, tracepoint},
