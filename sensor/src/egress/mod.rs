@@ -458,8 +458,9 @@ pub fn cgroup_v2(path: &Path) -> std::path::PathBuf {
 }
 
 /// The depth of the cgroup v2 directory `path` below its hierarchy's root (parents on the
-/// same file system with a `cgroup.procs`) and its cgroup id (the directory's inode number,
-/// <https://github.com/torvalds/linux/blob/v6.12/kernel/cgroup/cgroup.c#L6573>).
+/// same file system with a `cgroup.procs`) and its cgroup id: the directory's inode number
+/// (`cgroup_id()` is the kernfs node id, <https://github.com/torvalds/linux/blob/v6.12/include/linux/cgroup.h>,
+/// which is the inode number, `kernfs_ino()` in <https://github.com/torvalds/linux/blob/v6.12/fs/kernfs/inode.c>).
 fn cgroup_level_id(path: &Path) -> std::io::Result<(u32, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path)?;
