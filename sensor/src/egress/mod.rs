@@ -199,7 +199,7 @@ impl Egress {
             stats: PerCpuArray::try_from(take("EXFIL_STATS")?).map_err(map_err("EXFIL_STATS"))?,
             allow: LpmTrie::try_from(take("EGRESS_ALLOW")?).map_err(map_err("EGRESS_ALLOW"))?,
             config: Array::try_from(take("EGRESS_CONFIG")?).map_err(map_err("EGRESS_CONFIG"))?,
-            cgroup: cgroup_level_id(cgroup)
+            cgroup: crate::kernel::cgroup::level_and_id(cgroup)
                 .map_err(|source| EgressError::Cgroup { path: cgroup.display().to_string(), source })?,
             cut_attached: policy.action == EgressAction::Deny,
             clock: Clock::now(),
@@ -455,26 +455,6 @@ pub fn cgroup_v2(path: &Path) -> std::path::PathBuf {
         return unified;
     }
     path.to_path_buf()
-}
-
-/// The depth of the cgroup v2 directory `path` below its hierarchy's root (parents on the
-/// same file system with a `cgroup.procs`) and its cgroup id: the directory's inode number
-/// (`cgroup_id()` is the kernfs node id, <https://github.com/torvalds/linux/blob/v6.12/include/linux/cgroup.h>,
-/// which is the inode number, `kernfs_ino()` in <https://github.com/torvalds/linux/blob/v6.12/fs/kernfs/inode.c>).
-fn cgroup_level_id(path: &Path) -> std::io::Result<(u32, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(path)?;
-    let mut level = 0;
-    let mut dir = path.canonicalize()?;
-    while let Some(parent) = dir.parent() {
-        let same_fs = std::fs::metadata(parent).is_ok_and(|m| m.dev() == meta.dev());
-        if !same_fs || !parent.join("cgroup.procs").exists() {
-            break;
-        }
-        level += 1;
-        dir = parent.to_path_buf();
-    }
-    Ok((level, meta.ino()))
 }
 
 /// The allow-list key of a network: IPv4 as `::ffff:a.b.c.d` with the prefix + 96.
