@@ -5,7 +5,8 @@
 //! (in production the root, `/sys/fs/cgroup`; tests pass a child cgroup they create), plus
 //! the send tracepoints; it fills the allow list and the action from the policy.
 //! [`Egress::poll`] drains the taint ring and reads the taint and flow maps into
-//! [`exfil::Input`]s, removing the entries of processes that have exited. Everything is
+//! [`exfil::Input`]s, removing the entries of processes that have exited; under
+//! `action: deny` it disconnects the connections the kernel cut ([`cut`]). Everything is
 //! detached when the loaded object ([`crate::bpf::Programs`]) is dropped.
 use std::{
     fs::File,
@@ -261,7 +262,9 @@ impl Egress {
             if r.get(..4) == Some(&REC_DNS.to_ne_bytes()[..]) {
                 self.dns.extend(self.decode_dns(r));
             } else if r.get(..4) == Some(&REC_CUT.to_ne_bytes()[..]) {
-                cut_record(r);
+                if let Some(key) = cut_record(r) {
+                    let _ = self.cuts.remove(&key);
+                }
             } else {
                 out.extend(self.decode(r));
             }
@@ -432,18 +435,25 @@ impl Egress {
     }
 }
 
-/// A [`CutRecord`]: disconnects the connection (its packets are already dropped). A failure
-/// is logged: the kernel keeps dropping the packets, the process only sees a stalled
-/// connection instead of an error.
-fn cut_record(bytes: &[u8]) {
+/// A [`CutRecord`]: disconnects the connection (its packets are already dropped). Returns
+/// its key once a TCP connection is disconnected: the kernel purged its queue and it cannot
+/// send again, so the mark can go (its ports may be reused by another connection). A
+/// failure is logged: the kernel keeps dropping the packets, the process only sees a
+/// stalled connection instead of an error.
+fn cut_record(bytes: &[u8]) -> Option<CutKey> {
     if bytes.len() < size_of::<CutRecord>() {
-        return;
+        return None;
     }
     // SAFETY: the full size; plain data; read unaligned.
     let r: CutRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
     let (tgid, fd) = (r.cut.flow.tgid, r.cut.fd);
-    if let Err(e) = cut::disconnect(tgid, fd, &r.key) {
-        tracing::warn!(tgid, fd, error = %e, "egress: a cut connection's packets are dropped, but it could not be disconnected");
+    match cut::disconnect(tgid, fd, &r.key) {
+        Ok(cut::Outcome::Disconnected) => Some(r.key),
+        Ok(cut::Outcome::Untouched) => None,
+        Err(e) => {
+            tracing::warn!(tgid, fd, error = %e, "egress: a cut connection's packets are dropped, but it could not be disconnected");
+            None
+        }
     }
 }
 
