@@ -12,6 +12,7 @@
 //! `egress_skb` (cgroup_skb egress) adds the payload of each of its packets to the flow's
 //! `wire_bytes`: sends no syscall exit sees (io_uring, sendmmsg) are counted there. The
 //! start of each packet such a socket sends to port 53 goes to the ring as a [`DnsPacket`].
+//! It also drops the packets of connections `cut.rs` cut (opened before the taint).
 //!
 //! Context layout: `struct bpf_sock_addr` and `struct bpf_sock` are UAPI
 //! (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/bpf.h#L6477>), so these
@@ -53,12 +54,12 @@ static EGRESS_ALLOW: LpmTrie<AllowAddr, AllowPorts> = LpmTrie::with_max_entries(
 
 /// `[0]`: the action for tainted traffic to destinations not allowed.
 #[map]
-static EGRESS_CONFIG: Array<EgressConfig> = Array::with_max_entries(1, 0);
+pub static EGRESS_CONFIG: Array<EgressConfig> = Array::with_max_entries(1, 0);
 
 /// Whether `key` (normalised) may be reached: an allow-list prefix covers it and, when the
 /// prefix names ports, the port is one of them.
 #[inline(always)]
-fn allowed(key: &FlowKey) -> bool {
+pub fn allowed(key: &FlowKey) -> bool {
     let mut addr = [0u8; 16];
     if key.family == AF_INET {
         addr[10] = 0xff;
@@ -80,6 +81,12 @@ fn allowed(key: &FlowKey) -> bool {
         i += 1;
     }
     false
+}
+
+/// Whether a (normalised) destination is 127.0.0.0/8 or `::1`.
+#[inline(always)]
+pub fn loopback(family: u16, d: &[u8; 16]) -> bool {
+    (family == AF_INET && d[0] == 127) || (family == AF_INET6 && d[..15] == [0; 15] && d[15] == 1)
 }
 
 /// 1 lets the call through, 0 refuses it with EPERM. A call that goes through remembers its
@@ -108,9 +115,7 @@ fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
         key.daddr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
     }
     normalise(&mut key);
-    let d = key.daddr;
-    if (key.family == AF_INET && d[0] == 127) || (key.family == AF_INET6 && d[..15] == [0; 15] && d[15] == 1)
-    {
+    if loopback(key.family, &key.daddr) {
         return 1; // loopback stays on the host: a receiver becomes tainted instead (`taint.rs`)
     }
     let deny = EGRESS_CONFIG.get(0).is_some_and(|c| c.action == ACTION_DENY) && !allowed(&key);
@@ -130,9 +135,13 @@ fn on_addr(ctx: &SockAddrContext, v6: bool) -> i32 {
 }
 
 /// Payload bytes of an outgoing IPv4/IPv6 TCP or UDP packet of a remembered socket are added
-/// to its flow's `wire_bytes` (retransmissions included). Always lets the packet through.
+/// to its flow's `wire_bytes` (retransmissions included). Drops the packets of a cut
+/// connection (`cut.rs`), lets every other packet through.
 #[cgroup_skb(egress)]
 pub fn egress_skb(ctx: SkBuffContext) -> i32 {
+    if crate::cut::dropped(&ctx) {
+        return 0;
+    }
     // SAFETY: the helper takes the program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     // SAFETY: copied before the map can change.
@@ -180,7 +189,7 @@ fn dns(ctx: &SkBuffContext, key: &FlowKey, start: u64, n: u64, proto: u16) {
 /// Where the payload starts, its length and the transport protocol of an outgoing TCP or UDP
 /// packet (the packet starts at the IP header here).
 #[inline(always)]
-fn payload(ctx: &SkBuffContext) -> Option<(u64, u64, u16)> {
+pub fn payload(ctx: &SkBuffContext) -> Option<(u64, u64, u16)> {
     let len = u64::from(ctx.len());
     let first: u8 = ctx.load(0).ok()?;
     let (ip_len, proto) = match first >> 4 {

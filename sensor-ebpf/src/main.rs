@@ -12,6 +12,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod change;
+mod cut;
 mod egress;
 mod emit;
 mod enforce;

@@ -93,8 +93,8 @@ const UNIX_SOCK_DEV: u32 = u32::MAX;
 const LOOPBACK_DEV: u32 = u32::MAX - 1;
 
 /// File type bits of `i_mode` (<https://github.com/torvalds/linux/blob/v6.12/include/uapi/linux/stat.h#L9>).
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFSOCK: u16 = 0o140000;
 const S_IFREG: u16 = 0o100000;
 const S_IFIFO: u16 = 0o010000;
 

@@ -623,3 +623,29 @@ fn slow_drip_adds_up_split_connections_once() {
     s.sensor.assert_none("exfiltration below its threshold", exfil_to(9301));
     s.sensor.stop();
 }
+
+/// The programs that cut a connection opened before the taint (docs/detections.md, "Egress
+/// control") are attached under `action: deny` only, one per send syscall, so each kernel's
+/// verifier has to accept them (this test runs in the VMs; exfil_ways cuts real connections
+/// on the host).
+#[test]
+fn the_cut_programs_are_attached_under_deny_only() {
+    const CUT: [&str; 7] = [
+        "cut_enter_write@tracepoint/syscalls/sys_enter_write",
+        "cut_enter_writev@tracepoint/syscalls/sys_enter_writev",
+        "cut_enter_sendto@tracepoint/syscalls/sys_enter_sendto",
+        "cut_enter_sendmsg@tracepoint/syscalls/sys_enter_sendmsg",
+        "cut_enter_sendmmsg@tracepoint/syscalls/sys_enter_sendmmsg",
+        "cut_enter_sendfile64@tracepoint/syscalls/sys_enter_sendfile64",
+        "cut_enter_splice@tracepoint/syscalls/sys_enter_splice",
+    ];
+    for (action, expected) in [("deny", &CUT[..]), ("alert", &[][..])] {
+        let cg = Cgroup::new();
+        let mut s = setup(&cg, 1, &format!("    action: {action}\n"));
+        let programs = mnsensor_tests::get_str_array(s.sensor.start_event(), "mnsensor.bpf.programs");
+        let cut: Vec<&str> =
+            programs.iter().map(String::as_str).filter(|p| p.starts_with("cut_enter_")).collect();
+        assert_eq!(cut, expected, "action {action}: {programs:?}");
+        s.sensor.stop();
+    }
+}

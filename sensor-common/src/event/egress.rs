@@ -71,10 +71,55 @@ pub struct Flow {
     pub sends: u64,
     /// connect() / unconnected sendmsg() calls seen by the cgroup programs.
     pub connects: u32,
-    /// Of those, refused with EPERM.
+    /// Of those, refused with EPERM; plus connections cut (below).
     pub denied: u32,
+    /// Connections opened before the process was tainted whose packets `egress_skb` drops
+    /// since the process's first send on them (`action: deny`; [`Cut`]).
+    pub cut: u32,
+    pub _pad: u32,
     pub first_ns: u64,
     pub last_ns: u64,
+}
+
+/// One IPv4/IPv6 connection as its packets carry it (IPv4-mapped IPv6 sockets as IPv4):
+/// the key of `CUT_CONNECTIONS`, which `egress_skb` looks packets up in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CutKey {
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u16,
+    /// Local and remote ports, host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// Local and remote addresses, network byte order; IPv4 in the first four bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// A connection whose packets are dropped: a tainted process sent on it (under
+/// `action: deny`, to a destination not allowed) though it was connected before the taint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cut {
+    /// The flow its sends count into (the sender's tgid and the destination).
+    pub flow: FlowKey,
+    /// The sender's descriptor of the socket at its first tainted send.
+    pub fd: u32,
+    pub _pad: u32,
+    pub time_ns: u64,
+}
+
+/// Record kind [`REC_CUT`]: a connection was marked in `CUT_CONNECTIONS`; the daemon then
+/// disconnects the socket so that the process sees an error.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CutRecord {
+    pub header_kind: u32,
+    pub _pad: u32,
+    pub key: CutKey,
+    pub cut: Cut,
 }
 
 /// Key of the destination allow list (an LPM trie over IPv6 addresses; IPv4 as
@@ -97,7 +142,11 @@ pub const ALLOW_PORTS: usize = 8;
 pub struct EgressConfig {
     /// [`ACTION_ALERT`] or [`ACTION_DENY`].
     pub action: u32,
-    pub _pad: u32,
+    /// The egress cgroup's depth below the cgroup v2 root (0: the root) and its id: the
+    /// syscall-enter programs of `cut.rs` act only for tasks in it (the cgroup programs are
+    /// attached to it).
+    pub cgroup_level: u32,
+    pub cgroup_id: u64,
 }
 
 /// Report only.
@@ -112,6 +161,9 @@ pub const REC_SOCKET: u32 = 2;
 
 /// Record kind: [`DnsPacket`].
 pub const REC_DNS: u32 = 3;
+
+/// Record kind: [`CutRecord`].
+pub const REC_CUT: u32 = 4;
 
 /// Bytes of DNS message copied into a [`DnsPacket`] (a query name is at most 255 bytes).
 pub const DNS_DATA: usize = 256;
@@ -179,8 +231,10 @@ pub const STAT_RING_LOST: u32 = 3;
 pub const STAT_DENIED: u32 = 4;
 /// A tainted socket could not be remembered for byte counting (map full).
 pub const STAT_SOCKET_FULL: u32 = 5;
+/// A connection to cut could not be remembered (map full): its packets still leave.
+pub const STAT_CUT_FULL: u32 = 6;
 /// Number of counter slots.
-pub const STAT_SLOTS: u32 = 6;
+pub const STAT_SLOTS: u32 = 7;
 
 /// `AF_UNIX`, `AF_PACKET`.
 pub const AF_UNIX: u16 = 1;
@@ -202,6 +256,10 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: plain repr(C) data.
     unsafe impl aya::Pod for super::Flow {}
+    // SAFETY: plain repr(C) data.
+    unsafe impl aya::Pod for super::CutKey {}
+    // SAFETY: plain repr(C) data.
+    unsafe impl aya::Pod for super::Cut {}
     // SAFETY: plain repr(C) data.
     unsafe impl aya::Pod for super::AllowPorts {}
     // SAFETY: plain repr(C) data.

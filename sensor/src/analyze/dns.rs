@@ -152,6 +152,7 @@ impl Detector {
             destination: Some((p.server, p.port, p.protocol)),
             bytes_sent: 0,
             action: "alert",
+            cut: false,
             first_ns: p.origin.time_ns,
             last_ns: p.time_ns,
         };

@@ -141,6 +141,7 @@ mod tests {
             bytes,
             connects: 1,
             denied: 0,
+            cut: 0,
             first_ns: t,
             last_ns: t,
         }

@@ -18,6 +18,7 @@ pub fn detection(name: Name, t: i128, proc: &Proc, origin: &Origin, reason: Stri
         destination: None,
         bytes_sent: 0,
         action: "alert",
+        cut: false,
         first_ns: origin.time_ns,
         last_ns: t,
     }

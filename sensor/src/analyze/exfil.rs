@@ -53,6 +53,8 @@ pub enum Input {
         bytes: u64,
         connects: u32,
         denied: u32,
+        /// Connections opened before the taint that the kernel cut (`action: deny`).
+        cut: u32,
         first_ns: i128,
         last_ns: i128,
     },
@@ -131,8 +133,10 @@ pub struct Detection {
     /// Destination and the bytes sent to it.
     pub destination: Option<(IpAddr, u16, String)>,
     pub bytes_sent: u64,
-    /// `deny` when the kernel refused a connect, `alert` otherwise.
+    /// `deny` when the kernel refused a connect or cut a connection, `alert` otherwise.
     pub action: &'static str,
+    /// A connection opened before the taint was cut (`mnsensor.egress.cut`).
+    pub cut: bool,
     pub first_ns: i128,
     pub last_ns: i128,
 }
@@ -144,6 +148,8 @@ struct Episode {
     first_ns: i128,
     last_ns: i128,
     reported: bool,
+    /// A connection of the episode was cut.
+    cut: bool,
 }
 
 impl Episode {
@@ -200,9 +206,9 @@ impl Detector {
             Input::Taint { proc, origin, bytes, files, time_ns } => {
                 self.taint(proc, origin, bytes, files, time_ns)
             }
-            Input::Flow { proc, origin, addr, port, protocol, bytes, denied, first_ns, last_ns, .. } => {
-                self.flow(proc, origin, (addr, port, protocol), bytes, denied, first_ns, last_ns)
-            }
+            Input::Flow {
+                proc, origin, addr, port, protocol, bytes, denied, cut, first_ns, last_ns, ..
+            } => self.flow(proc, origin, (addr, port, protocol), bytes, (denied, cut), first_ns, last_ns),
             Input::Derived { proc, origin, path, ino, dev, time_ns } => {
                 self.derived(proc, origin, path, (dev, ino), time_ns)
             }
@@ -272,7 +278,7 @@ impl Detector {
         origin: Origin,
         dest: (IpAddr, u16, String),
         bytes: u64,
-        denied: u32,
+        (denied, cut): (u32, u32),
         first_ns: i128,
         last_ns: i128,
     ) -> Vec<Detection> {
@@ -296,12 +302,14 @@ impl Detector {
         }
         ep.bytes += db;
         ep.files += u64::from(dd);
+        ep.cut |= cut > 0;
         if ep.reported || (ep.bytes < self.settings.min_bytes && ep.files == 0) {
             return Vec::new();
         }
         ep.reported = true;
-        let (b, first, last, refused) = (ep.bytes, ep.first_ns, ep.last_ns, ep.files > 0);
+        let (b, first, last, refused, cut) = (ep.bytes, ep.first_ns, ep.last_ns, ep.files > 0, ep.cut);
         let reason = match (allowed_dest, refused) {
+            (false, true) if cut => "a tainted process sent on a connection it opened before it was tainted, to a destination not on the allow list; its packets are dropped and the connection cut".to_owned(),
             (true, _) => format!(
                 "tainted data sent to an allowed destination by user {}, who is not allowed",
                 proc.uid
@@ -318,6 +326,7 @@ impl Detector {
             self.detection(Name::DetectionExfiltration, last, &proc, &origin, Some(dest), b, action, reason);
         d.first_ns = first;
         d.last_ns = last;
+        d.cut = cut;
         vec![d]
     }
 
@@ -399,9 +408,38 @@ mod tests {
             bytes,
             connects: 1,
             denied,
+            cut: 0,
             first_ns: t,
             last_ns: t,
         }
+    }
+
+    /// A cut connection (kernel: denied and cut at the first tainted send; the bytes the
+    /// send queued follow) is one `deny` detection that says so and carries those bytes.
+    #[test]
+    fn a_cut_connection_is_a_deny_detection_with_its_bytes() {
+        let mut d = Detector::new(Settings::default());
+        let cut = |bytes: u64, t: i128| Input::Flow {
+            proc: proc(20, 1000, "nc"),
+            origin: origin(1000),
+            addr: "10.200.0.2".parse().unwrap(),
+            port: 9000,
+            protocol: "tcp".into(),
+            bytes,
+            connects: 0,
+            denied: 1,
+            cut: 1,
+            first_ns: t,
+            last_ns: t,
+        };
+        let out = d.observe(cut(40_000, 2 * S));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].action, out[0].cut, out[0].bytes_sent), ("deny", true, 40_000));
+        assert!(out[0].reason.contains("opened before it was tainted"), "{}", out[0].reason);
+        assert!(d.observe(cut(50_000, 3 * S)).is_empty(), "once per episode");
+        // A refused connect is not a cut.
+        let out = d.observe(flow(21, 1001, "10.200.0.3", 0, 1, 2 * S));
+        assert_eq!((out[0].action, out[0].cut), ("deny", false));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! (in production the root, `/sys/fs/cgroup`; tests pass a child cgroup they create), plus
 //! the send tracepoints; it fills the allow list and the action from the policy.
 //! [`Egress::poll`] drains the taint ring and reads the taint and flow maps into
-//! [`exfil::Input`]s, removing the entries of processes that have exited. Everything is
+//! [`exfil::Input`]s, removing the entries of processes that have exited; under
+//! `action: deny` it disconnects the connections the kernel cut ([`cut`]). Everything is
 //! detached when the loaded object ([`crate::bpf::Programs`]) is dropped.
 use std::{
     fs::File,
@@ -26,8 +27,9 @@ use aya::{
 use sensor_common::event::{
     Task,
     egress::{
-        ACTION_ALERT, ACTION_DENY, ALLOW_PORTS, AllowAddr, AllowPorts, Derived, DnsPacket, EgressConfig,
-        Flow, FlowKey, REC_DERIVED, REC_DNS, REC_SOCKET, RawSocket, STAT_SLOTS, Taint,
+        ACTION_ALERT, ACTION_DENY, ALLOW_PORTS, AllowAddr, AllowPorts, Cut, CutKey, CutRecord, Derived,
+        DnsPacket, EgressConfig, Flow, FlowKey, REC_CUT, REC_DERIVED, REC_DNS, REC_SOCKET, RawSocket,
+        STAT_SLOTS, Taint,
     },
     net::{AF_INET, IPPROTO_TCP},
 };
@@ -43,6 +45,7 @@ use crate::{
     policy::egress::{EgressAction, EgressPolicy},
 };
 
+pub mod cut;
 pub mod record;
 
 /// Setting up egress control failed.
@@ -71,6 +74,18 @@ const LINK: CgroupAttachMode = CgroupAttachMode::Single;
 /// carry taint out of unix sockets.
 const SEND_TRACEPOINTS: [&str; 4] =
     ["sys_exit_sendto", "sys_exit_sendmsg", "sys_exit_recvfrom", "sys_exit_recvmsg"];
+/// Under `action: deny` only: (program, syscall-enter tracepoint) of each syscall that can
+/// put bytes on a socket connected before its process was tainted
+/// (`sensor-ebpf/src/cut.rs`).
+const CUT_TRACEPOINTS: [(&str, &str); 7] = [
+    ("cut_enter_write", "sys_enter_write"),
+    ("cut_enter_writev", "sys_enter_writev"),
+    ("cut_enter_sendto", "sys_enter_sendto"),
+    ("cut_enter_sendmsg", "sys_enter_sendmsg"),
+    ("cut_enter_sendmmsg", "sys_enter_sendmmsg"),
+    ("cut_enter_sendfile64", "sys_enter_sendfile64"),
+    ("cut_enter_splice", "sys_enter_splice"),
+];
 
 /// Kernel counters of `EXFIL_STATS`, totalled over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,6 +96,7 @@ pub struct Stats {
     pub ring_lost: u64,
     pub denied: u64,
     pub socket_full: u64,
+    pub cut_full: u64,
 }
 
 /// The attached egress programs' maps.
@@ -88,10 +104,15 @@ pub struct Egress {
     taint: HashMap<MapData, u32, Taint>,
     flows: HashMap<MapData, FlowKey, Flow>,
     sockets: HashMap<MapData, u64, FlowKey>,
+    cuts: HashMap<MapData, CutKey, Cut>,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     allow: LpmTrie<MapData, AllowAddr, AllowPorts>,
     config: Array<MapData, EgressConfig>,
+    /// The egress cgroup's depth below the cgroup v2 root and its id.
+    cgroup: (u32, u64),
+    /// Whether the cut programs are attached (the policy said deny at start).
+    cut_attached: bool,
     clock: Clock,
     /// DNS packets decoded by the last [`Egress::poll`].
     dns: Vec<dns::Packet>,
@@ -122,6 +143,19 @@ impl Egress {
             prog.attach("syscalls", name).map_err(err)?;
             ids.extend(prog.info().ok().map(|i| i.id()));
             attached.push(format!("{name}@tracepoint/syscalls/{name}"));
+        }
+        if policy.action == EgressAction::Deny {
+            for (name, event) in CUT_TRACEPOINTS {
+                if !tracefs.event_exists("syscalls", event) {
+                    continue;
+                }
+                let prog: &mut TracePoint = program(ebpf, name)?;
+                let err = |source| EgressError::Program { program: name, source };
+                prog.load().map_err(err)?;
+                prog.attach("syscalls", event).map_err(err)?;
+                ids.extend(prog.info().ok().map(|i| i.id()));
+                attached.push(format!("{name}@tracepoint/syscalls/{event}"));
+            }
         }
         let cgroup = &cgroup_v2(cgroup);
         let dir = File::open(cgroup)
@@ -161,10 +195,14 @@ impl Egress {
             taint: HashMap::try_from(take("TAINT")?).map_err(map_err("TAINT"))?,
             flows: HashMap::try_from(take("FLOWS")?).map_err(map_err("FLOWS"))?,
             sockets: HashMap::try_from(take("TAINTED_SOCKETS")?).map_err(map_err("TAINTED_SOCKETS"))?,
+            cuts: HashMap::try_from(take("CUT_CONNECTIONS")?).map_err(map_err("CUT_CONNECTIONS"))?,
             ring: RingBuf::try_from(take("EXFIL_EVENTS")?).map_err(map_err("EXFIL_EVENTS"))?,
             stats: PerCpuArray::try_from(take("EXFIL_STATS")?).map_err(map_err("EXFIL_STATS"))?,
             allow: LpmTrie::try_from(take("EGRESS_ALLOW")?).map_err(map_err("EGRESS_ALLOW"))?,
             config: Array::try_from(take("EGRESS_CONFIG")?).map_err(map_err("EGRESS_CONFIG"))?,
+            cgroup: crate::kernel::cgroup::level_and_id(cgroup)
+                .map_err(|source| EgressError::Cgroup { path: cgroup.display().to_string(), source })?,
+            cut_attached: policy.action == EgressAction::Deny,
             clock: Clock::now(),
             dns: Vec::new(),
             attached,
@@ -201,7 +239,14 @@ impl Egress {
             EgressAction::Alert => ACTION_ALERT,
             EgressAction::Deny => ACTION_DENY,
         };
-        self.config.set(0, EgressConfig { action, _pad: 0 }, 0).map_err(err("EGRESS_CONFIG"))?;
+        if policy.action == EgressAction::Deny && !self.cut_attached {
+            tracing::warn!(
+                "egress: action deny now refuses tainted connects, but connections opened before a taint are cut only after a restart (the cut programs load at start under deny)"
+            );
+        }
+        let (cgroup_level, cgroup_id) = self.cgroup;
+        let config = EgressConfig { action, cgroup_level, cgroup_id };
+        self.config.set(0, config, 0).map_err(err("EGRESS_CONFIG"))?;
         Ok(())
     }
 
@@ -216,6 +261,10 @@ impl Egress {
         for r in &records {
             if r.get(..4) == Some(&REC_DNS.to_ne_bytes()[..]) {
                 self.dns.extend(self.decode_dns(r));
+            } else if r.get(..4) == Some(&REC_CUT.to_ne_bytes()[..]) {
+                if let Some(key) = cut_record(r) {
+                    let _ = self.cuts.remove(&key);
+                }
             } else {
                 out.extend(self.decode(r));
             }
@@ -249,6 +298,7 @@ impl Egress {
                 bytes: f.bytes.max(f.wire_bytes),
                 connects: f.connects,
                 denied: f.denied,
+                cut: f.cut,
                 first_ns: self.clock.wall_ns(f.first_ns),
                 last_ns: self.clock.wall_ns(f.last_ns),
             });
@@ -271,6 +321,16 @@ impl Egress {
             .collect();
         for cookie in gone_sockets {
             let _ = self.sockets.remove(&cookie);
+        }
+        let gone_cuts: Vec<CutKey> = self
+            .cuts
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, cut)| !alive(cut.flow.tgid))
+            .map(|(key, _)| key)
+            .collect();
+        for key in gone_cuts {
+            let _ = self.cuts.remove(&key);
         }
         out
     }
@@ -370,6 +430,29 @@ impl Egress {
             ring_lost: v[3],
             denied: v[4],
             socket_full: v[5],
+            cut_full: v[6],
+        }
+    }
+}
+
+/// A [`CutRecord`]: disconnects the connection (its packets are already dropped). Returns
+/// its key once a TCP connection is disconnected: the kernel purged its queue and it cannot
+/// send again, so the mark can go (its ports may be reused by another connection). A
+/// failure is logged: the kernel keeps dropping the packets, the process only sees a
+/// stalled connection instead of an error.
+fn cut_record(bytes: &[u8]) -> Option<CutKey> {
+    if bytes.len() < size_of::<CutRecord>() {
+        return None;
+    }
+    // SAFETY: the full size; plain data; read unaligned.
+    let r: CutRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let (tgid, fd) = (r.cut.flow.tgid, r.cut.fd);
+    match cut::disconnect(tgid, fd, &r.key) {
+        Ok(cut::Outcome::Disconnected) => Some(r.key),
+        Ok(cut::Outcome::Untouched) => None,
+        Err(e) => {
+            tracing::warn!(tgid, fd, error = %e, "egress: a cut connection's packets are dropped, but it could not be disconnected");
+            None
         }
     }
 }
@@ -493,7 +576,8 @@ impl Runner {
         out.extend(self.media.tick(|d| detector.derived_files(&d.origin)));
         out.extend(self.print.tick(|d| detector.derived_files(&d.origin)));
         let now = self.egress.stats();
-        let lost = |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost + s.socket_full;
+        let lost =
+            |s: &Stats| s.taint_full + s.object_full + s.flow_full + s.ring_lost + s.socket_full + s.cut_full;
         if lost(&now) > lost(&self.stats) {
             let mut r =
                 crate::event::record::Record::new(crate::event::Name::SensorAlert, Clock::realtime_ns());
@@ -502,6 +586,7 @@ impl Runner {
                 .set("mnsensor.taint.lost.objects", now.object_full)
                 .set("mnsensor.taint.lost.flows", now.flow_full)
                 .set("mnsensor.taint.lost.sockets", now.socket_full)
+                .set("mnsensor.taint.lost.cuts", now.cut_full)
                 .set("mnsensor.taint.lost.records", now.ring_lost);
             out.push(r);
         }

@@ -38,6 +38,9 @@ pub fn record(d: &Detection) -> Record {
             .set("network.transport", proto.clone())
             .set("mnsensor.egress.bytes_sent", d.bytes_sent);
     }
+    if d.cut {
+        r.set("mnsensor.egress.cut", true);
+    }
     r
 }
 

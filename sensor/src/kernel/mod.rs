@@ -4,6 +4,7 @@
 pub mod blockdev;
 pub mod bpfobj;
 pub mod btf;
+pub mod cgroup;
 pub mod offsets;
 pub mod preflight;
 pub mod procfs;
