@@ -22,10 +22,20 @@ const APPEND: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landl
 /// Boots `vmlinuz` with `initrd`, console to `log`; returns qemu's exit code (124: timeout)
 /// and the wall time. qemu exits 0 on `poweroff -f` whether or not the tests passed.
 pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<(Option<i32>, Duration)> {
+    boot_for(vmlinuz, initrd, log, TIMEOUT)
+}
+
+/// [`boot`] with another time limit.
+pub fn boot_for(
+    vmlinuz: &Path,
+    initrd: &Path,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(Option<i32>, Duration)> {
     let console = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let console2 = console.try_clone().context("duplicating the console log handle")?;
     let mut cmd = Command::new("timeout");
-    cmd.args(["--kill-after=10", &TIMEOUT.as_secs().to_string(), "qemu-system-x86_64"])
+    cmd.args(["--kill-after=10", &timeout.as_secs().to_string(), "qemu-system-x86_64"])
         .args(accel())
         .args(["-smp", "1", "-m", "2G", "-nographic", "-nic", "none", "-no-reboot"])
         .arg("-kernel")
