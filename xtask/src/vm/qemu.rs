@@ -22,21 +22,23 @@ const APPEND: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landl
 /// Boots `vmlinuz` with `initrd`, console to `log`; returns qemu's exit code (124: timeout)
 /// and the wall time. qemu exits 0 on `poweroff -f` whether or not the tests passed.
 pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<(Option<i32>, Duration)> {
-    boot_for(vmlinuz, initrd, log, TIMEOUT)
+    boot_for(vmlinuz, initrd, log, TIMEOUT, &[])
 }
 
-/// [`boot`] with another time limit.
+/// [`boot`] with another time limit and more qemu arguments.
 pub fn boot_for(
     vmlinuz: &Path,
     initrd: &Path,
     log: &Path,
     timeout: Duration,
+    extra: &[&str],
 ) -> Result<(Option<i32>, Duration)> {
     let console = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let console2 = console.try_clone().context("duplicating the console log handle")?;
     let mut cmd = Command::new("timeout");
     cmd.args(["--kill-after=10", &timeout.as_secs().to_string(), "qemu-system-x86_64"])
         .args(accel())
+        .args(extra)
         .args(["-smp", "1", "-m", "2G", "-nographic", "-nic", "none", "-no-reboot"])
         .arg("-kernel")
         .arg(vmlinuz)
@@ -55,12 +57,16 @@ pub fn boot_for(
 
 /// KVM only where the CPU has vmx/svm: a `/dev/kvm` alone can be a PVM host that fails.
 fn accel() -> [&'static str; 4] {
+    if kvm() { ["-accel", "kvm", "-cpu", "host"] } else { ["-accel", "tcg", "-cpu", "max"] }
+}
+
+/// Whether the guest runs under KVM (else TCG, software emulation).
+pub fn kvm() -> bool {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let hw = cpuinfo
+    cpuinfo
         .lines()
         .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    if hw { ["-accel", "kvm", "-cpu", "host"] } else { ["-accel", "tcg", "-cpu", "max"] }
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
 }
 
 /// What the guest's init.sh printed.
