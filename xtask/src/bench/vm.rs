@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use super::{
-    Args, Ctx, audit, fixture, host, interrupt, overhead,
+    Args, Ctx, audit, enforce, fixture, host, interrupt, overhead,
     overhead::{Config, Overhead, WORKLOADS},
     report::overhead_table,
     sensor::{self, Sensor},
@@ -102,6 +102,7 @@ pub fn run(args: &Args, kernel: &str) -> Result<()> {
         "elapsed_s": started.elapsed().as_secs_f64(),
         "overhead": overhead.json(),
         "bpf_stats": guest["bpf_stats"],
+        "enforcement": guest["enforcement"],
     });
     println!("{}", table(&result, &overhead));
     let path =
@@ -257,7 +258,10 @@ fn measure(rounds: usize, scale: f64) -> Result<Value> {
     step(format!("bench guest: {rounds} rounds, scale {scale}, auditd {auditd}"));
     let overhead = overhead::run(&ctx, rounds, scale, audit.as_mut())?;
     drop(audit);
+    let enforcement =
+        enforce::deny_vs_audit(&ctx, rounds, scale).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
     Ok(json!({
+        "enforcement": enforcement,
         "machine": host::describe(),
         "backends": backends,
         "auditd": auditd,
@@ -417,6 +421,7 @@ fn table(result: &Value, o: &Overhead) -> String {
             if cpu.median <= goal { "PASS" } else { "MISS" }
         );
     }
+    enforcement_lines(&result["enforcement"], &mut t);
     bpf_table(result, o, &mut t);
     for w in sensor::incidents() {
         let _ = writeln!(t, "warning: {w}");
@@ -451,6 +456,30 @@ fn records(o: &Overhead, t: &mut String) {
         .map(|r| r.lost.map_or("?".to_owned(), |l| l.to_string()))
         .collect();
     let _ = writeln!(t, "  records the sensor reported lost, per round: {}", lost.join(" "));
+}
+
+/// The in-kernel deny path against audit mode (enforce.rs, `deny_vs_audit`).
+fn enforcement_lines(e: &Value, t: &mut String) {
+    let _ = writeln!(
+        t,
+        "\nEnforcement: open+close CPU with the policy in enforce mode (backends {}) / audit mode, paired rounds",
+        e["policy_backends"]
+    );
+    if let Some(error) = e["error"].as_str() {
+        let _ = writeln!(t, "  not measured: {error}");
+    }
+    for r in e["ratios"].as_array().into_iter().flatten() {
+        let c = &r["cpu_ratio"];
+        let median = c["median"].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            t,
+            "  {:<36} {median:>7.3} [{:.3}–{:.3}]  ≤ 1.05 {}",
+            r["workload"].as_str().unwrap_or("?"),
+            c["min"].as_f64().unwrap_or(f64::NAN),
+            c["max"].as_f64().unwrap_or(f64::NAN),
+            if median <= 1.05 { "PASS" } else { "MISS" }
+        );
+    }
 }
 
 /// `bpf_stats` of the probe run: per workload, the programs that ran, their runs per op, and
