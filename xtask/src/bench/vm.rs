@@ -60,7 +60,7 @@ pub fn run(args: &Args, kernel: &str) -> Result<()> {
     };
     let xtask = vm::artifacts::xtask()?;
     let (rounds, scale) = plan(args);
-    let dir = target_dir().join("vm-bench");
+    let dir = target_dir().join("vm-bench").join(&kernel.name);
     let overlay = stage(&dir, &xtask, rounds, scale)?;
     let contents = vm::initramfs::Contents {
         busybox: &setup::busybox(),
@@ -135,10 +135,9 @@ fn stage(dir: &Path, xtask: &Path, rounds: usize, scale: f64) -> Result<PathBuf>
         (audit_bin(&audit, "auditd")?, "usr/sbin/auditd"),
         (audit_bin(&audit, "auditctl")?, "usr/sbin/auditctl"),
     ];
-    // For the foreign-program check, waiting for a stopped sensor's programs to go, and bpf_stats.
-    if Path::new("/usr/sbin/bpftool").is_file() {
-        bins.push((PathBuf::from("/usr/sbin/bpftool"), "usr/sbin/bpftool"));
-    }
+    // For bpf_stats, the foreign-program check and the wait for a stopped sensor's programs to
+    // go (`setup --vm` installs it).
+    bins.push((PathBuf::from("/usr/sbin/bpftool"), "usr/sbin/bpftool"));
     let search = [audit.join("usr/lib/x86_64-linux-gnu"), audit.join("lib/x86_64-linux-gnu")];
     let mut libs = BTreeMap::new();
     for (bin, name) in &bins {
