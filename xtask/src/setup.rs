@@ -47,8 +47,9 @@ const RECEIVER_PACKAGES: &[&str] = &["rsyslog", "rsyslog-openssl", "socat", "ope
 const SAMBA_PACKAGES: &[&str] = &["samba", "smbclient"];
 /// rotel, the OTLP receiver from PyPI (a Rust collector that can print what it receives).
 const ROTEL_VERSION: &str = "0.0.1a15";
-/// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine.
-const VM_PACKAGES: &[&str] = &["qemu-system-x86"];
+/// For `vm-test`. Replaces a preinstalled qemu-utils 10 with 7.2's; that is fine. bpftool goes
+/// into the guest of `bench --vm` (bpf_stats, the sensor's programs gone after a stop).
+const VM_PACKAGES: &[&str] = &["qemu-system-x86", "bpftool"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 const TRACEFS: &str = "/sys/kernel/tracing";

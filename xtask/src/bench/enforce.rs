@@ -22,7 +22,12 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use super::{Ctx, interrupt, sensor::Sensor, stats};
+use super::{
+    Ctx, interrupt,
+    overhead::{WORKLOADS, Workload, run_workload},
+    sensor::Sensor,
+    stats::{self, Rng},
+};
 use crate::cmd::step;
 
 /// Opens timed in-process per round and configuration.
@@ -211,4 +216,53 @@ pub fn run(ctx: &Ctx, rounds: usize, scale: f64, baseline: Option<&Path>) -> Res
         "unrelated_enforce_over_audit": unrelated.map(|u| u.json()),
     });
     Ok((value, t))
+}
+
+/// The in-kernel deny path against audit mode on allowed opens (issue #12: ≤ 1.05×), for
+/// `bench --vm`, where the BPF LSM answers in the kernel: in each round, in shuffled order, a
+/// sensor with the policy in `enforce` mode and one with it in `audit` mode, each running the
+/// protected and the unrelated open+close workloads of part 1 (this root process is allowed).
+/// Returns the samples, the ratios (median of the per-round enforce / audit CPU) and the
+/// policy backends `sensor.start` named in enforce mode.
+pub fn deny_vs_audit(ctx: &Ctx, rounds: usize, scale: f64) -> Result<Value> {
+    let root = &ctx.fixture.root;
+    let enforce = policy_dir(root, &ctx.fixture.protected, "enforce")?;
+    let audit = policy_dir(root, &ctx.fixture.protected, "audit")?;
+    let lines: Vec<&Workload> =
+        WORKLOADS.iter().filter(|w| matches!(w.name, "open_protected" | "open_unrelated")).collect();
+    let mut cpu: Vec<(usize, &str, &str, f64)> = Vec::new();
+    let mut backends = Value::Null;
+    for round in 0..rounds {
+        let mut order = [("enforce", &enforce), ("audit", &audit)];
+        Rng::new(2000 + round as u64).shuffle(&mut order);
+        for (mode, policy) in order {
+            interrupt::check()?;
+            with_sensor(ctx, policy, || {
+                if mode == "enforce" && backends.is_null() {
+                    let jsonl = fs::read_to_string(root.join("enforce.jsonl"))?;
+                    let start: Value = serde_json::from_str(jsonl.lines().next().unwrap_or_default())?;
+                    backends = start["mnsensor.policy.backends"].clone();
+                }
+                for w in &lines {
+                    let (_, out, _) = run_workload(ctx, w, scale)?;
+                    cpu.push((round, mode, w.name, out["cpu_ns"].as_f64().unwrap_or(f64::NAN)));
+                }
+                Ok(())
+            })?;
+        }
+        step(format!("bench: enforce against audit, round {}/{rounds}", round + 1));
+    }
+    let ratios: Vec<Value> = lines
+        .iter()
+        .map(|w| {
+            let of =
+                |round, mode| cpu.iter().find(|c| c.0 == round && c.1 == mode && c.2 == w.name).map(|c| c.3);
+            let per_round: Vec<f64> =
+                (0..rounds).filter_map(|r| Some(of(r, "enforce")? / of(r, "audit")?)).collect();
+            json!({"workload": w.name, "cpu_ratio": stats::Spread::of(&per_round).map(|s| s.json())})
+        })
+        .collect();
+    let samples: Vec<Value> =
+        cpu.iter().map(|(r, m, w, c)| json!({"round": r, "mode": m, "workload": w, "cpu_ns": c})).collect();
+    Ok(json!({"policy_backends": backends, "ratios": ratios, "samples": samples}))
 }

@@ -15,6 +15,7 @@ mod report;
 mod sensor;
 mod stats;
 mod throughput;
+mod vm;
 mod workload;
 
 use std::{
@@ -68,6 +69,10 @@ pub struct Args {
     /// process with the egress programs on a child cgroup, and read cost, against no sensor.
     #[arg(long)]
     egress: bool,
+    /// Only part 1 (the cost to other processes), inside the qemu guest of `vm-test` with
+    /// this kernel (`6.12` or `6.1`), where fentry programs load: same-guest ratios only.
+    #[arg(long, value_name = "KERNEL")]
+    vm: Option<String>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -79,6 +84,14 @@ enum Child {
     Workload {
         #[command(subcommand)]
         workload: workload::Workload,
+    },
+    /// The guest side of `--vm`: part 1, its samples printed as `BENCHVM-JSON` lines.
+    #[command(hide = true)]
+    Guest {
+        #[arg(long)]
+        rounds: usize,
+        #[arg(long)]
+        scale: f64,
     },
 }
 
@@ -147,8 +160,13 @@ impl Ctx {
 }
 
 pub fn bench(args: &Args) -> Result<()> {
-    if let Some(Child::Workload { workload }) = &args.child {
-        return workload::run(workload);
+    match &args.child {
+        Some(Child::Workload { workload }) => return workload::run(workload),
+        Some(Child::Guest { rounds, scale }) => return vm::guest(*rounds, *scale),
+        None => {}
+    }
+    if let Some(kernel) = &args.vm {
+        return vm::run(args, kernel);
     }
     if args.consumer {
         return consumer();

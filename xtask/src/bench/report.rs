@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{
     host,
     latency::Latency,
-    overhead::{Config, Overhead},
+    overhead::{Config, Goal, Overhead, Workload},
     stats::Spread,
     throughput::{self, Phase},
 };
@@ -112,7 +112,7 @@ impl Results {
             b["git_head"].as_str().unwrap_or("?"),
             if b["worktree_dirty"].as_bool() == Some(true) { " + uncommitted changes" } else { "" }
         );
-        self.overhead_table(&mut t);
+        overhead_table(&self.overhead, |w| w.goal, true, &mut t);
         self.rate_table(&mut t);
         self.latency_table(&mut t);
         let _ = writeln!(t, "\nTargets");
@@ -124,96 +124,6 @@ impl Results {
             let _ = writeln!(t, "warning: {warning}");
         }
         t
-    }
-
-    fn overhead_table(&self, t: &mut String) {
-        let o = &self.overhead;
-        let _ = writeln!(
-            t,
-            "\n1. Cost to other processes: CPU time of the workload thread per op; ratio = median of the \
-             per-round paired ratios against `none` [min–max]"
-        );
-        let _ = writeln!(
-            t,
-            "{:<36} {:<9} {:>9}  {:<19} {:<19} {:>7}  target",
-            "workload", "config", "CPU ns/op", "CPU ratio", "wall ratio", "+ns/op"
-        );
-        let ratios = o.ratios();
-        for w in super::overhead::WORKLOADS {
-            let none = o.absolute(Config::None, Config::Mnsensor, w.name).map_or(f64::NAN, |s| s.median);
-            let _ = writeln!(t, "{:<36} {:<9} {:>9.0}", w.label, "none", none);
-            for r in ratios.iter().filter(|r| r.workload.name == w.name) {
-                let abs = o.absolute(r.config, r.config, w.name).map_or(f64::NAN, |s| s.median);
-                let target = match (r.config, w.goal, r.cpu) {
-                    (Config::Mnsensor, Some(g), Some(cpu)) => {
-                        let mut s = format!("≤ {:.2} {}", g.max, pass(cpu.median <= g.max));
-                        if let Some(st) = g.stretch {
-                            s += &format!(" (stretch ≤ {st:.2} {})", pass(cpu.median <= st));
-                        }
-                        s
-                    }
-                    _ => String::new(),
-                };
-                let diff = r.cpu_diff_ns.map_or(f64::NAN, |d| d.median);
-                let _ = writeln!(
-                    t,
-                    "{:<36} {:<9} {:>9.0}  {:<19} {:<19} {:>+7.0}  {target}",
-                    "",
-                    r.config.name(),
-                    abs,
-                    spread(r.cpu),
-                    spread(r.wall),
-                    diff
-                );
-            }
-        }
-        for &config in o.configs.iter().filter(|&&c| c != Config::None) {
-            let used = o.rounds_used(config);
-            let all = o.runs.iter().filter(|r| r.config == config).count();
-            if used.len() < all {
-                let shown: Vec<String> = used.iter().map(|r| (r + 1).to_string()).collect();
-                let _ = writeln!(
-                    t,
-                    "{} ratios from rounds {} of {all} (the others ran next to foreign tracers)",
-                    config.name(),
-                    shown.join(",")
-                );
-            }
-        }
-        for config in [Config::Mnsensor, Config::Auditd] {
-            let runs: Vec<_> = o.runs.iter().filter(|r| r.config == config).collect();
-            if runs.is_empty() {
-                continue;
-            }
-            let cpu: Vec<f64> = runs.iter().filter_map(|r| Some(r.monitor_cpu_ns? as f64 / 1e9)).collect();
-            let mut line = format!(
-                "{} CPU per round: {:.2} s",
-                config.name(),
-                Spread::of(&cpu).map_or(f64::NAN, |s| s.median)
-            );
-            if config == Config::Mnsensor {
-                // Per protected open made (records are fewer with kernel folding).
-                let opens = |round| {
-                    o.samples
-                        .iter()
-                        .filter(|s| s.round == round && s.config == config)
-                        .map(|s| s.expected_opens)
-                        .sum::<u64>()
-                };
-                let per: Vec<f64> = runs
-                    .iter()
-                    .filter_map(|r| Some(r.monitor_cpu_ns? as f64 / opens(r.round).max(1) as f64))
-                    .collect();
-                let records: Vec<f64> = runs.iter().filter_map(|r| Some(r.records? as f64)).collect();
-                let lost: u64 = runs.iter().filter_map(|r| r.lost).sum();
-                line += &format!(
-                    " ({:.0} ns per protected open made, {:.0} file records per round); records lost over all rounds: {lost}",
-                    Spread::of(&per).map_or(f64::NAN, |s| s.median),
-                    Spread::of(&records).map_or(f64::NAN, |s| s.median)
-                );
-            }
-            let _ = writeln!(t, "{line}");
-        }
     }
 
     fn rate_table(&self, t: &mut String) {
@@ -376,5 +286,110 @@ impl Results {
             },
             "latency": self.latencies.iter().map(Latency::json).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// Part 1's table: per workload, `none` and every other configuration's CPU ns/op with the
+/// paired ratios, against the goal `goal` picks for the kernel class measured. Without
+/// `absolute` (an emulated guest), times are left out (`-`): only the ratios mean anything.
+pub fn overhead_table(
+    o: &Overhead,
+    goal: impl Fn(&Workload) -> Option<Goal>,
+    absolute: bool,
+    t: &mut String,
+) {
+    let ns = |v: f64, sign: bool| match (absolute, sign) {
+        (false, _) => "-".to_owned(),
+        (true, false) => format!("{v:.0}"),
+        (true, true) => format!("{v:+.0}"),
+    };
+    let _ = writeln!(
+        t,
+        "\n1. Cost to other processes: CPU time of the workload thread per op; ratio = median of the \
+         per-round paired ratios against `none` [min–max]"
+    );
+    let _ = writeln!(
+        t,
+        "{:<36} {:<9} {:>9}  {:<19} {:<19} {:>7}  target",
+        "workload", "config", "CPU ns/op", "CPU ratio", "wall ratio", "+ns/op"
+    );
+    let ratios = o.ratios();
+    for w in super::overhead::WORKLOADS {
+        let none = o.absolute(Config::None, Config::Mnsensor, w.name).map_or(f64::NAN, |s| s.median);
+        let _ = writeln!(t, "{:<36} {:<9} {:>9}", w.label, "none", ns(none, false));
+        for r in ratios.iter().filter(|r| r.workload.name == w.name) {
+            let abs = o.absolute(r.config, r.config, w.name).map_or(f64::NAN, |s| s.median);
+            let target = match (r.config, goal(&w), r.cpu) {
+                (Config::Mnsensor, Some(g), Some(cpu)) => {
+                    let mut s = format!("≤ {:.2} {}", g.max, pass(cpu.median <= g.max));
+                    if let Some(st) = g.stretch {
+                        s += &format!(" (stretch ≤ {st:.2} {})", pass(cpu.median <= st));
+                    }
+                    s
+                }
+                _ => String::new(),
+            };
+            let diff = r.cpu_diff_ns.map_or(f64::NAN, |d| d.median);
+            let _ = writeln!(
+                t,
+                "{:<36} {:<9} {:>9}  {:<19} {:<19} {:>7}  {target}",
+                "",
+                r.config.name(),
+                ns(abs, false),
+                spread(r.cpu),
+                spread(r.wall),
+                ns(diff, true)
+            );
+        }
+    }
+    for &config in o.configs.iter().filter(|&&c| c != Config::None) {
+        let used = o.rounds_used(config);
+        let all = o.runs.iter().filter(|r| r.config == config).count();
+        if used.len() < all {
+            let shown: Vec<String> = used.iter().map(|r| (r + 1).to_string()).collect();
+            let _ = writeln!(
+                t,
+                "{} ratios from rounds {} of {all} (the others ran next to foreign tracers)",
+                config.name(),
+                shown.join(",")
+            );
+        }
+    }
+    for config in [Config::Mnsensor, Config::Auditd] {
+        let runs: Vec<_> = o.runs.iter().filter(|r| r.config == config).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        if !absolute {
+            continue;
+        }
+        let cpu: Vec<f64> = runs.iter().filter_map(|r| Some(r.monitor_cpu_ns? as f64 / 1e9)).collect();
+        let mut line = format!(
+            "{} CPU per round: {:.2} s",
+            config.name(),
+            Spread::of(&cpu).map_or(f64::NAN, |s| s.median)
+        );
+        if config == Config::Mnsensor {
+            // Per protected open made (records are fewer with kernel folding).
+            let opens = |round| {
+                o.samples
+                    .iter()
+                    .filter(|s| s.round == round && s.config == config)
+                    .map(|s| s.expected_opens)
+                    .sum::<u64>()
+            };
+            let per: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| Some(r.monitor_cpu_ns? as f64 / opens(r.round).max(1) as f64))
+                .collect();
+            let records: Vec<f64> = runs.iter().filter_map(|r| Some(r.records? as f64)).collect();
+            let lost: u64 = runs.iter().filter_map(|r| r.lost).sum();
+            line += &format!(
+                " ({:.0} ns per protected open made, {:.0} file records per round); records lost over all rounds: {lost}",
+                Spread::of(&per).map_or(f64::NAN, |s| s.median),
+                Spread::of(&records).map_or(f64::NAN, |s| s.median)
+            );
+        }
+        let _ = writeln!(t, "{line}");
     }
 }

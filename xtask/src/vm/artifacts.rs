@@ -27,6 +27,15 @@ pub fn sensor() -> Result<PathBuf> {
     Ok(build_dir().join(TARGET).join("release/mnsensor"))
 }
 
+/// `target/vm-build/x86_64-unknown-linux-gnu/release/xtask`, static glibc: the guest side of
+/// `bench --vm`, and its workload processes.
+pub fn xtask() -> Result<PathBuf> {
+    run(static_cargo()
+        .args(["build", "-p", "xtask", "--release", "--target", TARGET, "--target-dir"])
+        .arg(build_dir()))?;
+    Ok(build_dir().join(TARGET).join("release/xtask"))
+}
+
 /// The test executables of `mnsensor-tests`, named for the guest's `/tests/`.
 pub fn tests() -> Result<Vec<(String, PathBuf)>> {
     let mut cmd = static_cargo();

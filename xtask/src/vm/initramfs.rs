@@ -12,7 +12,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cmd::{display, run, step};
 
-const INIT: &str = include_str!("init.sh");
+/// The vm-test `/init`.
+pub const INIT: &str = include_str!("init.sh");
 const APPLETS: &[&str] = &[
     "sh", "mount", "umount", "cat", "echo", "poweroff", "ls", "grep", "sed", "sleep", "true", "false", "ln",
     "mkdir", "rm", "ip", "id", "env", "chmod", "head", "tail", "wc", "seq", "dd", "cp", "mv", "kill", "stat",
@@ -46,6 +47,10 @@ pub struct Contents<'a> {
     pub tests: &'a [(String, PathBuf)],
     /// libtest name filter for every executable (`/etc/vmtest-filter`).
     pub filter: Option<&'a str>,
+    /// The text of `/init`: [`INIT`] for vm-test.
+    pub init: &'a str,
+    /// A tree copied over the root (symbolic links followed), after everything but `/init`.
+    pub overlay: Option<&'a Path>,
 }
 
 /// Builds `<dir>/initramfs.cpio.gz` from a fresh `<dir>/initramfs/` tree.
@@ -70,7 +75,10 @@ pub fn build(dir: &Path, contents: &Contents<'_>) -> Result<PathBuf> {
         write(&tree.join(path), text, 0o644)?;
     }
     write(&tree.join("etc/vmtest-filter"), contents.filter.unwrap_or(""), 0o644)?;
-    write(&tree.join("init"), INIT, 0o755)?;
+    if let Some(overlay) = contents.overlay {
+        copy_tree(overlay, &tree)?;
+    }
+    write(&tree.join("init"), contents.init, 0o755)?;
 
     let cpio = dir.join("initramfs.cpio");
     pack(contents.busybox, &tree, &cpio)?;
@@ -120,6 +128,21 @@ fn list(root: &Path, rel: &Path, names: &mut String) -> Result<()> {
     entries.sort();
     for entry in entries {
         list(root, &rel.join(entry), names)?;
+    }
+    Ok(())
+}
+
+/// Copies the files under `from` to the same places under `to`, creating directories.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    mkdir(to)?;
+    for entry in fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", from.display()))?;
+        let (src, dest) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dest)?;
+        } else {
+            copy(&src, &dest)?;
+        }
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! `cargo xtask vm-test [--kernel NAME]…`: the integration tests inside Debian kernels
 //! under qemu (docs/building.md, shared/reference/vm-kernel-matrix.md).
-mod artifacts;
-mod initramfs;
-mod kernels;
-mod qemu;
+pub mod artifacts;
+pub mod initramfs;
+pub mod kernels;
+pub mod qemu;
 
 use std::{
     fs,
@@ -100,6 +100,8 @@ pub fn vm_test(args: &Args) -> Result<()> {
         sensor: &sensor,
         tests: &tests,
         filter: args.filter.as_deref(),
+        init: initramfs::INIT,
+        overlay: None,
     };
     let initrd = initramfs::build(&dir, &contents)?;
     let expected: Vec<String> = tests.into_iter().map(|(name, _)| name).collect();

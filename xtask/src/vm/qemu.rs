@@ -26,11 +26,24 @@ const APPEND_NO_BPF_LSM: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capab
 /// returns qemu's exit code (124: timeout) and the wall time. qemu exits 0 on `poweroff -f`
 /// whether or not the tests passed.
 pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path, no_bpf_lsm: bool) -> Result<(Option<i32>, Duration)> {
+    boot_for(vmlinuz, initrd, log, TIMEOUT, &[], no_bpf_lsm)
+}
+
+/// [`boot`] with another time limit and more qemu arguments.
+pub fn boot_for(
+    vmlinuz: &Path,
+    initrd: &Path,
+    log: &Path,
+    timeout: Duration,
+    extra: &[&str],
+    no_bpf_lsm: bool,
+) -> Result<(Option<i32>, Duration)> {
     let console = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let console2 = console.try_clone().context("duplicating the console log handle")?;
     let mut cmd = Command::new("timeout");
-    cmd.args(["--kill-after=10", &TIMEOUT.as_secs().to_string(), "qemu-system-x86_64"])
+    cmd.args(["--kill-after=10", &timeout.as_secs().to_string(), "qemu-system-x86_64"])
         .args(accel())
+        .args(extra)
         .args(["-smp", "1", "-m", "2G", "-nographic", "-nic", "none", "-no-reboot"])
         .arg("-kernel")
         .arg(vmlinuz)
@@ -49,12 +62,16 @@ pub fn boot(vmlinuz: &Path, initrd: &Path, log: &Path, no_bpf_lsm: bool) -> Resu
 
 /// KVM only where the CPU has vmx/svm: a `/dev/kvm` alone can be a PVM host that fails.
 fn accel() -> [&'static str; 4] {
+    if kvm() { ["-accel", "kvm", "-cpu", "host"] } else { ["-accel", "tcg", "-cpu", "max"] }
+}
+
+/// Whether the guest runs under KVM (else TCG, software emulation).
+pub fn kvm() -> bool {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let hw = cpuinfo
+    cpuinfo
         .lines()
         .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    if hw { ["-accel", "kvm", "-cpu", "host"] } else { ["-accel", "tcg", "-cpu", "max"] }
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
 }
 
 /// What the guest's init.sh printed.
