@@ -2,6 +2,8 @@
 //! (keeping `keep` files: `PATH.1` the newest; a file never grows beyond `rotate_bytes` unless
 //! one record is larger), reopened on SIGHUP (for logrotate without copytruncate). A failed
 //! write is cut back and a retried batch skips what was written, so no line is doubled.
+//! Only a regular file is rotated: `jsonl:/dev/null` or a FIFO is written to, never renamed
+//! (renaming `/dev/null` away and creating a file in its place broke the whole machine).
 use std::{
     fs::{self, File, OpenOptions},
     io::Write as _,
@@ -41,6 +43,8 @@ pub struct Jsonl {
     /// Bytes in the file that we know are whole lines.
     len: u64,
     created: SystemTime,
+    /// Whether PATH is a regular file (only those are rotated or cut back).
+    regular: bool,
     buf: Vec<u8>,
     /// The last record written (a retried batch skips it and those before).
     written: Option<u64>,
@@ -56,6 +60,7 @@ impl Jsonl {
             file: None,
             len: 0,
             created: SystemTime::now(),
+            regular: true,
             buf: Vec::with_capacity(1 << 16),
             written: None,
         };
@@ -67,6 +72,7 @@ impl Jsonl {
         let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
         let meta = file.metadata()?;
         self.len = meta.len();
+        self.regular = meta.is_file();
         self.created = meta.created().unwrap_or_else(|_| SystemTime::now());
         self.file = Some(file);
         Ok(())
@@ -94,7 +100,9 @@ impl Jsonl {
             }
             Err(e) => {
                 // Cut a partial write back: the retry writes these lines whole.
-                let _ = file.set_len(self.len);
+                if self.regular {
+                    let _ = file.set_len(self.len);
+                }
                 Err(self.fail("cannot write", e))
             }
         }
@@ -138,7 +146,8 @@ impl Exporter for Jsonl {
         let fresh = batch.iter().filter(|r| written.is_none_or(|w| r.seq > w));
         self.buf.clear();
         let mut last = None;
-        let old = self.settings.rotate_age_secs > 0
+        let old = self.regular
+            && self.settings.rotate_age_secs > 0
             && self.created.elapsed().unwrap_or_default()
                 >= Duration::from_secs(self.settings.rotate_age_secs);
         let mut rotate_now = old;
@@ -146,7 +155,7 @@ impl Exporter for Jsonl {
             let used = self.len + self.buf.len() as u64;
             let add = r.line.len() as u64 + 1;
             let limit = self.settings.rotate_bytes;
-            if used > 0 && (rotate_now || (limit > 0 && used + add > limit)) {
+            if used > 0 && (rotate_now || (self.regular && limit > 0 && used + add > limit)) {
                 self.write_buf(last)?;
                 self.rotate().map_err(|e| self.fail("cannot rotate", e))?;
                 rotate_now = false;
@@ -205,6 +214,37 @@ mod tests {
         std::fs::rename(&path, dir.join("moved2")).unwrap();
         out.send(&[rec(11)]).unwrap();
         assert_eq!(read(&path), "{\"mnsensor.seq\":11}\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A device or FIFO is written to and never rotated: rotating `jsonl:/dev/null` used to
+    /// rename the device away and leave a regular file in its place.
+    #[test]
+    fn a_fifo_is_written_but_never_rotated() {
+        use std::{io::Read as _, os::unix::fs::FileTypeExt as _};
+        let dir = std::env::temp_dir().join(format!("mnsensor-jsonl-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pipe");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader_path = path.clone();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::fs::File::open(reader_path).unwrap().read_to_string(&mut s).unwrap();
+            s
+        });
+        let settings = Settings { rotate_bytes: 40, rotate_age_secs: 0, keep: 2 };
+        let mut out = Jsonl::open("jsonl:x", &path, &settings).unwrap();
+        for seq in 0..8 {
+            out.send(&[rec(seq)]).unwrap();
+        }
+        drop(out);
+        let got = reader.join().unwrap();
+        assert_eq!(got.lines().count(), 8, "{got}");
+        assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+        assert!(!dir.join("pipe.1").exists(), "the FIFO was rotated");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
