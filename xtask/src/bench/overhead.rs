@@ -68,6 +68,8 @@ pub struct Workload {
     pub fentry_goal: Goal,
 }
 
+/// `goal`: issue #12's column for syscall-tracepoint kernels (this machine kind);
+/// `fentry_goal`: its column for fentry kernels (`bench --vm`).
 pub const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "open_unrelated",
@@ -75,7 +77,7 @@ pub const WORKLOADS: [Workload; 5] = [
         op: Op::Open,
         file: File::Unrelated,
         n: 50_000,
-        goal: Some(Goal { max: 1.10, stretch: None }),
+        goal: Some(Goal { max: 1.25, stretch: None }),
         fentry_goal: Goal { max: 1.05, stretch: None },
     },
     Workload {
@@ -84,7 +86,7 @@ pub const WORKLOADS: [Workload; 5] = [
         op: Op::Open,
         file: File::Protected,
         n: 50_000,
-        goal: Some(Goal { max: 1.5, stretch: Some(1.25) }),
+        goal: Some(Goal { max: 1.6, stretch: None }),
         fentry_goal: Goal { max: 1.25, stretch: None },
     },
     Workload {
@@ -93,7 +95,7 @@ pub const WORKLOADS: [Workload; 5] = [
         op: Op::Stat,
         file: File::Unrelated,
         n: 100_000,
-        goal: Some(Goal { max: 1.05, stretch: None }),
+        goal: Some(Goal { max: 1.03, stretch: None }),
         fentry_goal: Goal { max: 1.02, stretch: None },
     },
     Workload {
@@ -102,7 +104,7 @@ pub const WORKLOADS: [Workload; 5] = [
         op: Op::Pread,
         file: File::Unrelated,
         n: 200_000,
-        goal: Some(Goal { max: 1.05, stretch: None }),
+        goal: Some(Goal { max: 1.15, stretch: None }),
         fentry_goal: Goal { max: 1.02, stretch: None },
     },
     Workload {
@@ -111,7 +113,7 @@ pub const WORKLOADS: [Workload; 5] = [
         op: Op::Read,
         file: File::ProtectedBig,
         n: 200_000,
-        goal: None,
+        goal: Some(Goal { max: 1.3, stretch: None }),
         fentry_goal: Goal { max: 1.1, stretch: None },
     },
 ];

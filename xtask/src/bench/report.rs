@@ -32,7 +32,8 @@ struct Verdict {
 }
 
 const ZERO_LOSS_TARGET: f64 = 400_000.0;
-const RSS_TARGET_MIB: f64 = 64.0;
+/// Issue #12: RSS ≤ 32 MiB.
+const RSS_TARGET_MIB: f64 = 32.0;
 const LATENCY_P99_TARGET_MS: f64 = 100.0;
 
 fn pass(ok: bool) -> &'static str {
