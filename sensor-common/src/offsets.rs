@@ -106,6 +106,8 @@ offsets! {
         mount_mnt_mountpoint,
         vfsmount_mnt_root,
         socket_sk,
+        sock_sk_socket,
+        socket_alloc_vfs_inode,
         sock_common_skc_family,
         sock_common_skc_daddr,
         sock_common_skc_rcv_saddr,

@@ -83,8 +83,8 @@ static EXFIL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS,
 #[map]
 static DERIVED_SCRATCH: PerCpuArray<Derived> = PerCpuArray::with_max_entries(1, 0);
 
-/// `ObjKey::dev` of a unix socket's receive side (`ino` is its `struct sock` address): no
-/// block device has this number.
+/// `ObjKey::dev` of a unix socket's receive side (`ino` is its `struct sock` address,
+/// `extra` its inode number: [`unix_key`]): no block device has this number.
 const UNIX_SOCK_DEV: u32 = u32::MAX;
 
 /// `ObjKey::dev` of one direction of a loopback connection: `ino` is the sender's port
@@ -207,7 +207,8 @@ fn moved_through(fd: i64, n: u64, write: bool) {
                 return;
             };
             if read::<u16>(sk, off!(sock_common_skc_family)) == Ok(AF_UNIX) {
-                ObjKey { ino: sk, dev: UNIX_SOCK_DEV, extra: 0 }
+                // This file's inode is the socket's (`SOCK_INODE`), as in [`unix_key`].
+                ObjKey { ino: sk, dev: UNIX_SOCK_DEV, extra: read(inode, off!(inode_i_ino)).unwrap_or(0) }
             } else {
                 let Some(key) = loopback_key(sk, false) else { return };
                 key
@@ -269,7 +270,7 @@ fn written(file: u64, n: u64, taint: &Taint) {
             }
             // Unix stream and connected datagram sockets: mark the peer's receive side.
             let Ok(peer) = ptr(sk, off!(unix_sock_peer)) else { return };
-            mark(&ObjKey { ino: peer, dev: UNIX_SOCK_DEV, extra: 0 }, taint);
+            mark(&unix_key(peer), taint);
         }
         S_IFIFO | S_IFREG => {
             let Ok(key) = obj_key(inode) else { return };
@@ -288,6 +289,17 @@ fn written(file: u64, n: u64, taint: &Taint) {
         }
         _ => {}
     }
+}
+
+/// The key of the receive side of the unix socket `sk`: its address and its inode number.
+/// The address alone outlives the socket: the slab gives it to the next socket, which then
+/// looked tainted (a receiver's first `recv` took a finished transfer's origin).
+#[inline(always)]
+fn unix_key(sk: u64) -> ObjKey {
+    let ino = ptr(sk, off!(sock_sk_socket))
+        .and_then(|socket| read(socket + u64::from(off!(socket_alloc_vfs_inode)), off!(inode_i_ino)))
+        .unwrap_or(0);
+    ObjKey { ino: sk, dev: UNIX_SOCK_DEV, extra: ino }
 }
 
 /// Marks a socket's receive side (or a loopback direction) as carrying `taint`.

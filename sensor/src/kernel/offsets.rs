@@ -278,6 +278,14 @@ pub const SPECS: &[Spec] = &[
     member("vfsmount_mnt_root", "vfsmount", &["mnt_root"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/linux/net.h#L146
     member("socket_sk", "socket", &["sk"]),
+    // A socket's inode number keys the taint of a unix socket's receive side together with
+    // its `struct sock` address, which the slab hands to the next socket once this one is
+    // freed (sensor-ebpf/src/taint.rs). `SOCK_INODE()`: the inode follows the socket in
+    // `struct socket_alloc`, whose first member is the socket.
+    // https://github.com/torvalds/linux/blob/v6.12/include/net/sock.h#L512
+    member("sock_sk_socket", "sock", &["sk_socket"]),
+    // https://github.com/torvalds/linux/blob/v6.12/include/net/sock.h#L1576
+    member("socket_alloc_vfs_inode", "socket_alloc", &["vfs_inode"]),
     // https://github.com/torvalds/linux/blob/v6.12/include/net/sock.h#L171
     member("sock_common_skc_family", "sock_common", &["skc_family"]),
     // In the anonymous union/struct skc_addrpair.
