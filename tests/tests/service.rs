@@ -157,9 +157,15 @@ fn notify_protocol_status_reload_and_a_stalled_loop() {
     let fail =
         |msg: String| -> ! { panic!("{msg}\n--- sensor stderr ---\n{}", read_lossy(&dir.join("stderr"))) };
 
-    // READY=1 only once the programs are attached: sensor.start is already written.
+    // READY=1 only once the programs are attached: sensor.start is already sealed in the
+    // ledger. The outputs are fed from the ledger by their own workers, so the jsonl line
+    // may follow READY by a moment; it must be the first record there.
     let (_, ready) = notify.wait("READY=1", 1, scaled(START_TIMEOUT));
     assert!(ready.contains("STATUS="), "READY carries a status: {ready:?}");
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
+    while names(&events_path).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     if names(&events_path).first().map(String::as_str) != Some("sensor.start") {
         fail(format!("READY=1 before sensor.start was written: {:?}", names(&events_path)));
     }
