@@ -133,29 +133,19 @@ impl Egress {
         let ebpf = programs.ebpf_mut();
         let mut attached = Vec::new();
         let mut ids = Vec::new();
-        for name in SEND_TRACEPOINTS {
-            if !tracefs.event_exists("syscalls", name) {
+        let send = SEND_TRACEPOINTS.map(|name| (name, name));
+        let cut: &[(&'static str, &str)] =
+            if policy.action == EgressAction::Deny { &CUT_TRACEPOINTS } else { &[] };
+        for &(name, event) in send.iter().chain(cut) {
+            if !tracefs.event_exists("syscalls", event) {
                 continue;
             }
             let prog: &mut TracePoint = program(ebpf, name)?;
             let err = |source| EgressError::Program { program: name, source };
             prog.load().map_err(err)?;
-            prog.attach("syscalls", name).map_err(err)?;
+            prog.attach("syscalls", event).map_err(err)?;
             ids.extend(prog.info().ok().map(|i| i.id()));
-            attached.push(format!("{name}@tracepoint/syscalls/{name}"));
-        }
-        if policy.action == EgressAction::Deny {
-            for (name, event) in CUT_TRACEPOINTS {
-                if !tracefs.event_exists("syscalls", event) {
-                    continue;
-                }
-                let prog: &mut TracePoint = program(ebpf, name)?;
-                let err = |source| EgressError::Program { program: name, source };
-                prog.load().map_err(err)?;
-                prog.attach("syscalls", event).map_err(err)?;
-                ids.extend(prog.info().ok().map(|i| i.id()));
-                attached.push(format!("{name}@tracepoint/syscalls/{event}"));
-            }
+            attached.push(format!("{name}@tracepoint/syscalls/{event}"));
         }
         let cgroup = &cgroup_v2(cgroup);
         let dir = File::open(cgroup)
