@@ -164,7 +164,7 @@ fn notify_protocol_status_reload_and_a_stalled_loop() {
     assert!(ready.contains("STATUS="), "READY carries a status: {ready:?}");
     let deadline = Instant::now() + scaled(Duration::from_secs(5));
     while names(&events_path).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(20));
     }
     if names(&events_path).first().map(String::as_str) != Some("sensor.start") {
         fail(format!("READY=1 before sensor.start was written: {:?}", names(&events_path)));

@@ -188,6 +188,15 @@ fn report(outcomes: &[Outcome]) -> Result<()> {
     let (passed, failed, skipped) = outcomes.iter().fold((0, 0, 0), |(p, f, k), o| {
         (p + o.console.passed, f + o.console.failed, k + o.console.skips.len())
     });
+    // The failed tests last, where a truncated CI log still shows them.
+    for o in outcomes {
+        for f in &o.console.failures {
+            println!("FAILED on {}: {}", o.name, f.test);
+            for line in &f.output {
+                println!("    {}", strip_escapes(line));
+            }
+        }
+    }
     println!("vm-test: {passed} passed (of which {skipped} skipped a claim), {failed} failed");
     let failures: Vec<&str> =
         outcomes.iter().filter(|o| o.verdict.is_err()).map(|o| o.name.as_str()).collect();

@@ -86,14 +86,42 @@ pub struct Console {
     pub failed: u64,
     /// The skip markers (`MNSENSOR-SKIP …`), in order.
     pub skips: Vec<Skip>,
+    /// Each failed test (`test <name> ... FAILED`) with the first lines of what it printed
+    /// (libtest's `---- <name> stdout ----` block), in order.
+    pub failures: Vec<Failure>,
 }
+
+/// One failed test and the start of its captured output.
+#[derive(Debug, Default, PartialEq)]
+pub struct Failure {
+    pub test: String,
+    pub output: Vec<String>,
+}
+
+/// Lines kept of one failed test's output: its panic message and the assertion's values.
+const FAILURE_LINES: usize = 12;
 
 /// Parses a console log. Lines may start with terminal escape codes, so markers are found
 /// anywhere in a line.
 pub fn parse(log: &str) -> Console {
     let mut console = Console { skips: skips::parse(log), ..Console::default() };
+    // The failure whose `---- name stdout ----` block is being read.
+    let mut block: Option<usize> = None;
     for line in log.lines().map(|l| l.trim_end_matches('\r')) {
-        if let Some(i) = line.find("VMTEST ") {
+        if let Some(name) = line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" stdout ----")) {
+            block = console.failures.iter().position(|f| f.test == name);
+            continue;
+        }
+        if let Some(f) = block.map(|i| &mut console.failures[i]) {
+            if line == "failures:" || line.starts_with("test result: ") {
+                block = None;
+            } else if f.output.len() < FAILURE_LINES && !line.trim().is_empty() {
+                f.output.push(line.to_owned());
+            }
+        }
+        if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... FAILED")) {
+            console.failures.push(Failure { test: name.to_owned(), output: Vec::new() });
+        } else if let Some(i) = line.find("VMTEST ") {
             let marker = line[i + "VMTEST ".len()..].trim_end();
             if marker == "DONE" {
                 console.done = true;
@@ -151,6 +179,11 @@ mod tests {
             test result: FAILED. 1 passed; 3 failed; 0 ignored\n\
             \x1b[0mVMTEST file exit=101\n\
             MNSENSOR-SKIP protected_io::aio_direct_read -- no O_DIRECT\n\
+            test reads_are_counted ... FAILED\n\
+            \nfailures:\n\n---- reads_are_counted stdout ----\n\
+            thread 'reads_are_counted' panicked at tests/x.rs:1:1:\nbytes: 3 != 4\n\
+            \nfailures:\n    reads_are_counted\n\
+            test result: FAILED. 0 passed; 1 failed\n\
             \nVMTEST DONE\n";
         let console = parse(log);
         assert_eq!(
@@ -159,10 +192,17 @@ mod tests {
                 exits: vec![("exec".into(), 0), ("file".into(), 101)],
                 done: true,
                 passed: 3,
-                failed: 3,
+                failed: 4,
                 skips: vec![Skip {
                     test: "protected_io::aio_direct_read".into(),
                     reason: "no O_DIRECT".into()
+                }],
+                failures: vec![Failure {
+                    test: "reads_are_counted".into(),
+                    output: vec![
+                        "thread 'reads_are_counted' panicked at tests/x.rs:1:1:".into(),
+                        "bytes: 3 != 4".into(),
+                    ],
                 }],
             }
         );
