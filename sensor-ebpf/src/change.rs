@@ -229,8 +229,7 @@ pub fn renameat2_exit(ctx: TracePointContext) -> u32 {
 /// registers saved at entry.
 #[inline(always)]
 fn rename_check(ctx: &TracePointContext, newdfd: Option<u32>, newname: u32, flags: Option<u32>) -> u32 {
-    // SAFETY: reads the tracepoint record through the probe-read helper.
-    if unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.is_ok_and(|r| r != 0) {
+    if crate::kread::sys_exit_ret(ctx).is_ok_and(|r| r != 0) {
         return 0;
     }
     // SAFETY: both helpers take the current task; pt_regs is read through probe-read.
@@ -497,8 +496,7 @@ fn link_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     };
     let _ = LINK_ARGS.remove(tid);
-    // SAFETY: reads the tracepoint record through the probe-read helper.
-    if unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }.unwrap_or(-1) != 0 {
+    if crate::kread::sys_exit_ret(ctx).unwrap_or(-1) != 0 {
         return 0;
     }
     let Some(ev) = scratch(CHANGE_LINK_NAMES) else {

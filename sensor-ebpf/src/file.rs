@@ -22,8 +22,8 @@ use sensor_common::{
 use crate::{
     emit::{count_loss, count_loss_of, header_for_current, responsible_uid, send_to_ring},
     io::{receive, track},
-    kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, read},
-    path::{PROTECTED, find_protected, write_record_path},
+    kread::{config, current_task, dentry_id, file_of_fd, off, path_of, read},
+    path::{PROTECTED, find_protected_of, remember_lookup, write_record_path},
 };
 
 /// Which event families the fentry programs report, set by the daemon once all of a
@@ -83,8 +83,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
     if config!(file_events) == 0 {
         return 0;
     }
-    // SAFETY: reads the tracepoint record through the probe-read helper.
-    let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else {
+    let Ok(fd) = crate::kread::sys_exit_ret(ctx) else {
         return 0;
     };
     opened(fd, syscall)
@@ -118,15 +117,23 @@ pub fn security_file_open(ctx: FEntryContext) -> u32 {
 /// Reports and tracks `file` when it is protected.
 #[inline(always)]
 fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
+    let flags = read::<u32>(file, off!(file_f_flags)).unwrap_or(0);
     // O_PATH descriptors cannot read or write; security_file_open never sees them either.
-    if read::<u32>(file, off!(file_f_flags)).is_ok_and(|f| f & O_PATH != 0) {
+    if flags & O_PATH != 0 {
         return 0;
     }
     let Ok((mnt, dentry)) = path_of(file, off!(file_f_path)) else {
         return 0;
     };
-    let Some((_, rule)) = find_protected(mnt, dentry) else {
-        crate::tamper::proc_opened(file, dentry);
+    let Ok(id) = dentry_id(dentry) else {
+        return 0;
+    };
+    let found = find_protected_of(mnt, dentry, &id);
+    if syscall == OPEN_FENTRY && config!(lsm_enforce) != 0 {
+        remember_lookup(mnt, dentry, found.map(|(_, p)| p));
+    }
+    let Some((_, rule)) = found else {
+        crate::tamper::proc_opened(file, dentry, id.sb);
         return 0;
     };
 
@@ -139,7 +146,7 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         return 0;
     }
     ev.fmode = read(file, off!(file_f_mode)).unwrap_or(0);
-    let (ino, dev) = dentry_ino_dev(dentry).unwrap_or((0, 0));
+    let (ino, dev) = (id.ino, id.dev);
     ev.ino = ino;
     ev.dev = dev;
     let priority = crate::priority::outsider(rule.rule, &ev.header.task);
@@ -156,7 +163,7 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         ev.syscall = syscall;
         ev.file = file;
         ev.rule = rule.rule;
-        ev.flags = read(file, off!(file_f_flags)).unwrap_or(0);
+        ev.flags = flags;
         let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
         ev.header.flags |= flags;
         ev.path_len = n as u16;

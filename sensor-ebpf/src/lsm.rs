@@ -7,8 +7,9 @@
 //!
 //! `file_open` is the LSM hook every open passes, in every path into the VFS:
 //! <https://github.com/torvalds/linux/blob/v6.12/include/linux/lsm_hook_defs.h#L196>. The
-//! program finds the protecting rule (the same ancestry walk as `file.rs`), the policy of the
-//! rule (`RULE_POLICY`), the responsible uid (login uid, else fsuid) and the executable, and
+//! program finds the protecting rule (the lookup the fentry program of `file.rs` made of the
+//! same open a moment before, else the same ancestry walk), the policy of the rule
+//! (`RULE_POLICY`), the responsible uid (login uid, else fsuid) and the executable, and
 //! returns `-EPERM` when the compiled allow tables refuse the access. `kill` also sends
 //! SIGKILL. Every refusal, and every access the tables mark for `alert` or `audit` (let
 //! through), is sent to the daemon as a decision record.
@@ -33,7 +34,7 @@ use sensor_common::event::{
 use crate::{
     emit::{count_loss_of, header_for_current, responsible_uid, send_to_ring},
     kread::{config, current_task, dentry_ino_dev, off, path_of, ptr, read},
-    path::{find_protected, write_record_path},
+    path::{find_protected, recall_lookup, write_record_path},
 };
 
 /// Policy id (0: none) of each protection rule.
@@ -110,7 +111,11 @@ fn enforce_open(file: u64, hook: u16) -> i32 {
 #[inline(always)]
 fn decide(file: u64, hook: u16) -> Option<u32> {
     let (mnt, dentry) = path_of(file, off!(file_f_path)).ok()?;
-    let (_, prot) = find_protected(mnt, dentry)?;
+    // The fentry program on `security_file_open` has looked this open up already.
+    let prot = match recall_lookup(mnt, dentry) {
+        Some(found) => found?,
+        None => find_protected(mnt, dentry)?.1,
+    };
     let policy = *RULE_POLICY.get(prot.rule)?;
     if policy == 0 {
         return None;

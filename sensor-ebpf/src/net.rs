@@ -142,8 +142,7 @@ pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_accept_exit(ctx: &TracePointContext) -> u32 {
-    // SAFETY: probe-read of the tracepoint record.
-    let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else {
+    let Ok(fd) = crate::kread::sys_exit_ret(ctx) else {
         return 0;
     };
     if fd < 0 {

@@ -7,14 +7,14 @@
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_kernel_str,
     macros::map,
-    maps::{Array, HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use sensor_common::{
     event::{FLAG_PATH_TRUNCATED, FLAG_READ_ERROR},
     path::{InodeKey, NAME_MAX, PATH_DEPTH, PATH_MAX, PROTECT_DEPTH, PROTECT_TREE, Protected},
 };
 
-use crate::kread::{dentry_ino, dentry_ino_dev, off, ptr};
+use crate::kread::{DentryId, dentry_id, dentry_ino, dentry_ino_dev, off, ptr};
 
 /// Protected files and directories by identity. Filled by userspace.
 #[map]
@@ -134,7 +134,13 @@ fn bump(slot: u32) {
 /// [`PROTECT_TREE`] entry.
 #[inline(always)]
 pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected)> {
-    let (ino, dev) = dentry_ino_dev(dentry).ok()?;
+    find_protected_of(vfsmount, dentry, &dentry_id(dentry).ok()?)
+}
+
+/// [`find_protected`] for a dentry whose [`DentryId`] the caller has read.
+#[inline(always)]
+pub fn find_protected_of(vfsmount: u64, dentry: u64, id: &DentryId) -> Option<(InodeKey, Protected)> {
+    let (ino, dev) = (id.ino, id.dev);
     // SAFETY: presence check only.
     unsafe { PROTECTED_DEVS.get(dev) }?;
     let own = InodeKey { ino, dev, _pad: 0 };
@@ -185,6 +191,62 @@ pub fn find_protected(vfsmount: u64, dentry: u64) -> Option<(InodeKey, Protected
         }
     }
     None
+}
+
+/// The last lookup of the `security_file_open` fentry program on this CPU, for the
+/// enforcement program of the same open (`lsm.rs`), so that an open is looked up once: a
+/// trampoline runs its fentry programs before its `fmod_ret` programs, and
+/// `security_file_open` calls the LSM hooks after both. A slot answers only for the same
+/// thread, mount and dentry within [`LOOKUP_TTL_NS`]: one left behind by an open that never
+/// reached the enforcement program (an earlier LSM refused it) cannot answer for another
+/// file, nor after the protected set may have changed.
+#[map]
+static LAST_LOOKUP: PerCpuArray<LastLookup> = PerCpuArray::with_max_entries(1, 0);
+
+/// A lookup is handed from the fentry program to the enforcement program of the same open
+/// within microseconds; after this the enforcement program looks up again.
+const LOOKUP_TTL_NS: u64 = 1_000_000;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LastLookup {
+    pid_tgid: u64,
+    mount: u64,
+    dentry: u64,
+    time_ns: u64,
+    /// 1 when `protected` holds the match.
+    found: u32,
+    protected: Protected,
+}
+
+/// Keeps the result of [`find_protected`] for `(vfsmount, dentry)` for [`recall_lookup`].
+#[inline(always)]
+pub fn remember_lookup(vfsmount: u64, dentry: u64, found: Option<Protected>) {
+    let Some(slot) = LAST_LOOKUP.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU map memory; the programs of one CPU do not run at once.
+    let slot = unsafe { &mut *slot };
+    slot.pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    slot.mount = vfsmount;
+    slot.dentry = dentry;
+    slot.time_ns = crate::emit::now();
+    slot.found = u32::from(found.is_some());
+    slot.protected = found.unwrap_or(Protected { rule: 0, flags: 0 });
+}
+
+/// The result [`remember_lookup`] kept for `(vfsmount, dentry)` on this thread just before,
+/// if any: `Some(None)` is "not protected".
+#[inline(always)]
+pub fn recall_lookup(vfsmount: u64, dentry: u64) -> Option<Option<Protected>> {
+    // SAFETY: per-CPU map memory, copied out.
+    let slot = unsafe { *LAST_LOOKUP.get_ptr(0)? };
+    if slot.dentry != dentry
+        || slot.mount != vfsmount
+        || slot.pid_tgid != aya_ebpf::helpers::bpf_get_current_pid_tgid()
+        || crate::emit::now().wrapping_sub(slot.time_ns) > LOOKUP_TTL_NS
+    {
+        return None;
+    }
+    Some((slot.found != 0).then_some(slot.protected))
 }
 
 /// The mask of a record's path area of [`PATH_MAX`] bytes (plus `NAME_MAX` slack).

@@ -203,24 +203,25 @@ const TASK: [u8; 16] = *b"task\0\0\0\0\0\0\0\0\0\0\0\0";
 /// [`proc_opened`] for the file at the returned descriptor.
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn tamper_proc_open(ctx: TracePointContext) -> u32 {
-    // SAFETY: reads the tracepoint record through the probe-read helper.
-    let Ok(fd) = (unsafe { ctx.read_at::<i64>(off!(tp_sys_exit_ret) as usize) }) else { return 0 };
+    let Ok(fd) = crate::kread::sys_exit_ret(&ctx) else { return 0 };
     if fd < 0 {
         return 0;
     }
     let Ok(file) = file_of_fd(current_task(), fd) else { return 0 };
     let Ok((_, dentry)) = path_of(file, off!(file_f_path)) else { return 0 };
-    proc_opened(file, dentry);
+    let Ok(sb) = ptr(file, off!(file_f_inode)).and_then(|inode| ptr(inode, off!(inode_i_sb))) else {
+        return 0;
+    };
+    proc_opened(file, dentry, sb);
     0
 }
 
 /// `/proc/<sensor>/mem`, `/proc/<sensor>/environ` or the same under
 /// `/proc/<sensor>/task/<tid>/`, opened by another process: called for every open that is not
-/// of a protected file, by the open program (`file.rs`) or by [`tamper_proc_open`].
+/// of a protected file, by the open program (`file.rs`) or by [`tamper_proc_open`]. `sb` is
+/// the file's `struct super_block *`.
 #[inline(always)]
-pub fn proc_opened(file: u64, dentry: u64) {
-    let Ok(inode) = ptr(file, off!(file_f_inode)) else { return };
-    let Ok(sb) = ptr(inode, off!(inode_i_sb)) else { return };
+pub fn proc_opened(file: u64, dentry: u64, sb: u64) {
     // SAFETY: TAMPER_CONFIG is a valid static; the volatile read keeps the load.
     let conf = unsafe { core::ptr::read_volatile(&raw const TAMPER_CONFIG) };
     // The one compare every open pays; everything below runs for `/proc` files only.

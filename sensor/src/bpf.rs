@@ -794,6 +794,16 @@ impl LossCounters {
     /// The cumulative losses by (kind, uid, device, inode) the kernel still remembers (an
     /// LRU map of 4,096 entries).
     pub fn who(&self) -> Vec<(LossKey, LossWho)> {
-        self.who.iter().filter_map(Result::ok).collect()
+        let mut out = Vec::new();
+        for entry in self.who.iter() {
+            match entry {
+                Ok(kv) => out.push(kv),
+                Err(e) => {
+                    tracing::warn!(error = %e, read = out.len(), "Could not read all of LOSS_WHO; this loss report may not name everyone who lost records.");
+                    break;
+                }
+            }
+        }
+        out
     }
 }

@@ -235,7 +235,7 @@ pub async fn run(spec: RunSpec) -> Result<(), DaemonError> {
             .map_err(|e| DaemonError::Io { what: "priority ring polling", source: e.into() })?,
         guards,
         folds,
-        who_seen: std::collections::HashMap::new(),
+        loss_names: LossNames::default(),
         losses,
         tracked,
         open_pruned: std::time::Instant::now(),
@@ -433,7 +433,7 @@ struct Consumer {
     guards: enforce::priority::GuardMaps,
     folds: aya::maps::HashMap<MapData, u32, FoldSlot>,
     /// `LOSS_WHO` as last reported.
-    who_seen: std::collections::HashMap<LossKey, LossWho>,
+    loss_names: LossNames,
     losses: LossCounters,
     tracked: aya::maps::HashMap<MapData, u64, Tracked>,
     /// When the enricher's open files were last pruned to the kernel's `TRACKED`.
@@ -658,24 +658,19 @@ impl Consumer {
         let now = Clock::realtime_ns();
         let fanotify = std::mem::take(&mut self.watch.lost);
         let decisions = self.enforcement.decider.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
-        let who: Vec<(LossKey, LossWho)> = self
-            .losses
-            .who()
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let seen = self.who_seen.insert(k, v).unwrap_or_default();
-                let d = LossWho {
-                    records: v.records.saturating_sub(seen.records),
-                    opens: v.opens.saturating_sub(seen.opens),
-                };
-                (d.records > 0).then_some((k, d))
-            })
-            .collect();
+        // Read after the totals: a program counts a loss in `LOST` first and names it in
+        // `LOSS_WHO` after, so a loss counted in this report is named in it too. A loss that
+        // happened in between is named before it is counted; the names are kept for the next
+        // record when this report writes none (a daemon stopped between the two reads once
+        // lost the names of a whole burst that way).
+        let current = self.losses.who();
+        let who = self.loss_names.fresh(&current);
         if let Some(rec) = event::sensor::event_loss(self.loss_since, now, &delta, fanotify, decisions, &who)
         {
             self.lost_total += delta.iter().sum::<u64>();
             tracing::warn!(lost = delta.iter().sum::<u64>(), "Kernel records lost: ring buffer full.");
             self.sink.emit(&rec)?;
+            self.loss_names.reported(current);
         }
         self.lost_seen = totals;
         self.loss_since = now;
@@ -697,4 +692,58 @@ fn trim_heap() {
 /// The configuration file path as shown in `sensor.start`.
 pub fn source_name(path: Option<&PathBuf>) -> String {
     path.map_or_else(|| "embedded".to_owned(), |p| p.display().to_string())
+}
+
+/// What `LOSS_WHO` held when the last `sensor.event_loss` was written: each record names
+/// the losses since.
+#[derive(Default)]
+struct LossNames(std::collections::HashMap<LossKey, LossWho>);
+
+impl LossNames {
+    /// The entries of `current` that grew since the last record, by how much.
+    fn fresh(&self, current: &[(LossKey, LossWho)]) -> Vec<(LossKey, LossWho)> {
+        current
+            .iter()
+            .filter_map(|&(k, v)| {
+                let seen = self.0.get(&k).copied().unwrap_or_default();
+                let d = LossWho {
+                    records: v.records.saturating_sub(seen.records),
+                    opens: v.opens.saturating_sub(seen.opens),
+                };
+                (d.records > 0).then_some((k, d))
+            })
+            .collect()
+    }
+
+    /// `current` was named in a record written now.
+    fn reported(&mut self, current: Vec<(LossKey, LossWho)>) {
+        self.0.extend(current);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ino: u64) -> LossKey {
+        LossKey { kind: 1, uid: 1000, dev: 7, _pad: 0, ino }
+    }
+
+    #[test]
+    fn loss_names_stay_pending_until_a_record_names_them() {
+        let mut names = LossNames::default();
+        let first = vec![(key(1), LossWho { records: 2, opens: 2 })];
+        // A report that writes no record (its totals saw nothing new yet) keeps the names.
+        assert_eq!(names.fresh(&first), first);
+        assert_eq!(names.fresh(&first), first);
+        names.reported(first.clone());
+        assert!(names.fresh(&first).is_empty());
+        // Growth and new entries are named by their increase.
+        let later =
+            vec![(key(1), LossWho { records: 5, opens: 3 }), (key(2), LossWho { records: 1, opens: 1 })];
+        assert_eq!(
+            names.fresh(&later),
+            vec![(key(1), LossWho { records: 3, opens: 1 }), (key(2), LossWho { records: 1, opens: 1 })]
+        );
+    }
 }
