@@ -38,7 +38,7 @@ use sensor_common::{
 use crate::{
     emit::{header_for_current, send},
     file::fentry_active,
-    kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, ptr, read},
+    kread::{config, current_task, dentry_ino_dev, file_of_fd, off, path_of, ptr, read, sys_exit_ret},
     path::{PATH_MASK, PROTECTED, bump_generation, bump_renames, find_protected, write_record_path},
 };
 
@@ -229,7 +229,7 @@ pub fn renameat2_exit(ctx: TracePointContext) -> u32 {
 /// registers saved at entry.
 #[inline(always)]
 fn rename_check(ctx: &TracePointContext, newdfd: Option<u32>, newname: u32, flags: Option<u32>) -> u32 {
-    if crate::kread::sys_exit_ret(ctx).is_ok_and(|r| r != 0) {
+    if sys_exit_ret(ctx).is_ok_and(|r| r != 0) {
         return 0;
     }
     // SAFETY: both helpers take the current task; pt_regs is read through probe-read.
@@ -496,7 +496,7 @@ fn link_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     };
     let _ = LINK_ARGS.remove(tid);
-    if crate::kread::sys_exit_ret(ctx).unwrap_or(-1) != 0 {
+    if sys_exit_ret(ctx).unwrap_or(-1) != 0 {
         return 0;
     }
     let Some(ev) = scratch(CHANGE_LINK_NAMES) else {

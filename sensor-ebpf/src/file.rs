@@ -22,7 +22,7 @@ use sensor_common::{
 use crate::{
     emit::{count_loss, count_loss_of, header_for_current, responsible_uid, send_to_ring},
     io::{receive, track},
-    kread::{config, current_task, dentry_id, file_of_fd, off, path_of, read},
+    kread::{config, current_task, dentry_id, file_of_fd, off, path_of, read, sys_exit_ret},
     path::{PROTECTED, find_protected_of, remember_lookup, write_record_path},
 };
 
@@ -83,7 +83,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) -> u32 {
     if config!(file_events) == 0 {
         return 0;
     }
-    let Ok(fd) = crate::kread::sys_exit_ret(ctx) else {
+    let Ok(fd) = sys_exit_ret(ctx) else {
         return 0;
     };
     opened(fd, syscall)
@@ -164,8 +164,8 @@ fn opened_file(file: u64, fd: i64, syscall: u32) -> u32 {
         ev.file = file;
         ev.rule = rule.rule;
         ev.flags = flags;
-        let (flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
-        ev.header.flags |= flags;
+        let (path_flags, n) = write_record_path(ev.data.as_mut_ptr(), &raw mut ev.cursor, mnt, dentry);
+        ev.header.flags |= path_flags;
         ev.path_len = n as u16;
         let len = offset_of!(Open, data) + n as usize;
         if !send_to_ring(priority, (ev as *const Open).cast(), len) {

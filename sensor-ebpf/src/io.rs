@@ -33,7 +33,7 @@ use sensor_common::{
 
 use crate::{
     emit::{count_loss, count_loss_of, header_for_current, responsible_uid, send, send_to_ring},
-    kread::{config, current_task, file_of_fd, fill_task, off, path_of, ptr, read},
+    kread::{config, current_task, file_of_fd, fill_task, off, path_of, ptr, read, sys_exit_ret, tp_word},
     path::write_record_path,
 };
 
@@ -166,7 +166,7 @@ fn account_received(count: u32, file: u64, bytes: u64, write: bool, io: u32) {
 /// The syscall's return value (bytes moved), when positive.
 #[inline(always)]
 pub(crate) fn moved(ctx: &TracePointContext) -> Option<u64> {
-    let ret = crate::kread::sys_exit_ret(ctx).ok()?;
+    let ret = sys_exit_ret(ctx).ok()?;
     (ret > 0).then_some(ret as u64)
 }
 
@@ -258,7 +258,7 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
     if !tracked_tgid() {
         return 0;
     }
-    let Ok(ret) = crate::kread::sys_exit_ret(&ctx) else { return 0 };
+    let Ok(ret) = sys_exit_ret(&ctx) else { return 0 };
     if ret < 0 && ret > -4096 {
         return 0;
     }
@@ -281,7 +281,7 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let Some(count) = holder_count(current_tgid() as u32) else { return 0 };
-    let Ok(fd) = crate::kread::tp_word(&ctx, off!(tp_sys_enter_close_fd)) else { return 0 };
+    let Ok(fd) = tp_word(&ctx, off!(tp_sys_enter_close_fd)) else { return 0 };
     let Ok(file) = file_of_fd(current_task(), fd as i64) else { return 0 };
     // SAFETY: the value is copied before the map can change.
     let Some(stats) = (unsafe { TRACKED.get(file) }).copied() else { return 0 };
@@ -606,7 +606,7 @@ pub fn sys_exit_io_submit(ctx: TracePointContext) -> u32 {
     if !tracked_tgid() {
         return 0;
     }
-    let Ok(ret) = crate::kread::sys_exit_ret(&ctx) else { return 0 };
+    let Ok(ret) = sys_exit_ret(&ctx) else { return 0 };
     let (Ok(nr), Ok(iocbpp)) = (arg(Arg::Si), arg(Arg::Dx)) else { return 0 };
     let tgid = current_tgid();
     let queued = ret.max(0);
@@ -725,7 +725,7 @@ pub fn receive(file: u64, now: u64) {
 /// `pidfd_getfd`) and its reads and writes are counted in the open's totals.
 #[tracepoint(category = "syscalls", name = "sys_exit_pidfd_getfd")]
 pub fn sys_exit_pidfd_getfd(ctx: TracePointContext) -> u32 {
-    let Ok(fd) = crate::kread::sys_exit_ret(&ctx) else { return 0 };
+    let Ok(fd) = sys_exit_ret(&ctx) else { return 0 };
     let Ok(file) = file_of_fd(current_task(), fd) else { return 0 };
     // SAFETY: presence check only.
     if unsafe { TRACKED.get(file) }.is_none() {
@@ -747,7 +747,7 @@ const SCM_FDS: usize = 8;
 /// counted in the open's totals, as for `pidfd_getfd`.
 #[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
 pub fn scm_rights_recvmsg(ctx: TracePointContext) -> u32 {
-    let ret = crate::kread::sys_exit_ret(&ctx);
+    let ret = sys_exit_ret(&ctx);
     if config!(file_events) == 0 || ret.is_err() || ret.is_ok_and(|r| r < 0) {
         return 0;
     }

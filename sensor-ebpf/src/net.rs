@@ -26,7 +26,7 @@ use sensor_common::{
 
 use crate::{
     emit::{header_for, header_for_current, send},
-    kread::{config, current_task, file_of_fd, fill_task, off, ptr, read},
+    kread::{config, current_task, file_of_fd, fill_task, off, ptr, read, sys_exit_ret},
 };
 
 /// Sockets whose close we report, with the process that opened them.
@@ -142,7 +142,7 @@ pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_accept_exit(ctx: &TracePointContext) -> u32 {
-    let Ok(fd) = crate::kread::sys_exit_ret(ctx) else {
+    let Ok(fd) = sys_exit_ret(ctx) else {
         return 0;
     };
     if fd < 0 {

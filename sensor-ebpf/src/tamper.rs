@@ -36,7 +36,7 @@ use sensor_common::event::{
 
 use crate::{
     emit::{header_for_current, send},
-    kread::{config, current_task, file_of_fd, off, path_of, ptr, read},
+    kread::{config, current_task, file_of_fd, off, path_of, ptr, read, sys_exit_ret},
 };
 
 #[map]
@@ -203,7 +203,7 @@ const TASK: [u8; 16] = *b"task\0\0\0\0\0\0\0\0\0\0\0\0";
 /// [`proc_opened`] for the file at the returned descriptor.
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn tamper_proc_open(ctx: TracePointContext) -> u32 {
-    let Ok(fd) = crate::kread::sys_exit_ret(&ctx) else { return 0 };
+    let Ok(fd) = sys_exit_ret(&ctx) else { return 0 };
     if fd < 0 {
         return 0;
     }
