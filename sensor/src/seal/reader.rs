@@ -11,6 +11,9 @@ use super::{
     ledger,
 };
 
+/// Most bytes read from a segment at once.
+const CHUNK: u64 = 256 << 10;
+
 /// One record read back.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -70,7 +73,15 @@ impl Reader {
         }
     }
 
-    /// Reads more of the current segment; returns the bytes read.
+    /// Bytes the reader's buffer holds room for (tests: it stays near one chunk).
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Reads up to [`CHUNK`] more of the current segment; returns the bytes read. An output
+    /// that lags behind (a receiver that was down) so holds one chunk, not the rest of a
+    /// segment; a frame longer than a chunk is completed over several calls.
     fn fill(&mut self) -> io::Result<usize> {
         let Some((_, file)) = self.current.as_mut() else { return Ok(0) };
         if self.at > 0 {
@@ -78,7 +89,7 @@ impl Reader {
             self.at = 0;
         }
         let before = self.buf.len();
-        file.read_to_end(&mut self.buf)?;
+        file.take(CHUNK).read_to_end(&mut self.buf)?;
         Ok(self.buf.len() - before)
     }
 

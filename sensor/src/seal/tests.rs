@@ -88,6 +88,37 @@ fn intact_ledger_verifies_and_reads_back() {
 }
 
 #[test]
+fn a_reader_far_behind_holds_a_chunk_not_the_segment() {
+    let dir = temp("behind");
+    let s = Settings { segment_bytes: 64 << 20, ..settings() };
+    let (mut l, _) = Ledger::open(&dir, s, key::load_or_create(&dir).unwrap()).unwrap();
+    // 8 MiB of ordinary records, one record longer than a read chunk, then more.
+    let body = |seq: u64, pad: usize| format!("{{\"mnsensor.seq\":{seq},\"pad\":\"{}\"}}", "y".repeat(pad));
+    let mut want = Vec::new();
+    for i in 0..4200u64 {
+        let pad = if i == 2000 { 600 << 10 } else { 2000 };
+        let b = body(l.next_seq(), pad);
+        want.push(b.len());
+        l.append(1, b.as_bytes());
+    }
+    l.flush();
+    let mut reader = Reader::new(&ledger::dir_of(&dir), 0);
+    let mut most = 0;
+    let mut got = Vec::new();
+    while let Some(e) = reader.next_entry().unwrap() {
+        assert_eq!(e.seq, got.len() as u64);
+        assert!(e.body.starts_with(format!("{{\"mnsensor.seq\":{}", e.seq).as_bytes()));
+        got.push(e.body.len());
+        most = most.max(reader.held());
+    }
+    l.close();
+    assert_eq!(got, want, "every record, in order, whole");
+    // One chunk plus the long record (which needs room for itself), never the 9 MiB segment.
+    assert!(most < 2 << 20, "the reader held {most} bytes");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn torn_tail_is_cut_at_open_and_reported() {
     let dir = temp("torn");
     write(&dir, 3);
