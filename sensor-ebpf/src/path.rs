@@ -26,29 +26,32 @@ pub static PROTECTED: HashMap<InodeKey, Protected> = HashMap::with_max_entries(4
 #[map]
 pub static PROTECTED_DEVS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
 
-/// One step up from `(mount, dentry)`: `Some((mount, dentry))` of the parent, `None` at the
-/// namespace root (or an unlinked, detached root).
+/// One step up from `(mount, dentry)`, where `root` is the mount's `mnt_root` (the callers
+/// read it once per mount, not once per step): `Some((mount, dentry))` of the parent, `None`
+/// at the namespace root (or an unlinked, detached root). After a step onto another mount
+/// the caller reads that mount's root with [`mount_root`].
 #[inline(always)]
-fn parent(mount: u64, dentry: u64) -> Result<Option<(u64, u64)>, i32> {
-    let mut mount = mount;
-    let mut dentry = dentry;
+fn parent(mount: u64, root: u64, dentry: u64) -> Result<Option<(u64, u64)>, i32> {
     // At most one mount crossing per step keeps the loop body bounded; a stack of mounts on
     // one mountpoint costs one extra step each.
-    let root = ptr(mount + u64::from(off!(mount_mnt)), off!(vfsmount_mnt_root))?;
     if dentry == root {
         let up = ptr(mount, off!(mount_mnt_parent))?;
         if up == mount {
             return Ok(None);
         }
-        dentry = ptr(mount, off!(mount_mnt_mountpoint))?;
-        mount = up;
-        return Ok(Some((mount, dentry)));
+        return Ok(Some((up, ptr(mount, off!(mount_mnt_mountpoint))?)));
     }
     let up = ptr(dentry, off!(dentry_d_parent))?;
     if up == dentry {
         return Ok(None);
     }
     Ok(Some((mount, up)))
+}
+
+/// `mnt_root` of a `struct mount *`: the dentry at which a walk up leaves the mount.
+#[inline(always)]
+fn mount_root(mount: u64) -> Result<u64, i32> {
+    ptr(mount + u64::from(off!(mount_mnt)), off!(vfsmount_mnt_root))
 }
 
 /// `struct mount *` of a `struct vfsmount *`.
@@ -158,7 +161,11 @@ pub fn find_protected_of(vfsmount: u64, dentry: u64, id: &DentryId) -> Option<(I
     if unsafe { CLEAR_FILES.get(file) }.is_some_and(|g| *g == generation) {
         return None;
     }
-    let (mut mount, mut dentry) = parent(file.mount, dentry).ok()??;
+    let mut root = mount_root(file.mount).ok()?;
+    let (mut mount, mut dentry) = parent(file.mount, root, dentry).ok()??;
+    if mount != file.mount {
+        root = mount_root(mount).ok()?;
+    }
     // The key needs only the inode number: two reads on the path every unrelated open takes.
     let dir = DirKey { mount, dentry, ino: dentry_ino(dentry).unwrap_or(0) };
     // SAFETY: the value is copied out.
@@ -176,8 +183,12 @@ pub fn find_protected_of(vfsmount: u64, dentry: u64, id: &DentryId) -> Option<(I
                 return Some((key, *p));
             }
         }
-        match parent(mount, dentry) {
+        match parent(mount, root, dentry) {
             Ok(Some((m, d))) => {
+                if m != mount {
+                    let Ok(r) = mount_root(m) else { return None };
+                    root = r;
+                }
                 mount = m;
                 dentry = d;
             }
@@ -276,11 +287,8 @@ pub fn write_path<const MASK: u32>(buf: *mut u8, cursor: *mut u32, vfsmount: u64
     let limit = unsafe { core::ptr::read_volatile(cursor) } + (PATH_MAX - NAME_MAX) as u32;
     let mut mount = real_mount(vfsmount);
     let mut dentry = dentry;
+    let Ok(mut root) = mount_root(mount) else { return FLAG_READ_ERROR };
     for _ in 0..PATH_DEPTH {
-        let root = match ptr(mount + u64::from(off!(mount_mnt)), off!(vfsmount_mnt_root)) {
-            Ok(r) => r,
-            Err(_) => return FLAG_READ_ERROR,
-        };
         // A mount root contributes no name of its own: its mountpoint does.
         if dentry != root {
             let at = unsafe { core::ptr::read_volatile(cursor) };
@@ -304,8 +312,12 @@ pub fn write_path<const MASK: u32>(buf: *mut u8, cursor: *mut u32, vfsmount: u64
             }
             unsafe { core::ptr::write_volatile(cursor, at + n as u32) };
         }
-        match parent(mount, dentry) {
+        match parent(mount, root, dentry) {
             Ok(Some((m, d))) => {
+                if m != mount {
+                    let Ok(r) = mount_root(m) else { return FLAG_READ_ERROR };
+                    root = r;
+                }
                 mount = m;
                 dentry = d;
             }
