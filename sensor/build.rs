@@ -10,7 +10,7 @@
 //!
 //! The object is then stripped of its DWARF (`llvm-objcopy --strip-debug`): the loader and
 //! the verifier's line info need only its BTF, which stays. That makes the object 7.7 →
-//! 2.0 MB, and the daemon's RSS about 3 MiB smaller (the loader reads much of the object).
+//! 2.0 MB, and the daemon's RSS 2.5 MiB smaller (the loader reads much of the object).
 use std::{
     env, fs,
     path::{Path, PathBuf},

@@ -63,10 +63,22 @@ fn file_output_is_private_rotates_by_size_keeping_n_and_reopens_on_sighup() {
     storm(200);
     wait_until("two rotations", || name(2).exists());
     assert!(!name(3).exists(), "only 2 rotated files are kept");
-    for p in [out.clone(), name(1), name(2)] {
-        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    // The output may still be rotating: a rotation renames .1 to .2, then the current file
+    // to .1, then creates the current file, so between those steps one of the three is
+    // missing. The checks take the three at one moment when all exist.
+    let mut files = Vec::new();
+    wait_until("the current file, .1 and .2 all present", || {
+        files = [out.clone(), name(1), name(2)]
+            .into_iter()
+            .map(|p| fs::metadata(&p).map(|m| (p, m)))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_default();
+        files.len() == 3
+    });
+    for (p, meta) in &files {
+        let mode = meta.permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{} has mode {mode:o}", p.display());
-        let len = fs::metadata(&p).unwrap().len();
+        let len = meta.len();
         assert!(len <= 16384, "{} is {len} bytes, more than rotate_bytes", p.display());
     }
     // The rotated files continue each other: .2 then .1 then the current file. A slow machine
