@@ -26,32 +26,42 @@ pub static PROTECTED: HashMap<InodeKey, Protected> = HashMap::with_max_entries(4
 #[map]
 pub static PROTECTED_DEVS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
 
-/// One step up from `(mount, dentry)`, where `root` is the mount's `mnt_root` (the callers
-/// read it once per mount, not once per step): `Some((mount, dentry))` of the parent, `None`
-/// at the namespace root (or an unlinked, detached root). After a step onto another mount
-/// the caller reads that mount's root with [`mount_root`].
-#[inline(always)]
-fn parent(mount: u64, root: u64, dentry: u64) -> Result<Option<(u64, u64)>, i32> {
-    // At most one mount crossing per step keeps the loop body bounded; a stack of mounts on
-    // one mountpoint costs one extra step each.
-    if dentry == root {
-        let up = ptr(mount, off!(mount_mnt_parent))?;
-        if up == mount {
-            return Ok(None);
-        }
-        return Ok(Some((up, ptr(mount, off!(mount_mnt_mountpoint))?)));
-    }
-    let up = ptr(dentry, off!(dentry_d_parent))?;
-    if up == dentry {
-        return Ok(None);
-    }
-    Ok(Some((mount, up)))
+/// A position in a walk up the tree: a mount, its `mnt_root` (read once per mount, not once
+/// per step) and a dentry in it.
+#[derive(Clone, Copy)]
+struct Walk {
+    mount: u64,
+    root: u64,
+    dentry: u64,
 }
 
-/// `mnt_root` of a `struct mount *`: the dentry at which a walk up leaves the mount.
-#[inline(always)]
-fn mount_root(mount: u64) -> Result<u64, i32> {
-    ptr(mount + u64::from(off!(mount_mnt)), off!(vfsmount_mnt_root))
+impl Walk {
+    /// At `dentry` of `mount` (a `struct mount *`).
+    #[inline(always)]
+    fn at(mount: u64, dentry: u64) -> Result<Self, i32> {
+        Ok(Self { mount, root: ptr(mount + u64::from(off!(mount_mnt)), off!(vfsmount_mnt_root))?, dentry })
+    }
+
+    /// One step up: `false` at the namespace root (or an unlinked, detached root). At most
+    /// one mount crossing per step keeps the callers' loop bodies bounded; a stack of mounts
+    /// on one mountpoint costs one extra step each.
+    #[inline(always)]
+    fn up(&mut self) -> Result<bool, i32> {
+        if self.dentry == self.root {
+            let up = ptr(self.mount, off!(mount_mnt_parent))?;
+            if up == self.mount {
+                return Ok(false);
+            }
+            *self = Self::at(up, ptr(self.mount, off!(mount_mnt_mountpoint))?)?;
+            return Ok(true);
+        }
+        let up = ptr(self.dentry, off!(dentry_d_parent))?;
+        if up == self.dentry {
+            return Ok(false);
+        }
+        self.dentry = up;
+        Ok(true)
+    }
 }
 
 /// `struct mount *` of a `struct vfsmount *`.
@@ -161,20 +171,19 @@ pub fn find_protected_of(vfsmount: u64, dentry: u64, id: &DentryId) -> Option<(I
     if unsafe { CLEAR_FILES.get(file) }.is_some_and(|g| *g == generation) {
         return None;
     }
-    let mut root = mount_root(file.mount).ok()?;
-    let (mut mount, mut dentry) = parent(file.mount, root, dentry).ok()??;
-    if mount != file.mount {
-        root = mount_root(mount).ok()?;
+    let mut walk = Walk::at(file.mount, dentry).ok()?;
+    if !walk.up().ok()? {
+        return None;
     }
     // The key needs only the inode number: two reads on the path every unrelated open takes.
-    let dir = DirKey { mount, dentry, ino: dentry_ino(dentry).unwrap_or(0) };
+    let dir = DirKey { mount: walk.mount, dentry: walk.dentry, ino: dentry_ino(walk.dentry).unwrap_or(0) };
     // SAFETY: the value is copied out.
     if unsafe { CLEAR_DIRS.get(dir) }.is_some_and(|g| *g == generation) {
         let _ = CLEAR_FILES.insert(file, generation, 0);
         return None;
     }
     for _ in 1..PROTECT_DEPTH {
-        if let Ok((ino, dev)) = dentry_ino_dev(dentry) {
+        if let Ok((ino, dev)) = dentry_ino_dev(walk.dentry) {
             let key = InodeKey { ino, dev, _pad: 0 };
             // SAFETY: the value is copied out before the map can change.
             if let Some(p) = unsafe { PROTECTED.get(key) }
@@ -183,17 +192,10 @@ pub fn find_protected_of(vfsmount: u64, dentry: u64, id: &DentryId) -> Option<(I
                 return Some((key, *p));
             }
         }
-        match parent(mount, root, dentry) {
-            Ok(Some((m, d))) => {
-                if m != mount {
-                    let Ok(r) = mount_root(m) else { return None };
-                    root = r;
-                }
-                mount = m;
-                dentry = d;
-            }
+        match walk.up() {
+            Ok(true) => {}
             // The root: nothing above this directory is protected.
-            Ok(None) => {
+            Ok(false) => {
                 let _ = CLEAR_DIRS.insert(dir, generation, 0);
                 let _ = CLEAR_FILES.insert(file, generation, 0);
                 return None;
@@ -285,17 +287,15 @@ pub fn write_record_path(buf: *mut u8, cursor: *mut u32, vfsmount: u64, dentry: 
 pub fn write_path<const MASK: u32>(buf: *mut u8, cursor: *mut u32, vfsmount: u64, dentry: u64) -> u32 {
     // SAFETY (volatile accesses below): `cursor` is valid for the whole call.
     let limit = unsafe { core::ptr::read_volatile(cursor) } + (PATH_MAX - NAME_MAX) as u32;
-    let mut mount = real_mount(vfsmount);
-    let mut dentry = dentry;
-    let Ok(mut root) = mount_root(mount) else { return FLAG_READ_ERROR };
+    let Ok(mut walk) = Walk::at(real_mount(vfsmount), dentry) else { return FLAG_READ_ERROR };
     for _ in 0..PATH_DEPTH {
         // A mount root contributes no name of its own: its mountpoint does.
-        if dentry != root {
+        if walk.dentry != walk.root {
             let at = unsafe { core::ptr::read_volatile(cursor) };
             if at > limit {
                 return FLAG_PATH_TRUNCATED;
             }
-            let name = match ptr(dentry, off!(dentry_d_name) + off!(qstr_name)) {
+            let name = match ptr(walk.dentry, off!(dentry_d_name) + off!(qstr_name)) {
                 Ok(n) => n,
                 Err(_) => return FLAG_READ_ERROR,
             };
@@ -312,16 +312,9 @@ pub fn write_path<const MASK: u32>(buf: *mut u8, cursor: *mut u32, vfsmount: u64
             }
             unsafe { core::ptr::write_volatile(cursor, at + n as u32) };
         }
-        match parent(mount, root, dentry) {
-            Ok(Some((m, d))) => {
-                if m != mount {
-                    let Ok(r) = mount_root(m) else { return FLAG_READ_ERROR };
-                    root = r;
-                }
-                mount = m;
-                dentry = d;
-            }
-            Ok(None) => return 0,
+        match walk.up() {
+            Ok(true) => {}
+            Ok(false) => return 0,
             Err(_) => return FLAG_READ_ERROR,
         }
     }
